@@ -1,0 +1,20 @@
+"""The U-Net family behind one registry. Importing this package registers every model."""
+
+from . import unet  # noqa: F401  (registers the model)
+from .registry import (
+    ModelCard,
+    count_parameters,
+    create_model,
+    list_models,
+    model_card,
+    register_model,
+)
+
+__all__ = [
+    "ModelCard",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "model_card",
+    "register_model",
+]

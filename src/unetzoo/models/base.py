@@ -1,0 +1,35 @@
+"""The base class every model derives from: logits out, any H x W in."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..nn.padding import Output, crop_to, pad_to_multiple
+
+
+class SegmentationModel(nn.Module):
+    """A segmentation network returning logits `B x num_classes x H x W` for any H x W.
+
+    Subclasses implement `forward_padded` for inputs whose sides are multiples of
+    `size_divisor`; `forward` pads at the bottom/right and crops the output back.
+    Deep-supervised models return a list in training mode, main output first, and the
+    main logits only in eval mode.
+    """
+
+    size_divisor: int = 1
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+
+    def forward_padded(self, x: torch.Tensor) -> Output:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> Output:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} expects B x {self.in_channels} x H x W input, "
+                             f"got shape {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        return crop_to(self.forward_padded(pad_to_multiple(x, self.size_divisor)), height, width)

@@ -1,0 +1,130 @@
+"""Model registry: `register_model`, `create_model`, `list_models` and model cards."""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from ..errors import ModelError
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a registered model is: its paper, what it adds to U-Net, and its named presets.
+
+    `presets` maps a preset name to keyword arguments. Every model has `reference` (the
+    parity variant whose parameter count for in=3, out=1 is `reference_params["reference"]`)
+    and `tiny` (a reduced width used by the generic tests). `reference_params` may list
+    further presets; `param_tolerance` is the allowed relative deviation (0 = exact).
+    """
+
+    name: str
+    builder: Builder
+    paper: str
+    year: int
+    adds: str
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    reference_params: Mapping[str, int] = field(default_factory=dict)
+    param_tolerance: float = 0.0
+
+    @property
+    def summary(self) -> str:
+        return (self.builder.__doc__ or "").strip().splitlines()[0] if self.builder.__doc__ else ""
+
+
+_REGISTRY: dict[str, ModelCard] = {}
+
+
+def register_model(
+    *,
+    paper: str,
+    year: int,
+    adds: str,
+    presets: Mapping[str, Mapping[str, Any]] | None = None,
+    reference_params: Mapping[str, int] | None = None,
+    param_tolerance: float = 0.0,
+    name: str | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator registering a builder `f(in_channels, num_classes, **kwargs) -> nn.Module`."""
+
+    def decorate(builder: Builder) -> Builder:
+        key = name or builder.__name__
+        if key in _REGISTRY:
+            raise ModelError(f"model {key!r} is registered twice")
+        _REGISTRY[key] = ModelCard(key, builder, paper, year, adds, dict(presets or {}),
+                                   dict(reference_params or {}), param_tolerance)
+        return builder
+
+    return decorate
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the registered models matching a shell-style pattern, sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def model_card(name: str) -> ModelCard:
+    """The card of a registered model; a clear error names the known models otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(list_models())
+        raise ModelError(f"unknown model {name!r}; known models: {known}") from None
+
+
+def resolve_kwargs(name: str, preset: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """The builder keyword arguments for `name` with `preset` applied, then `kwargs`."""
+    card = model_card(name)
+    merged: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in card.presets:
+            raise ModelError(f"model {name!r} has no preset {preset!r}; "
+                             f"presets: {', '.join(card.presets) or 'none'}")
+        merged.update(card.presets[preset])
+    merged.update(kwargs)
+    params = inspect.signature(card.builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(merged) - set(params) - {"in_channels", "num_classes"})
+        if unknown:
+            accepted = ", ".join(p for p in params if p not in ("in_channels", "num_classes"))
+            raise ModelError(f"model {name!r} does not take {', '.join(unknown)}; "
+                             f"it takes: {accepted}")
+    return merged
+
+
+def create_model(
+    name: str,
+    in_channels: int = 3,
+    num_classes: int = 1,
+    preset: str | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model returning logits with `num_classes` channels.
+
+    The returned module carries `unetzoo_spec`, the dict needed to rebuild it
+    (name, in_channels, num_classes, kwargs), which checkpoints store.
+    """
+    merged = resolve_kwargs(name, preset, **kwargs)
+    if in_channels < 1 or num_classes < 1:
+        raise ModelError(f"in_channels and num_classes must be >= 1, got {in_channels}, "
+                         f"{num_classes}")
+    try:
+        model = model_card(name).builder(in_channels=in_channels, num_classes=num_classes,
+                                         **merged)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"cannot build model {name!r} with {merged}: {exc}") from exc
+    model.unetzoo_spec = {"name": name, "in_channels": in_channels,
+                          "num_classes": num_classes, "kwargs": merged}
+    return model
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of (trainable) parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,123 @@
+"""Classic U-Net (Ronneberger, Fischer & Brox, MICCAI 2015) and the encoder-decoder it defines.
+
+`UNet` is the wiring of the paper's figure with pluggable parts, so that the variants that
+only change a block (R2U-Net, SE U-Net) or gate the skips (Attention U-Net) reuse it:
+
+    encoder:  block(in, w0) -> pool -> block(w0, w1) -> ... -> block(w_{n-2}, w_{n-1})
+    decoder:  up(w_{i+1} -> w_i), [gate(skip)], block(cat[skip, up], w_i), ... -> 1x1 head
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import torch
+from torch import nn
+
+from ..nn.blocks import DoubleConv, NormKind, UpKind, UpSample
+from .base import SegmentationModel
+from .registry import register_model
+
+BlockFactory = Callable[[int, int], nn.Module]
+UpFactory = Callable[[int, int], nn.Module]
+# gate(skip_channels, up_channels, coarse_channels) -> module(skip, g_up, g_coarse) -> skip'
+GateFactory = Callable[[int, int, int], nn.Module]
+
+
+class UNet(SegmentationModel):
+    """The U-shaped encoder-decoder with skip connections.
+
+    Args:
+        widths: channels per level, shallow to deep (the last is the bottleneck).
+        block: builds a level's block from (in_channels, out_channels).
+        up: builds the x2 up-sampling from (coarse_channels, skip_channels).
+        gate: optional skip gate from (skip, up, coarse) channels, called as
+            `gate(skip, g_up, g_coarse)` and returning the gated skip.
+        bottleneck_dropout: dropout at the end of the contracting path, as in the paper.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        widths: Sequence[int],
+        block: BlockFactory,
+        up: UpFactory,
+        gate: GateFactory | None = None,
+        bottleneck_dropout: float = 0.0,
+    ) -> None:
+        super().__init__(in_channels, num_classes)
+        if len(widths) < 2:
+            raise ValueError(f"a U-Net needs at least 2 levels, got widths {list(widths)}")
+        self.size_divisor = 2 ** (len(widths) - 1)
+        self.pool = nn.MaxPool2d(2)
+        ins = [in_channels, *widths[:-1]]
+        self.encoder = nn.ModuleList(block(c_in, c_out) for c_in, c_out in zip(ins, widths))
+        self.dropout = nn.Dropout2d(bottleneck_dropout) if bottleneck_dropout > 0 else nn.Identity()
+        levels = list(reversed(range(len(widths) - 1)))
+        self.ups = nn.ModuleList(up(widths[i + 1], widths[i]) for i in levels)
+        self.gates = (nn.ModuleList(gate(widths[i], widths[i], widths[i + 1]) for i in levels)
+                      if gate is not None else None)
+        self.decoder = nn.ModuleList(block(2 * widths[i], widths[i]) for i in levels)
+        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level, stage in enumerate(self.encoder):
+            x = stage(self.pool(x) if level else x)
+            skips.append(x)
+        x = self.dropout(skips.pop())
+        for i, (up, decode) in enumerate(zip(self.ups, self.decoder)):
+            skip, coarse = skips.pop(), x
+            x = up(x)
+            if self.gates is not None:
+                skip = self.gates[i](skip, x, coarse)
+            x = decode(torch.cat([skip, x], dim=1))
+        return self.head(x)
+
+
+def level_widths(base_channels: int, depth: int) -> list[int]:
+    """Channels doubling per level: base, 2 base, ..., 2^(depth-1) base."""
+    if depth < 2 or base_channels < 1:
+        raise ValueError(f"need depth >= 2 and base_channels >= 1, got {depth}, {base_channels}")
+    return [base_channels * 2**level for level in range(depth)]
+
+
+@register_model(
+    paper="Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical Image "
+          "Segmentation. MICCAI 2015. arXiv:1505.04597",
+    year=2015,
+    adds="the U-shaped encoder-decoder with skip connections every other model builds on",
+    presets={
+        # The widespread same-padded BatchNorm PyTorch form: biased convs, nearest x2 + conv up.
+        "reference": {"base_channels": 64, "depth": 5, "norm": "batch", "upsample": "nearest",
+                      "bias": True},
+        "tiny": {"base_channels": 8, "depth": 3},
+    },
+    reference_params={"reference": 34_527_041},
+)
+def unet(
+    in_channels: int = 3,
+    num_classes: int = 1,
+    base_channels: int = 64,
+    depth: int = 5,
+    norm: NormKind = "batch",
+    upsample: UpKind = "transpose",
+    dropout: float = 0.0,
+    bias: bool | None = None,
+) -> UNet:
+    """Classic U-Net: [3x3 conv -> norm -> ReLU] x 2 per level, 2x2 max-pool, x2 up-sampling.
+
+    Defaults follow the paper (64-1024 widths, 2x2 transposed-conv "up-convolution") with
+    same padding and batch norm, and no conv bias before a norm. `dropout` is applied at the
+    end of the contracting path as in the paper. `preset="reference"` gives the widespread
+    PyTorch form (34,527,041 parameters for in=3, out=1).
+    """
+    widths = level_widths(base_channels, depth)
+    return UNet(
+        in_channels, num_classes, widths,
+        block=partial(DoubleConv, norm=norm, bias=bias),
+        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
+        bottleneck_dropout=dropout,
+    )
