@@ -14,10 +14,13 @@ class SegmentationModel(nn.Module):
     Subclasses implement `forward_padded` for inputs whose sides are multiples of
     `size_divisor`; `forward` pads at the bottom/right and crops the output back.
     Deep-supervised models return a list in training mode, main output first, and the
-    main logits only in eval mode.
+    main logits only in eval mode; they set `output_weights`, the loss weight of each output
+    in that order, which the trainer uses.
+    Models with attention maps also implement `attention_maps(x) -> list[Tensor]`.
     """
 
     size_divisor: int = 1
+    output_weights: tuple[float, ...] | None = None
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
