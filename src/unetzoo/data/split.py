@@ -1,0 +1,58 @@
+"""Reproducible train / val / test splits written as CSV (image,mask,split; relative paths)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import ConfigError, RunError
+from ..fileio import atomic_write_text
+from .layouts import Pair
+
+
+def split_counts(n: int, train_size: float, val_size: float) -> tuple[int, int, int]:
+    """(train, val, test) counts for fractions of `n`; each non-zero fraction gets >= 1."""
+    if not 0 < train_size <= 1 or not 0 <= val_size < 1 or train_size + val_size > 1 + 1e-9:
+        raise ConfigError(f"split fractions must satisfy 0 < size <= 1, 0 <= val-size and "
+                          f"size + val-size <= 1; got size={train_size}, val-size={val_size}")
+    n_val = max(1, round(val_size * n)) if val_size > 0 else 0
+    n_test = max(1, round((1 - train_size - val_size) * n)) if train_size + val_size < 1 else 0
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise ConfigError(f"{n} samples are too few for size={train_size}, val-size={val_size}")
+    return n_train, n_val, n_test
+
+
+def make_split(pairs: Sequence[Pair], train_size: float = 0.9, val_size: float = 0.0,
+               seed: int = 0) -> list[Pair]:
+    """Assign train/val/test by shuffling with `seed`; the result is sorted by image name."""
+    n_train, n_val, _ = split_counts(len(pairs), train_size, val_size)
+    order = sorted(pairs, key=lambda p: str(p.image))
+    random.Random(seed).shuffle(order)
+    names = ["train"] * n_train + ["val"] * n_val + ["test"] * (len(order) - n_train - n_val)
+    return sorted((replace(p, split=s) for p, s in zip(order, names, strict=True)),
+                  key=lambda p: str(p.image))
+
+
+def split_csv_text(pairs: Sequence[Pair], root: Path) -> str:
+    """CSV text with columns image,mask,split and paths relative to `root` (POSIX style)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["image", "mask", "split"])
+    for p in pairs:
+        mask = p.mask.relative_to(root).as_posix() if p.mask else ""
+        writer.writerow([p.image.relative_to(root).as_posix(), mask, p.split or ""])
+    return out.getvalue()
+
+
+def write_split_csv(pairs: Sequence[Pair], root: Path, path: Path, overwrite: bool = False
+                    ) -> Path:
+    """Write the split CSV atomically; an existing file is kept unless `overwrite`."""
+    if path.exists() and not overwrite:
+        raise RunError("already exists; pass --overwrite to replace it", path)
+    atomic_write_text(path, split_csv_text(pairs, root))
+    return path
