@@ -43,6 +43,8 @@ def nested_up(kind: UpKindPP, in_channels: int, out_channels: int) -> nn.Module:
 class UNetPlusPlus(SegmentationModel):
     """The nested U-Net: a grid of nodes X^{i,j}, i + j <= n, with n = len(widths) - 1.
 
+    `full_depth` is n, the number of down-samplings: the full network is UNet++ L^n.
+
     Args:
         widths: channels per level, shallow to deep (the last is the bottleneck X^{n,0}).
         norm: normalisation in every block. bias: conv bias in the blocks (None: only
@@ -73,7 +75,7 @@ class UNetPlusPlus(SegmentationModel):
         if len(widths) < 2:
             raise ValueError(f"UNet++ needs at least 2 levels, got widths {list(widths)}")
         n = len(widths) - 1
-        self.depth = n
+        self.full_depth = n
         self.deep_supervision = deep_supervision
         self.pool = nn.MaxPool2d(2)
         # Channels an up-sampled X^{i+1,j-1} brings to level i.
@@ -121,15 +123,17 @@ class UNetPlusPlus(SegmentationModel):
         if depth is not None:
             if not self.deep_supervision:
                 raise ModelError("pruning UNet++ needs deep_supervision=True: without it only "
-                                 f"X^{{0,{self.depth}}} has a trained head")
-            if not 1 <= depth <= self.depth:
-                raise ModelError(f"prune depth must be in 1..{self.depth}, got {depth}")
+                                 f"X^{{0,{self.full_depth}}} has a trained head")
+            if not 1 <= depth <= self.full_depth:
+                raise ModelError(f"prune depth must be in 1..{self.full_depth}, got {depth}")
         self._prune_depth = depth
         return self
 
     def active_depth(self) -> int:
         """Depth of the sub-network the next forward runs (pruning applies in eval mode)."""
-        return self.depth if self.training or self._prune_depth is None else self._prune_depth
+        if self.training or self._prune_depth is None:
+            return self.full_depth
+        return self._prune_depth
 
     @property
     def size_divisor(self) -> int:  # type: ignore[override]
@@ -190,14 +194,15 @@ def unetpp(
 ) -> UNetPlusPlus:
     """UNet++: nested dense skips X^{i,j}, optional deep supervision and inference pruning.
 
-    Defaults follow the paper: widths 32-64-128-256-512 (`base_channels` doubled over `depth`
-    levels, or explicit `widths`), 2x2 transposed-conv up-sampling as in the original code,
-    with batch norm (the original has none; the TMI version and the common PyTorch form use
-    it) and no conv bias before a norm. `preset="reference"` gives the common PyTorch form
-    (9,163,329 parameters for in=3, out=1; `reference_ds` with 4 heads: 9,163,428).
-    `deep_supervision` returns `[X^{0,n} head, X^{0,1} head, ...]` in training mode with equal
-    `output_weights` by default; `prune_depth` (or `model.prune(k)` after training) makes
-    eval-mode forward run only UNet++ L^k.
+    Defaults follow the paper: widths 32-64-128-256-512 (`base_channels` doubled over
+    `depth` levels, or explicit `widths`; 5 levels make the full network UNet++ L^4) and 2x2
+    transposed-conv up-sampling as in the original code, with batch norm (the original has
+    none; the TMI version and the common PyTorch form use it) and no conv bias before a norm.
+    `preset="reference"` gives the common PyTorch form (9,163,329 parameters for in=3, out=1;
+    `reference_ds` with 4 heads: 9,163,428). `deep_supervision` returns
+    `[X^{0,n} head, X^{0,1} head, ...]` in training mode with equal `output_weights` by
+    default; `prune_depth` (or `model.prune(k)` after training) makes eval-mode forward run
+    only UNet++ L^k.
     """
     return UNetPlusPlus(
         in_channels, num_classes,
