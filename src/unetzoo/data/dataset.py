@@ -105,14 +105,23 @@ def channel_statistics(pairs: Sequence[Pair], channels: int, limit: int = 64
 
 class SegmentationDataset(Dataset):
     """Samples as dicts: `image` (C x H x W float32, normalised), `mask` (long target) and
-    `name`. Files are read when a sample is asked for, never all at once."""
+    `name`. Files are read when a sample is asked for, never all at once.
+
+    With `seed` set, the random transform of sample i in epoch e is seeded from (seed, e, i),
+    so augmentation does not depend on worker count, process or resume point.
+    """
 
     def __init__(self, pairs: Sequence[Pair], preprocessing: Preprocessing,
-                 encoder: MaskEncoder | None, transform=None) -> None:
+                 encoder: MaskEncoder | None, transform=None, seed: int | None = None) -> None:
         self.pairs = list(pairs)
         self.preprocessing = preprocessing
         self.encoder = encoder
         self.transform = transform
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -127,6 +136,9 @@ class SegmentationDataset(Dataset):
                 raise DataError(f"mask size {mask.shape} differs from its image's "
                                 f"{image.shape[:2]}", pair.mask)
         if self.transform is not None:
+            if self.seed is not None:
+                state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)
+                self.transform.set_random_seed(int(state[0]))
             out = self.transform(image=image, mask=mask) if mask is not None else \
                 self.transform(image=image)
             image, mask = out["image"], out.get("mask")

@@ -56,3 +56,32 @@ def write_split_csv(pairs: Sequence[Pair], root: Path, path: Path, overwrite: bo
         raise RunError("already exists; pass --overwrite to replace it", path)
     atomic_write_text(path, split_csv_text(pairs, root))
     return path
+
+
+def assign_splits(pairs: Sequence[Pair], val_fraction: float, seed: int
+                  ) -> tuple[list[Pair], list[Pair], list[Pair], bool]:
+    """(train, val, test, made_new_split) from pairs.
+
+    Pairs that carry splits keep them; when no val rows exist, `val_fraction` of train
+    becomes val (seeded). Pairs without any split get a seeded 80/10/10 split.
+    """
+    if all(p.split is None for p in pairs):
+        pairs = make_split(pairs, train_size=0.8, val_size=0.1, seed=seed)
+        made = True
+    else:
+        made = False
+        pairs = [p if p.split else replace(p, split="train") for p in pairs]
+    train = [p for p in pairs if p.split == "train"]
+    val = [p for p in pairs if p.split == "val"]
+    test = [p for p in pairs if p.split == "test"]
+    if not val and val_fraction > 0 and len(train) > 1:
+        n_val = max(1, round(val_fraction * len(train)))
+        order = list(train)
+        random.Random(seed).shuffle(order)
+        moved = {id(p) for p in order[:n_val]}
+        val = [replace(p, split="val") for p in train if id(p) in moved]
+        train = [p for p in train if id(p) not in moved]
+        made = True
+    if not train:
+        raise ConfigError("the split has no training rows")
+    return train, val, test, made

@@ -1,0 +1,48 @@
+"""The `unetzoo` command: thin sub-commands that parse flags and call the engine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import UnetzooError
+from . import demo, evaluate, models, predict, split, train
+
+COMMANDS = (demo, train, evaluate, predict, split, models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unetzoo", description="The U-Net family: train, evaluate, predict, export.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def setup_logging() -> None:
+    logger = logging.getLogger("unetzoo")
+    if not any(getattr(h, "unetzoo_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.unetzoo_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: runs a sub-command; user errors print one line and exit 2."""
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        args.run(args)
+    except UnetzooError as exc:
+        print(f"unetzoo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unetzoo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,36 @@
+"""`unetzoo models`: the registry with parameter counts and papers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import torch
+
+log = logging.getLogger("unetzoo")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("models", help="list the registered models")
+    parser.add_argument("pattern", nargs="?", default="*", help="shell-style name filter")
+    parser.add_argument("--in-channels", type=int, default=3)
+    parser.add_argument("--num-classes", type=int, default=1)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..models import count_parameters, create_model, list_models, model_card
+
+    rows = [("model", "params", "reference", "presets", "paper")]
+    for name in list_models(args.pattern):
+        card = model_card(name)
+        with torch.device("meta"):
+            params = count_parameters(create_model(name, args.in_channels, args.num_classes))
+        reference = card.reference_params.get("reference")
+        rows.append((name, f"{params / 1e6:.2f} M",
+                     f"{reference:,}" if reference else "-", ", ".join(card.presets),
+                     f"{card.paper.split('.')[0]} ({card.year})"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        log.info("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) +
+                 "  " + row[4])

@@ -1,0 +1,38 @@
+"""`unetzoo predict`: masks for new images at their original sizes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from .common import add_runtime_arguments, runtime_from
+
+log = logging.getLogger("unetzoo")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("predict", help="predict masks for images",
+                            description="Writes one mask per image: binary 0/255 PNG, "
+                                        "multiclass palette PNG of class indices, multilabel "
+                                        "one folder per class.")
+    parser.add_argument("--model", required=True, metavar="CKPT", help="checkpoint file")
+    parser.add_argument("--input", required=True, metavar="FILE|DIR", help="image or folder")
+    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="probability threshold (binary, multilabel)")
+    parser.add_argument("--save-attention", action="store_true",
+                        help="also write attention maps as heat maps (attention models)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_runtime_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..engine.predict import predict_paths
+
+    result = predict_paths(args.model, args.input, args.output, runtime_from(args),
+                           batch_size=args.batch, overlap=args.overlap,
+                           threshold=args.threshold, save_attention=args.save_attention,
+                           overwrite=args.overwrite, progress=args.progress)
+    log.info(f"{result.images} image(s) -> {args.output} ({len(result.written)} files, "
+             f"{result.seconds:.1f} s)")

@@ -1,0 +1,117 @@
+"""Predict masks for new images and write them at each image's original size."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
+
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..data.io import is_image_file, read_image
+from ..errors import DataError, RunError
+from ..fileio import atomic_write
+from ..viz import class_colors, save_png
+from .infer import Predictor
+from .runtime import Runtime
+
+
+@dataclass
+class PredictResult:
+    written: list[Path]
+    images: int
+    seconds: float
+
+
+def input_images(source: Path) -> list[Path]:
+    """The image files of a file or folder (sorted), with a clear error when there are none."""
+    if source.is_file():
+        return [source]
+    if not source.is_dir():
+        raise DataError("input not found", source)
+    files = sorted(p for p in source.iterdir() if p.is_file() and is_image_file(p))
+    if not files:
+        raise DataError("no image files in folder", source)
+    return files
+
+
+def _write_labels(path: Path, labels: np.ndarray, checkpoint: Checkpoint) -> None:
+    """Binary (and each multilabel class): 0/255 PNG. Multiclass: a palette PNG whose pixel
+    values are the class indices."""
+    if checkpoint.task != "multiclass":
+        save_png(path, (labels * 255).astype(np.uint8))
+        return
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    colors = class_colors(checkpoint.model_spec["num_classes"], checkpoint.class_colors)
+    image.putpalette(colors.flatten().tolist())
+    atomic_write(path, lambda fh: image.save(fh, format="PNG"))
+
+
+def _heatmap(values: np.ndarray) -> np.ndarray:
+    from matplotlib import colormaps
+
+    return (colormaps["jet"](np.clip(values, 0, 1))[..., :3] * 255).astype(np.uint8)
+
+
+def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) -> Iterator[Path]:
+    if checkpoint.task == "multilabel":
+        for name in checkpoint.class_names:
+            yield output / name / f"{stem}.png"
+    else:
+        yield output / f"{stem}.png"
+    for level in range(attention):
+        yield output / "attention" / f"{stem}_gate{level + 1}.png"
+
+
+def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path | str,
+                  runtime: Runtime | None = None, batch_size: int = 4, overlap: float = 0.25,
+                  threshold: float = 0.5, save_attention: bool = False, overwrite: bool = False,
+                  progress: bool = True) -> PredictResult:
+    """Write one mask per input image (multilabel: one folder per class) into `output`.
+
+    Existing files are never replaced unless `overwrite`; `save_attention` also writes the
+    attention maps of models that have them as heat-map PNGs.
+    """
+    checkpoint = load_checkpoint(checkpoint_path)
+    files = input_images(Path(source))
+    output = Path(output)
+    predictor = Predictor.from_checkpoint(checkpoint, runtime=runtime, batch_size=batch_size,
+                                          overlap=overlap, threshold=threshold)
+    levels = 0
+    if save_attention:
+        if not hasattr(predictor.model, "attention_maps"):
+            raise RunError(f"model {checkpoint.model_spec['name']!r} has no attention maps")
+        levels = len(predictor.model.gates)  # type: ignore[arg-type]
+    clashes = [t for f in files for t in _targets(f.stem, output, checkpoint, levels)
+               if t.exists()]
+    if clashes and not overwrite:
+        raise RunError(f"{len(clashes)} output file(s) exist, e.g. {clashes[0]}; pass "
+                       "--overwrite to replace them or choose another --output", output)
+    if output.resolve() in {f.parent.resolve() for f in files}:
+        raise RunError("output folder is the input folder; choose another --output", output)
+    written: list[Path] = []
+    start = time.perf_counter()
+    for path in tqdm(files, desc="predict", unit="img", disable=not progress):
+        image = read_image(path, checkpoint.preprocessing.in_channels)
+        tensor = checkpoint.preprocessing.to_tensor(image)
+        labels = predictor.labels(tensor).numpy()
+        targets = list(_targets(path.stem, output, checkpoint, levels))
+        layers = labels if checkpoint.task == "multilabel" else [labels]
+        for target, layer in zip(targets[: len(layers)], layers, strict=True):
+            _write_labels(target, layer, checkpoint)
+        if levels:
+            with torch.inference_mode(), predictor.runtime.autocast():
+                maps = predictor.model.attention_maps(  # type: ignore[operator]
+                    predictor.runtime.prepare_input(tensor[None]))
+            for target, amap in zip(targets[-levels:], maps, strict=True):
+                full = F.interpolate(amap.float().cpu(), size=image.shape[:2], mode="bilinear",
+                                     align_corners=False)[0, 0].numpy()
+                save_png(target, _heatmap(full))
+        written += targets
+    return PredictResult(written, len(files), time.perf_counter() - start)
