@@ -1,6 +1,9 @@
 """The U-Net family behind one registry. Importing this package registers every model."""
 
-from . import unet  # noqa: F401  (registers the model)
+from . import (
+    sparse_unet,  # noqa: F401
+    unet,  # noqa: F401  (registers the model)
+)
 from .registry import (
     ModelCard,
     count_parameters,
