@@ -23,6 +23,7 @@ def region_shape(height: int, width: int, region_size: int | None = None) -> tup
     """
     if region_size is not None and region_size < 1:
         raise ValueError(f"region_size must be >= 1 or None, got {region_size}")
+    height, width = int(height), int(width)  # plain ints also while tracing for export
     side = region_size if region_size is not None else max(1, round((height * width) ** (1 / 6)))
     return min(side, height), min(side, width)
 
@@ -47,7 +48,9 @@ class BiLevelRoutingAttention(nn.Module):
     With the default r ~ N^(1/6) both attention terms are O(N^(4/3) C) (the paper's
     O((HW)^(4/3)) with S ~ N^(1/3) regions per side), and so is the memory: the R x R affinity
     and the N x heads x k r^2 attention weights; gathered keys/values take k N C. Dense
-    attention is O(N^2 C) time and O(N^2) memory. The routing is a hard top-k and carries no
+    attention is O(N^2 C) time and O(N^2) memory. A fixed `region_size` makes the token term
+    linear and the routing O(N^2 C / r^4) (quadratic with a small constant, negligible for
+    the maps of a U-Net at r >= 4). The routing is a hard top-k and carries no
     gradient (as in the paper); q and k learn through the token-level attention.
     """
 
@@ -77,7 +80,8 @@ class BiLevelRoutingAttention(nn.Module):
         self.proj = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
+        b, c = x.shape[0], x.shape[-1]
+        h, w = int(x.shape[1]), int(x.shape[2])  # static region layout (also when tracing)
         kv_map = self.kv(x)
         grid = self._grid(h, w)
         q, kv = self._split(self.q(x), grid), self._split(kv_map, grid)
@@ -107,7 +111,7 @@ class BiLevelRoutingAttention(nn.Module):
     @torch.no_grad()
     def route(self, x: torch.Tensor) -> torch.Tensor:
         """Routed region indices `B x R x k` for a `B x H x W x C` map (regions row-major)."""
-        h, w, c = x.shape[1:]
+        h, w, c = int(x.shape[1]), int(x.shape[2]), x.shape[3]
         grid = self._grid(h, w)
         k = self._split(self.kv(x)[..., :c], grid)
         return self._route(self._split(self.q(x), grid), k, self._valid(h, w, grid, x.device))
@@ -129,7 +133,7 @@ class BiLevelRoutingAttention(nn.Module):
     def _split(t: torch.Tensor, grid: tuple[int, int, int, int]) -> torch.Tensor:
         """B x H x W x C -> B x R x T x C, zero-padding the bottom/right to whole regions."""
         sh, sw, rh, rw = grid
-        pad_h, pad_w = sh * rh - t.shape[1], sw * rw - t.shape[2]
+        pad_h, pad_w = sh * rh - int(t.shape[1]), sw * rw - int(t.shape[2])
         if pad_h or pad_w:
             t = F.pad(t, (0, 0, 0, pad_w, 0, pad_h))
         t = t.reshape(t.shape[0], sh, rh, sw, rw, t.shape[-1]).transpose(2, 3)
