@@ -1,8 +1,9 @@
 """The U-Net family behind one registry. Importing this package registers every model."""
 
-from . import (
-    unet,  # noqa: F401  (registers the model)
-    unetpp,  # noqa: F401  (registers the model)
+from . import (  # noqa: F401  (importing a module registers its models)
+    sparse_unet,
+    unet,
+    unetpp,
 )
 from .registry import (
     ModelCard,
