@@ -53,7 +53,8 @@ class UNet(SegmentationModel):
         self.size_divisor = 2 ** (len(widths) - 1)
         self.pool = nn.MaxPool2d(2)
         ins = [in_channels, *widths[:-1]]
-        self.encoder = nn.ModuleList(block(c_in, c_out) for c_in, c_out in zip(ins, widths))
+        self.encoder = nn.ModuleList(block(c_in, c_out)
+                                     for c_in, c_out in zip(ins, widths, strict=True))
         self.dropout = nn.Dropout2d(bottleneck_dropout) if bottleneck_dropout > 0 else nn.Identity()
         levels = list(reversed(range(len(widths) - 1)))
         self.ups = nn.ModuleList(up(widths[i + 1], widths[i]) for i in levels)
@@ -68,7 +69,7 @@ class UNet(SegmentationModel):
             x = stage(self.pool(x) if level else x)
             skips.append(x)
         x = self.dropout(skips.pop())
-        for i, (up, decode) in enumerate(zip(self.ups, self.decoder)):
+        for i, (up, decode) in enumerate(zip(self.ups, self.decoder, strict=True)):
             skip, coarse = skips.pop(), x
             x = up(x)
             if self.gates is not None:
