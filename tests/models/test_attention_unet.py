@@ -24,8 +24,9 @@ def test_coarse_gate_parameter_count() -> None:
     assert count_parameters(CoarseGate(64, 128, 32)) == expected
 
 
-@pytest.mark.parametrize("gate", [SameLevelGate(6, 6, 3), CoarseGate(6, 12, 3)])
-def test_gates_work_at_odd_sizes(gate: torch.nn.Module) -> None:
+@pytest.mark.parametrize("kind", ["same_level", "coarse"])
+def test_gates_work_at_odd_sizes(kind: str) -> None:
+    gate = SameLevelGate(6, 6, 3) if kind == "same_level" else CoarseGate(6, 12, 3)
     x = torch.randn(2, 6, *ODD)
     g_up = torch.randn(2, 6, *ODD)
     g_coarse = torch.randn(2, 12, 19, 23)
