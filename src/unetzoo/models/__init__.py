@@ -1,6 +1,9 @@
 """The U-Net family behind one registry. Importing this package registers every model."""
 
 from . import (  # noqa: F401  (importing a module registers its models)
+    attention_unet,
+    r2unet,
+    se_unet,
     sparse_unet,
     unet,
     unetpp,
