@@ -90,6 +90,7 @@ class TrainConfig:
     overwrite: bool = option(False, "allow replacing an existing run folder's contents")
     seed: int = option(0, "random seed (CPU runs are reproducible)")
     val_every: int = option(1, "validate every N epochs")
+    test: bool = option(True, "evaluate the best checkpoint on the test split after training")
     # runtime
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto (bf16 where the hardware has it), fp32, bf16, fp16",

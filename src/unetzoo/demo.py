@@ -40,9 +40,10 @@ def run_demo(out: str | Path | None = None, epoch: int | None = None, model: str
         settings["preset"] = "tiny"
     config = TrainConfig(
         dataset=str(run_dir / "data"), csvfile=str(csvfile), model=model, out=str(run_dir),
-        overwrite=True, epoch=epoch or settings.pop("epoch"), device=str(runtime.device),
-        precision=runtime.precision, channels_last=runtime.channels_last,
-        progress=progress, **{k: v for k, v in settings.items() if k != "epoch"},
+        overwrite=True, test=False, epoch=epoch or settings.pop("epoch"),
+        device=str(runtime.device), precision=runtime.precision,
+        channels_last=runtime.channels_last, progress=progress,
+        **{k: v for k, v in settings.items() if k != "epoch"},
     ).validate()
     result = train(config)
     test = evaluate_checkpoint(result.best_checkpoint, config.dataset, csvfile, "test",

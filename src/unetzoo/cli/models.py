@@ -21,16 +21,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..models import count_parameters, create_model, list_models, model_card
 
-    rows = [("model", "params", "reference", "presets", "paper")]
-    for name in list_models(args.pattern):
+    names = list_models(args.pattern)
+    rows = [("model", "params", "reference", "year", "what it adds to U-Net")]
+    for name in names:
         card = model_card(name)
         with torch.device("meta"):
             params = count_parameters(create_model(name, args.in_channels, args.num_classes))
         reference = card.reference_params.get("reference")
-        rows.append((name, f"{params / 1e6:.2f} M",
-                     f"{reference:,}" if reference else "-", ", ".join(card.presets),
-                     f"{card.paper.split('.')[0]} ({card.year})"))
+        adds = card.adds if len(card.adds) <= 70 else card.adds[:67] + "..."
+        rows.append((name, f"{params / 1e6:.2f} M", f"{reference:,}" if reference else "-",
+                     str(card.year), adds))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         log.info("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) +
                  "  " + row[4])
+    log.info(f"params: default configuration, in={args.in_channels}, out={args.num_classes}; "
+             "reference: the parity preset (in=3, out=1)")
+    if len(names) == 1:
+        card = model_card(names[0])
+        log.info(f"\n{card.name}: {card.summary}\npaper: {card.paper}\nadds: {card.adds}\n"
+                 f"presets: " + "; ".join(f"{k} {dict(v)}" for k, v in card.presets.items()))

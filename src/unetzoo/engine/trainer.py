@@ -365,7 +365,7 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime,
     log.info(f"  run folder: {run_dir}" + (f" (resuming after epoch {trainer.epoch})"
                                            if checkpoint else ""))
     result = trainer.fit()
-    if data.test:
+    if data.test and config.test:
         best = load_checkpoint(result.best_checkpoint)
         predictor = Predictor.from_checkpoint(best, runtime=runtime, batch_size=config.batch)
         result.test = evaluate(predictor, data.dataset(data.test), info.class_names,
