@@ -1,6 +1,6 @@
 """The U-Net family behind one registry. Importing this package registers every model."""
 
-from . import unet  # noqa: F401  (registers the model)
+from . import dpsau2net, u2net, unet  # noqa: F401  (registers the models)
 from .registry import (
     ModelCard,
     count_parameters,
