@@ -126,3 +126,13 @@ def test_shallower_variants_and_invalid_tables() -> None:
     assert len(model(torch.randn(2, 1, 10, 12))) == 4  # fused + 3 sides
     with pytest.raises(ModelError, match="one decoder stage fewer"):
         create_model("u2net", decoder_widths=[(4, 8)] * 4)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_traced_graph_is_valid_for_other_sizes() -> None:
+    """At 16 x 16 the inner pools reach 1 x 1 (ceil mode 1 -> 1); resizing is still traced."""
+    model = create_model("u2netp", preset="tiny").eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(1, 3, 16, 16), check_trace=False)
+        x = torch.randn(1, 3, 37, 45)
+        torch.testing.assert_close(traced(x), model(x))

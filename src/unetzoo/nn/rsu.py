@@ -23,9 +23,11 @@ from .blocks import ConvNormAct
 
 
 def upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Bilinearly resize `x` to the spatial size of `like` (a no-op when they already match)."""
-    if x.shape[-2:] == like.shape[-2:]:
-        return x
+    """Bilinearly resize `x` to the spatial size of `like`.
+
+    Same-size resizing is an exact copy; it is not skipped, so that a traced or exported graph
+    stays valid for input sizes whose pooled sizes match differently (ceil-mode 1 -> 1).
+    """
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
