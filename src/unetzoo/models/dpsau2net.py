@@ -49,7 +49,9 @@ def dpsau2net(
     As there, the split-attention blocks keep their width (no bottleneck reduction) and the
     split-attention conv has a bias. The forward returns the fused logits only, as in the
     reference; `deep_supervision=True` returns [fused, side 1..6] in training mode like
-    `u2net`. `radix=1` turns split attention into a sigmoid gate (SE-like).
+    `u2net`. `radix=1` turns split attention into a sigmoid gate (SE-like); `radix` must
+    divide the stage widths. A single-image training batch works: the attention MLP's BN then
+    uses its running statistics (see `PooledBatchNorm2d`).
     """
     return U2Net(
         in_channels, num_classes, encoder_widths, decoder_widths, heights,
