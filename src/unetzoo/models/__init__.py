@@ -2,9 +2,11 @@
 
 from . import (  # noqa: F401  (importing a module registers its models)
     attention_unet,
+    dpsau2net,
     r2unet,
     se_unet,
     sparse_unet,
+    u2net,
     unet,
     unetpp,
 )
