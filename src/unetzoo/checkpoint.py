@@ -103,6 +103,7 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         raise CheckpointError("refused: the file holds objects other than tensors and plain "
                               "values (only weights_only checkpoints are loaded)", path) from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"cannot read checkpoint (truncated or not a checkpoint: "
-                              f"{str(exc).splitlines()[0]})", path) from exc
+                              f"{detail})", path) from exc
     return Checkpoint.from_payload(payload, path)

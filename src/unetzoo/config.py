@@ -20,6 +20,7 @@ from .data.transforms import AUGMENT_LEVELS, RESIZE_MODES
 from .engine.runtime import PRECISIONS
 from .errors import ConfigError
 from .losses import build_loss
+from .models.registry import resolve_kwargs
 from .task import TASKS
 
 
@@ -117,6 +118,7 @@ class TrainConfig:
         if not 0 <= self.warmup < self.epoch:
             raise ConfigError(f"--warmup must be in [0, epoch), got {self.warmup}")
         build_loss(self.loss, "multiclass" if self.task == "multiclass" else "binary")
+        resolve_kwargs(self.model, self.preset, **self.model_args)
         for f in fields(self):
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)

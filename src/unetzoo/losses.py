@@ -117,7 +117,8 @@ class TverskyLoss(_TaskLoss):
 
 
 class DiceLoss(TverskyLoss):
-    """Soft Dice loss (Milletari et al., V-Net 2016): Tversky with alpha = beta = 0.5."""
+    """Soft Dice loss (Milletari et al., V-Net 2016): Tversky with alpha = beta = 0.5, i.e.
+    1 - (TP + s) / (TP + (FP + FN) / 2 + s) on probabilities, the smoothed 2TP / (2TP + FP + FN)."""
 
     def __init__(self, task: Task, ignore_index: int = IGNORE_INDEX, smooth: float = 1.0) -> None:
         super().__init__(task, ignore_index, alpha=0.5, beta=0.5, smooth=smooth)

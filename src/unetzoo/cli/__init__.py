@@ -22,13 +22,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ConsoleHandler(logging.StreamHandler):
+    """Plain messages to whatever `sys.stdout` is when a record is written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging() -> None:
     logger = logging.getLogger("unetzoo")
-    if not any(getattr(h, "unetzoo_console", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.unetzoo_console = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    if not any(isinstance(h, ConsoleHandler) for h in logger.handlers):
+        logger.addHandler(ConsoleHandler())
     logger.setLevel(logging.INFO)
     logger.propagate = False
 

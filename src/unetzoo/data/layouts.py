@@ -52,8 +52,10 @@ def _list_images(folder: Path) -> dict[str, Path]:
     for entry in entries:
         try:
             regular = entry.is_file()
-        except OSError as exc:  # symlink loops and broken mounts
+        except OSError as exc:  # broken mounts, permissions
             raise DataError(f"cannot read ({exc.strerror or exc})", entry) from exc
+        if entry.is_symlink() and not entry.exists():
+            raise DataError("is a broken or looping symbolic link", entry)
         if not regular or not is_image_file(entry):
             if entry.name.lower() not in IGNORED_NAMES and not entry.name.startswith("."):
                 skipped.append(entry.name)

@@ -63,10 +63,12 @@ def assign_splits(pairs: Sequence[Pair], val_fraction: float, seed: int
     """(train, val, test, made_new_split) from pairs.
 
     Pairs that carry splits keep them; when no val rows exist, `val_fraction` of train
-    becomes val (seeded). Pairs without any split get a seeded 80/10/10 split.
+    becomes val (seeded). Pairs without any split get a seeded 80/10/10 split (no test
+    split below 10 pairs).
     """
     if all(p.split is None for p in pairs):
-        pairs = make_split(pairs, train_size=0.8, val_size=0.1, seed=seed)
+        sizes = (0.8, 0.1) if len(pairs) >= 10 else (1.0, 0.0)
+        pairs = make_split(pairs, *sizes, seed=seed)
         made = True
     else:
         made = False

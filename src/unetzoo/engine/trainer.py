@@ -39,7 +39,7 @@ from ..models import count_parameters, create_model
 from ..viz import save_curves
 from .evaluate import EvaluationResult, evaluate, format_summary
 from .infer import Predictor
-from .run_folder import default_run_dir, prepare_run_dir
+from .run_folder import check_run_dir, default_run_dir, prepare_run_dir
 from .runtime import Runtime
 from .schedules import build_optimizer, lr_factor
 
@@ -60,6 +60,7 @@ class TrainData:
     test: list[Pair]
     info: DatasetInfo
     preprocessing: Preprocessing
+    new_split: bool = False
 
     @property
     def encoder(self) -> MaskEncoder:
@@ -81,17 +82,14 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_data(config: TrainConfig, run_dir: Path | None = None,
-                 preprocessing: Preprocessing | None = None) -> TrainData:
-    """Find pairs, assign splits (saving a new split to the run folder), scan every file for
-    problems, and fix the preprocessing (normalisation from the training images)."""
+def prepare_data(config: TrainConfig, preprocessing: Preprocessing | None = None) -> TrainData:
+    """Find pairs, assign splits, scan every file for problems, and fix the preprocessing
+    (normalisation from the training images)."""
     if not config.dataset:
         raise ConfigError("--dataset is required")
     root = Path(config.dataset)
     pairs = find_pairs(root, config.csvfile)
     train, val, test, made = assign_splits(pairs, config.val_fraction, config.seed)
-    if made and run_dir is not None:
-        write_split_csv(train + val + test, root, run_dir / "split.csv", overwrite=True)
     labelled = [p for p in train + val + test if p.mask is not None]
     missing = [p for p in train + val if p.mask is None]
     if missing:
@@ -101,7 +99,7 @@ def prepare_data(config: TrainConfig, run_dir: Path | None = None,
         mean, std = channel_statistics(train, info.in_channels)
         preprocessing = Preprocessing(info.in_channels, mean, std, config.img_size,
                                       config.resize_mode)  # type: ignore[arg-type]
-    return TrainData(root, train, val, test, info, preprocessing)
+    return TrainData(root, train, val, test, info, preprocessing, made)
 
 
 def _seed_everything(seed: int) -> None:
@@ -312,12 +310,14 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
           **options: Any) -> TrainResult:
     """Train from a config (or keyword options), print progress, and return where the
     checkpoints are. With `resume`, the run continues with its saved config; options
-    given explicitly (`given`, or keyword options) override it, e.g. a larger `epoch`."""
+    given explicitly (`given`, or keyword options) override it, e.g. a larger `epoch`.
+
+    Everything that can be checked is checked before the run folder is touched: the run
+    folder's state, every image and mask, the model and its options.
+    """
     if config is None:
         config = build_config(options)
         given = {**(given or {}), **options}
-    runtime = Runtime.resolve(config.device, config.precision, config.channels_last,
-                              config.threads)
     checkpoint = None
     if config.resume:
         run_dir, checkpoint = _resume_checkpoint(config.resume)
@@ -325,36 +325,46 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
         config = build_config({**checkpoint.config, **overrides, "resume": config.resume})
     else:
         run_dir = Path(config.out) if config.out else default_run_dir(config.model)
+    runtime = Runtime.resolve(config.device, config.precision, config.channels_last,
+                              config.threads)
+    check_run_dir(run_dir, resume=checkpoint is not None, overwrite=config.overwrite)
     _seed_everything(config.seed)
-    prepare_run_dir(run_dir, resume=checkpoint is not None, overwrite=config.overwrite)
+    data = prepare_data(config, checkpoint.preprocessing if checkpoint else None)
+    model = _build_model(config, data.info, checkpoint)
+    prepare_run_dir(run_dir, resume=checkpoint is not None, overwrite=config.overwrite,
+                    needed_bytes=count_parameters(model) * 4 * 6)
     handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)
     try:
-        return _run(config, run_dir, runtime, checkpoint)
+        return _run(config, run_dir, runtime, data, model, checkpoint)
     finally:
         log.removeHandler(handler)
         handler.close()
 
 
-def _run(config: TrainConfig, run_dir: Path, runtime: Runtime,
-         checkpoint: Checkpoint | None) -> TrainResult:
-    data = prepare_data(config, run_dir, checkpoint.preprocessing if checkpoint else None)
-    info = data.info
+def _build_model(config: TrainConfig, info: DatasetInfo, checkpoint: Checkpoint | None
+                 ) -> nn.Module:
     if checkpoint is not None:
         spec = checkpoint.model_spec
-        model = create_model(spec["name"], spec["in_channels"], spec["num_classes"],
-                             **spec["kwargs"])
-    else:
-        model = create_model(config.model, info.in_channels,
-                             1 if info.task == "binary" else info.num_classes,
-                             preset=config.preset, **config.model_args)
-    params = count_parameters(model)
-    prepare_run_dir(run_dir, resume=True, overwrite=False, needed_bytes=params * 4 * 6)
+        return create_model(spec["name"], spec["in_channels"], spec["num_classes"],
+                            **spec["kwargs"])
+    return create_model(config.model, info.in_channels,
+                        1 if info.task == "binary" else info.num_classes,
+                        preset=config.preset, **config.model_args)
+
+
+def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
+         model: nn.Module, checkpoint: Checkpoint | None) -> TrainResult:
+    info = data.info
+    if data.new_split:
+        write_split_csv(data.train + data.val + data.test, data.root, run_dir / "split.csv",
+                        overwrite=True)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
     trainer = Trainer(config, data, model, run_dir, runtime)
     if checkpoint is not None:
         trainer.restore(checkpoint)
+    params = count_parameters(model)
     log.info(f"unetzoo train: {config.model} ({params / 1e6:.2f} M parameters) on {data.root}")
     log.info(f"  {info.task}, {len(info.class_names)} class(es), {info.in_channels} channel(s); "
              f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)} images")

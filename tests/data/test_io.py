@@ -1,0 +1,93 @@
+"""Reading the image and mask formats people have."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from unetzoo.data.io import image_size, read_image, read_mask
+from unetzoo.errors import DataError
+
+
+def test_8bit_gray_and_rgb(tmp_path: Path) -> None:
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    image = read_image(tmp_path / "g.png")
+    assert image.shape == (3, 4, 1) and image.dtype == np.float32
+    assert image[0, 1, 0] == pytest.approx(20 / 255)
+    assert read_image(tmp_path / "g.png", channels=3).shape == (3, 4, 3)
+
+
+def test_rgba_drops_alpha_and_16bit_png_scales(tmp_path: Path) -> None:
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, 10
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    image = read_image(tmp_path / "a.png")
+    assert image.shape == (2, 2, 3) and image[0, 0, 0] == 1.0
+    deep = np.full((2, 3), 65535, np.uint16)
+    deep[0, 0] = 0
+    Image.fromarray(deep).save(tmp_path / "d.png")
+    assert read_image(tmp_path / "d.png")[..., 0].tolist() == [[0, 1, 1], [1, 1, 1]]
+
+
+def test_16bit_tiff_and_planar_tiff(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "t.tif", np.full((5, 6), 32768, np.uint16))
+    assert read_image(tmp_path / "t.tif")[0, 0, 0] == pytest.approx(32768 / 65535)
+    tifffile.imwrite(tmp_path / "p.tiff", np.zeros((3, 8, 9), np.uint8), photometric="rgb",
+                     planarconfig="separate")
+    assert read_image(tmp_path / "p.tiff").shape == (8, 9, 3)
+
+
+def test_multipage_tiff_is_refused(tmp_path: Path) -> None:
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((4, 8, 8), np.uint8),
+                     photometric="minisblack")
+    with pytest.raises(DataError, match="multi-page"):
+        read_image(tmp_path / "stack.tif")
+
+
+def test_exif_rotated_jpeg_is_upright(tmp_path: Path) -> None:
+    img = Image.fromarray(np.zeros((10, 20, 3), np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (20, 10, 3)
+    assert image_size(tmp_path / "r.jpg") == (20, 10)
+
+
+def test_palette_mask_gives_indices_and_rgb_gray_mask_one_channel(tmp_path: Path) -> None:
+    index = np.array([[0, 1], [2, 1]], np.uint8)
+    pal = Image.fromarray(index, mode="P")
+    pal.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [0] * 759)
+    pal.save(tmp_path / "p.png")
+    assert read_mask(tmp_path / "p.png").tolist() == index.tolist()
+    Image.fromarray(np.stack([index * 100] * 3, -1)).save(tmp_path / "rgb.png")
+    assert read_mask(tmp_path / "rgb.png").shape == (2, 2)
+
+
+@pytest.mark.parametrize("content, message", [(b"", "empty"), (b"not a png at all", "cannot read")])
+def test_broken_files_name_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_image(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_png_is_reported(tmp_path: Path) -> None:
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)).save(
+        tmp_path / "t.png")
+    data = (tmp_path / "t.png").read_bytes()
+    (tmp_path / "t.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match=re.escape("t.png")):
+        read_image(tmp_path / "t.png")
+
+
+def test_unsupported_extension(tmp_path: Path) -> None:
+    (tmp_path / "x.webp").write_bytes(b"RIFF")
+    with pytest.raises(DataError, match="unsupported extension"):
+        read_image(tmp_path / "x.webp")

@@ -1,0 +1,112 @@
+"""Finding pairs in folders and CSV splits, and every way that can go wrong."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unetzoo.data.layouts import find_pairs
+from unetzoo.errors import DataError
+
+
+def png(path: Path, value: int = 0, size: tuple[int, int] = (4, 4)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full(size, value, np.uint8)).save(path)
+    return path
+
+
+def test_pairs_match_by_stem_and_common_mask_suffixes(tmp_path: Path) -> None:
+    png(tmp_path / "images" / "a.png")
+    png(tmp_path / "images" / "ISIC_001.png")
+    png(tmp_path / "masks" / "a.png")
+    png(tmp_path / "masks" / "ISIC_001_segmentation.png")
+    pairs = find_pairs(tmp_path)
+    assert [(p.image.name, p.mask.name) for p in pairs] == [
+        ("ISIC_001.png", "ISIC_001_segmentation.png"), ("a.png", "a.png")]
+
+
+def test_missing_mask_and_orphan_mask(tmp_path: Path) -> None:
+    png(tmp_path / "images" / "a.png")
+    png(tmp_path / "images" / "b.png")
+    png(tmp_path / "masks" / "a.png")
+    with pytest.raises(DataError, match=re.escape("b.png: image has no mask")):
+        find_pairs(tmp_path)
+    png(tmp_path / "masks" / "b.png")
+    png(tmp_path / "masks" / "c.png")
+    with pytest.raises(DataError, match=re.escape("c.png: mask has no image")):
+        find_pairs(tmp_path)
+
+
+def test_duplicate_stems_are_refused(tmp_path: Path) -> None:
+    png(tmp_path / "images" / "a.png")
+    png(tmp_path / "images" / "a.tif")
+    with pytest.raises(DataError, match="share the stem 'a'"):
+        find_pairs(tmp_path)
+
+
+def test_empty_and_missing_folders(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no images folder"):
+        find_pairs(tmp_path)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        find_pairs(tmp_path)
+    with pytest.raises(DataError, match="not found"):
+        find_pairs(tmp_path / "nope")
+
+
+def test_non_image_files_are_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
+    png(tmp_path / "images" / "a.png")
+    png(tmp_path / "masks" / "a.png")
+    (tmp_path / "images" / "notes.txt").write_text("hello")
+    (tmp_path / "images" / ".DS_Store").write_bytes(b"x")
+    logging.getLogger("unetzoo").propagate = True
+    with caplog.at_level(logging.WARNING, logger="unetzoo"):
+        assert len(find_pairs(tmp_path)) == 1
+    assert "notes.txt" in caplog.text and ".DS_Store" not in caplog.text
+
+
+def test_symlink_loop_is_reported(tmp_path: Path) -> None:
+    png(tmp_path / "masks" / "a.png")
+    png(tmp_path / "images" / "a.png")
+    os.symlink(tmp_path / "images" / "loop.png", tmp_path / "images" / "loop.png")
+    with pytest.raises(DataError, match=re.escape("loop.png")):
+        find_pairs(tmp_path)
+
+
+def test_csv_split_rows(tmp_path: Path) -> None:
+    png(tmp_path / "images" / "a.png")
+    png(tmp_path / "masks" / "a.png")
+    png(tmp_path / "images" / "b.png")
+    (tmp_path / "split.csv").write_text(
+        "image,mask,split\nimages/a.png,masks/a.png,train\nimages/b.png,,Test\n")
+    pairs = find_pairs(tmp_path, "split.csv")
+    assert [(p.name, p.split, p.mask is None) for p in pairs] == [("a", "train", False),
+                                                                ("b", "test", True)]
+
+
+@pytest.mark.parametrize("row, message", [
+    ("images/zzz.png,masks/a.png,train", "row 2: file 'images/zzz.png' not found"),
+    ("../outside.png,masks/a.png,train", "points outside the dataset folder"),
+    ("images/a.png,masks/a.png,holdout", "unknown split 'holdout'"),
+])
+def test_csv_errors_name_row_and_file(tmp_path: Path, row: str, message: str) -> None:
+    png(tmp_path / "images" / "a.png")
+    png(tmp_path / "masks" / "a.png")
+    png(tmp_path.parent / "outside.png")
+    (tmp_path / "split.csv").write_text(f"image,mask,split\n{row}\n")
+    with pytest.raises(DataError, match=message) as info:
+        find_pairs(tmp_path, "split.csv")
+    assert "split.csv" in str(info.value)
+
+
+def test_csv_without_header(tmp_path: Path) -> None:
+    (tmp_path / "split.csv").write_text("images/a.png,masks/a.png,train\n")
+    with pytest.raises(DataError, match="expected a header"):
+        find_pairs(tmp_path, "split.csv")

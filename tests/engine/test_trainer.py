@@ -1,0 +1,44 @@
+"""Training through the Python API: resume equals an uninterrupted run, deep supervision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import unetzoo
+from tests.helpers import write_pairs
+
+COMMON = {"model": "unet", "preset": "tiny", "batch": 4, "img_size": 32, "workers": 0,
+          "precision": "fp32", "device": "cpu", "progress": False, "lr": 0.01, "seed": 3,
+          "test": False}
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return unetzoo.load_checkpoint(path).state_dict
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    # A constant schedule, so that a run planned for 2 epochs and extended to 3 follows
+    # the same learning rates as a run planned for 3.
+    data = write_pairs(tmp_path / "data", count=10, size=40)
+    options = {**COMMON, "schedule": "constant"}
+    straight = unetzoo.train(dataset=str(data), epoch=3, out=str(tmp_path / "a"), **options)
+    unetzoo.train(dataset=str(data), epoch=2, out=str(tmp_path / "b"), **options)
+    resumed = unetzoo.train(resume=str(tmp_path / "b"), epoch=3)
+    a, b = weights(straight.last_checkpoint), weights(resumed.last_checkpoint)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["train_loss"] for r in straight.history] == [r["train_loss"] for r in
+                                                           resumed.history]
+
+
+def test_deep_supervision_model_trains_and_predicts(tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "data", count=6, size=32)
+    result = unetzoo.train(dataset=str(data), epoch=1, out=str(tmp_path / "r"),
+                           **{**COMMON, "model": "unetpp"})
+    assert result.best_checkpoint.is_file()
+    pred = unetzoo.predict(result.best_checkpoint, data / "images", tmp_path / "p",
+                           progress=False)
+    assert pred.images == 6

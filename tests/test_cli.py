@@ -1,0 +1,110 @@
+"""The command line end to end on a tiny dataset: split, train, resume, eval, predict, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import write_pairs
+from unetzoo.cli import main
+
+FAST = ["--no-progress", "--precision", "fp32", "--device", "cpu"]
+TRAIN = ["--model", "unet", "--preset", "tiny", "--batch", "4", "--img-size", "32",
+         "--workers", "0", *FAST]
+
+
+def run(*argv: str | Path) -> int:
+    return main([str(a) for a in argv])
+
+
+def test_split_train_resume_eval_predict(tmp_path: Path, capsys) -> None:
+    data = write_pairs(tmp_path / "data", count=14, size=40)
+    assert run("split", "--dataset", data, "--size", "0.7", "--val-size", "0.15",
+               "--seed", "1") == 0
+    rows = list(csv.DictReader((data / "split.csv").read_text().splitlines()))
+    assert sorted({r["split"] for r in rows}) == ["test", "train", "val"]
+
+    out = tmp_path / "run"
+    assert run("train", "--dataset", data, "--csvfile", "split.csv", "--loss", "bce+dice",
+               "--lr", "0.01", "--epoch", "2", "--out", out, *TRAIN) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/2" in printed and "val dice" in printed and "test split" in printed
+    for name in ("models/best.pt", "models/epoch_last.pt", "metrics.csv", "curves.png",
+                 "config.yaml", "train.log", "test/metrics.json"):
+        assert (out / name).is_file(), name
+
+    # a new run into the same folder is refused; resume continues it
+    assert run("train", "--dataset", data, "--csvfile", "split.csv", "--epoch", "2",
+               "--out", out, *TRAIN) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert run("train", "--resume", out, "--epoch", "3", *FAST) == 0
+    assert "resuming after epoch 2" in capsys.readouterr().out
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3
+
+    evaluation = tmp_path / "eval"
+    assert run("eval", "--dataset", data, "--csvfile", "split.csv", "--model",
+               out / "models" / "best.pt", "--debug", "--out", evaluation, *FAST) == 0
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    assert {"mean_over_images", "global", "per_class", "fps"} <= set(metrics)
+    assert set(metrics["global"]) >= {"dice", "iou", "precision", "recall", "specificity", "f1",
+                                      "accuracy", "mdice"}
+    test_names = sorted(Path(r["image"]).stem for r in rows if r["split"] == "test")
+    assert sorted(p.stem for p in (evaluation / "overlays").iterdir()) == test_names
+    assert "mean/image" in capsys.readouterr().out
+
+    odd = tmp_path / "new"
+    odd.mkdir()
+    Image.fromarray(np.zeros((37, 53, 3), np.uint8)).save(odd / "odd.jpg")
+    masks = tmp_path / "masks_out"
+    assert run("predict", "--model", out / "models" / "best.pt", "--input", odd,
+               "--output", masks, *FAST) == 0
+    written = np.asarray(Image.open(masks / "odd.png"))
+    assert written.shape == (37, 53) and set(np.unique(written)) <= {0, 255}
+    assert run("predict", "--model", out / "models" / "best.pt", "--input", odd,
+               "--output", masks, *FAST) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_multiclass_training_writes_palette_predictions(tmp_path: Path, capsys) -> None:
+    data = write_pairs(tmp_path / "data", count=8, size=32, multiclass=True)
+    out = tmp_path / "run"
+    assert run("train", "--dataset", data, "--epoch", "1", "--out", out, *TRAIN) == 0
+    assert "multiclass, 3 class(es)" in capsys.readouterr().out
+    assert run("predict", "--model", out / "models" / "best.pt", "--input",
+               data / "images" / "img_000.png", "--output", tmp_path / "p", *FAST) == 0
+    written = Image.open(tmp_path / "p" / "img_000.png")
+    assert written.mode == "P" and set(np.unique(np.asarray(written))) <= {0, 1, 2}
+    assert (out / "split.csv").is_file()  # the split it made is kept with the run
+
+
+def test_bad_input_is_one_clear_line_before_training(tmp_path: Path, capsys) -> None:
+    data = write_pairs(tmp_path / "data", count=4, size=16)
+    (data / "masks" / "img_002.png").unlink()
+    assert run("train", "--dataset", data, "--out", tmp_path / "run", *TRAIN) == 2
+    err = capsys.readouterr().err
+    assert "img_002.png: image has no mask" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "models").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["eval", "--dataset", ".", "--model", "missing.pt"], "missing.pt: checkpoint not found"),
+    (["train", "--dataset", "nowhere"], "nowhere: dataset folder not found"),
+    (["train", "--dataset", ".", "--model", "vnet"], "unknown model 'vnet'"),
+])
+def test_errors_exit_2_naming_the_problem(argv: list[str], message: str, capsys,
+                                          tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_pairs(tmp_path, count=2, size=16)
+    assert run(*argv, "--no-progress") == 2
+    assert message in capsys.readouterr().err
+
+
+def test_models_lists_every_model_with_counts(capsys) -> None:
+    assert run("models") == 0
+    out = capsys.readouterr().out
+    assert "34,527,041" in out and "unetpp" in out
