@@ -9,6 +9,7 @@ from typing import Any
 from .config import TrainConfig
 from .data.synthetic import generate_dataset
 from .engine.evaluate import EvaluationResult, evaluate_checkpoint, format_summary
+from .engine.infer import InferenceOptions
 from .engine.run_folder import default_run_dir, prepare_run_dir
 from .engine.runtime import Runtime
 from .engine.trainer import train
@@ -47,7 +48,8 @@ def run_demo(out: str | Path | None = None, epoch: int | None = None, model: str
     ).validate()
     result = train(config)
     test = evaluate_checkpoint(result.best_checkpoint, config.dataset, csvfile, "test",
-                               run_dir / "test", debug=True, runtime=runtime, progress=progress)
+                               run_dir / "test", debug=True, options=InferenceOptions(runtime),
+                               progress=progress)
     dice = test.summary["mean_over_images"]["dice"]
     log.info("")
     log.info(format_summary(test, "demo: held-out test split, best checkpoint"))

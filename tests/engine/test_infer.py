@@ -7,7 +7,7 @@ import itertools
 import torch
 
 from unetzoo.data.transforms import Preprocessing
-from unetzoo.engine.infer import Predictor, gaussian_importance, tile_starts
+from unetzoo.engine.infer import InferenceOptions, Predictor, gaussian_importance, tile_starts
 from unetzoo.engine.runtime import Runtime
 from unetzoo.models import create_model
 
@@ -18,7 +18,8 @@ def predictor(img_size: int, mode: str = "crop", overlap: float = 0.25) -> Predi
     torch.manual_seed(0)
     model = create_model("unet", 3, 2, preset="tiny")
     pre = Preprocessing(3, (0.0,) * 3, (1.0,) * 3, img_size=img_size, resize_mode=mode)
-    return Predictor(model, pre, "multiclass", FP32, overlap=overlap, batch_size=3)
+    return Predictor(model, pre, "multiclass", InferenceOptions(FP32, batch_size=3,
+                                                                overlap=overlap))
 
 
 def test_tile_starts_cover_the_image() -> None:
@@ -61,8 +62,9 @@ def test_gaussian_importance_peaks_in_the_centre() -> None:
 
 
 def test_bfloat16_runtime_gives_float32_logits() -> None:
-    pred = predictor(img_size=64)
-    pred.runtime = Runtime.resolve("cpu", "bf16", channels_last=True)
-    pred.model = pred.runtime.prepare_model(pred.model)
-    out = pred.logits(torch.randn(3, 33, 35))
+    model = create_model("unet", 3, 2, preset="tiny")
+    pre = Preprocessing(3, (0.0,) * 3, (1.0,) * 3, img_size=64)
+    bf16 = Runtime.resolve("cpu", "bf16", channels_last=True)
+    out = Predictor(model, pre, "multiclass", InferenceOptions(bf16)).logits(
+        torch.randn(3, 33, 35))
     assert out.dtype == torch.float32 and out.shape == (2, 33, 35)

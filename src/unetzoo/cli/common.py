@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..engine.infer import InferenceOptions
 from ..engine.runtime import PRECISIONS, Runtime
 
 
@@ -24,3 +25,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 def runtime_from(args: argparse.Namespace) -> Runtime:
     return Runtime.resolve(args.device, args.precision, args.channels_last, args.threads)
+
+
+def inference_options(args: argparse.Namespace) -> InferenceOptions:
+    return InferenceOptions(runtime_from(args), batch_size=args.batch, overlap=args.overlap,
+                            threshold=getattr(args, "threshold", 0.5))

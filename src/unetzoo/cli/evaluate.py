@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .common import add_runtime_arguments, runtime_from
+from .common import add_runtime_arguments, inference_options
 
 log = logging.getLogger("unetzoo")
 
@@ -37,8 +37,7 @@ def run(args: argparse.Namespace) -> None:
     split = None if args.split == "all" else args.split
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / f"eval-{args.split}"
     result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, split, out,
-                                 debug=args.debug, runtime=runtime_from(args),
-                                 batch_size=args.batch, overlap=args.overlap,
+                                 debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)
     log.info(format_summary(result, f"{checkpoint} on {args.dataset} "
                                     f"({result.extra['split'] or 'all images'}):"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import add_runtime_arguments, runtime_from
+from .common import add_runtime_arguments, inference_options
 
 log = logging.getLogger("unetzoo")
 
@@ -30,9 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..engine.predict import predict_paths
 
-    result = predict_paths(args.model, args.input, args.output, runtime_from(args),
-                           batch_size=args.batch, overlap=args.overlap,
-                           threshold=args.threshold, save_attention=args.save_attention,
-                           overwrite=args.overwrite, progress=args.progress)
+    result = predict_paths(args.model, args.input, args.output, inference_options(args),
+                           save_attention=args.save_attention, overwrite=args.overwrite,
+                           progress=args.progress)
     log.info(f"{result.images} image(s) -> {args.output} ({len(result.written)} files, "
              f"{result.seconds:.1f} s)")

@@ -17,15 +17,12 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint
 from ..data.dataset import SegmentationDataset
-from ..data.io import read_mask
-from ..data.layouts import find_pairs
 from ..data.masks import MaskEncoder
-from ..errors import DataError
+from ..data.prepare import labelled_split
 from ..fileio import atomic_write_text
 from ..metrics import METRIC_NAMES, MetricAccumulator
 from ..viz import class_colors, comparison_panel, save_png
-from .infer import Predictor
-from .runtime import Runtime
+from .infer import InferenceOptions, Predictor
 
 
 @dataclass
@@ -109,36 +106,21 @@ def format_summary(result: EvaluationResult, title: str = "") -> str:
 def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                         csvfile: Path | str | None = None, split: str | None = "test",
                         out_dir: Path | str | None = None, debug: bool = False,
-                        runtime: Runtime | None = None, batch_size: int = 4,
-                        overlap: float = 0.25, workers: int = 0,
+                        options: InferenceOptions | None = None, workers: int = 0,
                         progress: bool = True) -> EvaluationResult:
     """Evaluate a checkpoint on a dataset's split (all pairs when the layout has no split),
     writing metrics.json, per_image.csv and, with `debug`, overlays into `out_dir`."""
     checkpoint = load_checkpoint(checkpoint_path)
-    pairs = find_pairs(dataset, csvfile)
-    has_splits = any(p.split for p in pairs)
-    chosen = [p for p in pairs if split is None or not has_splits or p.split == split]
-    if not chosen:
-        found = sorted({p.split or "none" for p in pairs})
-        raise DataError(f"no rows of split {split!r}; the split has: {', '.join(found)}",
-                        Path(csvfile) if csvfile else Path(dataset))
-    unlabelled = [p for p in chosen if p.mask is None]
-    if unlabelled:
-        raise DataError("has no mask to evaluate against (use `unetzoo predict` for "
-                        "unlabelled images)", unlabelled[0].image)
     encoder = MaskEncoder(checkpoint.task, checkpoint.model_spec["num_classes"])
-    for pair in chosen:  # every mask must fit before any prediction runs
-        encoder.check_values(np.unique(read_mask(pair.mask)), pair.mask)  # type: ignore[arg-type]
-    predictor = Predictor.from_checkpoint(checkpoint, runtime=runtime, batch_size=batch_size,
-                                          overlap=overlap)
-    data = SegmentationDataset(chosen, checkpoint.preprocessing, encoder)
+    pairs, used_split = labelled_split(dataset, csvfile, split, encoder)
+    predictor = Predictor.from_checkpoint(checkpoint, options)
+    data = SegmentationDataset(pairs, checkpoint.preprocessing, encoder)
     out = Path(out_dir) if out_dir else None
     result = evaluate(predictor, data, checkpoint.class_names,
                       debug_dir=out / "overlays" if out and debug else None, workers=workers,
                       progress=progress, class_colors_given=checkpoint.class_colors)
     result.extra = {"checkpoint": str(checkpoint_path), "dataset": str(dataset),
-                    "split": split if has_splits else None,
-                    "runtime": predictor.runtime.describe()}
+                    "split": used_split, "runtime": predictor.runtime.describe()}
     if out:
         result.write(out)
     return result

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 
 from ..checkpoint import Checkpoint
 from ..data.transforms import Preprocessing
+from ..errors import ConfigError
 from ..task import Task, labels_from_probabilities, probabilities
 from .runtime import Runtime
 
@@ -43,6 +45,22 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     return [round(i * step) for i in range(count)]
 
 
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How inference runs, shared by evaluation, prediction and validation."""
+
+    runtime: Runtime = field(default_factory=Runtime.resolve)
+    batch_size: int = 4
+    overlap: float = 0.25
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap < 1:
+            raise ConfigError(f"--overlap must be in [0, 1), got {self.overlap}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch must be >= 1, got {self.batch_size}")
+
+
 class Predictor:
     """Runs a model on normalised `C x H x W` images of any size and returns float32 logits
     `K x H x W` on the CPU.
@@ -54,22 +72,18 @@ class Predictor:
     """
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing, task: Task,
-                 runtime: Runtime | None = None, overlap: float = 0.25, batch_size: int = 4,
-                 threshold: float = 0.5) -> None:
-        if not 0 <= overlap < 1:
-            raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-        self.runtime = runtime or Runtime.resolve()
+                 options: InferenceOptions | None = None) -> None:
+        self.options = options or InferenceOptions()
+        self.runtime = self.options.runtime
         self.model = self.runtime.prepare_model(model).eval()
         self.preprocessing = preprocessing
         self.task = task
-        self.overlap = overlap
-        self.batch_size = max(1, batch_size)
-        self.threshold = threshold
         self.model_seconds = 0.0
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, **kwargs) -> Predictor:
-        return cls(checkpoint.build_model(), checkpoint.preprocessing, checkpoint.task, **kwargs)
+    def from_checkpoint(cls, checkpoint: Checkpoint, options: InferenceOptions | None = None
+                        ) -> Predictor:
+        return cls(checkpoint.build_model(), checkpoint.preprocessing, checkpoint.task, options)
 
     @torch.inference_mode()
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -82,8 +96,8 @@ class Predictor:
 
     def _tiles(self, height: int, width: int) -> Iterator[tuple[int, int, int, int]]:
         th, tw = min(self.preprocessing.img_size, height), min(self.preprocessing.img_size, width)
-        for y in tile_starts(height, th, self.overlap):
-            for x in tile_starts(width, tw, self.overlap):
+        for y in tile_starts(height, th, self.options.overlap):
+            for x in tile_starts(width, tw, self.options.overlap):
                 yield y, x, th, tw
 
     def _sliding_window(self, image: torch.Tensor) -> torch.Tensor:
@@ -93,8 +107,8 @@ class Predictor:
         weight = gaussian_importance(th, tw)
         total = torch.zeros(self.model_num_classes, height, width)
         norm = torch.zeros(height, width)
-        for i in range(0, len(tiles), self.batch_size):
-            group = tiles[i: i + self.batch_size]
+        for i in range(0, len(tiles), self.options.batch_size):
+            group = tiles[i: i + self.options.batch_size]
             batch = torch.stack([image[:, y: y + th, x: x + tw] for y, x, _, _ in group])
             for (y, x, _, _), logits in zip(group, self._forward(batch), strict=True):
                 total[:, y: y + th, x: x + tw] += logits * weight
@@ -124,7 +138,7 @@ class Predictor:
     def labels(self, image: torch.Tensor) -> torch.Tensor:
         """Hard labels: `H x W` (binary, multiclass) or `K x H x W` (multilabel)."""
         return labels_from_probabilities(self.probabilities(image)[None], self.task,
-                                         self.threshold)[0]
+                                         self.options.threshold)[0]
 
     def labels_for_array(self, image: np.ndarray) -> torch.Tensor:
         """Hard labels for an `H x W x C` float image in [0, 1] as read from disk."""

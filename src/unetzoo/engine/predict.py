@@ -18,8 +18,7 @@ from ..data.io import is_image_file, read_image
 from ..errors import DataError, RunError
 from ..fileio import atomic_write
 from ..viz import class_colors, save_png
-from .infer import Predictor
-from .runtime import Runtime
+from .infer import InferenceOptions, Predictor
 
 
 @dataclass
@@ -70,9 +69,8 @@ def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) ->
 
 
 def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path | str,
-                  runtime: Runtime | None = None, batch_size: int = 4, overlap: float = 0.25,
-                  threshold: float = 0.5, save_attention: bool = False, overwrite: bool = False,
-                  progress: bool = True) -> PredictResult:
+                  options: InferenceOptions | None = None, save_attention: bool = False,
+                  overwrite: bool = False, progress: bool = True) -> PredictResult:
     """Write one mask per input image (multilabel: one folder per class) into `output`.
 
     Existing files are never replaced unless `overwrite`; `save_attention` also writes the
@@ -81,8 +79,7 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
     checkpoint = load_checkpoint(checkpoint_path)
     files = input_images(Path(source))
     output = Path(output)
-    predictor = Predictor.from_checkpoint(checkpoint, runtime=runtime, batch_size=batch_size,
-                                          overlap=overlap, threshold=threshold)
+    predictor = Predictor.from_checkpoint(checkpoint, options)
     levels = 0
     if save_attention:
         if not hasattr(predictor.model, "attention_maps"):

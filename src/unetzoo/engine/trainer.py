@@ -22,23 +22,17 @@ from tqdm import tqdm
 
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from ..config import TrainConfig, build_config
-from ..data.dataset import (
-    DatasetInfo,
-    SegmentationDataset,
-    channel_statistics,
-    scan_dataset,
-)
-from ..data.layouts import Pair, find_pairs
-from ..data.masks import MaskEncoder
-from ..data.split import assign_splits, write_split_csv
-from ..data.transforms import Preprocessing, train_transform
-from ..errors import CheckpointError, ConfigError, UnetzooError
+from ..data.dataset import DatasetInfo
+from ..data.prepare import TrainData, prepare_data
+from ..data.split import write_split_csv
+from ..data.transforms import train_transform
+from ..errors import CheckpointError, UnetzooError
 from ..fileio import atomic_write_text
 from ..losses import build_loss, deep_supervision_loss
 from ..models import count_parameters, create_model
 from ..viz import save_curves
 from .evaluate import EvaluationResult, evaluate, format_summary
-from .infer import Predictor
+from .infer import InferenceOptions, Predictor
 from .run_folder import check_run_dir, default_run_dir, prepare_run_dir
 from .runtime import Runtime
 from .schedules import build_optimizer, lr_factor
@@ -51,27 +45,6 @@ class TrainingError(UnetzooError):
 
 
 @dataclass
-class TrainData:
-    """The splits, what the scan found, and the preprocessing of one run."""
-
-    root: Path
-    train: list[Pair]
-    val: list[Pair]
-    test: list[Pair]
-    info: DatasetInfo
-    preprocessing: Preprocessing
-    new_split: bool = False
-
-    @property
-    def encoder(self) -> MaskEncoder:
-        return MaskEncoder(self.info.task, self.info.num_classes)
-
-    def dataset(self, pairs: list[Pair], transform=None, seed: int | None = None
-                ) -> SegmentationDataset:
-        return SegmentationDataset(pairs, self.preprocessing, self.encoder, transform, seed)
-
-
-@dataclass
 class TrainResult:
     run_dir: Path
     best_checkpoint: Path
@@ -80,26 +53,6 @@ class TrainResult:
     best_score: float
     test: EvaluationResult | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def prepare_data(config: TrainConfig, preprocessing: Preprocessing | None = None) -> TrainData:
-    """Find pairs, assign splits, scan every file for problems, and fix the preprocessing
-    (normalisation from the training images)."""
-    if not config.dataset:
-        raise ConfigError("--dataset is required")
-    root = Path(config.dataset)
-    pairs = find_pairs(root, config.csvfile)
-    train, val, test, made = assign_splits(pairs, config.val_fraction, config.seed)
-    labelled = [p for p in train + val + test if p.mask is not None]
-    missing = [p for p in train + val if p.mask is None]
-    if missing:
-        raise ConfigError(f"{len(missing)} train/val rows have no mask, e.g. {missing[0].image}")
-    info = scan_dataset(labelled, config.task, config.num_classes, config.class_names)
-    if preprocessing is None:
-        mean, std = channel_statistics(train, info.in_channels)
-        preprocessing = Preprocessing(info.in_channels, mean, std, config.img_size,
-                                      config.resize_mode)  # type: ignore[arg-type]
-    return TrainData(root, train, val, test, info, preprocessing, made)
 
 
 def _seed_everything(seed: int) -> None:
@@ -195,7 +148,7 @@ class Trainer:
         if not self.data.val:
             return None
         predictor = Predictor(self.model, self.data.preprocessing, self.data.info.task,
-                              self.runtime, batch_size=self.config.batch)
+                              InferenceOptions(self.runtime, batch_size=self.config.batch))
         result = evaluate(predictor, self.data.dataset(self.data.val),
                           self.data.info.class_names, workers=_workers(self.config.workers),
                           progress=self.config.progress)
@@ -329,7 +282,11 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
                               config.threads)
     check_run_dir(run_dir, resume=checkpoint is not None, overwrite=config.overwrite)
     _seed_everything(config.seed)
-    data = prepare_data(config, checkpoint.preprocessing if checkpoint else None)
+    data = prepare_data(config.dataset, config.csvfile, task=config.task,
+                        num_classes=config.num_classes, class_names=config.class_names,
+                        val_fraction=config.val_fraction, seed=config.seed,
+                        img_size=config.img_size, resize_mode=config.resize_mode,
+                        preprocessing=checkpoint.preprocessing if checkpoint else None)
     model = _build_model(config, data.info, checkpoint)
     prepare_run_dir(run_dir, resume=checkpoint is not None, overwrite=config.overwrite,
                     needed_bytes=count_parameters(model) * 4 * 6)
@@ -377,7 +334,8 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     result = trainer.fit()
     if data.test and config.test:
         best = load_checkpoint(result.best_checkpoint)
-        predictor = Predictor.from_checkpoint(best, runtime=runtime, batch_size=config.batch)
+        predictor = Predictor.from_checkpoint(best, InferenceOptions(runtime,
+                                                                    batch_size=config.batch))
         result.test = evaluate(predictor, data.dataset(data.test), info.class_names,
                                workers=_workers(config.workers), progress=config.progress)
         result.test.write(run_dir / "test")
