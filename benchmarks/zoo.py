@@ -1,0 +1,171 @@
+"""Model zoo benchmark: every registered model, one recipe and one budget, real datasets.
+
+For each model: parameters, GFLOPs of one 256 x 256 forward pass, CPU batch-1 latency at
+256 x 256, training images per second at the recipe's patch size, and test Dice / IoU after
+training with the same recipe on each dataset (../shared/data/dsb2018_96 and isbi2012_em with
+their split.csv). Models run at the widths in ZOO (full width where it fits a CPU budget, a
+documented reduced width otherwise). Writes benchmarks/results/zoo.json and a markdown table.
+
+    python benchmarks/zoo.py                       # everything (hours on 2 CPU cores)
+    python benchmarks/zoo.py --models unet --datasets isbi2012_em
+    python benchmarks/zoo.py --quick               # a smoke run: few steps, two models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import unetzoo
+from unetzoo.engine.runtime import Runtime
+from unetzoo.losses import build_loss, deep_supervision_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+# name -> (registered model, keyword arguments, width label)
+ZOO: dict[str, tuple[str, dict[str, Any], str]] = {
+    "unet": ("unet", {"base_channels": 32}, "32-512"),
+    "attention_unet": ("attention_unet", {"base_channels": 32}, "32-512"),
+    "r2unet": ("r2unet", {"base_channels": 32}, "32-512"),
+    "r2_attention_unet": ("r2_attention_unet", {"base_channels": 32}, "32-512"),
+    "se_unet": ("se_unet", {"base_channels": 32}, "32-512"),
+    "unetpp": ("unetpp", {"base_channels": 32, "deep_supervision": True}, "32-512 (full), DS"),
+    "u2net": ("u2net", {}, "full"),
+    "u2netp": ("u2netp", {}, "full"),
+    "dpsau2net": ("dpsau2net", {}, "full"),
+    "sparse_unet": ("sparse_unet", {"base_channels": 32}, "32-512 (full)"),
+}
+
+# One recipe for every model; the budget is a fixed number of optimizer steps per dataset.
+RECIPE: dict[str, Any] = {"loss": "bce+dice", "optimizer": "adamw", "lr": 1e-3,
+                          "schedule": "cosine", "warmup": 1, "seed": 0, "augment": "default"}
+DATASETS: dict[str, dict[str, Any]] = {
+    "dsb2018_96": {"img_size": 96, "batch": 8, "epoch": 20, "steps_per_epoch": 60},
+    "isbi2012_em": {"img_size": 256, "batch": 4, "epoch": 20, "steps_per_epoch": 25},
+}
+
+
+def gflops(model: torch.nn.Module, size: int = 256) -> float:
+    """Forward-pass GFLOPs (multiply-adds count as two) at 1 x C x size x size."""
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.randn(1, model.in_channels, size, size))
+    return counter.get_total_flops() / 1e9
+
+
+def latency_ms(model: torch.nn.Module, runtime: Runtime, size: int = 256, runs: int = 7
+               ) -> float:
+    """Median eval-mode batch-1 latency."""
+    model = runtime.prepare_model(model).eval()
+    x = runtime.prepare_input(torch.randn(1, model.in_channels, size, size))
+    times = []
+    with torch.inference_mode(), runtime.autocast():
+        for i in range(runs + 1):
+            start = time.perf_counter()
+            model(x)
+            if i:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def train_images_per_second(model: torch.nn.Module, runtime: Runtime, size: int, batch: int,
+                            steps: int = 6) -> float:
+    """Training throughput on random data: forward, loss, backward, optimizer step."""
+    model = runtime.prepare_model(model).train()
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
+    loss_fn = build_loss("bce+dice", "binary")
+    x = runtime.prepare_input(torch.randn(batch, model.in_channels, size, size))
+    y = (torch.rand(batch, size, size) > 0.5).long()
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        with runtime.autocast():
+            out = model(x)
+        loss = deep_supervision_loss(loss_fn, out, y, getattr(model, "output_weights", None))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if i:
+            times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def train_and_test(name: str, dataset: str, workdir: Path, quick: bool) -> dict[str, Any]:
+    model, kwargs, _ = ZOO[name]
+    settings = dict(DATASETS[dataset])
+    if quick:
+        settings.update(epoch=2, steps_per_epoch=3)
+    start = time.perf_counter()
+    result = unetzoo.train(dataset=str(SHARED / dataset), csvfile="split.csv", model=model,
+                           model_args=kwargs, out=str(workdir / f"{dataset}-{name}"),
+                           progress=False, **RECIPE, **settings)
+    seconds = time.perf_counter() - start
+    summary = result.test.summary if result.test else {}
+    return {"dice": summary["mean_over_images"]["dice"], "iou": summary["mean_over_images"]["iou"],
+            "dice_global": summary["global"]["dice"], "train_seconds": seconds,
+            "best_val_dice": result.best_score,
+            "steps": settings["epoch"] * settings["steps_per_epoch"]}
+
+
+def markdown(rows: list[dict[str, Any]], datasets: list[str]) -> str:
+    head = ["model", "width", "params (M)", "GFLOPs @256", "latency ms @256", "train img/s"]
+    for d in datasets:
+        head += [f"{d} Dice", f"{d} IoU"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["model"], r["width"], f"{r['params'] / 1e6:.2f}", f"{r['gflops']:.1f}",
+                 f"{r['latency_ms']:.0f}", f"{r['train_images_per_second']:.1f}"]
+        for d in datasets:
+            scores = r["datasets"].get(d)
+            cells += [f"{scores['dice']:.4f}", f"{scores['iou']:.4f}"] if scores else ["-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo names")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--quick", action="store_true", help="a few steps, two models")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "zoo.json"))
+    args = parser.parse_args()
+    names = ["unet", "u2netp"] if args.quick else args.models.split(",")
+    datasets = [d for d in args.datasets.split(",") if (SHARED / d / "split.csv").is_file()]
+    runtime = Runtime.resolve()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            model_name, kwargs, width = ZOO[name]
+            model = unetzoo.create_model(model_name, 3, 1, **kwargs)
+            row = {"model": name, "width": width, "params": unetzoo.count_parameters(model),
+                   "gflops": gflops(model), "latency_ms": latency_ms(model, runtime),
+                   "train_images_per_second": train_images_per_second(
+                       model, runtime, DATASETS["dsb2018_96"]["img_size"],
+                       DATASETS["dsb2018_96"]["batch"]),
+                   "datasets": {}}
+            for dataset in datasets:
+                row["datasets"][dataset] = train_and_test(name, dataset, Path(tmp), args.quick)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or
+              platform.machine(), "cores": torch.get_num_threads(), "torch": torch.__version__,
+              "runtime": runtime.describe(), "recipe": RECIPE, "budgets": DATASETS,
+              "quick": args.quick, "rows": rows}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print(markdown(rows, datasets))
+
+
+if __name__ == "__main__":
+    main()
