@@ -6,7 +6,7 @@ A class map is a YAML file (by default `classes.yaml` in the dataset folder)::
       - {name: background, index: 0, color: [0, 0, 0]}
       - {name: road, index: [7, 9], color: [128, 64, 128]}   # several stored values
       - {name: car, index: 26, color: [0, 0, 142]}
-    ignore_index: 255              # stored value(s) counted nowhere (default 255)
+    ignore_index: 255              # stored value(s) counted nowhere (default 255; [] for none)
     ignore_color: [255, 255, 255]  # stored colour(s) counted nowhere (colour masks)
 
 Index masks (gray or palette PNG/TIFF) are mapped by `index`; when no class has an `index`,
@@ -129,8 +129,8 @@ class ClassMap:
                 entry["color"] = list(self.colors[k])
             classes.append(entry)
         out: dict[str, Any] = {"classes": classes}
-        out["ignore_index"] = list(self.ignore_indices) if len(self.ignore_indices) != 1 else \
-            self.ignore_indices[0]
+        out["ignore_index"] = self.ignore_indices[0] if len(self.ignore_indices) == 1 else \
+            list(self.ignore_indices)
         if self.ignore_colors:
             out["ignore_color"] = [list(c) for c in self.ignore_colors]
         return out
@@ -139,11 +139,12 @@ class ClassMap:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
 
 
-def _ints(value: Any, what: str, path: Path | None, low: int = 0, high: int = 65535
-          ) -> tuple[int, ...]:
+def _ints(value: Any, what: str, path: Path | None, low: int = 0, high: int = 65535,
+          allow_empty: bool = False) -> tuple[int, ...]:
     items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-                            for v in items):
+    valid = all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+                for v in items)
+    if (not items and not allow_empty) or not valid:
         raise ConfigError(f"{what} must be an integer in {low}..{high} or a list of them, got "
                           f"{value!r}", path)
     return tuple(items)
@@ -185,7 +186,8 @@ def class_map_from_dict(data: Any, path: Path | None = None) -> ClassMap:
                           path)
     if any(c is None for c in colors) and not all(c is None for c in colors):
         raise ConfigError("give every class a colour, or none", path)
-    ignore = _ints(data.get("ignore_index", IGNORE_INDEX), "ignore_index", path)
+    ignore = _ints(data.get("ignore_index", IGNORE_INDEX), "ignore_index", path,
+                   allow_empty=True)
     ignore_colors = data.get("ignore_color", [])
     if ignore_colors and not isinstance(ignore_colors[0], list):
         ignore_colors = [ignore_colors]

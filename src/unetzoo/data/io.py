@@ -189,22 +189,23 @@ _PIL_CHANNELS = {"RGB": 3, "RGBA": 3, "RGBX": 3, "CMYK": 3, "YCbCr": 3, "LAB": 3
                  "P": 3, "PA": 3}
 
 
-def read_header(path: Path) -> ImageHeader:
-    """(height, width, channels, bit depth) from the file header, EXIF rotation applied."""
+def read_header(path: Path, data: bytes | None = None) -> ImageHeader:
+    """(height, width, channels, bit depth) from the file header (or the start of its bytes
+    `data`), EXIF rotation applied."""
     path = Path(path)
-    check_file(path)
+    check_file(path, data)
     try:
         if path.suffix.lower() in TIFF_EXTENSIONS:
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with tifffile.TiffFile(_source(path, data)) as tif:
                 page = tif.pages[0]
                 samples = page.samplesperpixel
                 shape = page.shape if page.planarconfig != 2 or samples == 1 else \
                     (*page.shape[1:], samples)
                 return ImageHeader(shape[0], shape[1], 3 if samples >= 3 else 1,
                                    page.bitspersample, f"{page.dtype}x{samples}")
-        with Image.open(path) as img:
+        with Image.open(_source(path, data)) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1) if img.format in ("JPEG", "MPO") else 1
             mode = img.mode
