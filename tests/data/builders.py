@@ -173,7 +173,7 @@ def cityscapes_files(width: int = 16, height: int = 8) -> dict[str, bytes]:
     """leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine/... *_gtFine_labelIds.png,
     with the other gtFine files beside them."""
     files: dict[str, bytes] = {}
-    ids = np.array([[0, 7, 8, 11, 26, 33, 4, 9]], np.uint8).repeat(height, 0).repeat(2, 1)
+    ids = np.array([[0, 7, 8, 11, 26, 33, 4, 9]], np.uint8).repeat(height, 0).repeat(width // 8, 1)
     for split, city in (("train", "aachen"), ("train", "bochum"), ("val", "frankfurt"),
                         ("test", "berlin")):
         key = f"{city}_000000_000019"

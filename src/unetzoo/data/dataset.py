@@ -179,15 +179,22 @@ def scan_dataset(pairs: Sequence[Pair], task: Task | None = None, num_classes: i
 
 def channel_statistics(pairs: Sequence[Pair], channels: int, limit: int = 64
                        ) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std over up to `limit` images spread through `pairs`."""
+    """Per-channel mean and std over up to `limit` images spread through `pairs`; an
+    unreadable image is logged and left out (training will skip it too)."""
     total = np.zeros(channels)
     squares = np.zeros(channels)
     count = 0
     for pair in spread_sample(pairs, limit):
-        image = read_image(pair.image, channels).reshape(-1, channels).astype(np.float64)
+        try:
+            image = read_image(pair.image, channels).reshape(-1, channels).astype(np.float64)
+        except DataError as exc:
+            log.warning("left out of the normalisation statistics: %s", exc)
+            continue
         total += image.sum(0)
         squares += (image**2).sum(0)
         count += image.shape[0]
+    if count == 0:
+        raise DataError("none of the sampled training images can be read")
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean**2, 0)).clip(min=1e-3)
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
