@@ -10,6 +10,8 @@ converters read archive members without extracting them; `path` then names them 
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +37,14 @@ def check_file(path: Path, data: bytes | None = None) -> None:
     """Raise naming `path` unless it is a non-empty regular file of a supported type."""
     if data is None:
         try:
-            if not path.is_file():
-                raise DataError("file not found" if not path.exists() else "not a regular file",
-                                path)
-            size = path.stat().st_size
+            info = os.stat(path)
+        except FileNotFoundError as exc:
+            raise DataError("file not found", path) from exc
         except OSError as exc:  # symlink loops, permissions
             raise DataError(f"cannot read ({exc.strerror or exc})", path) from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise DataError("not a regular file", path)
+        size = info.st_size
     else:
         size = len(data)
     if size == 0:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from .io import IMAGE_EXTENSIONS, is_image_file
+from .io import IMAGE_EXTENSIONS
 
 log = logging.getLogger("unetzoo")
 
@@ -88,26 +88,26 @@ def _list_images(folder: Path, problems: list[DataError] | None = None) -> dict[
     except OSError as exc:
         report(problems, DataError(f"cannot list folder ({exc.strerror or exc})", folder))
         return by_stem
-    for entry in entries:
-        path = Path(entry.path)
+    for entry in entries:  # string operations: building a Path per entry is the cost here
+        name = entry.name
+        stem, ext = os.path.splitext(name)
         try:
             regular = entry.is_file()
         except OSError as exc:  # symlink loops, broken mounts, permissions
-            report(problems, DataError(f"cannot read ({exc.strerror or exc})", path))
+            report(problems, DataError(f"cannot read ({exc.strerror or exc})", folder / name))
             continue
-        if entry.is_symlink() and not regular and not os.path.exists(path):
-            report(problems, DataError("is a broken or looping symbolic link", path))
+        if entry.is_symlink() and not regular and not os.path.exists(entry.path):
+            report(problems, DataError("is a broken or looping symbolic link", folder / name))
             continue
-        if not regular or not is_image_file(path):
-            if entry.name.lower() not in IGNORED_NAMES and not entry.name.startswith("."):
-                skipped.append(entry.name)
+        if not regular or ext.lower() not in IMAGE_EXTENSIONS or name.startswith("."):
+            if name.lower() not in IGNORED_NAMES and not name.startswith("."):
+                skipped.append(name)
             continue
-        if path.stem in by_stem:
-            report(problems, DataError(f"two files share the stem {path.stem!r}: "
-                                       f"{by_stem[path.stem].name} and {entry.name}; keep one",
-                                       folder))
+        if stem in by_stem:
+            report(problems, DataError(f"two files share the stem {stem!r}: "
+                                       f"{by_stem[stem].name} and {name}; keep one", folder))
             continue
-        by_stem[path.stem] = path
+        by_stem[stem] = folder / name
     if skipped:
         log.warning("%s: skipped %d non-image entr%s: %s", folder, len(skipped),
                     "y" if len(skipped) == 1 else "ies", ", ".join(skipped[:5]))
