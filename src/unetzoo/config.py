@@ -64,9 +64,10 @@ class TrainConfig:
                                    "folder when present)", metavar="YAML")
     ignore_index: int | None = option(None, "stored mask value of pixels to ignore (default: "
                                       "255 in index masks, none in binary masks)")
-    full_check: bool = option(False, "read every image and mask before training (default: all "
-                              "headers and the pixels of 256 spread samples; the rest is "
-                              "checked as it is loaded, bad training samples skipped and logged)")
+    full_check: bool = option(False, "read every image and mask before training (default: "
+                              "headers of up to 20,000 pairs and the pixels of 256 spread "
+                              "ones; the rest is checked as it is loaded, bad training samples "
+                              "skipped and logged)")
     # model
     model: str = option("unet", "registered model name (see `unetzoo models`)",
                         aliases=("--arch",))
