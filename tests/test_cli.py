@@ -108,3 +108,97 @@ def test_models_lists_every_model_with_counts(capsys) -> None:
     assert run("models") == 0
     out = capsys.readouterr().out
     assert "34,527,041" in out and "unetpp" in out
+
+
+@pytest.mark.parametrize("overlap, task", [(True, "multilabel"), (False, "multiclass")])
+def test_class_folder_datasets_train_end_to_end(tmp_path: Path, capsys, overlap: bool,
+                                                task: str) -> None:
+    from tests.data.builders import write_class_folders
+
+    data = write_class_folders(tmp_path / "data", count=4, size=32, overlap=overlap,
+                               test_images=1)
+    out = tmp_path / "run"
+    assert run("train", "--dataset", data, "--epoch", "1", "--out", out, *TRAIN) == 0
+    printed = capsys.readouterr().out
+    assert f"{task}, " in printed and "val dice" in printed
+    assert run("predict", "--model", out / "models" / "best.pt", "--input",
+               data / "test" / "images", "--output", tmp_path / "p", *FAST) == 0
+    written = sorted(p.relative_to(tmp_path / "p").as_posix()
+                     for p in (tmp_path / "p").rglob("*.png"))
+    assert written == (["left/test_000.png", "nucleus/test_000.png"] if overlap
+                       else ["test_000.png"])
+    assert run("eval", "--dataset", data, "--split", "val", "--model",
+               out / "models" / "best.pt", "--out", tmp_path / "e", *FAST) == 0
+    per_class = json.loads((tmp_path / "e" / "metrics.json").read_text())["per_class"]
+    assert {"left", "nucleus"} <= set(per_class)
+
+
+def test_convert_drive_train_and_evaluate_inside_the_fov(tmp_path: Path, capsys) -> None:
+    from tests.data.builders import drive_zips
+
+    src = drive_zips(tmp_path / "DRIVE", size=40)
+    dest = tmp_path / "drive"
+    assert run("convert", "drive", src, dest) == 0
+    assert "drive: 4 images" in capsys.readouterr().out
+    assert run("convert", "drive", src, dest) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    out = tmp_path / "run"
+    assert run("train", "--dataset", dest, "--csvfile", "split.csv", "--epoch", "1",
+               "--out", out, "--val-fraction", "0.5", *TRAIN) == 0
+    assert "binary, 1 class(es)" in capsys.readouterr().out
+    from unetzoo.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "models" / "best.pt").class_names == ("vessel",)
+    metrics = json.loads((out / "test" / "metrics.json").read_text())
+    assert metrics["images"] == 2 and "vessel" in metrics["per_class"]
+    # pixels outside the field of view are ignored targets (tests/data/test_convert.py), which
+    # losses and metrics leave out
+
+
+def test_cityscapes_classes_and_colours_reach_the_predictions(tmp_path: Path) -> None:
+    from tests.data.builders import cityscapes_files, write_files
+    from unetzoo.checkpoint import load_checkpoint
+
+    src = write_files(tmp_path / "src", cityscapes_files(width=32, height=16))
+    assert run("convert", "cityscapes", src, tmp_path / "cs") == 0
+    out = tmp_path / "run"
+    assert run("train", "--dataset", tmp_path / "cs", "--csvfile", "split.csv", "--epoch", "1",
+               "--out", out, *TRAIN) == 0
+    checkpoint = load_checkpoint(out / "models" / "best.pt")
+    assert checkpoint.class_names[0] == "road" and checkpoint.class_colors[0] == (128, 64, 128)
+    image = next((tmp_path / "cs" / "images").iterdir())
+    assert run("predict", "--model", out / "models" / "best.pt", "--input", image,
+               "--output", tmp_path / "p", *FAST) == 0
+    written = Image.open(tmp_path / "p" / f"{image.stem}.png")
+    assert written.mode == "P" and written.getpalette()[:6] == [128, 64, 128, 244, 35, 232]
+
+
+def test_inspect_lists_problems_and_exits_2(tmp_path: Path, capsys) -> None:
+    data = write_pairs(tmp_path / "data", count=3, size=16)
+    assert run("inspect", data, "--no-progress") == 0
+    assert "problems: none found" in capsys.readouterr().out
+    (data / "masks" / "img_001.png").unlink()
+    (data / "images" / "img_002.png").write_bytes(b"")
+    assert run("inspect", data, "--no-progress") == 2
+    captured = capsys.readouterr()
+    assert "img_001.png: image has no mask" in captured.out
+    assert "img_002.png: file is empty" in captured.out
+    assert "2 problem(s) found" in captured.err
+
+
+def test_a_bad_sample_met_in_training_is_logged_and_skipped(tmp_path: Path, capsys,
+                                                            monkeypatch) -> None:
+    import unetzoo.data.dataset as dataset_module
+
+    data = write_pairs(tmp_path / "data", count=8, size=64)
+    rows = ["image,mask,split"] + [f"images/img_{i:03d}.png,masks/img_{i:03d}.png,"
+                                   f"{'val' if i == 7 else 'train'}" for i in range(8)]
+    (data / "split.csv").write_text("\n".join(rows) + "\n")
+    broken = data / "images" / "img_003.png"
+    broken.write_bytes(broken.read_bytes()[:300])
+    monkeypatch.setattr(dataset_module, "SAMPLE_SIZE", 2)
+    assert run("train", "--dataset", data, "--csvfile", "split.csv", "--epoch", "1",
+               "--out", tmp_path / "run", "--steps-per-epoch", "4", *TRAIN) == 0
+    printed = capsys.readouterr().out
+    assert "skipped a bad sample" in printed and "img_003.png" in printed
+    assert "epoch 1/1" in printed

@@ -59,6 +59,15 @@ class TrainConfig:
     val_fraction: float = option(0.1, "fraction carved from train for validation when the "
                                  "split has no val rows")
     workers: int = option(-1, "data-loading processes (-1: one per two cores, at most 4)")
+    class_map: str | None = option(None, "class map YAML: name and stored index or colour per "
+                                   "class, ignore values (default: classes.yaml in the dataset "
+                                   "folder when present)", metavar="YAML")
+    ignore_index: int | None = option(None, "stored mask value of pixels to ignore (default: "
+                                      "255 in index masks, none in binary masks)")
+    full_check: bool = option(False, "read every image and mask before training (default: "
+                              "headers of up to 20,000 pairs and the pixels of 256 spread "
+                              "ones; the rest is checked as it is loaded, bad training samples "
+                              "skipped and logged)")
     # model
     model: str = option("unet", "registered model name (see `unetzoo models`)",
                         aliases=("--arch",))
@@ -117,6 +126,8 @@ class TrainConfig:
             raise ConfigError(f"--steps-per-epoch must be >= 1, got {self.steps_per_epoch}")
         if not 0 <= self.warmup < self.epoch:
             raise ConfigError(f"--warmup must be in [0, epoch), got {self.warmup}")
+        if self.ignore_index is not None and not 0 <= self.ignore_index <= 65535:
+            raise ConfigError(f"--ignore-index must be in 0..65535, got {self.ignore_index}")
         build_loss(self.loss, "multiclass" if self.task == "multiclass" else "binary")
         resolve_kwargs(self.model, self.preset, **self.model_args)
         for f in fields(self):

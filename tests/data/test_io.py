@@ -91,3 +91,31 @@ def test_unsupported_extension(tmp_path: Path) -> None:
     (tmp_path / "x.webp").write_bytes(b"RIFF")
     with pytest.raises(DataError, match="unsupported extension"):
         read_image(tmp_path / "x.webp")
+
+
+def test_palette_image_reads_as_colour_and_rgba_mask_drops_alpha(tmp_path: Path) -> None:
+    pal = Image.fromarray(np.array([[0, 1]], np.uint8), mode="P")
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0] * 762)
+    pal.save(tmp_path / "p.png")
+    assert (read_image(tmp_path / "p.png") * 255).round().astype(int)[0].tolist() == [
+        [10, 20, 30], [200, 100, 50]]
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (255, 255, 255, 255)
+    Image.fromarray(rgba).save(tmp_path / "m.png")
+    assert read_mask(tmp_path / "m.png").tolist() == [[255, 0], [0, 0]]
+
+
+def test_headers_give_size_channels_and_bit_depth(tmp_path: Path) -> None:
+    from unetzoo.data.io import read_header
+
+    tifffile.imwrite(tmp_path / "t.tif", np.zeros((5, 6), np.uint16))
+    Image.fromarray(np.zeros((3, 4, 4), np.uint8)).save(tmp_path / "a.png")
+    def facts(path: Path) -> tuple[int, int, int, int]:
+        header = read_header(path)
+        return header.height, header.width, header.channels, header.bits
+
+    assert facts(tmp_path / "t.tif") == (5, 6, 1, 16)
+    assert facts(tmp_path / "a.png") == (3, 4, 3, 8)
+    (tmp_path / "z.png").write_bytes(b"")
+    with pytest.raises(DataError, match=re.escape("z.png: file is empty")):
+        read_header(tmp_path / "z.png")

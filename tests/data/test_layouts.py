@@ -110,3 +110,65 @@ def test_csv_without_header(tmp_path: Path) -> None:
     (tmp_path / "split.csv").write_text("images/a.png,masks/a.png,train\n")
     with pytest.raises(DataError, match="expected a header"):
         find_pairs(tmp_path, "split.csv")
+
+
+def test_class_folders_and_split_folders(tmp_path: Path) -> None:
+    from tests.data.builders import write_class_folders
+
+    root = write_class_folders(tmp_path / "d", count=2, size=16, test_images=1)
+    pairs = find_pairs(root)
+    assert [(p.split, p.labelled) for p in pairs] == [("train", True)] * 2 + \
+        [("val", True)] * 2 + [("test", False)]
+    assert pairs[0].class_names == ("left", "nucleus")
+    assert [m.parent.name for m in pairs[0].class_masks] == ["left", "nucleus"]
+    (root / "val" / "left" / "val_003.png").unlink()
+    with pytest.raises(DataError, match=re.escape("val_003.png: image has no mask in")):
+        find_pairs(root)
+
+
+def test_split_folders_with_paired_layout_and_roi(tmp_path: Path) -> None:
+    for split in ("train", "valid"):
+        png(tmp_path / split / "images" / f"{split}.png")
+        png(tmp_path / split / "masks" / f"{split}_mask.png")
+        png(tmp_path / split / "roi" / f"{split}.png", 255)
+    pairs = find_pairs(tmp_path)
+    assert [(p.name, p.split, p.roi.parent.name) for p in pairs] == [
+        ("train", "train", "roi"), ("valid", "val", "roi")]
+
+
+def test_split_folders_must_agree_on_classes(tmp_path: Path) -> None:
+    png(tmp_path / "train" / "images" / "a.png")
+    png(tmp_path / "train" / "tumor" / "a.png")
+    png(tmp_path / "val" / "images" / "b.png")
+    png(tmp_path / "val" / "stroma" / "b.png")
+    with pytest.raises(DataError, match="differ from the other splits'"):
+        find_pairs(tmp_path)
+
+
+def test_csv_with_class_columns_and_roi_round_trips(tmp_path: Path) -> None:
+    from tests.data.builders import write_class_folders
+    from unetzoo.data.split import write_split_csv
+
+    root = write_class_folders(tmp_path / "d", count=2, size=16)
+    pairs = find_pairs(root)
+    pairs = [type(p)(p.image, None, p.split, p.class_masks, p.class_names, p.class_masks[0])
+             for p in pairs]
+    write_split_csv(pairs, root, root / "split.csv")
+    header = (root / "split.csv").read_text().splitlines()[0]
+    assert header == "image,mask:left,mask:nucleus,split,roi"
+    assert find_pairs(root, "split.csv") == pairs
+
+
+def test_problems_are_collected_instead_of_raised(tmp_path: Path) -> None:
+    png(tmp_path / "images" / "a.png")
+    png(tmp_path / "images" / "a.jpg")
+    png(tmp_path / "images" / "b.png")
+    png(tmp_path / "images" / "c.png")
+    png(tmp_path / "masks" / "c.png")
+    png(tmp_path / "masks" / "z.png")
+    problems: list[DataError] = []
+    pairs = find_pairs(tmp_path, problems=problems)
+    assert [p.name for p in pairs] == ["c"]
+    text = "\n".join(str(p) for p in problems)
+    assert "share the stem 'a'" in text and "z.png: mask has no image" in text
+    assert "b.png: image has no mask" in text

@@ -88,3 +88,128 @@ def test_padding_of_small_images_is_ignored_in_the_target(tmp_path: Path) -> Non
                                train_transform(32, "crop", augment="none"), seed=0)
     mask = data[0]["mask"]
     assert (mask == 255).sum() == 32 * 32 - 20 * 20
+
+
+def test_class_masks_encode_exclusive_and_overlapping(tmp_path: Path) -> None:
+    a = np.array([[255, 0, 0]], np.uint8)
+    b = np.array([[0, 255, 0]], np.uint8)
+    paths = [tmp_path / "tumor" / "x.png", tmp_path / "stroma" / "x.png"]
+    assert MaskEncoder("multiclass", 3).encode_classes([a, b], paths).tolist() == [[1, 2, 0]]
+    both = np.array([[255, 255, 0]], np.uint8)
+    assert MaskEncoder("multilabel", 2).encode_classes([a, both], paths)[..., 1].tolist() == \
+        [[1, 1, 0]]
+    with pytest.raises(DataError, match="class masks tumor, stroma overlap at 1 pixel"):
+        MaskEncoder("multiclass", 3).encode_classes([a, both], paths)
+
+
+def test_class_folder_task_is_detected_and_overridable(tmp_path: Path) -> None:
+    from tests.data.builders import write_class_folders
+
+    exclusive = find_pairs(write_class_folders(tmp_path / "x", count=2, size=16))
+    overlapping = find_pairs(write_class_folders(tmp_path / "o", count=2, size=16,
+                                                 overlap=True))
+    info = scan_dataset(exclusive)
+    assert (info.task, info.num_classes, info.class_names) == (
+        "multiclass", 3, ("background", "left", "nucleus"))
+    assert scan_dataset(overlapping).task == "multilabel"
+    assert scan_dataset(exclusive, task="multilabel").class_names == ("left", "nucleus")
+    with pytest.raises(DataError, match="overlap"):
+        scan_dataset(overlapping, task="multiclass")
+
+
+def test_multilabel_samples_are_k_by_h_by_w_through_augmentation(tmp_path: Path) -> None:
+    from tests.data.builders import write_class_folders
+
+    pairs = find_pairs(write_class_folders(tmp_path / "o", count=2, size=20, overlap=True))
+    pre = Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=32)
+    data = SegmentationDataset(pairs, pre, MaskEncoder("multilabel", 2),
+                               train_transform(32, "crop"), seed=1)
+    mask = data[0]["mask"]
+    assert mask.shape == (2, 32, 32) and set(mask.unique().tolist()) <= {0, 1, 255}
+    assert (mask == 255).any()  # padding is ignored in every label
+
+
+def test_roi_outside_is_ignored(tmp_path: Path) -> None:
+    root = write_pairs(tmp_path / "d", count=1, size=8)
+    roi = np.zeros((8, 8), np.uint8)
+    roi[2:6, 2:6] = 255
+    (root / "roi").mkdir()
+    Image.fromarray(roi).save(root / "roi" / "img_000.png")
+    pre = Preprocessing(3, (0.0,) * 3, (1.0,) * 3, img_size=8)
+    mask = SegmentationDataset(find_pairs(root), pre, MaskEncoder("binary", 1))[0]["mask"]
+    assert (mask[roi == 0] == 255).all() and (mask[roi > 0] != 255).all()
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_large_datasets_check_a_sample_and_training_skips_bad_files(
+        tmp_path: Path, monkeypatch, caplog) -> None:
+    import logging
+
+    import unetzoo.data.dataset as dataset_module
+
+    root = write_pairs(tmp_path / "d", count=6, size=64)
+    _truncate(root / "images" / "img_002.png")  # header intact, pixels broken
+    monkeypatch.setattr(dataset_module, "SAMPLE_SIZE", 2)
+    pairs = find_pairs(root)
+    info = scan_dataset(pairs)  # reads the pixels of img_000 and img_005 only
+    assert (info.pixels_checked, info.headers_checked) == (2, 6)
+    with pytest.raises(DataError, match=re.escape("img_002.png")):
+        scan_dataset(pairs, full=True)
+    pre = Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=32)
+    strict = SegmentationDataset(pairs, pre, info.encoder)
+    with pytest.raises(DataError, match=re.escape("img_002.png")):
+        strict[2]
+    lenient = SegmentationDataset(pairs, pre, info.encoder, skip_bad=True)
+    logging.getLogger("unetzoo").propagate = True
+    with caplog.at_level(logging.WARNING, logger="unetzoo"):
+        assert lenient[2]["name"] == "img_003"
+    assert "skipped a bad sample" in caplog.text and "img_002.png" in caplog.text
+    for name in ("img_003", "img_004"):
+        _truncate(root / "images" / f"{name}.png")
+    monkeypatch.setattr(dataset_module, "MAX_CONSECUTIVE_BAD", 3)
+    with pytest.raises(DataError, match="3 consecutive samples cannot be read"):
+        lenient[2]
+
+
+def test_two_workers_give_the_samples_of_zero_workers(pairs_dir: Path) -> None:
+    import random
+
+    import torch
+    from torch.utils.data import DataLoader, RandomSampler
+
+    class GlobalNoise:  # a user transform that draws from the global generators
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def set_random_seed(self, seed: int) -> None:
+            self.inner.set_random_seed(seed)
+
+        def __call__(self, image, mask=None):
+            out = self.inner(image=image, mask=mask)
+            out["image"] = out["image"] + np.float32(np.random.rand() + random.random())
+            return out
+
+    pre = Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=32)
+    data = SegmentationDataset(find_pairs(pairs_dir), pre, MaskEncoder("binary", 1),
+                               GlobalNoise(train_transform(32, "crop")), seed=7)
+
+    def batches(workers: int) -> list[torch.Tensor]:
+        sampler = RandomSampler(data, generator=torch.Generator().manual_seed(3))
+        loader = DataLoader(data, batch_size=4, sampler=sampler, num_workers=workers)
+        return [torch.cat([b["image"].flatten(), b["mask"].flatten().float()]) for b in loader]
+
+    state = np.random.get_state()[1].copy()
+    zero, two = batches(0), batches(2)
+    assert all(torch.equal(a, b) for a, b in zip(zero, two, strict=True))
+    assert (np.random.get_state()[1] == state).all()  # the caller's generator is untouched
+
+
+def test_spread_sample_includes_both_ends() -> None:
+    from unetzoo.data.dataset import spread_sample
+
+    assert spread_sample(list(range(10)), 4) == [0, 3, 6, 9]
+    assert spread_sample([1, 2], 5) == [1, 2]

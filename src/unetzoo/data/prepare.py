@@ -3,20 +3,29 @@ up front, with the task, classes and preprocessing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from ..errors import ConfigError, DataError
 from ..task import Task
-from .dataset import DatasetInfo, SegmentationDataset, channel_statistics, scan_dataset
-from .io import read_mask
+from .classmap import find_class_map
+from .dataset import (
+    DatasetInfo,
+    SegmentationDataset,
+    channel_statistics,
+    check_files,
+    scan_dataset,
+    verify_pairs,
+)
 from .layouts import Pair, find_pairs
 from .masks import MaskEncoder
 from .split import assign_splits
 from .transforms import Preprocessing, ResizeMode
+
+log = logging.getLogger("unetzoo")
 
 
 @dataclass
@@ -33,40 +42,70 @@ class TrainData:
 
     @property
     def encoder(self) -> MaskEncoder:
-        return MaskEncoder(self.info.task, self.info.num_classes)
+        return self.info.encoder or MaskEncoder(self.info.task, self.info.num_classes)
 
     def dataset(self, pairs: list[Pair], transform=None, seed: int | None = None
                 ) -> SegmentationDataset:
-        return SegmentationDataset(pairs, self.preprocessing, self.encoder, transform, seed)
+        """A dataset of `pairs`; with a (training) `transform`, bad samples met while
+        training are logged and skipped rather than stopping the epoch."""
+        return SegmentationDataset(pairs, self.preprocessing, self.encoder, transform, seed,
+                                   skip_bad=transform is not None)
 
 
 def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
                  task: Task | None = None, num_classes: int | None = None,
-                 class_names: Sequence[str] | None = None, val_fraction: float = 0.1,
-                 seed: int = 0, img_size: int = 256, resize_mode: ResizeMode = "crop",
-                 preprocessing: Preprocessing | None = None) -> TrainData:
-    """Find pairs, assign splits, scan every file for problems, and fix the preprocessing
-    (normalisation from the training images) unless one is given (resume)."""
+                 class_names: Sequence[str] | None = None, class_map: str | Path | None = None,
+                 ignore_index: int | None = None, full_check: bool = False,
+                 val_fraction: float = 0.1, seed: int = 0, img_size: int = 256,
+                 resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None
+                 ) -> TrainData:
+    """Find pairs, assign splits, check the files (all of them with `full_check`, else
+    headers and a sample: see `data.dataset`), and fix the preprocessing (normalisation
+    from the training images) unless one is given (resume).
+
+    The class map is `class_map`, else `classes.yaml` in the dataset folder when present.
+    Test images without masks are left out of the test evaluation.
+    """
     if not dataset:
         raise ConfigError("--dataset is required")
     root = Path(dataset)
     pairs = find_pairs(root, csvfile)
     train, val, test, made = assign_splits(pairs, val_fraction, seed)
-    missing = [p for p in train + val if p.mask is None]
+    missing = [p for p in train + val if not p.labelled]
     if missing:
         raise ConfigError(f"{len(missing)} train/val rows have no mask, e.g. {missing[0].image}")
-    labelled = [p for p in train + val + test if p.mask is not None]
-    info = scan_dataset(labelled, task, num_classes, class_names)
+    unlabelled = [p for p in test if not p.labelled]
+    if unlabelled:
+        log.info("%d test image(s) without masks are left out of the test evaluation",
+                 len(unlabelled))
+        test = [p for p in test if p.labelled]
+    info = scan_dataset(train + val + test, task, num_classes, class_names,
+                        class_map=find_class_map(root, class_map), ignore_index=ignore_index,
+                        full=full_check)
     if preprocessing is None:
         mean, std = channel_statistics(train, info.in_channels)
         preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode)
     return TrainData(root, train, val, test, info, preprocessing, made)
 
 
+def evaluation_encoder(task: Task, num_classes: int, dataset: str | Path,
+                       config: Mapping[str, Any] | None = None) -> MaskEncoder:
+    """The mask encoder of a trained run (its `config`) on `dataset`: the run's class map
+    when it still exists, else the dataset's `classes.yaml`, and the run's ignore index."""
+    config = config or {}
+    given = config.get("class_map")
+    root = Path(dataset)
+    if given and not (Path(given).is_file() or (root / given).is_file()):
+        given = None
+    return MaskEncoder(task, num_classes, config.get("ignore_index"),
+                       find_class_map(root, given))
+
+
 def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str | None,
                    encoder: MaskEncoder) -> tuple[list[Pair], str | None]:
-    """The labelled pairs of one split (all pairs when the layout has no splits), every mask
-    checked against `encoder` before anything runs; also the split actually used."""
+    """The labelled pairs of one split (all pairs when the layout has no splits), checked
+    against `encoder` before anything runs (headers, and the pixels of a sample); also the
+    split actually used."""
     pairs = find_pairs(dataset, csvfile)
     has_splits = any(p.split for p in pairs)
     chosen = [p for p in pairs if split is None or not has_splits or p.split == split]
@@ -74,10 +113,10 @@ def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str |
         found = sorted({p.split or "none" for p in pairs})
         raise DataError(f"no rows of split {split!r}; the split has: {', '.join(found)}",
                         Path(csvfile) if csvfile else Path(dataset))
-    unlabelled = [p for p in chosen if p.mask is None]
+    unlabelled = [p for p in chosen if not p.labelled]
     if unlabelled:
         raise DataError("has no mask to evaluate against (use `unetzoo predict` for "
                         "unlabelled images)", unlabelled[0].image)
-    for pair in chosen:
-        encoder.check_values(np.unique(read_mask(pair.mask)), pair.mask)  # type: ignore[arg-type]
+    check_files(chosen)
+    verify_pairs(chosen, encoder)
     return chosen, split if has_splits else None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_write_text
-from .layouts import Pair
+from .layouts import CLASS_COLUMN, Pair
 
 
 def split_counts(n: int, train_size: float, val_size: float) -> tuple[int, int, int]:
@@ -39,13 +39,26 @@ def make_split(pairs: Sequence[Pair], train_size: float = 0.9, val_size: float =
 
 
 def split_csv_text(pairs: Sequence[Pair], root: Path) -> str:
-    """CSV text with columns image,mask,split and paths relative to `root` (POSIX style)."""
+    """CSV text with columns image,mask,split (one `mask:<class>` column per class for
+    class-folder pairs; a roi column when pairs have regions of interest), paths relative to
+    `root` (POSIX style)."""
+    names = next((p.class_names for p in pairs if p.class_masks), ())
+    masks = [f"{CLASS_COLUMN}{n}" for n in names] if names else ["mask"]
+    has_roi = any(p.roi for p in pairs)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["image", "mask", "split"])
+    writer.writerow(["image", *masks, "split", *(["roi"] if has_roi else [])])
+
+    def rel(path: Path | None) -> str:
+        return path.relative_to(root).as_posix() if path else ""
+
     for p in pairs:
-        mask = p.mask.relative_to(root).as_posix() if p.mask else ""
-        writer.writerow([p.image.relative_to(root).as_posix(), mask, p.split or ""])
+        if names:
+            mask_cells = [rel(m) for m in p.class_masks] or [""] * len(names)
+        else:
+            mask_cells = [rel(p.mask)]
+        writer.writerow([rel(p.image), *mask_cells, p.split or "",
+                         *([rel(p.roi)] if has_roi else [])])
     return out.getvalue()
 
 

@@ -17,8 +17,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint
 from ..data.dataset import SegmentationDataset
-from ..data.masks import MaskEncoder
-from ..data.prepare import labelled_split
+from ..data.prepare import evaluation_encoder, labelled_split
 from ..fileio import atomic_write_text
 from ..metrics import METRIC_NAMES, MetricAccumulator
 from ..viz import class_colors, comparison_panel, save_png
@@ -111,7 +110,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     """Evaluate a checkpoint on a dataset's split (all pairs when the layout has no split),
     writing metrics.json, per_image.csv and, with `debug`, overlays into `out_dir`."""
     checkpoint = load_checkpoint(checkpoint_path)
-    encoder = MaskEncoder(checkpoint.task, checkpoint.model_spec["num_classes"])
+    encoder = evaluation_encoder(checkpoint.task, checkpoint.model_spec["num_classes"], dataset,
+                                 checkpoint.config)
     pairs, used_split = labelled_split(dataset, csvfile, split, encoder)
     predictor = Predictor.from_checkpoint(checkpoint, options)
     data = SegmentationDataset(pairs, checkpoint.preprocessing, encoder)

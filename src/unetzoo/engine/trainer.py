@@ -171,7 +171,8 @@ class Trainer:
             model_spec=self.model.unetzoo_spec, task=self.data.info.task,
             class_names=self.data.info.class_names, preprocessing=self.data.preprocessing,
             state_dict={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            config=self.config.to_dict(), metrics=metrics, train_state=state)
+            config=self.config.to_dict(), metrics=metrics, train_state=state,
+            class_colors=self.data.info.class_colors)
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from `checkpoint`'s weights, optimizer, schedule, history and RNG."""
@@ -284,6 +285,8 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
     _seed_everything(config.seed)
     data = prepare_data(config.dataset, config.csvfile, task=config.task,
                         num_classes=config.num_classes, class_names=config.class_names,
+                        class_map=config.class_map, ignore_index=config.ignore_index,
+                        full_check=config.full_check,
                         val_fraction=config.val_fraction, seed=config.seed,
                         img_size=config.img_size, resize_mode=config.resize_mode,
                         preprocessing=checkpoint.preprocessing if checkpoint else None)

@@ -1,0 +1,50 @@
+"""What the converters share: binary masks from the formats' mask files, size checks and
+the class map of a two-class dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import DataError
+from ..classmap import ClassMap
+from .source import Source
+
+
+def to_binary(mask: np.ndarray) -> np.ndarray:
+    """0/255 uint8 of a stored binary mask: 0/1 masks as they are, anything else (JPEG or
+    anti-aliasing noise included) thresholded at half the value range."""
+    if mask.max(initial=0) <= 1:
+        return (mask > 0).astype(np.uint8) * 255
+    top = np.iinfo(mask.dtype).max if np.issubdtype(mask.dtype, np.integer) else 1.0
+    return (mask > top / 2).astype(np.uint8) * 255
+
+
+def binary_mask(source: Source, name: str, size: tuple[int, int]) -> np.ndarray:
+    """The 0/255 mask of member `name`, checked to be `size` (height, width)."""
+    mask = to_binary(source.gray_mask(name))
+    check_size(source, name, mask, size)
+    return mask
+
+
+def check_size(source: Source, name: str, mask: np.ndarray, size: tuple[int, int]) -> None:
+    if mask.shape[:2] != tuple(size):
+        raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]} (W x H) but its image is "
+                        f"{size[1]}x{size[0]}", source.where(name))
+
+
+def binary_class_map(foreground: str) -> ClassMap:
+    """Background 0 and `foreground` 255, nothing ignored: the masks the converters write."""
+    return ClassMap(("background", foreground), ((0,), (255,)), None, ())
+
+
+def paired(source: Source, images: dict[str, str], masks: dict[str, str], what: str
+           ) -> list[tuple[str, str]]:
+    """(image, mask) member names by key; an image without a mask or a mask without an
+    image is an error naming the file."""
+    for key, name in masks.items():
+        if key not in images:
+            raise DataError(f"{what} has no image with a matching name", source.where(name))
+    for key, name in images.items():
+        if key not in masks:
+            raise DataError(f"image has no {what}", source.where(name))
+    return [(images[k], masks[k]) for k in sorted(images)]
