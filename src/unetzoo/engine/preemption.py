@@ -55,7 +55,9 @@ class StopRequest:
                         "and saving a checkpoint (send it again to stop at once)\n".encode())
 
 
-def ignore_interrupts_in_worker(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: Ctrl-C reaches the whole process group; the workers
-    keep serving batches until the main process has finished its step."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def ignore_stop_signals_in_worker(worker_id: int) -> None:
+    """DataLoader `worker_init_fn`: a Ctrl-C (or a SIGTERM sent to the process group)
+    reaches the workers too; they keep serving batches until the main process has finished
+    its step, and exit with it (PyTorch's workers watch their parent)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

@@ -43,7 +43,7 @@ from ..viz import save_curves
 from .distributed import Distributed, ShardSampler, evaluate_sharded, missing_files
 from .evaluate import EvaluationResult, format_summary
 from .infer import InferenceOptions, Predictor
-from .preemption import StopRequest, TrainingInterrupted, ignore_interrupts_in_worker
+from .preemption import StopRequest, TrainingInterrupted, ignore_stop_signals_in_worker
 from .run_folder import (
     check_run_dir,
     default_run_dir,
@@ -158,7 +158,7 @@ class Trainer:
         seeds = torch.Generator().manual_seed(self.config.seed * 100_003 + epoch)
         return DataLoader(self.train_set, batch_size=self.config.batch, sampler=sampler,
                           num_workers=workers, drop_last=True, generator=seeds,
-                          worker_init_fn=ignore_interrupts_in_worker if workers else None,
+                          worker_init_fn=ignore_stop_signals_in_worker if workers else None,
                           pin_memory=self.runtime.device.type == "cuda")
 
     # -- one epoch --------------------------------------------------------------------
