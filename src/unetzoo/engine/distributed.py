@@ -70,8 +70,16 @@ class Distributed:
         if torch.cuda.is_available() and dist.is_nccl_available():
             torch.cuda.set_device(local_rank)
             backend = "cpu:gloo,cuda:nccl"
-        dist.init_process_group(backend, timeout=TIMEOUT)
-        return cls(dist.get_rank(), world_size, local_rank, owns_group=True)
+        store, rank, world_size = next(dist.rendezvous("env://", timeout=TIMEOUT))
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # torchrun keeps one store across restarts of the worker group: without a prefix
+            # per attempt, restarted ranks can read the dead ranks' addresses and fail to
+            # connect (pytorch/pytorch#135712).
+            attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+            store = dist.PrefixStore(f"unetzoo/attempt-{attempt}", store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size,
+                                timeout=TIMEOUT)
+        return cls(rank, world_size, local_rank, owns_group=True)
 
     def stop(self) -> None:
         if self.owns_group and dist.is_initialized():
