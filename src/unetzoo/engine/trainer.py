@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from ..config import TrainConfig, build_config, load_yaml
+from ..config import TrainConfig, build_config
 from ..data.dataset import DatasetInfo
 from ..data.prepare import TrainData, prepare_data
 from ..data.split import write_split_csv
@@ -44,23 +44,13 @@ from .distributed import Distributed, ShardSampler, evaluate_sharded, missing_fi
 from .evaluate import EvaluationResult, format_summary
 from .infer import InferenceOptions, Predictor
 from .preemption import StopRequest, TrainingInterrupted, ignore_stop_signals_in_worker
-from .run_folder import (
-    check_run_dir,
-    default_run_dir,
-    has_outputs,
-    newest_checkpoint,
-    prepare_run_dir,
-)
+from .run_folder import NO_TRAINING_STATE, RunPlan, check_run_dir, plan_run, prepare_run_dir
 from .runtime import Runtime
 from .schedules import build_optimizer, lr_factor
 
 __all__ = ["TrainResult", "Trainer", "TrainingError", "TrainingInterrupted", "train"]
 
 log = logging.getLogger("unetzoo")
-
-# Options that make a run what it is: a resumed run must keep them.
-RUN_IDENTITY = ("model", "preset", "model_args", "task", "num_classes", "class_names",
-                "img_size", "resize_mode")
 
 
 class TrainingError(UnetzooError):
@@ -267,8 +257,7 @@ class Trainer:
         RNG states."""
         state = checkpoint.train_state
         if not state:
-            raise CheckpointError("holds no training state (best.pt is for inference; resume "
-                                  "from models/epoch_last.pt)")
+            raise CheckpointError(NO_TRAINING_STATE)
         self.model.load_state_dict(checkpoint.state_dict)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -384,57 +373,6 @@ def _epoch_line(row: dict[str, Any], config: TrainConfig, improved: bool) -> str
         text += f"  skipped {row['skipped']}"
     text += f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
     return text + ("  * best" if improved else "")
-
-
-# -- from options to a run -----------------------------------------------------------------
-@dataclass
-class RunPlan:
-    """Where a run goes, the checkpoint it continues (if any) and its final config."""
-
-    run_dir: Path
-    config: TrainConfig
-    checkpoint: Checkpoint | None = None
-    reuse_folder: bool = False
-
-
-def _same_run(saved: dict[str, Any], config: TrainConfig, keys: Any, where: Path) -> None:
-    for key in keys:
-        if key in saved and saved[key] != getattr(config, key):
-            raise ConfigError(f"--{key.replace('_', '-')} {getattr(config, key)!r} differs from "
-                              f"the run's {saved[key]!r}: a run keeps its model and data "
-                              "(choose another --out for a new run)", where)
-
-
-def plan_run(config: TrainConfig, given: dict[str, Any]) -> RunPlan:
-    """Resolve `--resume` (a run folder, a checkpoint file, or auto) into a plan."""
-    if not config.resume:
-        run_dir = Path(config.out) if config.out else default_run_dir(config.model)
-        return RunPlan(run_dir, config)
-    path = Path(config.out if config.resume == "auto" else config.resume)  # type: ignore[arg-type]
-    if path.is_dir() or config.resume == "auto":
-        run_dir, found = path, newest_checkpoint(path)
-        if found is None and config.resume != "auto":
-            raise CheckpointError("holds no checkpoint to resume (models/epoch_last.pt)", path)
-        if found is None:  # auto: the run has not written a checkpoint yet
-            saved = path / "config.yaml"
-            if has_outputs(path):
-                if not saved.is_file():
-                    raise RunError("holds outputs of an unknown run; choose another --out or "
-                                   "pass --overwrite", path)
-                _same_run(load_yaml(saved), config, RUN_IDENTITY, saved)
-            log.info(f"--resume auto: no checkpoint in {path} yet, starting the run")
-            return RunPlan(path, config, reuse_folder=True)
-        path, checkpoint = found
-    else:
-        run_dir, checkpoint = path.parent.parent, load_checkpoint(path)
-    if not checkpoint.train_state:
-        raise CheckpointError("holds no training state (best.pt is for inference; resume "
-                              "from models/epoch_last.pt)", path)
-    overrides = {k: v for k, v in given.items() if k != "resume"}
-    resolved = build_config({**checkpoint.config, **overrides, "resume": config.resume})
-    _same_run(checkpoint.config, resolved, [k for k in RUN_IDENTITY if k in overrides], path)
-    log.info(f"resuming from {path}")
-    return RunPlan(run_dir, resolved, checkpoint, reuse_folder=True)
 
 
 def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = None,
