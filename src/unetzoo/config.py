@@ -36,6 +36,7 @@ def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: A
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "poly", "constant")
 MONITORS = ("dice", "iou", "mdice", "miou", "loss")
+NAN_POLICIES = ("stop", "skip")
 
 
 @dataclass
@@ -96,11 +97,17 @@ class TrainConfig:
                           choices=MONITORS)
     # run
     out: str | None = option(None, "run folder (default: runs/<model>-<date-time>)")
-    resume: str | None = option(None, "resume from a run folder or checkpoint")
+    resume: str | None = option(None, "resume from a run folder (its newest valid checkpoint) "
+                                "or a checkpoint file; auto: continue the run in --out if it "
+                                "has one, else start it")
     overwrite: bool = option(False, "allow replacing an existing run folder's contents")
     seed: int = option(0, "random seed (CPU runs are reproducible)")
     val_every: int = option(1, "validate every N epochs")
     test: bool = option(True, "evaluate the best checkpoint on the test split after training")
+    checkpoint_every: int | None = option(None, "also write models/epoch_last.pt every N "
+                                          "optimizer steps (default: after each epoch)")
+    nan_policy: str = option("stop", "on a non-finite loss: stop (the last good checkpoint is "
+                             "kept) or skip the batch and count it", choices=NAN_POLICIES)
     # runtime
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto (bf16 where the hardware has it), fp32, bf16, fp16",
@@ -110,6 +117,8 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the model")
     threads: int | None = option(None, "CPU threads for PyTorch")
     progress: bool = option(True, "show progress bars")
+    sync_bn: bool = option(False, "SyncBatchNorm: batch-norm statistics over all processes of "
+                           "a distributed CUDA run")
 
     def validate(self) -> TrainConfig:
         """Raise ConfigError naming the option for values out of range."""
@@ -124,6 +133,11 @@ class TrainConfig:
             raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"--steps-per-epoch must be >= 1, got {self.steps_per_epoch}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        if self.resume == "auto" and not self.out:
+            raise ConfigError("--resume auto needs --out: the run folder to continue, or to "
+                              "start when it holds no checkpoint yet")
         if not 0 <= self.warmup < self.epoch:
             raise ConfigError(f"--warmup must be in [0, epoch), got {self.warmup}")
         if self.ignore_index is not None and not 0 <= self.ignore_index <= 65535:

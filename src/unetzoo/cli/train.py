@@ -11,15 +11,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train", help="train a model on a dataset folder",
         description="Train a model. Flags override the YAML file given with --config; every "
-                    "flag is also a YAML key (dashes or underscores).")
+                    "flag is also a YAML key (dashes or underscores). Under torchrun, the "
+                    "processes train together (--batch is per process).")
     parser.add_argument("--config", metavar="YAML", help="YAML file of options")
     add_config_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..engine.trainer import train
+    """Train; a stop on SIGINT or SIGTERM exits with 128 + the signal (130, 143) once the
+    checkpoint is written (the trainer prints how to resume)."""
+    from ..engine.trainer import TrainingInterrupted, train
 
     given = {k: v for k, v in vars(args).items() if k not in ("config", "run", "command")}
     config = build_config(given, args.config)
-    train(config, given=given)
+    try:
+        train(config, given=given)
+    except TrainingInterrupted as exc:
+        raise SystemExit(exc.exit_code) from None

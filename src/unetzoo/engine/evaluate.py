@@ -33,6 +33,7 @@ class EvaluationResult:
     fps: float
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
+    counts: Any = field(default=None, repr=False)  # images x classes x (TP, FP, FN, TN)
 
     def to_json(self) -> dict[str, Any]:
         return {**self.summary, "fps": self.fps, "seconds": self.seconds, **self.extra}
@@ -81,7 +82,8 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
     seconds = time.perf_counter() - start
     images = len(metrics.names)
     fps = images / predictor.model_seconds if predictor.model_seconds > 0 else float("nan")
-    return EvaluationResult(metrics.summary(), metrics.per_image(), fps, seconds)
+    return EvaluationResult(metrics.summary(), metrics.per_image(), fps, seconds,
+                            counts=metrics.stacked())
 
 
 def format_summary(result: EvaluationResult, title: str = "") -> str:

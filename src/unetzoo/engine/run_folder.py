@@ -1,14 +1,27 @@
-"""Run folders: created safely, never mixing two runs, checked before work starts."""
+"""Run folders: created safely, never mixing two runs, checked before work starts; which
+checkpoint a `--resume` continues."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..errors import RunError
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..config import TrainConfig, build_config, load_yaml
+from ..errors import CheckpointError, ConfigError, RunError
 
+log = logging.getLogger("unetzoo")
+
+NO_TRAINING_STATE = ("holds no training state (best.pt is for inference; resume from "
+                     "models/epoch_last.pt)")
+# Options that make a run what it is: a resumed run must keep them.
+RUN_IDENTITY = ("model", "preset", "model_args", "task", "num_classes", "class_names",
+                "img_size", "resize_mode")
 RUN_OUTPUTS = ("models", "metrics.csv", "curves.png", "split.csv", "config.yaml", "train.log",
                "test", "overlays")
 
@@ -17,14 +30,14 @@ def default_run_dir(model: str, root: Path | str = "runs") -> Path:
     return Path(root) / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _has_outputs(path: Path) -> bool:
+def has_outputs(path: Path) -> bool:
     return path.is_dir() and any((path / name).exists() for name in RUN_OUTPUTS)
 
 
 def check_run_dir(path: Path, resume: bool, overwrite: bool) -> None:
     """Without touching anything: refuse a folder holding another run (unless `resume` or
     `overwrite`) and a location that cannot be written."""
-    if _has_outputs(path) and not resume and not overwrite:
+    if has_outputs(path) and not resume and not overwrite:
         raise RunError("holds another run's outputs; pass --resume to continue it, "
                        "--overwrite to replace it, or choose another --out", path)
     existing = next(p for p in (path, *path.absolute().parents) if p.exists())
@@ -36,12 +49,18 @@ def check_run_dir(path: Path, resume: bool, overwrite: bool) -> None:
 def prepare_run_dir(path: Path, resume: bool, overwrite: bool, needed_bytes: int = 0) -> Path:
     """Create or reuse a run folder; refuse to start a new run over an old one.
 
-    A folder holding run outputs is reused only with `resume`; `overwrite` deletes those
-    outputs (and nothing else) first. The folder must be writable and its disk must have
-    `needed_bytes` free, checked now rather than at the first checkpoint.
+    A folder holding run outputs is reused only with `resume` (temporaries left by a killed
+    save are removed); `overwrite` deletes those outputs (and nothing else) first. The
+    folder must be writable and its disk must have `needed_bytes` free, checked now rather
+    than at the first checkpoint.
     """
     check_run_dir(path, resume, overwrite)
-    if _has_outputs(path) and not resume:
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise RunError(f"only {free / 2**20:.0f} MiB free on this disk; this run needs about "
+                       f"{needed_bytes / 2**20:.0f} MiB for checkpoints", path)
+    if has_outputs(path) and not resume:
         for name in RUN_OUTPUTS:
             target = path / name
             if target.is_dir():
@@ -55,8 +74,88 @@ def prepare_run_dir(path: Path, resume: bool, overwrite: bool, needed_bytes: int
         probe.unlink()
     except OSError as exc:
         raise RunError(f"cannot write here ({exc.strerror or exc})", path) from exc
-    free = shutil.disk_usage(path).free
-    if free < needed_bytes:
-        raise RunError(f"only {free / 2**20:.0f} MiB free on this disk; this run needs about "
-                       f"{needed_bytes / 2**20:.0f} MiB for checkpoints", path)
+    for folder in (path, path / "models"):
+        for stale in folder.glob(".*.tmp"):  # fileio.atomic_write's, from a killed save
+            stale.unlink()
     return path
+
+
+def newest_checkpoint(path: Path) -> tuple[Path, Checkpoint] | None:
+    """The checkpoint in run folder `path` that lets training go on furthest: the newest
+    readable `models/*.pt` holding training state. Unreadable or partial files are skipped
+    with a warning; None when there is nothing to resume. Raises CheckpointError when
+    checkpoints exist but none can be read."""
+    found: tuple[tuple[int, int, int], Path, Checkpoint] | None = None
+    problems = []
+    for candidate in sorted((path / "models").glob("*.pt")):
+        if candidate.name.startswith("."):
+            continue
+        try:
+            checkpoint = load_checkpoint(candidate)
+        except CheckpointError as exc:
+            log.warning(f"ignoring {exc}")
+            problems.append(str(exc))
+            continue
+        state = checkpoint.train_state
+        if not state:
+            continue  # best.pt: weights for inference only
+        key = (state["epoch"], state.get("progress", {}).get("samples", 0), state["step"])
+        if found is None or key > found[0]:
+            found = (key, candidate, checkpoint)
+    if found is None and problems:
+        raise CheckpointError(f"no readable checkpoint to resume: {'; '.join(problems)}",
+                              path)
+    return None if found is None else (found[1], found[2])
+
+
+@dataclass
+class RunPlan:
+    """Where a run goes, the checkpoint it continues (if any) and its final config."""
+
+    run_dir: Path
+    config: TrainConfig
+    checkpoint: Checkpoint | None = None
+    reuse_folder: bool = False
+
+
+def _same_run(saved: dict[str, Any], config: TrainConfig, keys: Any, where: Path) -> None:
+    for key in keys:
+        if key in saved and saved[key] != getattr(config, key):
+            raise ConfigError(f"--{key.replace('_', '-')} {getattr(config, key)!r} differs from "
+                              f"the run's {saved[key]!r}: a run keeps its model and data "
+                              "(choose another --out for a new run)", where)
+
+
+def plan_run(config: TrainConfig, given: dict[str, Any]) -> RunPlan:
+    """Resolve `--resume` (a run folder, a checkpoint file, or auto) into a plan. A resumed
+    run keeps its saved config, overridden by the options `given` explicitly, except those
+    of RUN_IDENTITY."""
+    if not config.resume:
+        run_dir = Path(config.out) if config.out else default_run_dir(config.model)
+        return RunPlan(run_dir, config)
+    path = Path(config.out if config.resume == "auto" else config.resume)  # type: ignore[arg-type]
+    if path.is_dir() or config.resume == "auto":
+        run_dir, found = path, newest_checkpoint(path)
+        if found is None and config.resume != "auto":
+            raise CheckpointError("holds no checkpoint to resume (models/epoch_last.pt)", path)
+        if found is None and config.overwrite:  # auto: a new run replacing the folder's
+            return RunPlan(path, config)
+        if found is None:  # auto: the run has not written a checkpoint yet
+            saved = path / "config.yaml"
+            if has_outputs(path):
+                if not saved.is_file():
+                    raise RunError("holds outputs of an unknown run; choose another --out or "
+                                   "pass --overwrite", path)
+                _same_run(load_yaml(saved), config, RUN_IDENTITY, saved)
+            log.info(f"--resume auto: no checkpoint in {path} yet, starting the run")
+            return RunPlan(path, config, reuse_folder=True)
+        path, checkpoint = found
+    else:
+        run_dir, checkpoint = path.parent.parent, load_checkpoint(path)
+    if not checkpoint.train_state:
+        raise CheckpointError(NO_TRAINING_STATE, path)
+    overrides = {k: v for k, v in given.items() if k != "resume"}
+    resolved = build_config({**checkpoint.config, **overrides, "resume": config.resume})
+    _same_run(checkpoint.config, resolved, [k for k in RUN_IDENTITY if k in overrides], path)
+    log.info(f"resuming from {path}")
+    return RunPlan(run_dir, resolved, checkpoint, reuse_folder=True)
