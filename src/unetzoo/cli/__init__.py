@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UnetzooError
-from . import demo, evaluate, models, predict, split, train
+from . import bench, demo, evaluate, export, models, predict, split, train
 
-COMMANDS = (demo, train, evaluate, predict, split, models)
+COMMANDS = (demo, train, evaluate, predict, export, bench, split, models)
 
 
 def build_parser() -> argparse.ArgumentParser:
