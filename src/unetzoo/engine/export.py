@@ -230,7 +230,13 @@ def to_backend(model: nn.Module, backend: str, size: int, precision: str = "fp32
     float32) and opened in `backend` (`onnxruntime` or `openvino`)."""
     name = type(model).__name__
     graph, fixed, _ = trace_onnx(model, (size, size), where=f"{name} for {backend}")
-    num_classes = int(getattr(model, "num_classes", 1))
+    return open_graph(graph, backend, precision, int(getattr(model, "num_classes", 1)), fixed,
+                      name)
+
+
+def open_graph(graph: bytes, backend: str, precision: str, num_classes: int,
+               fixed: tuple[int, int] | None = None, name: str = "graph") -> ExportedModule:
+    """An in-memory ONNX graph opened in `backend` (`onnxruntime` or `openvino`)."""
     if backend == "onnxruntime":
         return ExportedModule(onnxruntime_runner(graph), num_classes, fixed, name)
     with tempfile.TemporaryDirectory() as tmp:
