@@ -41,7 +41,7 @@ def bench_model(name: str, preset: str, size: int, rounds: int, repeats: int,
     torch.manual_seed(0)
     model = create_model(name, 3, 1, preset=None if preset == "default" else preset).eval()
     flops = count_flops(model, torch.randn(1, 3, size, size))
-    graph, fixed, _ = trace_onnx(model, (size, size), where=name)  # one export for all
+    graph, fixed, diff = trace_onnx(model, (size, size), where=name)  # one export for all
     runnable = {}
     for label, kwargs in settings.items():
         runtime = Runtime.resolve("cpu", **kwargs)
@@ -58,7 +58,8 @@ def bench_model(name: str, preset: str, size: int, rounds: int, repeats: int,
     fastest = min(latency, key=latency.__getitem__)
     base = latency["torch fp32"]
     return {"model": name, "preset": preset, "params": count_parameters(model),
-            "gflops": flops / 1e9, **{f"{k} ms": v for k, v in latency.items()},
+            "gflops": flops / 1e9, "export max abs diff": diff,
+            **{f"{k} ms": v for k, v in latency.items()},
             "fastest": fastest, "fastest / fp32": latency[fastest] / base,
             "fastest TFLOP/s": flops / latency[fastest] / 1e9,
             "rounds_ms": {k: [round(t, 1) for t in v] for k, v in times.items()}}

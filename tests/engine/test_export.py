@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -131,8 +132,13 @@ def test_predict_from_an_exported_file_alone_gives_the_checkpoint_masks(tmp_path
     predict_paths(checkpoint, images, tmp_path / "torch", fp32, progress=False)
     predict_paths(exported, images, tmp_path / "onnx", ort, progress=False)
     predict_paths(checkpoint, images, tmp_path / "onnx_on_the_fly", ort, progress=False)
+    outputs = ["onnx", "onnx_on_the_fly"]
+    if importlib.util.find_spec("openvino"):
+        ov = InferenceOptions(Runtime.resolve("cpu", "fp32", backend="openvino"))
+        predict_paths(exported, images, tmp_path / "openvino", ov, progress=False)
+        outputs.append("openvino")
     for mask in sorted((tmp_path / "torch").iterdir()):
         expected = np.asarray(Image.open(mask))
-        assert np.array_equal(np.asarray(Image.open(tmp_path / "onnx" / mask.name)), expected)
-        assert np.array_equal(np.asarray(Image.open(tmp_path / "onnx_on_the_fly" / mask.name)),
-                              expected)
+        for output in outputs:
+            assert np.array_equal(np.asarray(Image.open(tmp_path / output / mask.name)),
+                                  expected), output

@@ -9,6 +9,7 @@ fixed to (None when height and width are dynamic), so the file alone is enough t
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +99,16 @@ def openvino_runner(path: Path, precision: str = "fp32") -> Callable[[np.ndarray
     return lambda x: request.infer({0: x})[output].copy()
 
 
+def _load_torchscript(path: Path, extra_files: dict[str, str] | None = None
+                      ) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit, see export.py
+        return torch.jit.load(str(path), map_location="cpu", _extra_files=extra_files or {})
+
+
 def torchscript_runner(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """A TorchScript file run in float32 (the traced graph, autocast off)."""
-    module = torch.jit.load(str(path), map_location="cpu").eval()
+    module = _load_torchscript(path).eval()
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), torch.autocast("cpu", enabled=False):
@@ -125,7 +133,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
                     if model.has_rt_info([METADATA_KEY]) else None)
         elif fmt == "torchscript":
             files = {f"{METADATA_KEY}.json": ""}
-            torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+            _load_torchscript(path, files)
             text = files[f"{METADATA_KEY}.json"] or None
         else:
             raise CheckpointError(f"not an exported model (suffix {path.suffix!r}; expected "

@@ -38,7 +38,7 @@ def peak_flops(device: str, precision: str, threads: int) -> float:
     """The best FLOP/s this machine reached in `precision` on `device` with `threads`
     PyTorch threads (cached per process): the faster of a 2048 x 2048 matrix product and a
     3 x 3, 256-channel convolution on a 4 x 256 x 64 x 64 channels-last batch (the kernels
-    these models spend their time in), best of five runs each."""
+    these models spend their time in), best of three runs each."""
     dtype = torch.float32 if precision == "fp32" else DTYPES[precision]
     n = 2048
     a = torch.randn(n, n, device=device).to(dtype)
@@ -53,7 +53,7 @@ def peak_flops(device: str, precision: str, threads: int) -> float:
     with torch.inference_mode():
         for run, flops in probes:
             run()
-            for seconds in _times(run, 0, 5, torch.device(device)):
+            for seconds in _times(run, 0, 3, torch.device(device)):
                 best = max(best, flops / seconds)
     return best
 
