@@ -52,12 +52,13 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
 
 def runtime_from(args: argparse.Namespace, model: str | Path | None = None) -> Runtime:
     """The runtime the flags ask for; without --backend, an exported `model` file runs in
-    its format's backend and everything else in torch."""
+    its format's backend and everything else in torch (TorchScript files in float32)."""
     backend = getattr(args, "backend", None)
+    fmt = format_of(Path(model)) if model else None
     if backend is None:
-        fmt = format_of(Path(model)) if model else None
         backend = FORMAT_BACKEND[fmt] if fmt else "torch"
-    return Runtime.resolve(args.device, args.precision, args.channels_last, args.threads,
+    precision = "fp32" if fmt == "torchscript" else args.precision
+    return Runtime.resolve(args.device, precision, args.channels_last, args.threads,
                            compile=getattr(args, "compile", False), backend=backend)
 
 

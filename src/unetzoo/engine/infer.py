@@ -27,6 +27,7 @@ from ..data.transforms import Preprocessing
 from ..errors import ConfigError
 from ..task import Task, labels_from_probabilities, probabilities
 from .backends import ExportedModule
+from .export import to_backend
 from .postprocess import PostProcessing
 from .runtime import Runtime
 
@@ -126,10 +127,7 @@ class Predictor:
                  options: InferenceOptions | None = None) -> None:
         self.options = options or InferenceOptions()
         self.runtime = self.options.runtime
-        if self.runtime.backend in ("onnxruntime", "openvino") and not isinstance(
-                model, ExportedModule):
-            from .export import to_backend
-
+        if self.runtime.backend != "torch" and not isinstance(model, ExportedModule):
             model = to_backend(model, self.runtime.backend, preprocessing.img_size,
                                self.runtime.precision)
         self.model = self.runtime.prepare_model(model).eval()
