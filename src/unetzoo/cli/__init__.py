@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UnetzooError
-from . import convert, demo, evaluate, inspect, models, predict, split, train
+from . import bench, convert, demo, evaluate, export, inspect, models, predict, split, train
 
-COMMANDS = (demo, train, evaluate, predict, split, models, convert, inspect)
+COMMANDS = (demo, train, evaluate, predict, export, bench, split, convert, inspect, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .common import add_runtime_arguments, inference_options
+from .common import add_inference_arguments, inference_options
 
 log = logging.getLogger("unetzoo")
 
@@ -17,7 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "accuracy, mDice per image and summarised.")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
     parser.add_argument("--csvfile", metavar="F", help="CSV split (image,mask,split)")
-    parser.add_argument("--model", required=True, metavar="CKPT", help="checkpoint file")
+    parser.add_argument("--model", required=True, metavar="CKPT",
+                        help="checkpoint file (with --backend onnxruntime|openvino it is "
+                             "exported on the fly)")
     parser.add_argument("--split", default="test",
                         help="split to evaluate (train, val, test, or all)")
     parser.add_argument("--out", metavar="DIR",
@@ -26,14 +28,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="write image | ground truth | prediction overlays")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
-    add_runtime_arguments(parser)
+    add_inference_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..engine.backends import format_of
     from ..engine.evaluate import evaluate_checkpoint, format_summary
+    from ..errors import ConfigError
 
     checkpoint = Path(args.model)
+    if format_of(checkpoint):
+        raise ConfigError("eval takes the checkpoint (add --backend onnxruntime or openvino "
+                          "to evaluate its exported graph); exported files run with predict",
+                          checkpoint)
     split = None if args.split == "all" else args.split
     out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / f"eval-{args.split}"
     result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, split, out,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import add_runtime_arguments, inference_options
+from .common import add_inference_arguments, inference_options
 
 log = logging.getLogger("unetzoo")
 
@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description="Writes one mask per image: binary 0/255 PNG, "
                                         "multiclass palette PNG of class indices, multilabel "
                                         "one folder per class.")
-    parser.add_argument("--model", required=True, metavar="CKPT", help="checkpoint file")
+    parser.add_argument("--model", required=True, metavar="CKPT|FILE",
+                        help="checkpoint, or a file written by `unetzoo export` (.onnx, .xml, "
+                             ".torchscript), which alone is enough")
     parser.add_argument("--input", required=True, metavar="FILE|DIR", help="image or folder")
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--threshold", type=float, default=0.5,
@@ -23,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-attention", action="store_true",
                         help="also write attention maps as heat maps (attention models)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    add_runtime_arguments(parser)
+    add_inference_arguments(parser)
     parser.set_defaults(run=run)
 
 

@@ -1,11 +1,19 @@
 """Inference on whole images of any size: resize or sliding-window tiling with Gaussian
-blending, batched tiles, mixed precision; outputs at each input's original size."""
+blending, batched tiles, bounded memory, mixed precision, test-time augmentation and
+post-processing; outputs at each input's original size.
+
+Memory stays bounded on large images: tiles are blended into a band of rows that is
+finished and handed on as soon as no later tile reaches it (at most two tile heights of
+`K x W` float32 are held), the blending weight is separable so its normaliser is two
+vectors, an `H x W x C` image as read from disk is normalised tile by tile, and hard labels
+come out as uint8. Accumulation is float32 whatever the model's precision.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -18,20 +26,29 @@ from ..checkpoint import Checkpoint
 from ..data.transforms import Preprocessing
 from ..errors import ConfigError
 from ..task import Task, labels_from_probabilities, probabilities
+from .backends import ExportedModule
+from .export import to_backend
+from .postprocess import PostProcessing
 from .runtime import Runtime
 
+TTA_MODES: tuple[str, ...] = ("none", "flip", "flip-rot90")
+Image = torch.Tensor | np.ndarray  # normalised C x H x W tensor, or H x W x C in [0, 1]
+Transform = Callable[[torch.Tensor], torch.Tensor]
 
-@lru_cache(maxsize=8)
-def gaussian_importance(height: int, width: int, sigma_scale: float = 0.125) -> torch.Tensor:
-    """A tile weight peaking at the centre (sigma = sigma_scale x side), never zero, so tile
-    borders, where context is missing, count less when tiles overlap."""
-    def axis(n: int) -> torch.Tensor:
-        coords = torch.arange(n, dtype=torch.float32) - (n - 1) / 2
-        return torch.exp(-0.5 * (coords / max(sigma_scale * n, 1e-3)) ** 2)
 
-    weight = torch.outer(axis(height), axis(width))
-    weight = weight / weight.max()
-    return weight.clamp_min(1e-3)
+@lru_cache(maxsize=16)
+def gaussian_axis(n: int, sigma_scale: float = 0.125) -> torch.Tensor:
+    """One axis of the tile weight: a Gaussian (sigma = sigma_scale x n) peaking at 1 in the
+    centre, floored at 1e-3 so that no pixel has zero weight."""
+    coords = torch.arange(n, dtype=torch.float32) - (n - 1) / 2
+    weight = torch.exp(-0.5 * (coords / max(sigma_scale * n, 1e-3)) ** 2)
+    return (weight / weight.max()).clamp_min(1e-3)
+
+
+def gaussian_importance(height: int, width: int) -> torch.Tensor:
+    """The tile weight (outer product of two axes): tile borders, where context is missing,
+    count less where tiles overlap."""
+    return torch.outer(gaussian_axis(height), gaussian_axis(width))
 
 
 def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
@@ -45,39 +62,82 @@ def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
     return [round(i * step) for i in range(count)]
 
 
+def _flip(*dims: int) -> Transform:
+    return lambda x: x.flip(dims) if dims else x
+
+
+def _rot90(k: int) -> Transform:
+    return lambda x: torch.rot90(x, k, (2, 3))
+
+
+def tta_transforms(mode: str) -> list[tuple[Transform, Transform]]:
+    """(transform, inverse) pairs on `B x C x H x W`: `flip` is the identity and the
+    horizontal, vertical and double flips; `flip-rot90` adds the 90-degree rotations and
+    the two diagonal reflections (all eight symmetries of the square)."""
+    if mode not in TTA_MODES:
+        raise ConfigError(f"unknown --tta {mode!r}; choose {', '.join(TTA_MODES)}")
+    if mode == "none":
+        return [(_flip(), _flip())]
+    pairs = [(_flip(*d), _flip(*d)) for d in ((), (3,), (2,), (2, 3))]
+    if mode == "flip-rot90":
+        transpose = lambda x: x.transpose(2, 3)  # noqa: E731
+        anti = lambda x: x.flip((2, 3)).transpose(2, 3)  # noqa: E731
+        pairs += [(_rot90(1), _rot90(-1)), (_rot90(-1), _rot90(1)), (transpose, transpose),
+                  (anti, anti)]
+    return pairs
+
+
 @dataclass(frozen=True)
 class InferenceOptions:
-    """How inference runs, shared by evaluation, prediction and validation."""
+    """How inference runs, shared by evaluation, prediction and validation.
+
+    tta: `none`, `flip` or `flip-rot90`; predictions of the transformed tiles are mapped
+        back and averaged as probabilities.
+    postprocess: what happens to hard labels (small components, holes).
+    """
 
     runtime: Runtime = field(default_factory=Runtime.resolve)
     batch_size: int = 4
     overlap: float = 0.25
     threshold: float = 0.5
+    tta: str = "none"
+    postprocess: PostProcessing = field(default_factory=PostProcessing)
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < 1:
             raise ConfigError(f"--overlap must be in [0, 1), got {self.overlap}")
         if self.batch_size < 1:
             raise ConfigError(f"--batch must be >= 1, got {self.batch_size}")
+        tta_transforms(self.tta)
 
 
 class Predictor:
-    """Runs a model on normalised `C x H x W` images of any size and returns float32 logits
-    `K x H x W` on the CPU.
+    """Runs a model on images of any size and returns float32 outputs `K x H x W` on the
+    CPU, or hard labels.
 
-    In `crop` mode an image larger than the patch size is tiled with patch-sized windows
-    (overlap as given, Gaussian-weighted blending, `batch_size` tiles per forward pass);
-    smaller images go through whole. In `resize` mode the image is resized to the patch size
-    and the logits resized back.
+    Images are normalised `C x H x W` tensors, or `H x W x C` float arrays in [0, 1] as read
+    from disk (normalised tile by tile: no full-size copy). In `crop` mode an image larger
+    than the patch size is tiled with patch-sized windows (overlap as given, Gaussian-weighted
+    blending, `batch_size` tiles per forward pass); smaller images go through whole. In
+    `resize` mode the image is resized to the patch size and the output resized back.
+    With a non-torch backend the model is exported on the fly (or is an opened export).
     """
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing, task: Task,
                  options: InferenceOptions | None = None) -> None:
         self.options = options or InferenceOptions()
         self.runtime = self.options.runtime
+        if self.runtime.backend != "torch" and not isinstance(model, ExportedModule):
+            model = to_backend(model, self.runtime.backend, preprocessing.img_size,
+                               self.runtime.precision)
         self.model = self.runtime.prepare_model(model).eval()
+        if task == "multiclass" and self.model_num_classes > 256:
+            raise ConfigError(f"labels are uint8: at most 256 classes, got "
+                              f"{self.model_num_classes}")
+        self._module = torch.compile(self.model) if self.runtime.compile else self.model
         self.preprocessing = preprocessing
         self.task = task
+        self._tta = tta_transforms(self.options.tta)
         self.model_seconds = 0.0
 
     @classmethod
@@ -85,61 +145,112 @@ class Predictor:
                         ) -> Predictor:
         return cls(checkpoint.build_model(), checkpoint.preprocessing, checkpoint.task, options)
 
-    @torch.inference_mode()
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
-        start = time.perf_counter()
-        with self.runtime.autocast():
-            out = self.model(self.runtime.prepare_input(batch))
-        out = (out[0] if isinstance(out, (list, tuple)) else out).float().cpu()
-        self.model_seconds += time.perf_counter() - start
-        return out
-
-    def _tiles(self, height: int, width: int) -> Iterator[tuple[int, int, int, int]]:
-        th, tw = min(self.preprocessing.img_size, height), min(self.preprocessing.img_size, width)
-        for y in tile_starts(height, th, self.options.overlap):
-            for x in tile_starts(width, tw, self.options.overlap):
-                yield y, x, th, tw
-
-    def _sliding_window(self, image: torch.Tensor) -> torch.Tensor:
-        _, height, width = image.shape
-        tiles = list(self._tiles(height, width))
-        th, tw = tiles[0][2:]
-        weight = gaussian_importance(th, tw)
-        total = torch.zeros(self.model_num_classes, height, width)
-        norm = torch.zeros(height, width)
-        for i in range(0, len(tiles), self.options.batch_size):
-            group = tiles[i: i + self.options.batch_size]
-            batch = torch.stack([image[:, y: y + th, x: x + tw] for y, x, _, _ in group])
-            for (y, x, _, _), logits in zip(group, self._forward(batch), strict=True):
-                total[:, y: y + th, x: x + tw] += logits * weight
-                norm[y: y + th, x: x + tw] += weight
-        return total / norm
-
     @property
     def model_num_classes(self) -> int:
         return int(getattr(self.model, "num_classes", 1))
 
-    def logits(self, image: torch.Tensor) -> torch.Tensor:
-        """Float32 logits `K x H x W` for one normalised `C x H x W` image."""
-        _, height, width = image.shape
+    @property
+    def blends_probabilities(self) -> bool:
+        """With TTA, tiles are blended as probabilities; without, as logits."""
+        return len(self._tta) > 1
+
+    @torch.inference_mode()
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Main logits of a `B x C x h x w` batch as float32 on the CPU (timed)."""
+        start = time.perf_counter()
+        with self.runtime.autocast():
+            out = self._module(self.runtime.prepare_input(batch))
+        out = (out[0] if isinstance(out, (list, tuple)) else out).float().cpu()
+        self.model_seconds += time.perf_counter() - start
+        return out
+
+    def _infer(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits, or with TTA the mean probabilities over the transforms, of a batch."""
+        if not self.blends_probabilities:
+            return self.forward(batch)
+        total = torch.zeros(0)
+        for transform, inverse in self._tta:
+            probs = probabilities(inverse(self.forward(transform(batch))), self.task)
+            total = probs if total.numel() == 0 else total.add_(probs)
+        return total / len(self._tta)
+
+    # -- images and tiles ---------------------------------------------------------------
+    @staticmethod
+    def _size(image: Image) -> tuple[int, int]:
+        return (image.shape[-2], image.shape[-1]) if isinstance(image, torch.Tensor) else \
+            (image.shape[0], image.shape[1])
+
+    def _crop(self, image: Image, y: int, x: int, height: int, width: int) -> torch.Tensor:
+        if isinstance(image, torch.Tensor):
+            return image[:, y: y + height, x: x + width]
+        return self.preprocessing.to_tensor(image[y: y + height, x: x + width])
+
+    def _tiled(self, image: Image) -> Iterator[torch.Tensor]:
+        """Blended outputs in bands of rows `K x rows x W`, top to bottom."""
+        height, width = self._size(image)
+        size = self.preprocessing.img_size
+        th, tw = min(size, height), min(size, width)
+        ys = tile_starts(height, th, self.options.overlap)
+        xs = tile_starts(width, tw, self.options.overlap)
+        wy, wx = gaussian_axis(th), gaussian_axis(tw)
+        norm_y, norm_x = torch.zeros(height), torch.zeros(width)
+        for y in ys:
+            norm_y[y: y + th] += wy
+        for x in xs:
+            norm_x[x: x + tw] += wx
+        weight = torch.outer(wy, wx)
+        tiles = [(y, x) for y in ys for x in xs]
+        band, top = torch.zeros(self.model_num_classes, 0, width), 0  # band row 0 = image row top
+        for i in range(0, len(tiles), self.options.batch_size):
+            group = tiles[i: i + self.options.batch_size]
+            outputs = self._infer(torch.stack([self._crop(image, y, x, th, tw) for y, x in group]))
+            for (y, x), out in zip(group, outputs, strict=True):
+                if y > top:  # no later tile reaches the rows above y: they are final
+                    yield band[:, : y - top] / (norm_y[top:y, None] * norm_x)
+                    band, top = band[:, y - top:], y
+                if band.shape[1] < y + th - top:
+                    grow = band.new_zeros(band.shape[0], y + th - top - band.shape[1], width)
+                    band = torch.cat([band, grow], dim=1)
+                band[:, y - top: y - top + th, x: x + tw] += out * weight
+        yield band / (norm_y[top:, None] * norm_x)
+
+    def _bands(self, image: Image) -> Iterator[torch.Tensor]:
+        """Outputs (logits, or probabilities with TTA) in bands of rows, top to bottom."""
+        height, width = self._size(image)
         size = self.preprocessing.img_size
         if self.preprocessing.resize_mode == "resize":
-            small = F.interpolate(image[None], size=(size, size), mode="bilinear",
-                                  align_corners=False, antialias=True)
-            return F.interpolate(self._forward(small), size=(height, width), mode="bilinear",
-                                 align_corners=False)[0]
-        if height <= size and width <= size:
-            return self._forward(image[None])[0]
-        return self._sliding_window(image)
+            small = F.interpolate(self._crop(image, 0, 0, height, width)[None],
+                                  size=(size, size), mode="bilinear", align_corners=False,
+                                  antialias=True)
+            yield F.interpolate(self._infer(small), size=(height, width), mode="bilinear",
+                                align_corners=False)[0]
+        elif height <= size and width <= size:
+            yield self._infer(self._crop(image, 0, 0, height, width)[None])[0]
+        else:
+            yield from self._tiled(image)
 
-    def probabilities(self, image: torch.Tensor) -> torch.Tensor:
-        return probabilities(self.logits(image)[None], self.task)[0]
+    def _probabilities(self, band: torch.Tensor) -> torch.Tensor:
+        return band if self.blends_probabilities else probabilities(band[None], self.task)[0]
 
-    def labels(self, image: torch.Tensor) -> torch.Tensor:
-        """Hard labels: `H x W` (binary, multiclass) or `K x H x W` (multilabel)."""
-        return labels_from_probabilities(self.probabilities(image)[None], self.task,
-                                         self.options.threshold)[0]
+    # -- public -------------------------------------------------------------------------
+    def logits(self, image: Image) -> torch.Tensor:
+        """Float32 logits `K x H x W` (without TTA, which averages probabilities)."""
+        if self.blends_probabilities:
+            raise ConfigError("test-time augmentation averages probabilities; use "
+                              "probabilities() or labels()")
+        return torch.cat(list(self._bands(image)), dim=1)
 
-    def labels_for_array(self, image: np.ndarray) -> torch.Tensor:
-        """Hard labels for an `H x W x C` float image in [0, 1] as read from disk."""
-        return self.labels(self.preprocessing.to_tensor(image))
+    def probabilities(self, image: Image) -> torch.Tensor:
+        """Float32 probabilities `K x H x W` (softmax for multiclass, sigmoid otherwise)."""
+        return torch.cat([self._probabilities(b) for b in self._bands(image)], dim=1)
+
+    def labels(self, image: Image) -> torch.Tensor:
+        """Hard uint8 labels, post-processed: `H x W` (binary, multiclass) or `K x H x W`
+        (multilabel)."""
+        bands = [labels_from_probabilities(self._probabilities(b)[None], self.task,
+                                           self.options.threshold)[0].to(torch.uint8)
+                 for b in self._bands(image)]
+        labels = torch.cat(bands, dim=-2)
+        post = self.options.postprocess
+        return torch.from_numpy(post.apply(labels.numpy(), self.task)) if post.enabled \
+            else labels

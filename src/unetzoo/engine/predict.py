@@ -1,4 +1,5 @@
-"""Predict masks for new images and write them at each image's original size."""
+"""Predict masks for new images and write them at each image's original size, from a
+checkpoint or from an exported file alone (ONNX, OpenVINO IR, TorchScript)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from tqdm import tqdm
 
 from ..checkpoint import Checkpoint, load_checkpoint
@@ -18,6 +20,7 @@ from ..data.io import is_image_file, read_image
 from ..errors import DataError, RunError
 from ..fileio import atomic_write
 from ..viz import class_colors, save_png
+from .backends import format_of, open_exported
 from .infer import InferenceOptions, Predictor
 
 
@@ -68,23 +71,37 @@ def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) ->
         yield output / "attention" / f"{stem}_gate{level + 1}.png"
 
 
+def load_model(model: Path | str, options: InferenceOptions) -> tuple[nn.Module, Checkpoint]:
+    """The model of a checkpoint, or of an exported file (`.onnx`, `.xml`, `.torchscript`)
+    opened in the options' backend, and the checkpoint it describes (for an exported file:
+    without weights)."""
+    path = Path(model)
+    if format_of(path) is None:
+        checkpoint = load_checkpoint(path)
+        return checkpoint.build_model(), checkpoint
+    exported = open_exported(path, options.runtime.backend, options.runtime.precision)
+    return exported.module, exported.checkpoint
+
+
 def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path | str,
                   options: InferenceOptions | None = None, save_attention: bool = False,
                   overwrite: bool = False, progress: bool = True) -> PredictResult:
     """Write one mask per input image (multilabel: one folder per class) into `output`.
 
-    Existing files are never replaced unless `overwrite`; `save_attention` also writes the
-    attention maps of models that have them as heat-map PNGs.
+    `checkpoint_path` is a checkpoint or an exported file. Existing files are never replaced
+    unless `overwrite`; `save_attention` also writes the attention maps of models that have
+    them as heat-map PNGs.
     """
-    checkpoint = load_checkpoint(checkpoint_path)
+    options = options or InferenceOptions()
     files = input_images(Path(source))
+    model, checkpoint = load_model(checkpoint_path, options)
     output = Path(output)
-    predictor = Predictor.from_checkpoint(checkpoint, options)
     levels = 0
     if save_attention:
-        if not hasattr(predictor.model, "attention_maps"):
-            raise RunError(f"model {checkpoint.model_spec['name']!r} has no attention maps")
-        levels = len(predictor.model.gates)  # type: ignore[arg-type]
+        if not hasattr(model, "attention_maps") or options.runtime.backend != "torch":
+            raise RunError(f"model {checkpoint.model_spec['name']!r} has no attention maps "
+                           "here (exported graphs and non-torch backends never have them)")
+        levels = len(model.gates)  # type: ignore[arg-type]
     clashes = [t for f in files for t in _targets(f.stem, output, checkpoint, levels)
                if t.exists()]
     if clashes and not overwrite:
@@ -92,20 +109,21 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
                        "--overwrite to replace them or choose another --output", output)
     if output.resolve() in {f.parent.resolve() for f in files}:
         raise RunError("output folder is the input folder; choose another --output", output)
+    predictor = Predictor(model, checkpoint.preprocessing, checkpoint.task, options)
     written: list[Path] = []
     start = time.perf_counter()
     for path in tqdm(files, desc="predict", unit="img", disable=not progress):
         image = read_image(path, checkpoint.preprocessing.in_channels)
-        tensor = checkpoint.preprocessing.to_tensor(image)
-        labels = predictor.labels(tensor).numpy()
+        labels = predictor.labels(image).numpy()
         targets = list(_targets(path.stem, output, checkpoint, levels))
         layers = labels if checkpoint.task == "multilabel" else [labels]
         for target, layer in zip(targets[: len(layers)], layers, strict=True):
             _write_labels(target, layer, checkpoint)
         if levels:
             with torch.inference_mode(), predictor.runtime.autocast():
+                tensor = checkpoint.preprocessing.to_tensor(image)[None]
                 maps = predictor.model.attention_maps(  # type: ignore[operator]
-                    predictor.runtime.prepare_input(tensor[None]))
+                    predictor.runtime.prepare_input(tensor))
             for target, amap in zip(targets[-levels:], maps, strict=True):
                 full = F.interpolate(amap.float().cpu(), size=image.shape[:2], mode="bilinear",
                                      align_corners=False)[0, 0].numpy()

@@ -1,8 +1,10 @@
-"""Device, precision and memory-format choices, resolved once from the hardware.
+"""Device, precision, memory format, compilation and backend, resolved once from the hardware.
 
 `auto` picks the fast settings where the hardware supports them: bfloat16 autocast on CPUs
 with native bf16 instructions (AVX512-BF16 or AMX) and on GPUs that support it, float16
-with a gradient scaler on older GPUs, float32 elsewhere.
+with a gradient scaler on older GPUs, float32 elsewhere. Inference can also run on an
+exported graph: `onnxruntime` (float32) or `openvino` (bf16 by default where the CPU has it,
+as OpenVINO itself chooses), both on the CPU.
 """
 
 from __future__ import annotations
@@ -20,16 +22,29 @@ from ..errors import ConfigError
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 
 
 @cache
-def cpu_has_native_bf16() -> bool:
-    """True when /proc/cpuinfo lists AVX512-BF16 or AMX-BF16."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU has AVX512-BF16 or AMX-BF16 instructions."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_bf16_units() -> str:
+    """What runs bf16 matrix products on this CPU: `amx`, `avx512_bf16` or `none`."""
+    flags = cpu_flags()
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "none"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -44,10 +59,16 @@ def resolve_device(device: str = "auto") -> torch.device:
     return resolved
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """fp32, bf16 or fp16 for `device`; `auto` picks the fastest the hardware supports."""
+def resolve_precision(precision: str, device: torch.device, backend: str = "torch") -> str:
+    """fp32, bf16 or fp16 for `device` and `backend`; `auto` picks the fastest the hardware
+    (and the backend) supports."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; choose {', '.join(PRECISIONS)}")
+    if backend == "onnxruntime":
+        if precision not in ("auto", "fp32"):
+            raise ConfigError(f"the onnxruntime backend runs float32 graphs, not {precision}; "
+                              "use --backend openvino or torch for bf16")
+        return "fp32"
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -75,20 +96,40 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 @dataclass(frozen=True)
 class Runtime:
-    """Resolved device, precision and memory format for one run."""
+    """Resolved device, precision, memory format, compilation and backend for one run.
+
+    `backend` is where inference runs: `torch` (eager, or `compile` for torch.compile), or an
+    exported graph in `onnxruntime` or `openvino` (CPU only; the model is exported on the fly
+    when given as a PyTorch model). Training always runs in torch.
+    """
 
     device: torch.device
     precision: str
     channels_last: bool
+    compile: bool = False
+    backend: str = "torch"
 
     @classmethod
     def resolve(cls, device: str = "auto", precision: str = "auto",
-                channels_last: bool | None = None, threads: int | None = None) -> Runtime:
+                channels_last: bool | None = None, threads: int | None = None, *,
+                compile: bool = False, backend: str = "torch") -> Runtime:
+        if threads is not None and threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}")
+        dev = resolve_device(device)
+        if backend != "torch":
+            if dev.type != "cpu":
+                raise ConfigError(f"the {backend} backend runs on the CPU; use --device cpu "
+                                  "or --backend torch")
+            if compile or channels_last:
+                raise ConfigError(f"--compile and --channels-last are torch options; the "
+                                  f"{backend} backend optimises the graph itself")
         if threads:
             torch.set_num_threads(threads)
-        dev = resolve_device(device)
-        prec = resolve_precision(precision, dev)
-        return cls(dev, prec, resolve_channels_last(channels_last, dev, prec))
+        prec = resolve_precision(precision, dev, backend)
+        memory = resolve_channels_last(channels_last, dev, prec) and backend == "torch"
+        return cls(dev, prec, memory, compile, backend)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.precision)
@@ -102,6 +143,7 @@ class Runtime:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def describe(self) -> str:
-        return (f"{self.device.type}, {self.precision}"
-                f"{', channels-last' if self.channels_last else ''}, "
-                f"{torch.get_num_threads()} threads")
+        where = "" if self.backend == "torch" else f"{self.backend}, "
+        return (f"{where}{self.device.type}, {self.precision}"
+                f"{', channels-last' if self.channels_last else ''}"
+                f"{', compiled' if self.compile else ''}, {torch.get_num_threads()} threads")

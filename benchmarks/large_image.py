@@ -1,0 +1,122 @@
+"""Large images: `unetzoo predict` on 1024^2 to 8192^2 RGB images, wall time and peak memory
+(a report, not a test).
+
+Each size runs `unetzoo predict` in a fresh process that reports its own peak resident
+set (ru_maxrss) and the time spent in predict (reading the image, sliding-window inference,
+writing the mask), after a warm-up prediction of a 512 x 512 image (interpreter start-up,
+imports and first-call set-up excluded). The model is a U-Net at a
+reduced width (`--width`, default 32: 5 levels 32-512, 7.8 M parameters, 24.1 GFLOPs per
+256 x 256 tile) with random weights (speed and memory do not depend on them); tiles of 256
+with the default overlap 0.25 and batch 4, the default precision (bf16 where the CPU has
+it). Images are synthetic nuclei tiled to size, stored as uncompressed TIFF.
+
+    PYTHONPATH=src python benchmarks/large_image.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from report import machine, markdown, write_json
+
+from unetzoo.checkpoint import Checkpoint, save_checkpoint
+from unetzoo.data.synthetic import synthesize
+from unetzoo.data.transforms import Preprocessing
+from unetzoo.engine.infer import tile_starts
+from unetzoo.models import count_parameters, create_model
+
+CHILD = """
+import json, resource, sys, time
+from unetzoo.cli import main
+warm_up, argv = json.loads(sys.argv[1])
+main(warm_up)
+start = time.perf_counter()
+code = main(argv)
+seconds = time.perf_counter() - start
+print(json.dumps({"code": code, "seconds": seconds,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def write_image(path: Path, side: int) -> None:
+    image, _ = synthesize(0, 0, 1024)
+    image = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    reps = -(-side // 1024)
+    tifffile.imwrite(path, np.tile(image, (reps, reps, 1))[:side, :side])
+
+
+def predict(checkpoint: Path, image: Path, warm_up: Path, out: Path, extra: list[str]
+            ) -> dict:
+    """Predict `image` in a fresh process after a warm-up prediction of `warm_up`."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    argv = [["predict", "--model", str(checkpoint), "--input", str(source), "--output",
+             str(out), "--overwrite", "--no-progress", *extra] for source in (warm_up, image)]
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(argv)], env=env,
+                          check=True, capture_output=True, text=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if result["code"] != 0:
+        raise RuntimeError(done.stderr)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="512 to 2048, width 8")
+    parser.add_argument("--width", type=int, default=32, help="U-Net base channels")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--patch", type=int, default=256)
+    parser.add_argument("--args", nargs=argparse.REMAINDER, default=[],
+                        help="extra predict flags, e.g. --args --precision fp32")
+    args = parser.parse_args()
+    sizes, width = ([512, 1024, 2048], 8) if args.quick else (args.sizes, args.width)
+    torch.manual_seed(0)
+    model = create_model("unet", 3, 1, base_channels=width)
+    info = Checkpoint(model.unetzoo_spec, "binary", ("nucleus",),
+                      Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=args.patch),
+                      model.state_dict())
+    rows = []
+    before = machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        checkpoint = save_checkpoint(folder / "model.pt", info)
+        warm_up = folder / "warm_up.tif"
+        write_image(warm_up, 2 * args.patch)
+        for side in sizes:
+            image = folder / f"image_{side}.tif"
+            write_image(image, side)
+            result = predict(checkpoint, image, warm_up, folder / "masks", args.args)
+            image.unlink()
+            tiles = len(tile_starts(side, args.patch, 0.25)) ** 2
+            megapixels = side * side / 1e6
+            rows.append({"side": side, "megapixels": megapixels, "tiles": tiles,
+                         "seconds": result["seconds"],
+                         "s/megapixel": result["seconds"] / megapixels,
+                         "ms/tile": 1e3 * result["seconds"] / tiles,
+                         "peak_rss_mb": result["peak_rss_mb"]})
+    base = rows[0]["s/megapixel"]
+    for row in rows:
+        row["time vs linear"] = row["s/megapixel"] / base
+    result = {"machine_before": before, "machine_after": machine(), "width": width,
+              "params": count_parameters(model), "patch": args.patch,
+              "predict_args": args.args, "rows": rows}
+    path = write_json("large_image" + ("_quick" if args.quick else ""), result)
+    print(f"{before['cpu']}, {before['threads']} threads, load average "
+          f"{before['load_average'][0]:.2f} before, "
+          f"{result['machine_after']['load_average'][0]:.2f} after; U-Net width {width} "
+          f"({result['params']:,} parameters), patch {args.patch}, "
+          f"flags {' '.join(args.args) or '(defaults)'}\n")
+    print(markdown(rows))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""`unetzoo export`: a checkpoint as ONNX, OpenVINO IR or TorchScript, parity-checked."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger("unetzoo")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "export", help="export a checkpoint to ONNX, OpenVINO or TorchScript",
+        description="Writes a graph with dynamic batch, height and width (fixed height and "
+                    "width for models whose graph depends on the size, e.g. sparse_unet) "
+                    "carrying the checkpoint's task, classes and preprocessing, after checking "
+                    "it against eager PyTorch (float32, max abs logit difference <= 1e-4). "
+                    "`unetzoo predict --model FILE` then needs nothing else.")
+    parser.add_argument("--model", required=True, metavar="CKPT", help="checkpoint file")
+    parser.add_argument("--format", required=True, choices=("onnx", "openvino", "torchscript"),
+                        help="onnx (*.onnx), openvino (*.xml + *.bin) or torchscript "
+                             "(*.torchscript)")
+    parser.add_argument("--out", required=True, metavar="PATH", help="file to write")
+    parser.add_argument("--size", type=int, default=None,
+                        help="trace and check size (default: the checkpoint's patch size)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from ..engine.export import export_checkpoint
+
+    result = export_checkpoint(args.model, args.format, args.out, args.size, args.overwrite)
+    shape = ("dynamic height and width" if result.input_size is None
+             else f"fixed {result.input_size[0]} x {result.input_size[1]} inputs")
+    log.info(f"{args.model} -> {result.path} ({args.format}, dynamic batch, {shape}; max abs "
+             f"difference to eager PyTorch {result.max_abs_diff:.2g}, {result.seconds:.1f} s)")

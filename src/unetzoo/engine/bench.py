@@ -1,0 +1,221 @@
+"""Model speed on this machine: parameters, FLOPs, latency, throughput, peak memory, and the
+fraction of the machine's measured peak FLOP rate a model reaches.
+
+The peak is measured, not looked up: the best rate of a large matrix product or a wide 3 x 3
+convolution in the precision the model runs in (float32, or bfloat16 / float16 for mixed
+precision), with the threads PyTorch uses, cached for the process. On a busy machine it is
+measured low (and fractions come out high): compare fractions from quiet runs. FLOPs are
+counted by PyTorch's `FlopCounterMode` on the eager float32 model (2 per multiply-add;
+convolutions, matrix products and attention).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..checkpoint import load_checkpoint
+from ..data.transforms import Preprocessing
+from ..errors import ConfigError
+from ..losses import build_loss, deep_supervision_loss
+from ..models import count_parameters, create_model
+from .backends import format_of, open_exported
+from .infer import InferenceOptions, Predictor
+from .runtime import DTYPES, Runtime
+
+
+@cache
+def peak_flops(device: str, precision: str, threads: int) -> float:
+    """The best FLOP/s this machine reached in `precision` on `device` with `threads`
+    PyTorch threads (cached per process): the faster of a 2048 x 2048 matrix product and a
+    3 x 3, 256-channel convolution on a 4 x 256 x 64 x 64 channels-last batch (the kernels
+    these models spend their time in), best of three runs each."""
+    dtype = torch.float32 if precision == "fp32" else DTYPES[precision]
+    n = 2048
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device, dtype).eval()
+    conv = conv.to(memory_format=torch.channels_last)
+    x = torch.randn(4, 256, 64, 64, device=device).to(dtype).contiguous(
+        memory_format=torch.channels_last)
+    probes = [(lambda: torch.mm(a, b), 2 * n**3),
+              (lambda: conv(x), 2 * 4 * 256 * 256 * 9 * 64 * 64)]
+    best = 0.0
+    with torch.inference_mode():
+        for run, flops in probes:
+            run()
+            for seconds in _times(run, 0, 3, torch.device(device)):
+                best = max(best, flops / seconds)
+    return best
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def count_flops(model: nn.Module, x: torch.Tensor) -> int:
+    """FLOPs of one eval-mode forward pass of `model` on `x` (float32, CPU)."""
+    model = model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: allocated CUDA memory, or the peak resident set of the process."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+@dataclass
+class BenchResult:
+    """One measured setting (per-image FLOPs; times per forward pass of `batch` images)."""
+
+    model: str
+    mode: str
+    backend: str
+    precision: str
+    channels_last: bool
+    compile: bool
+    size: int
+    batch: int
+    threads: int
+    params: int
+    gflops: float
+    latency_ms: float
+    latency_p90_ms: float
+    images_per_s: float
+    peak_memory_mb: float
+    tflops: float
+    peak_tflops: float
+    fraction_of_peak: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        setting = (f"{self.backend}, {self.precision}"
+                   f"{', channels-last' if self.channels_last else ''}"
+                   f"{', compiled' if self.compile else ''}, {self.threads} threads")
+        return "\n".join([
+            f"{self.model} {self.mode} at {self.size} x {self.size}, batch {self.batch} "
+            f"({setting})",
+            f"  parameters     {self.params:,}",
+            f"  GFLOPs/image   {self.gflops:.2f} (forward pass"
+            f"{'; a training step counts 3x' if self.mode == 'train' else ''})",
+            f"  latency        median {self.latency_ms:.1f} ms, p90 {self.latency_p90_ms:.1f} ms"
+            f" per batch",
+            f"  throughput     {self.images_per_s:.2f} images/s",
+            f"  peak memory    {self.peak_memory_mb:.0f} MB",
+            f"  compute        {self.tflops:.3f} TFLOP/s = {100 * self.fraction_of_peak:.1f}% of "
+            f"the measured {self.precision} peak ({self.peak_tflops:.2f} TFLOP/s)",
+        ])
+
+
+def resolve_bench_model(model: str, preset: str | None = None, in_channels: int = 3,
+                        num_classes: int = 1, backend: str = "torch", precision: str = "fp32"
+                        ) -> tuple[nn.Module, nn.Module, str]:
+    """(module to run, eager float32 twin for FLOP counting, display name) for a registered
+    model name, a checkpoint or an exported file."""
+    path = Path(model)
+    if path.is_file() and format_of(path):
+        opened = open_exported(path, backend, precision)
+        spec = opened.checkpoint.model_spec
+        return opened.module, create_model(spec["name"], spec["in_channels"],
+                                           spec["num_classes"], **spec["kwargs"]), path.name
+    if path.is_file():
+        net = load_checkpoint(path).build_model()
+        return net, net, path.name
+    if preset is None and "/" in model:
+        raise ConfigError(f"{model!r}: neither a file nor a registered model name")
+    net = create_model(model, in_channels, num_classes, preset=preset)
+    return net, net, model + (f" ({preset})" if preset else "")
+
+
+def _times(run, warmup: int, repeats: int, device: torch.device) -> list[float]:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        _sync(str(device))
+        start = time.perf_counter()
+        run()
+        _sync(str(device))
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def bench(model: nn.Module, runtime: Runtime, size: int = 256, batch: int = 1,
+          warmup: int = 3, repeats: int = 20, train: bool = False, name: str = "",
+          flops_model: nn.Module | None = None, flops: int | None = None) -> BenchResult:
+    """Time `repeats` forward passes (inference) or optimizer steps (`train`: forward,
+    loss, backward, AdamW step) on random `batch x C x size x size` input.
+
+    `flops_model` is the eager float32 form of `model` when `model` is an exported graph
+    (for parameters and FLOPs); `flops`, when known, skips counting them again.
+    """
+    if repeats < 1 or warmup < 0 or batch < 1 or size < 1:
+        raise ConfigError("--repeats, --batch and --size must be >= 1, --warmup >= 0")
+    in_channels = int(getattr(flops_model or model, "in_channels", 3))
+    x = torch.randn(batch, in_channels, size, size)
+    flops = flops or count_flops(flops_model or model, x[:1])
+    if train:
+        if runtime.backend != "torch":
+            raise ConfigError("training runs in torch; drop --backend for --train")
+        run = _train_step(model, runtime, x)
+    else:
+        pre = Preprocessing(in_channels, (0.0,) * in_channels, (1.0,) * in_channels, size)
+        predictor = Predictor(model, pre, "binary", InferenceOptions(runtime, batch_size=batch))
+        run = lambda: predictor.forward(x)  # noqa: E731
+    times = _times(run, warmup, repeats, runtime.device)
+    median = statistics.median(times)
+    p90 = statistics.quantiles(times, n=10)[-1] if len(times) > 1 else median
+    work = flops * batch * (3 if train else 1)  # backward costs about twice the forward
+    peak = peak_flops(str(runtime.device), runtime.precision, torch.get_num_threads())
+    return BenchResult(
+        model=name or type(model).__name__, mode="train" if train else "inference",
+        backend=runtime.backend, precision=runtime.precision,
+        channels_last=runtime.channels_last, compile=runtime.compile, size=size, batch=batch,
+        threads=torch.get_num_threads(), params=count_parameters(flops_model or model),
+        gflops=flops / 1e9, latency_ms=median * 1e3, latency_p90_ms=p90 * 1e3,
+        images_per_s=batch / median, peak_memory_mb=peak_memory_mb(runtime.device),
+        tflops=work / median / 1e12, peak_tflops=peak / 1e12,
+        fraction_of_peak=work / median / peak)
+
+
+def _train_step(model: nn.Module, runtime: Runtime, x: torch.Tensor):
+    """One training step as the trainer takes it (autocast, scaled loss, AdamW)."""
+    model = runtime.prepare_model(model).train()
+    forward = torch.compile(model) if runtime.compile else model
+    num_classes = int(getattr(model, "num_classes", 1))
+    task = "binary" if num_classes == 1 else "multiclass"
+    loss_fn = build_loss("bce+dice" if task == "binary" else "ce+dice", task)
+    generator = torch.Generator().manual_seed(0)
+    target = torch.randint(0, max(2, num_classes), (x.shape[0], *x.shape[2:]),
+                           generator=generator).to(runtime.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+    weights = getattr(model, "output_weights", None)
+    images = runtime.prepare_input(x)
+
+    def step() -> None:
+        with runtime.autocast():
+            outputs = forward(images)
+        loss = deep_supervision_loss(loss_fn, outputs, target, weights)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return step

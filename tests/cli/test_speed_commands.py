@@ -1,0 +1,90 @@
+"""`unetzoo export`, `unetzoo bench` and the inference flags of eval and predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.engine.test_export import tiny_checkpoint
+from tests.helpers import write_pairs
+from unetzoo.checkpoint import save_checkpoint
+from unetzoo.cli import main
+
+FAST = ["--no-progress", "--device", "cpu"]
+
+
+def run(*argv: str | Path) -> int:
+    return main([str(a) for a in argv])
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    return save_checkpoint(tmp_path / "best.pt", tiny_checkpoint(num_classes=1)[1])
+
+
+def masks(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
+
+
+def test_export_then_predict_from_the_file_alone(tmp_path: Path, checkpoint: Path,
+                                                 capsys) -> None:
+    pytest.importorskip("onnxruntime")
+    images = write_pairs(tmp_path / "data", count=2, size=50) / "images"
+    onnx = tmp_path / "model.onnx"
+    assert run("export", "--model", checkpoint, "--format", "onnx", "--out", onnx) == 0
+    assert "dynamic height and width" in capsys.readouterr().out
+    assert run("export", "--model", checkpoint, "--format", "onnx", "--out", onnx) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert run("predict", "--model", checkpoint, "--input", images, "--output",
+               tmp_path / "torch", "--precision", "fp32", *FAST) == 0
+    assert run("predict", "--model", onnx, "--input", images, "--output",
+               tmp_path / "onnx", *FAST) == 0
+    expected = masks(tmp_path / "torch")
+    assert len(expected) == 2
+    for name, mask in masks(tmp_path / "onnx").items():
+        assert np.array_equal(mask, expected[name])
+    assert run("eval", "--dataset", tmp_path / "data", "--model", onnx, *FAST) == 2
+    assert "eval takes the checkpoint" in capsys.readouterr().err
+
+
+def test_predict_with_tta_and_post_processing(tmp_path: Path, checkpoint: Path) -> None:
+    images = write_pairs(tmp_path / "data", count=1, size=70) / "images"
+    assert run("predict", "--model", checkpoint, "--input", images, "--output", tmp_path / "a",
+               "--tta", "flip-rot90", "--min-size", "20", "--fill-holes", "--batch", "2",
+               *FAST) == 0
+    (mask,) = masks(tmp_path / "a").values()
+    assert mask.shape == (70, 70) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_eval_on_an_exported_backend(tmp_path: Path, checkpoint: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    data = write_pairs(tmp_path / "data", count=3, size=40)
+    scores = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / backend
+        assert run("eval", "--dataset", data, "--model", checkpoint, "--split", "all",
+                   "--backend", backend, "--precision", "fp32", "--out", out, *FAST) == 0
+        scores[backend] = json.loads((out / "metrics.json").read_text())["global"]["dice"]
+    assert scores["torch"] == pytest.approx(scores["onnxruntime"], abs=1e-6)
+
+
+def test_bench_reports_speed_and_fraction_of_peak(tmp_path: Path, capsys) -> None:
+    result = tmp_path / "bench.json"
+    assert run("bench", "--model", "unet", "--preset", "tiny", "--size", "32", "--repeats",
+               "2", "--warmup", "0", "--precision", "fp32", "--json", result, *FAST) == 0
+    printed = capsys.readouterr().out
+    assert "GFLOPs/image" in printed and "of the measured fp32 peak" in printed
+    numbers = json.loads(result.read_text())
+    assert numbers["params"] == 29_625 and numbers["gflops"] > 0
+    assert 0 < numbers["fraction_of_peak"] < 1.5 and numbers["latency_p90_ms"] > 0
+    assert run("bench", "--model", "unet", "--preset", "tiny", "--size", "32", "--repeats",
+               "1", "--train", "--batch", "2", *FAST) == 0
+    assert "train at 32 x 32, batch 2" in capsys.readouterr().out
+    assert run("bench", "--model", "nonet", *FAST) == 2
+    assert run("bench", "--model", "unet", "--backend", "onnxruntime", "--precision", "bf16",
+               *FAST) == 2
+    assert "float32" in capsys.readouterr().err

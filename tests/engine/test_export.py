@@ -1,0 +1,144 @@
+"""Export to ONNX, OpenVINO and TorchScript, parity checks, and the exported-file backends."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.helpers import write_pairs
+from unetzoo.checkpoint import Checkpoint, save_checkpoint
+from unetzoo.data.transforms import Preprocessing
+from unetzoo.engine import export
+from unetzoo.engine.backends import open_exported
+from unetzoo.engine.infer import InferenceOptions, Predictor
+from unetzoo.engine.predict import predict_paths
+from unetzoo.engine.runtime import Runtime
+from unetzoo.errors import CheckpointError, ConfigError, RunError
+from unetzoo.models import create_model, list_models
+
+pytest.importorskip("onnxruntime")
+SIZE = 32
+
+
+def tiny_checkpoint(name: str = "unet", num_classes: int = 2) -> tuple[torch.nn.Module,
+                                                                       Checkpoint]:
+    torch.manual_seed(0)
+    model = create_model(name, 3, num_classes, preset="tiny").eval()
+    task = "binary" if num_classes == 1 else "multiclass"
+    names = ("foreground",) if num_classes == 1 else tuple(f"c{i}" for i in range(num_classes))
+    info = Checkpoint(model.unetzoo_spec, task, names,  # type: ignore[arg-type]
+                      Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=SIZE),
+                      model.state_dict())
+    return model, info
+
+
+def eager(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_exports_to_onnx_and_runs_in_onnxruntime(name: str, tmp_path: Path
+                                                            ) -> None:
+    model, info = tiny_checkpoint(name)
+    result = export.export_model(model, info, "onnx", tmp_path / "m.onnx")
+    assert result.max_abs_diff <= export.TOLERANCE
+    opened = open_exported(result.path)
+    assert opened.backend == "onnxruntime" and opened.checkpoint.task == "multiclass"
+    # sparse attention fixes its region layout to the size: exported for SIZE only
+    assert (result.input_size is not None) == (name == "sparse_unet")
+    size = (SIZE, SIZE) if result.input_size else (27, 45)
+    x = torch.randn(3, 3, *size)
+    torch.testing.assert_close(opened.module(x), eager(model, x), atol=1e-4, rtol=0)
+
+
+def test_openvino_and_torchscript_exports_carry_their_metadata(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    model, info = tiny_checkpoint(num_classes=1)
+    x = torch.randn(2, 3, 40, 23)
+    for fmt, name in (("openvino", "m.xml"), ("torchscript", "m.torchscript")):
+        result = export.export_model(model, info, fmt, tmp_path / name)
+        opened = open_exported(result.path)
+        assert opened.checkpoint.model_spec == info.model_spec
+        assert opened.checkpoint.preprocessing == info.preprocessing
+        torch.testing.assert_close(opened.module(x), eager(model, x), atol=1e-4, rtol=0)
+    assert (tmp_path / "m.bin").is_file()
+    bf16 = open_exported(tmp_path / "m.xml", precision="bf16").module(x)
+    assert ((bf16 > 0) == (eager(model, x) > 0)).float().mean() > 0.95
+
+
+def test_a_failed_parity_check_writes_nothing(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    model, info = tiny_checkpoint()
+    monkeypatch.setattr(export, "TOLERANCE", -1.0)
+    with pytest.raises(export.ExportError, match="differs from eager PyTorch"):
+        export.export_model(model, info, "onnx", tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_targets_are_checked(tmp_path: Path) -> None:
+    model, info = tiny_checkpoint()
+    with pytest.raises(ConfigError, match=r"named \*\.onnx"):
+        export.export_model(model, info, "onnx", tmp_path / "m.xml")
+    with pytest.raises(ConfigError, match="unknown export format"):
+        export.export_model(model, info, "tflite", tmp_path / "m.tflite")
+    (tmp_path / "m.onnx").write_bytes(b"keep")
+    with pytest.raises(RunError, match="--overwrite"):
+        export.export_model(model, info, "onnx", tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").read_bytes() == b"keep"
+    with pytest.raises(CheckpointError, match="cannot read exported model"):
+        open_exported(tmp_path / "m.onnx")
+    export.export_model(model, info, "onnx", tmp_path / "m.onnx", overwrite=True)
+    with pytest.raises(ConfigError, match="runs with --backend"):
+        open_exported(tmp_path / "m.onnx", backend="torch")
+
+
+def test_backends_runtime_choices() -> None:
+    assert Runtime.resolve("cpu", "auto", backend="onnxruntime").precision == "fp32"
+    with pytest.raises(ConfigError, match="float32"):
+        Runtime.resolve("cpu", "bf16", backend="onnxruntime")
+    with pytest.raises(ConfigError, match="torch options"):
+        Runtime.resolve("cpu", "fp32", compile=True, backend="openvino")
+    with pytest.raises(ConfigError, match="unknown backend"):
+        Runtime.resolve("cpu", backend="tensorrt")
+    with pytest.raises(ConfigError, match="threads"):
+        Runtime.resolve("cpu", threads=0)
+
+
+def test_a_predictor_on_onnxruntime_matches_eager() -> None:
+    model, info = tiny_checkpoint()
+    image = torch.randn(3, 50, 41)
+    ort = Runtime.resolve("cpu", "auto", backend="onnxruntime")
+    fp32 = Runtime.resolve("cpu", "fp32", channels_last=False)
+    got = Predictor(model, info.preprocessing, "multiclass", InferenceOptions(ort)).logits(image)
+    expected = Predictor(model, info.preprocessing, "multiclass",
+                         InferenceOptions(fp32)).logits(image)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+def test_predict_from_an_exported_file_alone_gives_the_checkpoint_masks(tmp_path: Path
+                                                                        ) -> None:
+    _, info = tiny_checkpoint(num_classes=1)
+    checkpoint = save_checkpoint(tmp_path / "best.pt", info)
+    images = write_pairs(tmp_path / "data", count=2, size=70) / "images"
+    exported = export.export_checkpoint(checkpoint, "onnx", tmp_path / "m.onnx").path
+    fp32 = InferenceOptions(Runtime.resolve("cpu", "fp32", channels_last=False))
+    ort = InferenceOptions(Runtime.resolve("cpu", "auto", backend="onnxruntime"))
+    predict_paths(checkpoint, images, tmp_path / "torch", fp32, progress=False)
+    predict_paths(exported, images, tmp_path / "onnx", ort, progress=False)
+    predict_paths(checkpoint, images, tmp_path / "onnx_on_the_fly", ort, progress=False)
+    outputs = ["onnx", "onnx_on_the_fly"]
+    if importlib.util.find_spec("openvino"):
+        ov = InferenceOptions(Runtime.resolve("cpu", "fp32", backend="openvino"))
+        predict_paths(exported, images, tmp_path / "openvino", ov, progress=False)
+        outputs.append("openvino")
+    for mask in sorted((tmp_path / "torch").iterdir()):
+        expected = np.asarray(Image.open(mask))
+        for output in outputs:
+            assert np.array_equal(np.asarray(Image.open(tmp_path / output / mask.name)),
+                                  expected), output
