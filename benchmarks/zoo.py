@@ -1,7 +1,7 @@
 """Model zoo benchmark: every registered model, one recipe and one budget, real datasets.
 
 For each model: parameters, GFLOPs of one 256 x 256 forward pass, CPU batch-1 latency at
-256 x 256, training images per second at the recipe's patch size, and test Dice / IoU after
+256 x 256, training images per second (dsb2018_96 patch and batch), and test Dice / IoU after
 training with the same recipe on each dataset (../shared/data/dsb2018_96 and isbi2012_em with
 their split.csv). Models run at the widths in ZOO (full width where it fits a CPU budget, a
 documented reduced width otherwise). Writes benchmarks/results/zoo.json and a markdown table.
@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+from report import machine, write_json
 
 import unetzoo
+from unetzoo.engine.bench import bench
 from unetzoo.engine.runtime import Runtime
-from unetzoo.losses import build_loss, deep_supervision_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -50,55 +47,9 @@ ZOO: dict[str, tuple[str, dict[str, Any], str]] = {
 RECIPE: dict[str, Any] = {"loss": "bce+dice", "optimizer": "adamw", "lr": 1e-3,
                           "schedule": "cosine", "warmup": 1, "seed": 0, "augment": "default"}
 DATASETS: dict[str, dict[str, Any]] = {
-    "dsb2018_96": {"img_size": 96, "batch": 8, "epoch": 20, "steps_per_epoch": 60},
-    "isbi2012_em": {"img_size": 256, "batch": 4, "epoch": 20, "steps_per_epoch": 25},
+    "dsb2018_96": {"img_size": 96, "batch": 8, "epoch": 15, "steps_per_epoch": 50},
+    "isbi2012_em": {"img_size": 256, "batch": 4, "epoch": 15, "steps_per_epoch": 16},
 }
-
-
-def gflops(model: torch.nn.Module, size: int = 256) -> float:
-    """Forward-pass GFLOPs (multiply-adds count as two) at 1 x C x size x size."""
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.randn(1, model.in_channels, size, size))
-    return counter.get_total_flops() / 1e9
-
-
-def latency_ms(model: torch.nn.Module, runtime: Runtime, size: int = 256, runs: int = 7
-               ) -> float:
-    """Median eval-mode batch-1 latency."""
-    model = runtime.prepare_model(model).eval()
-    x = runtime.prepare_input(torch.randn(1, model.in_channels, size, size))
-    times = []
-    with torch.inference_mode(), runtime.autocast():
-        for i in range(runs + 1):
-            start = time.perf_counter()
-            model(x)
-            if i:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
-def train_images_per_second(model: torch.nn.Module, runtime: Runtime, size: int, batch: int,
-                            steps: int = 6) -> float:
-    """Training throughput on random data: forward, loss, backward, optimizer step."""
-    model = runtime.prepare_model(model).train()
-    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
-    loss_fn = build_loss("bce+dice", "binary")
-    x = runtime.prepare_input(torch.randn(batch, model.in_channels, size, size))
-    y = (torch.rand(batch, size, size) > 0.5).long()
-    times = []
-    for i in range(steps + 1):
-        start = time.perf_counter()
-        with runtime.autocast():
-            out = model(x)
-        loss = deep_supervision_loss(loss_fn, out, y, getattr(model, "output_weights", None))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if i:
-            times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
 
 
 def train_and_test(name: str, dataset: str, workdir: Path, quick: bool) -> dict[str, Any]:
@@ -138,7 +89,6 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo names")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--quick", action="store_true", help="a few steps, two models")
-    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "zoo.json"))
     args = parser.parse_args()
     names = ["unet", "u2netp"] if args.quick else args.models.split(",")
     datasets = [d for d in args.datasets.split(",") if (SHARED / d / "split.csv").is_file()]
@@ -148,22 +98,21 @@ def main() -> None:
         for name in names:
             model_name, kwargs, width = ZOO[name]
             model = unetzoo.create_model(model_name, 3, 1, **kwargs)
-            row = {"model": name, "width": width, "params": unetzoo.count_parameters(model),
-                   "gflops": gflops(model), "latency_ms": latency_ms(model, runtime),
-                   "train_images_per_second": train_images_per_second(
-                       model, runtime, DATASETS["dsb2018_96"]["img_size"],
-                       DATASETS["dsb2018_96"]["batch"]),
-                   "datasets": {}}
+            infer = bench(model, runtime, size=256, batch=1, repeats=7, name=name)
+            size, batch = DATASETS["dsb2018_96"]["img_size"], DATASETS["dsb2018_96"]["batch"]
+            train = bench(unetzoo.create_model(model_name, 3, 1, **kwargs), runtime, size=size,
+                          batch=batch, repeats=5, train=True, name=name)
+            row = {"model": name, "width": width, "params": infer.params,
+                   "gflops": infer.gflops, "latency_ms": infer.latency_ms,
+                   "train_images_per_second": train.images_per_s, "datasets": {}}
             for dataset in datasets:
                 row["datasets"][dataset] = train_and_test(name, dataset, Path(tmp), args.quick)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    report = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or
-              platform.machine(), "cores": torch.get_num_threads(), "torch": torch.__version__,
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
               "runtime": runtime.describe(), "recipe": RECIPE, "budgets": DATASETS,
               "quick": args.quick, "rows": rows}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written to {write_json('zoo_quick' if args.quick else 'zoo', report)}")
     print(markdown(rows, datasets))
 
 
