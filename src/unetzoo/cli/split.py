@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 from collections import Counter
-from pathlib import Path
 
 log = logging.getLogger("unetzoo")
 
@@ -25,14 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..data.layouts import find_folder_pairs
-    from ..data.split import make_split, write_split_csv
+    from ..data.split import split_dataset
 
-    root = Path(args.dataset)
-    pairs = make_split(find_folder_pairs(root), args.size, args.val_size, args.seed)
-    target = Path(args.csvfile)
-    target = target if target.is_absolute() else root / target
-    write_split_csv(pairs, root, target, overwrite=args.overwrite)
+    target, pairs = split_dataset(args.dataset, args.size, args.val_size, args.seed,
+                                  args.csvfile, args.overwrite)
     counts = Counter(p.split for p in pairs)
     log.info(f"{target}: train {counts['train']}, val {counts['val']}, test {counts['test']} "
              f"(seed {args.seed})")

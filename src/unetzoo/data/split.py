@@ -71,6 +71,19 @@ def write_split_csv(pairs: Sequence[Pair], root: Path, path: Path, overwrite: bo
     return path
 
 
+def split_dataset(root: Path | str, train_size: float = 0.9, val_size: float = 0.0,
+                  seed: int = 0, csvfile: Path | str = "split.csv", overwrite: bool = False
+                  ) -> tuple[Path, list[Pair]]:
+    """Split a dataset folder's pairs with `seed` and write the CSV (relative to `root`
+    unless absolute); returns the CSV path and the pairs with their splits."""
+    from .layouts import find_folder_pairs
+
+    root = Path(root)
+    pairs = make_split(find_folder_pairs(root), train_size, val_size, seed)
+    target = Path(csvfile) if Path(csvfile).is_absolute() else root / csvfile
+    return write_split_csv(pairs, root, target, overwrite=overwrite), pairs
+
+
 def assign_splits(pairs: Sequence[Pair], val_fraction: float, seed: int
                   ) -> tuple[list[Pair], list[Pair], list[Pair], bool]:
     """(train, val, test, made_new_split) from pairs.
