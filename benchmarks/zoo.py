@@ -8,6 +8,7 @@ documented reduced width otherwise). Writes benchmarks/results/zoo.json and a ma
 
     python benchmarks/zoo.py                       # everything (hours on 2 CPU cores)
     python benchmarks/zoo.py --models unet --datasets isbi2012_em
+    python benchmarks/zoo.py --budget 0.4          # 40% of the epochs: fits about 1.5 h
     python benchmarks/zoo.py --quick               # a smoke run: few steps, two models
 """
 
@@ -52,11 +53,19 @@ DATASETS: dict[str, dict[str, Any]] = {
 }
 
 
-def train_and_test(name: str, dataset: str, workdir: Path, quick: bool) -> dict[str, Any]:
+def budgets(fraction: float, quick: bool) -> dict[str, dict[str, Any]]:
+    """The per-dataset settings with the number of epochs scaled by `fraction`."""
+    scaled = {}
+    for dataset, settings in DATASETS.items():
+        epochs = 2 if quick else max(1, round(settings["epoch"] * fraction))
+        steps = 3 if quick else settings["steps_per_epoch"]
+        scaled[dataset] = {**settings, "epoch": epochs, "steps_per_epoch": steps}
+    return scaled
+
+
+def train_and_test(name: str, dataset: str, settings: dict[str, Any],
+                   workdir: Path) -> dict[str, Any]:
     model, kwargs, _ = ZOO[name]
-    settings = dict(DATASETS[dataset])
-    if quick:
-        settings.update(epoch=2, steps_per_epoch=3)
     start = time.perf_counter()
     result = unetzoo.train(dataset=str(SHARED / dataset), csvfile="split.csv", model=model,
                            model_args=kwargs, out=str(workdir / f"{dataset}-{name}"),
@@ -88,8 +97,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo names")
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--budget", type=float, default=1.0,
+                        help="fraction of the default number of epochs (steps per epoch kept)")
     parser.add_argument("--quick", action="store_true", help="a few steps, two models")
     args = parser.parse_args()
+    settings = budgets(args.budget, args.quick)
     names = ["unet", "u2netp"] if args.quick else args.models.split(",")
     datasets = [d for d in args.datasets.split(",") if (SHARED / d / "split.csv").is_file()]
     runtime = Runtime.resolve()
@@ -106,12 +118,13 @@ def main() -> None:
                    "gflops": infer.gflops, "latency_ms": infer.latency_ms,
                    "train_images_per_second": train.images_per_s, "datasets": {}}
             for dataset in datasets:
-                row["datasets"][dataset] = train_and_test(name, dataset, Path(tmp), args.quick)
+                row["datasets"][dataset] = train_and_test(name, dataset, settings[dataset],
+                                                          Path(tmp))
             rows.append(row)
             print(json.dumps(row), flush=True)
     report = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
-              "runtime": runtime.describe(), "recipe": RECIPE, "budgets": DATASETS,
-              "quick": args.quick, "rows": rows}
+              "runtime": runtime.describe(), "recipe": RECIPE, "budgets": settings,
+              "budget_fraction": args.budget, "quick": args.quick, "rows": rows}
     print(f"written to {write_json('zoo_quick' if args.quick else 'zoo', report)}")
     print(markdown(rows, datasets))
 
