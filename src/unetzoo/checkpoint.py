@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .data.transforms import Preprocessing
-from .errors import CheckpointError, UnetzooError
+from .errors import CheckpointError, ModelError, UnetzooError
 from .fileio import atomic_write
 from .models import create_model
 from .task import Task, check_task
@@ -39,8 +39,9 @@ class Checkpoint:
     train_state: dict[str, Any] | None = None
     class_colors: tuple[tuple[int, int, int], ...] | None = None
 
-    def build_model(self) -> nn.Module:
-        """The model with its trained weights, in eval mode, on the CPU."""
+    def build_model(self, prune_depth: int | None = None) -> nn.Module:
+        """The model with its trained weights, in eval mode, on the CPU; `prune_depth` runs
+        only the sub-network of that depth (UNet++ trained with deep supervision)."""
         spec = self.model_spec
         try:
             model = create_model(spec["name"], spec["in_channels"], spec["num_classes"],
@@ -51,6 +52,11 @@ class Checkpoint:
         except (RuntimeError, KeyError, TypeError) as exc:
             raise CheckpointError(f"weights do not fit model {spec.get('name')!r}: "
                                   f"{str(exc).splitlines()[0]}") from exc
+        if prune_depth is not None:
+            if not hasattr(model, "prune"):
+                raise ModelError(f"--prune-depth applies to UNet++ trained with deep "
+                                 f"supervision, not to {spec['name']!r}")
+            model.prune(prune_depth)
         return model.eval()
 
     def to_payload(self) -> dict[str, Any]:

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.engine.test_export import tiny_checkpoint
 from tests.helpers import write_pairs
-from unetzoo.checkpoint import save_checkpoint
+from unetzoo.checkpoint import load_checkpoint, save_checkpoint
 from unetzoo.cli import main
+from unetzoo.models import create_model
 
 FAST = ["--no-progress", "--device", "cpu"]
 
@@ -88,3 +90,52 @@ def test_bench_reports_speed_and_fraction_of_peak(tmp_path: Path, capsys) -> Non
     assert run("bench", "--model", "unet", "--backend", "onnxruntime", "--precision", "bf16",
                *FAST) == 2
     assert "float32" in capsys.readouterr().err
+
+
+def unetpp_checkpoint(path: Path, deep_supervision: bool = True) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = create_model("unetpp", 3, 1, preset="tiny", deep_supervision=deep_supervision)
+    _, info = tiny_checkpoint(num_classes=1)
+    info.model_spec, info.state_dict = model.unetzoo_spec, model.state_dict()
+    return save_checkpoint(path, info), model.eval()
+
+
+def test_checkpoint_builds_the_pruned_unetpp(tmp_path: Path) -> None:
+    path, model = unetpp_checkpoint(tmp_path / "unetpp.pt")
+    x = torch.randn(1, 3, 37, 45)
+    pruned = load_checkpoint(path).build_model(prune_depth=1)
+    with torch.no_grad():
+        full, expected, got = model(x), model.prune(1)(x), pruned(x)
+    assert torch.equal(got, expected) and not torch.allclose(got, full)
+
+
+def test_prune_depth_in_predict_and_export(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("onnxruntime")
+    images = write_pairs(tmp_path / "data", count=2, size=44) / "images"
+    path, _ = unetpp_checkpoint(tmp_path / "unetpp.pt")
+    onnx = tmp_path / "l1.onnx"
+    assert run("export", "--model", path, "--format", "onnx", "--out", onnx,
+               "--prune-depth", "1") == 0
+    assert run("predict", "--model", path, "--input", images, "--output", tmp_path / "torch",
+               "--prune-depth", "1", "--precision", "fp32", *FAST) == 0
+    assert run("predict", "--model", onnx, "--input", images, "--output", tmp_path / "onnx",
+               *FAST) == 0
+    expected = masks(tmp_path / "torch")
+    assert len(expected) == 2 and masks(tmp_path / "onnx").keys() == expected.keys()
+    for name, mask in masks(tmp_path / "onnx").items():
+        assert np.array_equal(mask, expected[name])
+    assert run("predict", "--model", onnx, "--input", images, "--output", tmp_path / "x",
+               "--prune-depth", "1", *FAST) == 2
+    assert "needs a checkpoint" in capsys.readouterr().err
+
+
+def test_prune_depth_errors_name_the_problem(tmp_path: Path, checkpoint: Path, capsys) -> None:
+    images = write_pairs(tmp_path / "data", count=1, size=40) / "images"
+    plain, _ = unetpp_checkpoint(tmp_path / "plain.pt", deep_supervision=False)
+    deep, _ = unetpp_checkpoint(tmp_path / "deep.pt")
+    cases = [(checkpoint, "1", "applies to UNet++"), (plain, "1", "deep_supervision=True"),
+             (deep, "9", "prune depth must be in 1..")]
+    for path, depth, message in cases:
+        assert run("predict", "--model", path, "--input", images, "--output",
+                   tmp_path / "out", "--prune-depth", depth, *FAST) == 2
+        assert message in capsys.readouterr().err

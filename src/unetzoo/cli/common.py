@@ -48,6 +48,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                        help="remove predicted components smaller than this")
     group.add_argument("--fill-holes", action="store_true",
                        help="fill background regions enclosed by a class")
+    group.add_argument("--prune-depth", type=int, default=None, metavar="K",
+                       help="run only UNet++ L^K of a deep-supervised UNet++ (faster, "
+                            "see benchmarks/unetpp_pruning.py)")
 
 
 def runtime_from(args: argparse.Namespace, model: str | Path | None = None) -> Runtime:
@@ -66,4 +69,5 @@ def inference_options(args: argparse.Namespace) -> InferenceOptions:
     return InferenceOptions(runtime_from(args, args.model), batch_size=args.batch,
                             overlap=args.overlap, threshold=getattr(args, "threshold", 0.5),
                             tta=args.tta, postprocess=PostProcessing(args.min_size,
-                                                                     args.fill_holes))
+                                                                     args.fill_holes),
+                            prune_depth=args.prune_depth)

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="PATH", help="file to write")
     parser.add_argument("--size", type=int, default=None,
                         help="trace and check size (default: the checkpoint's patch size)")
+    parser.add_argument("--prune-depth", type=int, default=None, metavar="K",
+                        help="export only UNet++ L^K of a deep-supervised UNet++ (1..depth)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
     parser.set_defaults(run=run)
 
@@ -30,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..engine.export import export_checkpoint
 
-    result = export_checkpoint(args.model, args.format, args.out, args.size, args.overwrite)
+    result = export_checkpoint(args.model, args.format, args.out, args.size, args.overwrite,
+                               args.prune_depth)
     shape = ("dynamic height and width" if result.input_size is None
              else f"fixed {result.input_size[0]} x {result.input_size[1]} inputs")
     log.info(f"{args.model} -> {result.path} ({args.format}, dynamic batch, {shape}; max abs "

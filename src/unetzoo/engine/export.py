@@ -217,11 +217,12 @@ def _write_torchscript(model: nn.Module, metadata: str, out: Path,
 
 
 def export_checkpoint(checkpoint: Path | str, fmt: str, out: Path | str,
-                      size: int | None = None, overwrite: bool = False) -> ExportResult:
-    """Export a checkpoint's model; the file alone then predicts (`unetzoo predict
-    --model FILE`)."""
+                      size: int | None = None, overwrite: bool = False,
+                      prune_depth: int | None = None) -> ExportResult:
+    """Export a checkpoint's model (a deep-supervised UNet++ optionally pruned to
+    `prune_depth`); the file alone then predicts (`unetzoo predict --model FILE`)."""
     info = load_checkpoint(checkpoint)
-    return export_model(info.build_model(), info, fmt, out, size, overwrite)
+    return export_model(info.build_model(prune_depth), info, fmt, out, size, overwrite)
 
 
 def to_backend(model: nn.Module, backend: str, size: int, precision: str = "fp32"

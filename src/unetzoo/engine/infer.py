@@ -94,6 +94,7 @@ class InferenceOptions:
     tta: `none`, `flip` or `flip-rot90`; predictions of the transformed tiles are mapped
         back and averaged as probabilities.
     postprocess: what happens to hard labels (small components, holes).
+    prune_depth: run only UNet++ L^k of a deep-supervised UNet++ checkpoint.
     """
 
     runtime: Runtime = field(default_factory=Runtime.resolve)
@@ -102,6 +103,7 @@ class InferenceOptions:
     threshold: float = 0.5
     tta: str = "none"
     postprocess: PostProcessing = field(default_factory=PostProcessing)
+    prune_depth: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.overlap < 1:
@@ -143,7 +145,9 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, options: InferenceOptions | None = None
                         ) -> Predictor:
-        return cls(checkpoint.build_model(), checkpoint.preprocessing, checkpoint.task, options)
+        depth = options.prune_depth if options else None
+        return cls(checkpoint.build_model(depth), checkpoint.preprocessing, checkpoint.task,
+                   options)
 
     @property
     def model_num_classes(self) -> int:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data.io import is_image_file, read_image
-from ..errors import DataError, RunError
+from ..errors import ConfigError, DataError, RunError
 from ..fileio import atomic_write
 from ..viz import class_colors, save_png
 from .backends import format_of, open_exported
@@ -78,7 +78,10 @@ def load_model(model: Path | str, options: InferenceOptions) -> tuple[nn.Module,
     path = Path(model)
     if format_of(path) is None:
         checkpoint = load_checkpoint(path)
-        return checkpoint.build_model(), checkpoint
+        return checkpoint.build_model(options.prune_depth), checkpoint
+    if options.prune_depth is not None:
+        raise ConfigError(f"{path}: --prune-depth needs a checkpoint; an exported file runs "
+                          "the network it was exported with (`unetzoo export --prune-depth`)")
     exported = open_exported(path, options.runtime.backend, options.runtime.precision)
     return exported.module, exported.checkpoint
 
