@@ -4,11 +4,14 @@ For each model: parameters, GFLOPs of one 256 x 256 forward pass, CPU batch-1 la
 256 x 256, training images per second (dsb2018_96 patch and batch), and test Dice / IoU after
 training with the same recipe on each dataset (../shared/data/dsb2018_96 and isbi2012_em with
 their split.csv). Models run at the widths in ZOO (full width where it fits a CPU budget, a
-documented reduced width otherwise). Writes benchmarks/results/zoo.json and a markdown table.
+documented reduced width otherwise). Writes benchmarks/results/zoo.json after every model
+and a markdown table at the end; `--merge` keeps the rows of an earlier run with the same
+recipe and budget for the models not run now.
 
     python benchmarks/zoo.py                       # everything (hours on 2 CPU cores)
     python benchmarks/zoo.py --models unet --datasets isbi2012_em
     python benchmarks/zoo.py --budget 0.4          # 40% of the epochs: fits about 1.5 h
+    python benchmarks/zoo.py --budget 0.4 --models u2net --merge   # add or redo one row
     python benchmarks/zoo.py --quick               # a smoke run: few steps, two models
 """
 
@@ -21,14 +24,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-from report import machine, write_json
+from report import RESULTS, machine, write_json
 
 import unetzoo
 from unetzoo.engine.bench import bench
 from unetzoo.engine.runtime import Runtime
+from unetzoo.models.u2net import U2NET_DECODER, U2NET_ENCODER
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
+
+
+def halved(widths: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    return tuple((mid // 2, out // 2) for mid, out in widths)
+
+
+# U2-Net and DPSAU2-Net at full width take 30-60 min each for this budget on 2 CPU cores:
+# they run at half the paper's widths (every stage's mid and out channels halved).
+HALF_U2: dict[str, Any] = {"encoder_widths": halved(U2NET_ENCODER),
+                           "decoder_widths": halved(U2NET_DECODER)}
 
 # name -> (registered model, keyword arguments, width label)
 ZOO: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -38,9 +52,9 @@ ZOO: dict[str, tuple[str, dict[str, Any], str]] = {
     "r2_attention_unet": ("r2_attention_unet", {"base_channels": 32}, "32-512"),
     "se_unet": ("se_unet", {"base_channels": 32}, "32-512"),
     "unetpp": ("unetpp", {"base_channels": 32, "deep_supervision": True}, "32-512 (full), DS"),
-    "u2net": ("u2net", {}, "full"),
+    "u2net": ("u2net", HALF_U2, "1/2 of U2-Net's"),
     "u2netp": ("u2netp", {}, "full"),
-    "dpsau2net": ("dpsau2net", {}, "full"),
+    "dpsau2net": ("dpsau2net", HALF_U2, "1/2 of U2-Net's"),
     "sparse_unet": ("sparse_unet", {"base_channels": 32}, "32-512 (full)"),
 }
 
@@ -78,6 +92,20 @@ def train_and_test(name: str, dataset: str, settings: dict[str, Any],
             "steps": settings["epoch"] * settings["steps_per_epoch"]}
 
 
+def kept_rows(path: Path, report: dict[str, Any], running: list[str]) -> list[dict[str, Any]]:
+    """Rows of an earlier results file with the same recipe and budget, minus `running`."""
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    if (old.get("recipe"), old.get("budgets")) != (report["recipe"], report["budgets"]):
+        raise SystemExit(f"{path}: written with another recipe or budget; not merging")
+    return [row for row in old["rows"] if row["model"] not in running]
+
+
+def in_zoo_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda row: list(ZOO).index(row["model"]))
+
+
 def markdown(rows: list[dict[str, Any]], datasets: list[str]) -> str:
     head = ["model", "width", "params (M)", "GFLOPs @256", "latency ms @256", "train img/s"]
     for d in datasets:
@@ -99,12 +127,19 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--budget", type=float, default=1.0,
                         help="fraction of the default number of epochs (steps per epoch kept)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep rows of an earlier run with the same recipe and budget")
     parser.add_argument("--quick", action="store_true", help="a few steps, two models")
     args = parser.parse_args()
     settings = budgets(args.budget, args.quick)
     names = ["unet", "u2netp"] if args.quick else args.models.split(",")
     datasets = [d for d in args.datasets.split(",") if (SHARED / d / "split.csv").is_file()]
     runtime = Runtime.resolve()
+    result_name = "zoo_quick" if args.quick else "zoo"
+    report = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
+              "runtime": runtime.describe(), "recipe": RECIPE, "budgets": settings,
+              "budget_fraction": args.budget, "quick": args.quick, "rows": []}
+    earlier = kept_rows(RESULTS / f"{result_name}.json", report, names) if args.merge else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -122,11 +157,10 @@ def main() -> None:
                                                           Path(tmp))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    report = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
-              "runtime": runtime.describe(), "recipe": RECIPE, "budgets": settings,
-              "budget_fraction": args.budget, "quick": args.quick, "rows": rows}
-    print(f"written to {write_json('zoo_quick' if args.quick else 'zoo', report)}")
-    print(markdown(rows, datasets))
+            report["rows"] = in_zoo_order(earlier + rows)
+            path = write_json(result_name, report)
+    print(f"written to {path}")
+    print(markdown(report["rows"], datasets))
 
 
 if __name__ == "__main__":
