@@ -12,6 +12,7 @@ recipe and budget for the models not run now.
     python benchmarks/zoo.py --models unet --datasets isbi2012_em
     python benchmarks/zoo.py --budget 0.4          # 40% of the epochs: fits about 1.5 h
     python benchmarks/zoo.py --budget 0.4 --models u2net --merge   # add or redo one row
+    python benchmarks/zoo.py --budget 0.4 --models unet --merge --speed-only  # re-time one
     python benchmarks/zoo.py --quick               # a smoke run: few steps, two models
 """
 
@@ -92,14 +93,14 @@ def train_and_test(name: str, dataset: str, settings: dict[str, Any],
             "steps": settings["epoch"] * settings["steps_per_epoch"]}
 
 
-def kept_rows(path: Path, report: dict[str, Any], running: list[str]) -> list[dict[str, Any]]:
-    """Rows of an earlier results file with the same recipe and budget, minus `running`."""
+def earlier_rows(path: Path, report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier results file with the same recipe and budget, by model."""
     if not path.is_file():
-        return []
+        return {}
     old = json.loads(path.read_text())
     if (old.get("recipe"), old.get("budgets")) != (report["recipe"], report["budgets"]):
         raise SystemExit(f"{path}: written with another recipe or budget; not merging")
-    return [row for row in old["rows"] if row["model"] not in running]
+    return {row["model"]: row for row in old["rows"]}
 
 
 def in_zoo_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -129,8 +130,13 @@ def main() -> None:
                         help="fraction of the default number of epochs (steps per epoch kept)")
     parser.add_argument("--merge", action="store_true",
                         help="keep rows of an earlier run with the same recipe and budget")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="with --merge: re-measure the speed columns, keep the earlier "
+                             "Dice and IoU (e.g. after a measurement disturbed by other jobs)")
     parser.add_argument("--quick", action="store_true", help="a few steps, two models")
     args = parser.parse_args()
+    if args.speed_only and not args.merge:
+        parser.error("--speed-only needs --merge (the scores come from the earlier run)")
     settings = budgets(args.budget, args.quick)
     names = ["unet", "u2netp"] if args.quick else args.models.split(",")
     datasets = [d for d in args.datasets.split(",") if (SHARED / d / "split.csv").is_file()]
@@ -139,7 +145,10 @@ def main() -> None:
     report = {"date": time.strftime("%Y-%m-%d"), "machine": machine(),
               "runtime": runtime.describe(), "recipe": RECIPE, "budgets": settings,
               "budget_fraction": args.budget, "quick": args.quick, "rows": []}
-    earlier = kept_rows(RESULTS / f"{result_name}.json", report, names) if args.merge else []
+    earlier = earlier_rows(RESULTS / f"{result_name}.json", report) if args.merge else {}
+    kept = [row for model, row in earlier.items() if model not in names]
+    if args.speed_only and (missing := [n for n in names if n not in earlier]):
+        raise SystemExit(f"--speed-only: no earlier row for {', '.join(missing)}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -152,12 +161,14 @@ def main() -> None:
             row = {"model": name, "width": width, "params": infer.params,
                    "gflops": infer.gflops, "latency_ms": infer.latency_ms,
                    "train_images_per_second": train.images_per_s, "datasets": {}}
-            for dataset in datasets:
+            if args.speed_only:
+                row["datasets"] = earlier[name]["datasets"]
+            for dataset in [] if args.speed_only else datasets:
                 row["datasets"][dataset] = train_and_test(name, dataset, settings[dataset],
                                                           Path(tmp))
             rows.append(row)
             print(json.dumps(row), flush=True)
-            report["rows"] = in_zoo_order(earlier + rows)
+            report["rows"] = in_zoo_order(kept + rows)
             path = write_json(result_name, report)
     print(f"written to {path}")
     print(markdown(report["rows"], datasets))
