@@ -43,6 +43,15 @@ def start(argv: Sequence[object], **harness: object) -> subprocess.Popen:
     return _popen([sys.executable, HARNESS, *argv], child_env(**harness))
 
 
+def start_and_kill(argv: Sequence[object], marker: Path, **harness: object) -> None:
+    """Start `unetzoo ARGV`, wait until the harness pauses it (it touches `marker`), then
+    SIGKILL its whole process group."""
+    process = start(argv, marker=marker, **harness)
+    wait_for(marker, process)
+    os.killpg(process.pid, signal.SIGKILL)
+    finish(process)
+
+
 def torchrun(launcher: Sequence[object], argv: Sequence[object],
              program: Sequence[object] = (HARNESS,), **harness: object) -> subprocess.Popen:
     """`torchrun LAUNCHER PROGRAM ARGV` in its own process group; PROGRAM is the harness

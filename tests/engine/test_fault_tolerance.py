@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import unetzoo
-from tests.engine.processes import finish, start, wait_for
+from tests.engine.processes import finish, start, start_and_kill, wait_for
 from tests.helpers import write_pairs
 from unetzoo.engine import trainer as trainer_module
 from unetzoo.engine.trainer import TrainingError
@@ -67,11 +67,8 @@ def test_sigkill_at_any_step_then_resume_equals_an_uninterrupted_run(tmp_path, r
     data, _, _ = reference
     run, marker = tmp_path / "run", tmp_path / "paused"
     # killed after step 7 (epoch 2, batch 3 of 4), data loaded by 2 worker processes
-    process = start(["train", "--dataset", data, "--out", run, "--workers", 2,
-                     *flags(OPTIONS)], pause_step=7, marker=marker)
-    wait_for(marker, process)
-    os.killpg(process.pid, signal.SIGKILL)
-    finish(process)
+    start_and_kill(["train", "--dataset", data, "--out", run, "--workers", 2, *flags(OPTIONS)],
+                   marker, pause_step=7)
     last = state(run / "models" / "epoch_last.pt")
     assert (last["epoch"], last["step"], last["progress"]["samples"]) == (1, 6, 4)
     result = unetzoo.train(resume="auto", out=str(run), workers=0)
@@ -82,11 +79,8 @@ def test_kill_during_a_save_keeps_the_previous_checkpoint(tmp_path, reference):
     data, _, _ = reference
     run, marker = tmp_path / "run", tmp_path / "paused"
     # the third write of epoch_last.pt (step 6) is killed half-way
-    process = start(["train", "--dataset", data, "--out", run, "--workers", 0,
-                     *flags(OPTIONS)], pause_save=3, marker=marker)
-    wait_for(marker, process)
-    os.killpg(process.pid, signal.SIGKILL)
-    finish(process)
+    start_and_kill(["train", "--dataset", data, "--out", run, "--workers", 0, *flags(OPTIONS)],
+                   marker, pause_save=3)
     models = run / "models"
     partial = list(models.glob(".epoch_last.pt.*.tmp"))
     assert len(partial) == 1 and partial[0].stat().st_size > 0
