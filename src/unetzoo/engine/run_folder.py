@@ -34,9 +34,10 @@ def has_outputs(path: Path) -> bool:
     return path.is_dir() and any((path / name).exists() for name in RUN_OUTPUTS)
 
 
-def check_run_dir(path: Path, resume: bool, overwrite: bool) -> None:
+def check_run_dir(path: Path, resume: bool, overwrite: bool) -> Path:
     """Without touching anything: refuse a folder holding another run (unless `resume` or
-    `overwrite`) and a location that cannot be written."""
+    `overwrite`) and a location that cannot be written; returns the nearest existing folder
+    on the way to `path`."""
     if has_outputs(path) and not resume and not overwrite:
         raise RunError("holds another run's outputs; pass --resume to continue it, "
                        "--overwrite to replace it, or choose another --out", path)
@@ -44,6 +45,7 @@ def check_run_dir(path: Path, resume: bool, overwrite: bool) -> None:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise RunError(f"cannot create or write the run folder here ({existing} is not a "
                        "writable folder)", path)
+    return existing
 
 
 def prepare_run_dir(path: Path, resume: bool, overwrite: bool, needed_bytes: int = 0) -> Path:
@@ -54,9 +56,7 @@ def prepare_run_dir(path: Path, resume: bool, overwrite: bool, needed_bytes: int
     folder must be writable and its disk must have `needed_bytes` free, checked now rather
     than at the first checkpoint.
     """
-    check_run_dir(path, resume, overwrite)
-    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
-    free = shutil.disk_usage(existing).free
+    free = shutil.disk_usage(check_run_dir(path, resume, overwrite)).free
     if free < needed_bytes:
         raise RunError(f"only {free / 2**20:.0f} MiB free on this disk; this run needs about "
                        f"{needed_bytes / 2**20:.0f} MiB for checkpoints", path)

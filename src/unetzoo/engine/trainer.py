@@ -277,18 +277,19 @@ class Trainer:
         np.random.set_state((np_state[0], state["rng"]["numpy"].numpy().astype(np.uint32),
                              *np_state[2:]))
 
-    def _save(self, path: Path, checkpoint: Checkpoint) -> None:
-        """Rank 0 writes; a failed write (e.g. a full disk) keeps the previous file."""
+    def _save(self, path: Path, with_state: bool, metrics: dict[str, Any]) -> None:
+        """Rank 0 builds the checkpoint and writes it; a failed write (e.g. a full disk)
+        keeps the previous file."""
         if not self.context.is_main:
             return
         try:
-            save_checkpoint(path, checkpoint)
+            save_checkpoint(path, self.checkpoint(with_state, metrics))
         except OSError as exc:
             raise RunError(f"cannot write the checkpoint ({exc.strerror or exc}); the "
                            "previous one is kept", path) from exc
 
     def _save_last(self, metrics: dict[str, Any]) -> None:
-        self._save(self.last_path, self.checkpoint(True, metrics))
+        self._save(self.last_path, True, metrics)
         self._saved_step = self.step
 
     def _interrupt(self, where: str) -> None:
@@ -315,7 +316,7 @@ class Trainer:
                     self._interrupt(f"the end of epoch {self.epoch} (step {self.step})")
         if self.context.is_main and not best.exists():
             # no validation ever ran: the last weights are the best known
-            self._save(best, self.checkpoint(False, self.history[-1]))
+            self._save(best, False, self.history[-1])
         return TrainResult(self.run_dir, best, self.last_path, self.history, self.best_score)
 
     def _epoch(self, epoch: int, best: Path) -> None:
@@ -344,7 +345,7 @@ class Trainer:
         improved = score is not None and score > self.best_score
         if improved:
             self.best_score = score  # type: ignore[assignment]
-            self._save(best, self.checkpoint(False, row))
+            self._save(best, False, row)
         self._save_last(row)
         if self.context.is_main:
             self._write_history()
