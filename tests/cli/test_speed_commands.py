@@ -14,6 +14,7 @@ from tests.engine.test_export import tiny_checkpoint
 from tests.helpers import write_pairs
 from unetzoo.checkpoint import load_checkpoint, save_checkpoint
 from unetzoo.cli import main
+from unetzoo.engine.backends import open_exported
 from unetzoo.models import create_model
 
 FAST = ["--no-progress", "--device", "cpu"]
@@ -116,6 +117,7 @@ def test_prune_depth_in_predict_and_export(tmp_path: Path, capsys) -> None:
     onnx = tmp_path / "l1.onnx"
     assert run("export", "--model", path, "--format", "onnx", "--out", onnx,
                "--prune-depth", "1") == 0
+    assert open_exported(onnx).checkpoint.model_spec["kwargs"]["prune_depth"] == 1
     assert run("predict", "--model", path, "--input", images, "--output", tmp_path / "torch",
                "--prune-depth", "1", "--precision", "fp32", *FAST) == 0
     assert run("predict", "--model", onnx, "--input", images, "--output", tmp_path / "onnx",

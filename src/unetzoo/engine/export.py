@@ -19,7 +19,7 @@ import logging
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -222,7 +222,12 @@ def export_checkpoint(checkpoint: Path | str, fmt: str, out: Path | str,
     """Export a checkpoint's model (a deep-supervised UNet++ optionally pruned to
     `prune_depth`); the file alone then predicts (`unetzoo predict --model FILE`)."""
     info = load_checkpoint(checkpoint)
-    return export_model(info.build_model(prune_depth), info, fmt, out, size, overwrite)
+    model = info.build_model(prune_depth)
+    if prune_depth is not None:  # the metadata rebuilds the network that was exported
+        spec = info.model_spec
+        info = replace(info, model_spec={**spec, "kwargs": {**spec["kwargs"],
+                                                            "prune_depth": prune_depth}})
+    return export_model(model, info, fmt, out, size, overwrite)
 
 
 def to_backend(model: nn.Module, backend: str, size: int, precision: str = "fp32"
