@@ -78,9 +78,9 @@ def split_dataset(root: Path | str, train_size: float = 0.9, val_size: float = 0
     unless absolute); returns the CSV path and the pairs with their splits."""
     from .layouts import find_folder_pairs
 
-    root = Path(root)
+    root, target = Path(root), Path(csvfile)
     pairs = make_split(find_folder_pairs(root), train_size, val_size, seed)
-    target = Path(csvfile) if Path(csvfile).is_absolute() else root / csvfile
+    target = target if target.is_absolute() else root / target
     return write_split_csv(pairs, root, target, overwrite=overwrite), pairs
 
 

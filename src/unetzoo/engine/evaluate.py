@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -33,7 +34,7 @@ class EvaluationResult:
     fps: float
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
-    counts: Any = field(default=None, repr=False)  # images x classes x (TP, FP, FN, TN)
+    counts: torch.Tensor | None = field(default=None, repr=False)  # image, class: TP FP FN TN
 
     def to_json(self) -> dict[str, Any]:
         return {**self.summary, "fps": self.fps, "seconds": self.seconds, **self.extra}

@@ -202,7 +202,7 @@ class Predictor:
             norm_y[y: y + th] += wy
         for x in xs:
             norm_x[x: x + tw] += wx
-        weight = torch.outer(wy, wx)
+        weight = gaussian_importance(th, tw)
         tiles = [(y, x) for y in ys for x in xs]
         band, top = torch.zeros(self.model_num_classes, 0, width), 0  # band row 0 = image row top
         for i in range(0, len(tiles), self.options.batch_size):
