@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
-import resource
 import shutil
 import tempfile
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from report import machine
 from torch.utils.data import DataLoader, RandomSampler
 
 from unetzoo.data import dataset as dataset_module
@@ -38,6 +37,8 @@ from unetzoo.data.layouts import find_pairs
 from unetzoo.data.masks import MaskEncoder
 from unetzoo.data.prepare import prepare_data
 from unetzoo.data.transforms import train_transform
+from unetzoo.engine.bench import peak_memory_mb
+from unetzoo.fileio import atomic_write_text
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "dataset_scale.json"
 
@@ -116,8 +117,7 @@ def run(count: int, workers: int, folder: Path | None) -> dict:
         "listing_s": listing, "default": default, "full_check": full,
         "pairs_per_s": rates, "sample_size": dataset_module.SAMPLE_SIZE,
         "header_limit": dataset_module.HEADER_LIMIT,
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "machine": platform.machine(), "torch": torch.__version__,
+        "max_rss_mb": peak_memory_mb(torch.device("cpu")), "machine": machine(),
     }
 
 
@@ -151,8 +151,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
     report = run(5_000 if args.quick else args.count, args.workers, args.dir)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
     print(table(report))
 
 
