@@ -23,8 +23,9 @@ import torch
 from report import RESULTS, machine, markdown, write_json
 
 import unetzoo
-from unetzoo.engine.bench import bench, peak_flops
+from unetzoo.engine.bench import bench, count_flops, peak_flops
 from unetzoo.engine.evaluate import evaluate_checkpoint
+from unetzoo.engine.export import to_backend
 from unetzoo.engine.infer import InferenceOptions
 from unetzoo.engine.runtime import Runtime
 from unetzoo.models import create_model
@@ -52,17 +53,25 @@ INFER_SETTINGS = {
 
 def speed(settings: dict[str, dict], train: bool, model_kwargs: dict, size: int, batch: int,
           rounds: int, repeats: int) -> list[dict]:
-    """Median images/s and latency per setting over `rounds` interleaved rounds."""
-    models = {}
-    for label in settings:
+    """Median images/s and latency per setting over `rounds` interleaved rounds. Each
+    setting has its own model (training changes it), exported once for a non-torch backend;
+    FLOPs are counted once."""
+    torch.manual_seed(0)
+    eager = create_model("unet", **model_kwargs)
+    flops = count_flops(eager, torch.randn(1, eager.in_channels, size, size))
+    runnable = {}
+    for label, kwargs in settings.items():
+        runtime = Runtime.resolve("cpu", **kwargs)
         torch.manual_seed(0)
-        models[label] = create_model("unet", **model_kwargs)
+        model = create_model("unet", **model_kwargs)
+        if runtime.backend != "torch":
+            model = to_backend(model, runtime.backend, size, runtime.precision)
+        runnable[label] = (runtime, model)
     runs: dict[str, list] = {label: [] for label in settings}
     for _ in range(rounds):
-        for label, kwargs in settings.items():
-            runtime = Runtime.resolve("cpu", **kwargs)
-            runs[label].append(bench(models[label], runtime, size, batch, warmup=2,
-                                     repeats=repeats, train=train, name="unet"))
+        for label, (runtime, model) in runnable.items():
+            runs[label].append(bench(model, runtime, size, batch, warmup=2, repeats=repeats,
+                                     train=train, name="unet", flops_model=eager, flops=flops))
     base = statistics.median(r.images_per_s for r in runs[next(iter(settings))])
     rows = []
     for label, results in runs.items():
