@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .data.cache import CACHE_MODES
 from .data.transforms import AUGMENT_LEVELS, RESIZE_MODES
 from .engine.runtime import PRECISIONS
 from .errors import ConfigError
@@ -65,6 +66,9 @@ class TrainConfig:
                                    "folder when present)", metavar="YAML")
     ignore_index: int | None = option(None, "stored mask value of pixels to ignore (default: "
                                       "255 in index masks, none in binary masks)")
+    cache: str = option("auto", "decode (and resize) each image once: memory, disk (a cache "
+                        "folder keyed by file content, $UNETZOO_CACHE_DIR or ~/.cache/unetzoo), "
+                        "off, or auto (memory when it fits)", choices=CACHE_MODES)
     full_check: bool = option(False, "read every image and mask before training (default: "
                               "headers of up to 20,000 pairs and the pixels of 256 spread "
                               "ones; the rest is checked as it is loaded, bad training samples "

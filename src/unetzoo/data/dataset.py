@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError
 from ..task import Task, check_task
+from .cache import SampleCache
 from .classmap import ClassMap, Color
 from .io import check_file, image_channels, read_array, read_header, read_image, read_mask
 from .layouts import Pair
@@ -222,12 +223,13 @@ class SegmentationDataset(Dataset):
     With `seed` set, the random transform of sample i in epoch e is seeded from (seed, e, i)
     (albumentations and the global `random` / NumPy generators alike), so augmentation does
     not depend on worker count, process or resume point. With `skip_bad`, a sample that
-    cannot be read is logged with its path and replaced by the next readable one.
+    cannot be read is logged with its path and replaced by the next readable one. With a
+    `cache` (see `data.cache`), files are decoded once rather than every epoch.
     """
 
     def __init__(self, pairs: Sequence[Pair], preprocessing: Preprocessing,
                  encoder: MaskEncoder | None, transform=None, seed: int | None = None,
-                 skip_bad: bool = False) -> None:
+                 skip_bad: bool = False, cache: SampleCache | None = None) -> None:
         self.pairs = list(pairs)
         self.preprocessing = preprocessing
         self.encoder = encoder
@@ -236,6 +238,7 @@ class SegmentationDataset(Dataset):
         self.skip_bad = skip_bad
         self.skipped: list[str] = []
         self.epoch = 0
+        self.cache = cache
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -260,10 +263,7 @@ class SegmentationDataset(Dataset):
     def load(self, index: int) -> dict[str, torch.Tensor | str]:
         """Sample `index`, raising DataError naming the file when it cannot be used."""
         pair = self.pairs[index]
-        image = read_image(pair.image, self.preprocessing.in_channels)
-        mask = None
-        if pair.labelled and self.encoder is not None:
-            mask = load_target(pair, self.encoder, image.shape[:2])
+        image, mask = self.cache.get(index) if self.cache else self.read(index)
         if self.transform is not None:
             image, mask = self._augment(index, image, mask)
         sample: dict[str, torch.Tensor | str] = {
@@ -273,6 +273,16 @@ class SegmentationDataset(Dataset):
                 mask = mask.transpose(2, 0, 1)
             sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask)).long()
         return sample
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The image (`H x W x C` float32 in [0, 1]) and target (None when unlabelled) of
+        sample `index`, as stored: no transform, no normalisation."""
+        pair = self.pairs[index]
+        image = read_image(pair.image, self.preprocessing.in_channels)
+        mask = None
+        if pair.labelled and self.encoder is not None:
+            mask = load_target(pair, self.encoder, image.shape[:2])
+        return image, mask
 
     def _augment(self, index: int, image: np.ndarray, mask: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
 from ..task import Task
+from .cache import SampleCache, choose_mode
 from .classmap import find_class_map
 from .dataset import (
     DatasetInfo,
@@ -23,7 +24,7 @@ from .dataset import (
 from .layouts import Pair, find_pairs
 from .masks import MaskEncoder
 from .split import assign_splits
-from .transforms import Preprocessing, ResizeMode
+from .transforms import Preprocessing, ResizeMode, resize_transform
 
 log = logging.getLogger("unetzoo")
 
@@ -39,6 +40,8 @@ class TrainData:
     info: DatasetInfo
     preprocessing: Preprocessing
     new_split: bool = False
+    cache: str = "auto"  # see data.cache: auto, memory, disk or off
+    _caches: dict[tuple, SampleCache] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def encoder(self) -> MaskEncoder:
@@ -47,9 +50,37 @@ class TrainData:
     def dataset(self, pairs: list[Pair], transform=None, seed: int | None = None
                 ) -> SegmentationDataset:
         """A dataset of `pairs`; with a (training) `transform`, bad samples met while
-        training are logged and skipped rather than stopping the epoch."""
-        return SegmentationDataset(pairs, self.preprocessing, self.encoder, transform, seed,
+        training are logged and skipped rather than stopping the epoch. Unless `cache` is
+        off, files are decoded (and, for training in resize mode, resized) once per run."""
+        data = SegmentationDataset(pairs, self.preprocessing, self.encoder, transform, seed,
                                    skip_bad=transform is not None)
+        data.cache = self.sample_cache(data, resized=transform is not None and
+                                       self.preprocessing.resize_mode == "resize")
+        return data
+
+    def sample_cache(self, data: SegmentationDataset, resized: bool) -> SampleCache | None:
+        """The cache of `data`'s pairs, made at its first use and kept for the run."""
+        if self.cache == "off" or not data.pairs:
+            return None
+        size = self.preprocessing.img_size if resized else None
+        key = (tuple(p.image for p in data.pairs), size)
+        if key not in self._caches:
+            channels = self.preprocessing.in_channels
+            mode, why = choose_mode(self.cache, data.pairs, channels, size)
+            reader = data.read
+            if size is not None:
+                resize = resize_transform(size)
+
+                def reader(index: int) -> tuple:
+                    image, target = data.read(index)
+                    out = resize(image=image, mask=target) if target is not None else \
+                        resize(image=image)
+                    return out["image"], out.get("mask")
+
+            settings = f"channels={channels}|resize={size}|{self.encoder!r}"
+            self._caches[key] = SampleCache(data.pairs, reader, mode, settings)
+            log.info("sample cache for %d images: %s (%s)", len(data.pairs), mode, why)
+        return self._caches[key]
 
 
 def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
@@ -57,14 +88,15 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
                  class_names: Sequence[str] | None = None, class_map: str | Path | None = None,
                  ignore_index: int | None = None, full_check: bool = False,
                  val_fraction: float = 0.1, seed: int = 0, img_size: int = 256,
-                 resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None
-                 ) -> TrainData:
+                 resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None,
+                 cache: str = "auto") -> TrainData:
     """Find pairs, assign splits, check the files (all of them with `full_check`, else
     headers and a sample: see `data.dataset`), and fix the preprocessing (normalisation
     from the training images) unless one is given (resume).
 
     The class map is `class_map`, else `classes.yaml` in the dataset folder when present.
-    Test images without masks are left out of the test evaluation.
+    `cache` says how decoded samples are kept (see `data.cache`). Test images without
+    masks are left out of the test evaluation.
     """
     if not dataset:
         raise ConfigError("--dataset is required")
@@ -85,7 +117,7 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
     if preprocessing is None:
         mean, std = channel_statistics(train, info.in_channels)
         preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode)
-    return TrainData(root, train, val, test, info, preprocessing, made)
+    return TrainData(root, train, val, test, info, preprocessing, made, cache)
 
 
 def evaluation_encoder(task: Task, num_classes: int, dataset: str | Path,

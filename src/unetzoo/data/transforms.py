@@ -63,6 +63,12 @@ class Preprocessing:
         return cls(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
 
 
+def resize_transform(img_size: int) -> A.Resize:
+    """The resize of `resize` mode (bilinear image, nearest-neighbour mask), done once per
+    image by the sample cache and again (a no-op at that size) by `train_transform`."""
+    return A.Resize(img_size, img_size)
+
+
 def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "default",
                     ignore_index: int = IGNORE_INDEX) -> A.Compose:
     """Random patches of `img_size` with flips, 90-degree rotations, scale/rotate and
@@ -70,7 +76,7 @@ def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "defa
     if augment not in AUGMENT_LEVELS:
         raise ConfigError(f"unknown augment level {augment!r}; choose {', '.join(AUGMENT_LEVELS)}")
     if resize_mode == "resize":
-        size: list[A.BasicTransform] = [A.Resize(img_size, img_size)]
+        size: list[A.BasicTransform] = [resize_transform(img_size)]
     else:
         size = [A.PadIfNeeded(img_size, img_size, border_mode=cv2.BORDER_CONSTANT, fill=0,
                               fill_mask=ignore_index),
