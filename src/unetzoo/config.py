@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .data.cache import CACHE_MODES
-from .data.transforms import AUGMENT_LEVELS, RESIZE_MODES
+from .data.transforms import AUGMENT_LEVELS, NORMALIZATIONS, RESIZE_MODES
 from .engine.runtime import PRECISIONS
 from .errors import ConfigError
 from .losses import build_loss
@@ -58,6 +58,10 @@ class TrainConfig:
     resize_mode: str = option("crop", "crop: random patches, whole-image tiled inference; "
                               "resize: resize every image to img-size", choices=RESIZE_MODES)
     augment: str = option("default", "augmentation strength", choices=AUGMENT_LEVELS)
+    normalize: str = option("dataset", "dataset: the training images' mean and std per "
+                            "channel; image: each image standardised by its own; percentile: "
+                            "each image clipped to its 0.5-99.5th percentiles, then "
+                            "standardised", choices=NORMALIZATIONS)
     val_fraction: float = option(0.1, "fraction carved from train for validation when the "
                                  "split has no val rows")
     workers: int = option(-1, "data-loading processes (-1: one per two cores, at most 4)")

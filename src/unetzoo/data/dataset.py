@@ -264,10 +264,11 @@ class SegmentationDataset(Dataset):
         """Sample `index`, raising DataError naming the file when it cannot be used."""
         pair = self.pairs[index]
         image, mask = self.cache.get(index) if self.cache else self.read(index)
+        stats = self.preprocessing.statistics(image)  # of the whole image, before cropping
         if self.transform is not None:
             image, mask = self._augment(index, image, mask)
         sample: dict[str, torch.Tensor | str] = {
-            "image": self.preprocessing.to_tensor(image), "name": pair.name}
+            "image": self.preprocessing.to_tensor(image, stats), "name": pair.name}
         if mask is not None:
             if mask.ndim == 3:  # multilabel H x W x K -> K x H x W
                 mask = mask.transpose(2, 0, 1)

@@ -89,13 +89,14 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
                  ignore_index: int | None = None, full_check: bool = False,
                  val_fraction: float = 0.1, seed: int = 0, img_size: int = 256,
                  resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None,
-                 cache: str = "auto") -> TrainData:
+                 cache: str = "auto", normalization: str = "dataset") -> TrainData:
     """Find pairs, assign splits, check the files (all of them with `full_check`, else
     headers and a sample: see `data.dataset`), and fix the preprocessing (normalisation
     from the training images) unless one is given (resume).
 
     The class map is `class_map`, else `classes.yaml` in the dataset folder when present.
-    `cache` says how decoded samples are kept (see `data.cache`). Test images without
+    `cache` says how decoded samples are kept (see `data.cache`); `normalization` how images
+    are normalised (see `Preprocessing`). Test images without
     masks are left out of the test evaluation.
     """
     if not dataset:
@@ -116,7 +117,8 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
                         full=full_check)
     if preprocessing is None:
         mean, std = channel_statistics(train, info.in_channels)
-        preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode)
+        preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode,
+                                      normalization)
     return TrainData(root, train, val, test, info, preprocessing, made, cache)
 
 

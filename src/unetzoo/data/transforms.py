@@ -20,6 +20,9 @@ import albumentations as A
 ResizeMode = Literal["crop", "resize"]
 RESIZE_MODES: tuple[str, ...] = ("crop", "resize")
 AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "default", "strong")
+NORMALIZATIONS: tuple[str, ...] = ("dataset", "image", "percentile")
+STAT_PIXELS = 1 << 18  # pixels per image enough for its statistics (a strided sample)
+Statistics = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,11 @@ class Preprocessing:
     resize_mode: `crop` trains on random `img_size` crops and predicts whole images (tiled
     when larger than a patch); `resize` resizes every image to `img_size` and resizes the
     prediction back to the image's size.
+    normalization: `dataset` subtracts `mean` and divides by `std` (per channel, measured on
+    the training images); `image` standardises each whole image per channel with its own
+    mean and std (images of mixed brightness or modality); `percentile` first clips each
+    channel of each image to its 0.5th..99.5th percentiles (microscopy, 16-bit data: hot
+    pixels and saturated spots), then standardises it.
     """
 
     in_channels: int
@@ -36,6 +44,7 @@ class Preprocessing:
     std: tuple[float, ...]
     img_size: int = 256
     resize_mode: ResizeMode = "crop"
+    normalization: str = "dataset"
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
@@ -44,22 +53,48 @@ class Preprocessing:
         if self.resize_mode not in RESIZE_MODES:
             raise ConfigError(f"unknown resize mode {self.resize_mode!r}; choose "
                               f"{' or '.join(RESIZE_MODES)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(f"unknown normalization {self.normalization!r}; choose "
+                              f"{', '.join(NORMALIZATIONS)}")
 
-    def normalize(self, image: np.ndarray) -> np.ndarray:
-        """`H x W x C` float in [0, 1] -> normalised float32."""
-        mean = np.asarray(self.mean, np.float32)
-        std = np.asarray(self.std, np.float32)
-        return (image - mean) / std
+    def statistics(self, image: np.ndarray) -> Statistics:
+        """(offset, scale, low, high) per channel that normalise `image`, a whole `H x W x C`
+        image: computed before cropping or tiling, so that a patch or a tile is normalised
+        as its image is. `low` and `high` (clipping bounds) are None except for
+        `percentile`; the image's own values are used except for `dataset`."""
+        if self.normalization == "dataset":
+            return np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32), \
+                None, None
+        flat = image.reshape(-1, image.shape[-1])
+        flat = flat[:: max(1, len(flat) // STAT_PIXELS)]
+        low = high = None
+        if self.normalization == "percentile":
+            low, high = np.percentile(flat, [0.5, 99.5], axis=0).astype(np.float32)
+            flat = np.clip(flat, low, high)
+        std = np.maximum(flat.std(0), 1e-3).astype(np.float32)
+        return flat.mean(0).astype(np.float32), std, low, high
 
-    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        """`H x W x C` float in [0, 1] -> normalised `C x H x W` float32 tensor."""
-        return torch.from_numpy(np.ascontiguousarray(self.normalize(image).transpose(2, 0, 1)))
+    def normalize(self, image: np.ndarray, stats: Statistics | None = None) -> np.ndarray:
+        """`H x W x C` float in [0, 1] -> normalised float32, with `stats` from
+        `statistics()` of the image it comes from (default: of `image` itself)."""
+        offset, scale, low, high = stats if stats is not None else self.statistics(image)
+        if low is not None:
+            image = np.clip(image, low, high)
+        return (image - offset) / scale
+
+    def to_tensor(self, image: np.ndarray, stats: Statistics | None = None) -> torch.Tensor:
+        """`H x W x C` float in [0, 1] -> normalised `C x H x W` float32 tensor (see
+        `normalize`)."""
+        return torch.from_numpy(np.ascontiguousarray(
+            self.normalize(image, stats).transpose(2, 0, 1), dtype=np.float32))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """The preprocessing saved by `to_dict` (checkpoints from before `normalization`
+        existed normalise with the dataset's statistics, as they were trained)."""
         return cls(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
 
 
