@@ -18,6 +18,7 @@ import yaml
 
 from .data.cache import CACHE_MODES
 from .data.transforms import AUGMENT_LEVELS, NORMALIZATIONS, RESIZE_MODES
+from .engine.infer import TTA_MODES
 from .engine.runtime import PRECISIONS
 from .errors import ConfigError
 from .losses import build_loss
@@ -103,6 +104,20 @@ class TrainConfig:
     grad_clip: float | None = option(None, "clip the gradient norm to this value")
     monitor: str = option("dice", "validation metric that selects the best checkpoint",
                           choices=MONITORS)
+    ema: float | None = option(None, "keep an exponential moving average of the weights with "
+                               "this decay (e.g. 0.999); validation, best.pt and inference use "
+                               "it")
+    fg_oversample: float = option(0.0, "fraction of training patches centred on a "
+                                  "foreground pixel (crop mode; sparse objects)")
+    test_tta: str = option("none", "test-time augmentation of the final test evaluation",
+                           choices=TTA_MODES)
+    time_budget: float | None = option(None, "train for this many minutes (wall clock, "
+                                       "validation included; then the test evaluation): the "
+                                       "schedule is laid over the budget from measured step "
+                                       "times, and recipe options not given come from "
+                                       "`unetzoo plan`", metavar="MINUTES")
+    plan: dict[str, Any] | None = option(None, "the plan the recipe came from (written by "
+                                         "`unetzoo plan`; recorded in checkpoints)")
     # run
     out: str | None = option(None, "run folder (default: runs/<model>-<date-time>)")
     resume: str | None = option(None, "resume from a run folder (its newest valid checkpoint) "
@@ -148,6 +163,12 @@ class TrainConfig:
                               "start when it holds no checkpoint yet")
         if not 0 <= self.warmup < self.epoch:
             raise ConfigError(f"--warmup must be in [0, epoch), got {self.warmup}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ConfigError(f"--ema must be in (0, 1), got {self.ema}")
+        if not 0 <= self.fg_oversample <= 1:
+            raise ConfigError(f"--fg-oversample must be in [0, 1], got {self.fg_oversample}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ConfigError(f"--time-budget must be > 0 minutes, got {self.time_budget}")
         if self.ignore_index is not None and not 0 <= self.ignore_index <= 65535:
             raise ConfigError(f"--ignore-index must be in 0..65535, got {self.ignore_index}")
         build_loss(self.loss, "multiclass" if self.task == "multiclass" else "binary")
@@ -194,7 +215,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
     """Add one flag per dataclass field; unset flags stay absent from the namespace."""
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
-        if f.name in skip:
+        if f.name in skip or f.name == "plan":  # written by `unetzoo plan`, not a flag
             continue
         meta = f.metadata
         names = [f"--{flag(f.name)}", *meta.get("aliases", ())]

@@ -83,9 +83,9 @@ def test_summary_says_how_the_budget_was_spent():
     clock.now += 6.0
     budget.observe_validation(6.0)
     line = budget.summary(epochs=4.0, stopped_by_budget=True)
-    assert line == ("time budget 1.0 min: 0.9 min spent (stopped by the budget): training "
-                    "0.7 min (40 steps, 4.0 epochs, 1.000 s/step), validation 0.1 min (1 runs, "
-                    "12%), other 0.1 min")
+    assert line == ("time budget 1 min: 0.87 min spent (stopped by the budget): training "
+                    "0.67 min (40 steps, 4.0 epochs, 1.000 s/step), validation 0.10 min (1 runs, "
+                    "12%), other 0.10 min")
 
 
 def test_bad_budgets_are_refused():

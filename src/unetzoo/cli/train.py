@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import add_config_arguments, build_config
+from ..config import add_config_arguments, build_config, load_yaml
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> None:
 
     given = {k: v for k, v in vars(args).items() if k not in ("config", "run", "command")}
     config = build_config(given, args.config)
+    explicit = set(given) | set(load_yaml(args.config) if args.config else {})
     try:
-        train(config, given=given)
+        train(config, given=given, explicit=explicit)
     except TrainingInterrupted as exc:
         raise SystemExit(exc.exit_code) from None

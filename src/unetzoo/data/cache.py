@@ -61,16 +61,11 @@ def available_memory() -> int:
     return int(pages * os.sysconf("SC_PAGE_SIZE")) if pages else 0
 
 
-def estimate_bytes(pairs: Sequence[Pair], channels: int, size: int | None = None,
-                   sample: int = 64) -> int:
-    """Bytes a memory cache of `pairs` would hold: float32 images of `channels` and uint8
-    targets, at `size` x `size` when given (resize mode), else at the sizes read from the
-    headers of up to `sample` pairs spread through the list, scaled to all of them."""
+def estimate_pixels(pairs: Sequence[Pair], sample: int = 64) -> int:
+    """Pixels of all `pairs`' images, from the headers of up to `sample` of them spread
+    through the list, scaled to all of them."""
     if not pairs:
         return 0
-    per_pixel = 4 * channels + 1
-    if size is not None:
-        return len(pairs) * size * size * per_pixel
     step = max(1, len(pairs) // sample)
     picked = pairs[::step][:sample]
     pixels = 0
@@ -80,7 +75,16 @@ def estimate_bytes(pairs: Sequence[Pair], channels: int, size: int | None = None
         except DataError:
             continue
         pixels += header.width * header.height
-    return int(pixels / max(1, len(picked)) * len(pairs) * per_pixel)
+    return int(pixels / max(1, len(picked)) * len(pairs))
+
+
+def estimate_bytes(pairs: Sequence[Pair], channels: int, size: int | None = None,
+                   sample: int = 64) -> int:
+    """Bytes a memory cache of `pairs` would hold: float32 images of `channels` and uint8
+    targets, at `size` x `size` when given (resize mode), else at their own sizes (see
+    `estimate_pixels`)."""
+    pixels = len(pairs) * size * size if size is not None else estimate_pixels(pairs, sample)
+    return pixels * (4 * channels + 1)
 
 
 def choose_mode(requested: str, pairs: Sequence[Pair], channels: int, size: int | None

@@ -105,17 +105,26 @@ def resize_transform(img_size: int) -> A.Resize:
 
 
 def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "default",
-                    ignore_index: int = IGNORE_INDEX) -> A.Compose:
+                    ignore_index: int = IGNORE_INDEX, fg_oversample: float = 0.0) -> A.Compose:
     """Random patches of `img_size` with flips, 90-degree rotations, scale/rotate and
-    brightness/contrast; padding added to reach the patch size is ignored in the loss."""
+    brightness/contrast; padding added to reach the patch size is ignored in the loss.
+
+    In crop mode a fraction `fg_oversample` of the patches contains foreground (centred
+    near a random foreground pixel when the mask has one), as nnU-Net oversamples
+    foreground for sparse objects (Isensee et al. 2021)."""
     if augment not in AUGMENT_LEVELS:
         raise ConfigError(f"unknown augment level {augment!r}; choose {', '.join(AUGMENT_LEVELS)}")
     if resize_mode == "resize":
         size: list[A.BasicTransform] = [resize_transform(img_size)]
     else:
+        crop: A.BasicTransform = A.RandomCrop(img_size, img_size)
+        if fg_oversample > 0:
+            crop = A.OneOf([A.CropNonEmptyMaskIfExists(img_size, img_size,
+                                                       ignore_values=[ignore_index],
+                                                       p=fg_oversample),
+                            A.RandomCrop(img_size, img_size, p=1 - fg_oversample)], p=1)
         size = [A.PadIfNeeded(img_size, img_size, border_mode=cv2.BORDER_CONSTANT, fill=0,
-                              fill_mask=ignore_index),
-                A.RandomCrop(img_size, img_size)]
+                              fill_mask=ignore_index), crop]
     if augment == "none":
         return A.Compose(size)
     strength = {"light": 0.5, "default": 1.0, "strong": 1.5}[augment]

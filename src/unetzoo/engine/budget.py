@@ -168,8 +168,8 @@ class TimeBudget:
         spent = max(self.elapsed, 1e-9)
         per_step = f", {u.training / u.steps:.3f} s/step" if u.steps else ""
         why = "stopped by the budget" if stopped_by_budget else "finished before the budget"
-        return (f"time budget {self.seconds / 60:.1f} min: {spent / 60:.1f} min spent "
-                f"({why}): training {u.training / 60:.1f} min ({u.steps} steps, "
-                f"{epochs:.1f} epochs{per_step}), validation {u.validation / 60:.1f} min "
+        return (f"time budget {self.seconds / 60:g} min: {spent / 60:.2f} min spent "
+                f"({why}): training {u.training / 60:.2f} min ({u.steps} steps, "
+                f"{epochs:.1f} epochs{per_step}), validation {u.validation / 60:.2f} min "
                 f"({u.validations} runs, {u.validation / spent:.0%}), other "
-                f"{u.other / 60:.1f} min")
+                f"{u.other / 60:.2f} min")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from .callbacks import Callback
 from .distributed import Distributed, evaluate_sharded, missing_files
 from .evaluate import EvaluationResult, format_summary
 from .infer import InferenceOptions, Predictor
+from .plan import plan_config
 from .run_folder import RunPlan, check_run_dir, plan_run, prepare_run_dir
 from .runtime import Runtime
 from .trainer import Trainer, data_workers
@@ -72,7 +74,8 @@ def seed_everything(seed: int) -> None:
 
 
 def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = None,
-          callbacks: list[Callback] | None = None, **options: Any) -> TrainResult:
+          callbacks: list[Callback] | None = None, explicit: Collection[str] | None = None,
+          **options: Any) -> TrainResult:
     """Train a model from a config (or keyword options) and evaluate it on the test split.
 
     With `resume`, the run continues with its saved config; options given explicitly
@@ -84,6 +87,9 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
             (`train(dataset="data/", model="unet", epoch=50)`).
         given: the options the user set explicitly (they override a resumed run's config).
         callbacks: extra `Callback`s (loggers, reports) called by the trainer.
+        explicit: the options the user chose (default: those of `given`); with a
+            `time_budget` and no `plan` in the config, every other recipe option comes from
+            `unetzoo plan` (see `engine.plan`).
         **options: `TrainConfig` fields, when `config` is None.
 
     Returns:
@@ -110,14 +116,15 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
     if not context.is_main:
         log.setLevel(logging.ERROR)
     try:
-        return _train(config, given or {}, context, callbacks or [])
+        chosen = set(explicit if explicit is not None else (given or {}))
+        return _train(config, given or {}, context, callbacks or [], chosen)
     finally:
         log.setLevel(level)
         context.stop()
 
 
 def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
-           callbacks: list[Callback]) -> TrainResult:
+           callbacks: list[Callback], explicit: set[str]) -> TrainResult:
     def plan_and_scan() -> tuple[RunPlan, TrainData]:
         plan = plan_run(config, given)
         cfg = plan.config
@@ -129,7 +136,13 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
                             full_check=cfg.full_check,
                             val_fraction=cfg.val_fraction, seed=cfg.seed,
                             img_size=cfg.img_size, resize_mode=cfg.resize_mode,
-                            preprocessing=checkpoint.preprocessing if checkpoint else None)
+                            preprocessing=checkpoint.preprocessing if checkpoint else None,
+                            cache=cfg.cache, normalization=cfg.normalize)
+        if cfg.time_budget and cfg.plan is None and checkpoint is None:
+            plan.config, data, recipe = plan_config(cfg, data, explicit)
+            log.info("recipe from `unetzoo plan` (explicit options kept):")
+            for reason in recipe.reasons:
+                log.info(f"  {reason}")
         return plan, data
 
     plan, data = context.shared(plan_and_scan)
@@ -196,9 +209,12 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     log.info(f"unetzoo train: {config.model} ({params / 1e6:.2f} M parameters) on {data.root}")
     log.info(f"  {info.task}, {len(info.class_names)} class(es), {info.in_channels} channel(s); "
              f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)} images")
+    length = f"time budget {config.time_budget:g} min" if config.time_budget else \
+        f"{config.epoch} epochs"
     log.info(f"  patch {config.img_size} ({config.resize_mode}), batch {config.batch}"
-             f"{processes}, {trainer.steps_per_epoch} steps/epoch, {config.epoch} epochs, "
-             f"loss {config.loss}, {config.optimizer} lr {config.lr:g} ({config.schedule})")
+             f"{processes}, {trainer.steps_per_epoch} steps/epoch, {length}, "
+             f"loss {config.loss}, {config.optimizer} lr {config.lr:g} ({config.schedule})"
+             f"{f', EMA {config.ema:g}' if config.ema else ''}")
     log.info(f"  runtime: {runtime.describe()}")
     log.info(f"  run folder: {run_dir}{_resume_note(trainer) if checkpoint else ''}")
     trainer.fit()
@@ -219,8 +235,8 @@ def _test(config: TrainConfig, runtime: Runtime, data: TrainData, context: Distr
           best_path: Path) -> EvaluationResult:
     """The best checkpoint on the test split (sharded across processes)."""
     best = context.shared(lambda: load_checkpoint(best_path))
-    predictor = Predictor.from_checkpoint(best, InferenceOptions(runtime,
-                                                                batch_size=config.batch))
+    predictor = Predictor.from_checkpoint(best, InferenceOptions(runtime, batch_size=config.batch,
+                                                                tta=config.test_tta))
     return evaluate_sharded(context, predictor, data, data.test, data.info.class_names,
                             workers=data_workers(config.workers), progress=config.progress)
 
