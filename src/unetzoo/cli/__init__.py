@@ -8,9 +8,22 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UnetzooError
-from . import bench, convert, demo, evaluate, export, inspect, models, predict, split, train
+from . import (
+    bench,
+    convert,
+    demo,
+    evaluate,
+    export,
+    inspect,
+    models,
+    plan,
+    predict,
+    split,
+    train,
+)
 
-COMMANDS = (demo, train, evaluate, predict, export, bench, split, convert, inspect, models)
+COMMANDS = (demo, train, plan, evaluate, predict, export, bench, split, convert, inspect,
+            models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ or a GPU does in the budget; docs/recipes.md lists them with the measurements be
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,7 +52,8 @@ class RecipePlan:
 
     def record(self) -> dict[str, Any]:
         """What a checkpoint keeps of the plan: fingerprints, reasons, the options chosen."""
-        return {"version": PLAN_VERSION, "minutes": self.minutes, "options": self.options,
+        return {"version": PLAN_VERSION, "minutes": self.minutes,
+                "options": copy.deepcopy(self.options),
                 "reasons": self.reasons, "dataset": self.dataset.to_dict(),
                 "machine": self.machine.to_dict()}
 
