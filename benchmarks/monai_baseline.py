@@ -3,7 +3,7 @@
 MONAI BasicUNet (default features 32-32-64-128-256-32, 2.0 M parameters), Adam 1e-3, BCE +
 soft Dice, random flips and 90-degree rotations, per-image per-channel standardisation
 (MONAI's NormalizeIntensity(channel_wise=True)), bf16 autocast + channels-last where the CPU
-has bf16, validation once per pass over the training images (Dice over the validation set)
+has bf16, validation once per pass over the training pixels (Dice over the validation set)
 keeping the best weights, then the test split. Images larger than the patch are trained on
 random patches and predicted with MONAI's Gaussian sliding window. Stops at a wall-clock
 budget (validation counts against it) or after a fixed number of optimizer steps.
@@ -131,7 +131,10 @@ def run(dataset: Path, minutes: float | None, steps: int | None, patch: int, bat
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     dice, bce = DiceLoss(sigmoid=True), torch.nn.BCEWithLogitsLoss()
-    steps_per_pass = max(1, len(train) // batch)
+    # validate once per pass over the training pixels (not one patch per image: on a few
+    # large images that would validate every other step)
+    area = float(np.mean([mask.size for _, mask in train]))
+    steps_per_pass = max(1, round(len(train) * max(1.0, area / patch**2) / batch))
     deadline = started + minutes * 60 if minutes else None
     best, best_state, step, val_seconds = -1.0, None, 0, 0.0
     history = []
