@@ -53,7 +53,8 @@ def test_validation_stays_within_its_share_of_the_time_spent():
     assert not budget.should_validate(3.0, final=False)  # 6 s > 10% of 23 s
     _steps(budget, clock, 40, 1.0)  # 63 s spent: 6 s <= 6.3 s
     assert budget.should_validate(3.0, final=False)
-    assert budget.should_validate(100.0, final=True)  # the last one always runs
+    assert budget.should_validate(537.0, final=True)  # the last one runs when it fits
+    assert not budget.should_validate(600.0, final=True)  # 537 s left + 60 s of slack
 
 
 def test_a_resumed_run_has_what_is_left():

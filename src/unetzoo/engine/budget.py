@@ -136,10 +136,12 @@ class TimeBudget:
         return step + max(0, math.floor(left / self._step_time))
 
     def should_validate(self, estimate: float, final: bool) -> bool:
-        """Validate now? Always at the end; otherwise while all validation time, this one
-        included, stays within `validation_share` of the time spent."""
+        """Validate now? At the end when it fits in what is left (time for it is reserved
+        as the steps are counted; a tenth of the budget is the slack for a poor estimate);
+        before, while all validation time, this one included, stays within
+        `validation_share` of the time spent."""
         if final:
-            return True
+            return estimate <= self.remaining + 0.1 * self.seconds
         return self.usage.validation + estimate <= self.validation_share * self.elapsed
 
     def exhausted(self, reserve: float = 0.0) -> bool:
