@@ -41,7 +41,8 @@ def _run(command: list[str], log: Path) -> float:
     with open(log, "w") as handle:
         done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, check=False)
     if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {' '.join(command)}; see {log}")
+        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
+        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{tail}")
     return time.perf_counter() - started
 
 

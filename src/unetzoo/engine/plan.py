@@ -34,11 +34,6 @@ from ..fileio import atomic_write_text
 PLAN_VERSION = 1
 DEFAULT_MINUTES = 15.0
 MAX_PATCHES_PER_IMAGE = 16  # an epoch covers a large image with at most this many patches
-RECIPE_KEYS = ("model", "preset", "model_args", "img_size", "resize_mode", "batch",
-               "steps_per_epoch", "fg_oversample", "normalize", "augment", "loss", "optimizer",
-               "lr", "weight_decay", "schedule", "warmup", "epoch", "val_every", "ema",
-               "test_tta", "monitor", "time_budget")
-
 
 @dataclass
 class RecipePlan:
