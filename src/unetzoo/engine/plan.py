@@ -35,6 +35,7 @@ PLAN_VERSION = 1
 DEFAULT_MINUTES = 15.0
 MAX_PATCHES_PER_IMAGE = 16  # an epoch covers a large image with at most this many patches
 
+
 @dataclass
 class RecipePlan:
     """Training options (TrainConfig fields) and the reasons for them."""
