@@ -94,3 +94,26 @@ def test_plan_from_a_dataset_and_the_command(tmp_path: Path, capsys):
     assert "patch 48" in capsys.readouterr().out
     assert main(["plan", str(data_dir), "--out", str(out)]) == 2  # never replaced silently
     build_config({}, out)  # train --config takes it
+
+
+def test_sixteen_bit_microscopy_is_fingerprinted_and_planned(tmp_path: Path):
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i in range(6):
+        image = rng.integers(100, 400, (64, 64)).astype(np.uint16)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[10 + i: 20 + i, 30:40] = 255  # a 10 x 10 object
+        image[mask > 0] += 3000
+        tifffile.imwrite(tmp_path / "images" / f"s{i}.tif", image)
+        Image.fromarray(mask).save(tmp_path / "masks" / f"s{i}.png")
+    data = prepare_data(tmp_path, cache="off")
+    plan = plan_for(data, 5, machine=CPU)
+    assert plan.dataset.bit_depth == 16 and plan.dataset.object_area == 100
+    assert plan.dataset.foreground_brighter == 1.0
+    assert plan.dataset.foreground_fraction == pytest.approx(100 / 64**2)
+    assert plan.options["normalize"] == "percentile"
