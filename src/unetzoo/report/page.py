@@ -217,8 +217,13 @@ def class_table(run: RunData) -> list[dict[str, Any]]:
         names = ["none", *checkpoint.class_names]
     else:
         names = list(checkpoint.class_names)
-    return [{"name": n, "color": "#%02x%02x%02x" % tuple(int(c) for c in colors[i % len(
-        colors)]), "index": i} for i, n in enumerate(names)]
+    return [{"name": n, "color": hex_color(colors[i % len(colors)]), "index": i}
+            for i, n in enumerate(names)]
+
+
+def hex_color(rgb: Any) -> str:
+    """`(r, g, b)` in 0..255 -> `#rrggbb`."""
+    return "#" + "".join(f"{int(c):02x}" for c in rgb)
 
 
 def confusion(summary: dict[str, Any], names: list[str]) -> dict[str, Any] | None:
@@ -397,6 +402,6 @@ def write_page_safely(what: str, write: Callable[[], Path]) -> Path | None:
     never loses the run."""
     try:
         return write()
-    except Exception as exc:  # noqa: BLE001 - the run's results matter more than its page
+    except Exception as exc:  # the run's results matter more than its page
         log.warning(f"report: {what} not written ({type(exc).__name__}: {exc})")
         return None

@@ -101,10 +101,28 @@
       '<button type="button" data-act="close" title="close (Esc)">close \u2715</button>' +
       '<div class="scores">' + scores + (mismatch.length ? ' <span class="tag warn">' + esc(mismatch.join("; ")) +
       " (differs from the evaluation)</span>" : "") + "</div></div>" +
-      '<div class="panels' + (parts.length > 4 ? " many" : "") + '" data-testid="viewer-panels">' + parts.join("") + "</div>" +
+      '<div class="panels" data-testid="viewer-panels">' + parts.join("") + "</div>" +
       (maps ? "<h3>side outputs / attention maps</h3><div class=\"maps\">" + maps + "</div>" : "");
     box.hidden = false;
     box.setAttribute("data-name", name);
+    fitPanels(box.querySelector("[data-testid=viewer-panels]"), parts.length, asset);
+  }
+  function fitPanels(grid, count, asset) {
+    // the column count that shows the panels largest within the window; true pixels
+    // (no smoothing) once a picture is shown at twice its size or more
+    var z = viewer.zoomed && asset.zoom ? asset.zoom : [0, 0, 1, 1];
+    var ratio = ((z[2] - z[0]) * asset.width) / ((z[3] - z[1]) * asset.height);
+    var width = grid.clientWidth, height = Math.max(240, window.innerHeight - 150);
+    var best = { cols: 1, size: 0 };
+    for (var cols = 1; cols <= count; cols++) {
+      var rows = Math.ceil(count / cols);
+      var w = Math.min((width - 10 * (cols - 1)) / cols, ((height - 28 * rows) / rows) * ratio);
+      if (w > best.size) best = { cols: cols, size: w };
+    }
+    grid.style.setProperty("--cols", best.cols);
+    grid.style.maxWidth = Math.ceil(best.cols * best.size + 10 * (best.cols - 1)) + "px";
+    var shown = best.size / ((z[2] - z[0]) * asset.width);
+    grid.classList.toggle("pixelated", shown >= 2);
   }
   function closeViewer() {
     document.getElementById("viewer").hidden = true;
