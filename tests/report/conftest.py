@@ -16,7 +16,7 @@ from tests.helpers import write_pairs
 from unetzoo.metrics import METRIC_NAMES
 
 TINY = {"img_size": 32, "batch": 4, "workers": 0, "progress": False, "preset": "tiny",
-        "precision": "fp32", "report": False}
+        "precision": "fp32", "report": False}  # pages are written by the tests themselves
 
 
 @pytest.fixture(scope="session")

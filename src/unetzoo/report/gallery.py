@@ -220,10 +220,9 @@ class AssetWriter:
 def label_layer(labels: np.ndarray, colors: np.ndarray) -> np.ndarray:
     """RGBA `H x W x 4`: class colours where a class (> 0) is, transparent elsewhere; a
     multilabel `K x H x W` stack shows, per pixel, the colour of its highest label."""
-    if labels.ndim == 3:
+    if labels.ndim == 3:  # label k (0-based) takes colour k + 1, as in the class legend
         present = labels == 1
         index = np.where(present.any(0), labels.shape[0] - np.argmax(present[::-1], 0), 0)
-        colors = np.concatenate([colors[:1], colors[: labels.shape[0]]])
     else:
         index = np.where(labels == 255, 0, labels)
     rgba = np.zeros((*index.shape, 4), np.uint8)
