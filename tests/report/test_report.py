@@ -13,15 +13,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+import unetzoo
+from tests.helpers import write_pairs
+from unetzoo.checkpoint import Checkpoint
 from unetzoo.cli import main
+from unetzoo.data.transforms import Preprocessing
+from unetzoo.engine.infer import InferenceOptions
+from unetzoo.engine.runtime import Runtime
 from unetzoo.errors import RunError
 from unetzoo.metrics import MetricAccumulator, class_confusion
-from unetzoo.models import create_model
+from unetzoo.models import create_model, list_models
 from unetzoo.report import ReportOptions, collect_run, write_comparison, write_report
-from unetzoo.report.gallery import SideOutputs, choose_images, error_zoom, label_layer
-from unetzoo.report.page import ASSETS, MARKER, write_page_safely
+from unetzoo.report.gallery import (
+    AssetWriter,
+    SideOutputs,
+    Source,
+    choose_images,
+    dataset_pairs,
+    encoder_for,
+    error_zoom,
+    label_layer,
+    render_images,
+)
+from unetzoo.report.machine import machine_line
+from unetzoo.report.page import ASSETS, MARKER, is_generated, write_page_safely
 from unetzoo.viz import FN, FP, IGNORED, TN, TP, error_codes
+
+from .conftest import TINY
 
 
 def page_data(html: Path) -> dict:
@@ -77,6 +97,9 @@ def test_label_layer_colours_classes_and_leaves_background_transparent() -> None
     layer = label_layer(np.array([[0, 1, 2, 255]]), colors)
     assert layer[0, :, 3].tolist() == [0, 255, 255, 0]
     assert layer[0, 2, :3].tolist() == [0, 255, 0]
+    both = label_layer(np.array([[[1, 0, 1]], [[0, 0, 1]]]), colors)  # multilabel K=2
+    assert both[0, :, 3].tolist() == [255, 0, 255]
+    assert both[0, 0, :3].tolist() == [255, 0, 0] and both[0, 2, :3].tolist() == [0, 255, 0]
 
 
 def test_class_confusion_counts_pixels_by_true_and_predicted_class() -> None:
@@ -118,6 +141,26 @@ def test_attention_maps_are_resampled_to_the_input() -> None:
 
 
 # -- pages ----------------------------------------------------------------------------------
+def test_train_writes_its_report_and_the_machine_it_ran_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="unetzoo")  # as the CLI: train.log gets the header
+    data = write_pairs(tmp_path / "data", count=10, size=32)
+    options = {**TINY, "report": True}
+    unetzoo.train(dataset=str(data), model="unet", epoch=1, out=str(tmp_path / "r"),
+                  **options)
+    unetzoo.train(resume=str(tmp_path / "r"), epoch=2)
+    html = tmp_path / "r" / "report.html"
+    assert is_generated(html)
+    run = collect_run(tmp_path / "r")
+    assert run.log.sessions == 2 and len(run.history) == 2
+    cpu = machine_line().split(", load")[0]  # the load average changes between calls
+    assert len(run.log.machines) == 2 and run.log.machines[0].startswith(cpu)
+    assert run.log.splits == {"train": 8, "val": 1, "test": 1}
+    text = html.read_text()
+    assert "2 sessions (resumed)" in text and run.log.machines[-1] in text
+    assert len(page_data(html)["rows"]) == 1  # the test evaluation, with its picture
+
+
 def test_report_of_a_trained_run(binary_runs: tuple[Path, Path]) -> None:
     run = binary_runs[0]
     html = write_report(run, options=ReportOptions(gallery=1, overlays=100))
@@ -250,3 +293,26 @@ def test_cli_report_and_compare(binary_runs: tuple[Path, Path], tmp_path: Path,
     assert "missing: not found" in capsys.readouterr().err
     assert main(["compare", str(a)]) == 2
     assert main(["report", str(a), "--metric", "nope"]) == 2
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_gets_its_pictures_and_maps(name: str, tmp_path: Path) -> None:
+    extra = {"deep_supervision": True} if name == "dpsau2net" else {}
+    model = create_model(name, 3, 1, preset="tiny", **extra).eval()
+    checkpoint = Checkpoint(model.unetzoo_spec, "binary", ("foreground",),
+                            Preprocessing(3, (0.5,) * 3, (0.25,) * 3, 32),
+                            model.state_dict())
+    data = write_pairs(tmp_path / "data", count=1, size=36)
+    pairs = dataset_pairs(data, None, None, ["img_000"])
+    options = InferenceOptions(Runtime.resolve(precision="fp32"))
+    assets = render_images([Source("model", checkpoint, options)], pairs,
+                           encoder_for(checkpoint, data), ["img_000"],
+                           AssetWriter(tmp_path / "pics", "pics"), {"img_000"})["img_000"]
+    expected = sum(SideOutputs(model, kind).count for kind in SideOutputs.kinds(model))
+    if name in ("u2net", "u2netp", "unetpp", "dpsau2net", "attention_unet",
+                "r2_attention_unet"):
+        assert expected > 0
+    assert len(assets.maps.get("model", [])) == expected
+    for _, path in assets.maps.get("model", []):
+        assert Image.open(tmp_path / path).size == (36, 36)
+    assert Image.open(tmp_path / assets.preds["model"]).mode == "RGBA"
