@@ -1,9 +1,9 @@
 """Screenshots of the pages for docs/: `python -m tests.report.screenshots RUN_A RUN_B`.
 
 Writes (or re-writes) RUN_A's report and the comparison of RUN_A and RUN_B, opens them in
-headless Chromium and saves docs/report.png (the whole page), docs/report-viewer.png (the
-viewer on the worst image) and docs/compare.png. The runs in docs/ are two short trainings
-on dsb2018_96 (see docs/report.md).
+headless Chromium and saves docs/report.png and docs/compare.png (the top of each page, down
+to the first images) and docs/report-viewer.png (the viewer on the worst image). The runs
+in docs/ are two short trainings on dsb2018_96 (see docs/report.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from unetzoo.report import write_comparison, write_report
 
-from .browser import broken_images, chromium, console_errors, full_screenshot, missing
+from .browser import broken_images, chromium, console_errors, missing
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -29,11 +29,12 @@ def main(argv: list[str]) -> int:
     compare = write_comparison([first, second], Path(tempfile.mkdtemp()) / "compare.html",
                                options=None).page
     with chromium(1400, 1000) as driver:
-        for page, name in ((report, "report.png"), (compare, "compare.png")):
-            driver.set_window_size(1400, 1000)
+        for page, name, height in ((report, "report.png", 2050),
+                                   (compare, "compare.png", 2250)):
+            driver.set_window_size(1400, height)
             driver.get(page.resolve().as_uri())
             assert not broken_images(driver) and not console_errors(driver)
-            full_screenshot(driver, DOCS / name)
+            driver.save_screenshot(str(DOCS / name))
             if name == "report.png":
                 driver.set_window_size(1400, 900)
                 card = driver.find_element("css selector", "[data-testid=worst] .card")

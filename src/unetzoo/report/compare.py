@@ -58,9 +58,13 @@ def _value(value: Any) -> str:
     return "–" if value is None else str(value)
 
 
+PLUMBING = ("out", "overwrite", "resume", "progress")  # differ without changing the run
+
+
 def config_table(runs: list[RunData]) -> list[dict[str, Any]]:
-    """One row per config key (and model facts): the runs' values and whether they differ;
-    rows that differ come first."""
+    """One row per config key: the runs' values and whether they differ; rows that differ
+    come first (those that only say where and how a run was started, PLUMBING, last among
+    them)."""
     keys: list[str] = []
     for run in runs:
         keys += [k for k in run.config if k not in keys]
@@ -68,25 +72,29 @@ def config_table(runs: list[RunData]) -> list[dict[str, Any]]:
     for key in keys:
         values = [_value(run.config.get(key)) for run in runs]
         rows.append({"key": key, "values": values, "differs": len(set(values)) > 1})
-    return sorted(rows, key=lambda r: not r["differs"])
+    return sorted(rows, key=lambda r: (not r["differs"], r["key"] in PLUMBING))
+
+
+KINDS = (("mean_over_images", "mean / image"), ("global", "global"))
 
 
 def metric_table(runs: list[RunData]) -> list[dict[str, Any]]:
-    """Per metric and kind (mean over images, global): each run's value and its difference
-    to run A (None where a run has no evaluation)."""
+    """Per metric: for each kind (mean over images, global) each run's value and its
+    difference to run A (None where a run has no evaluation)."""
     rows = []
-    for kind, title in (("mean_over_images", "mean / image"), ("global", "global")):
-        for name in METRIC_NAMES:
+    for name in METRIC_NAMES:
+        row: dict[str, Any] = {"metric": name, "kinds": []}
+        for kind, title in KINDS:
             values: list[float | None] = []
             for run in runs:
                 summary = run.evaluation.metrics.get(kind, {}) if run.evaluation else {}
                 value = summary.get(name)
                 values.append(float(value) if isinstance(value, (int, float)) else None)
-            if all(v is None for v in values):
-                continue
             first = values[0]
             deltas = [None if v is None or first is None else v - first for v in values[1:]]
-            rows.append({"metric": name, "kind": title, "values": values, "deltas": deltas})
+            row["kinds"].append({"kind": title, "values": values, "deltas": deltas})
+        if any(v is not None for k in row["kinds"] for v in k["values"]):
+            rows.append(row)
     return rows
 
 
@@ -130,9 +138,11 @@ def console_table(runs: list[RunData], labels: list[str], metrics: list[dict[str
         "".join(f"{label + '-A':>10}" for label in labels[1:])
     lines += ["", head]
     for row in metrics:
-        cells = "".join(f"{'-' if v is None else f'{v:.4f}':>10}" for v in row["values"])
-        cells += "".join(f"{'-' if d is None else f'{d:+.4f}':>10}" for d in row["deltas"])
-        lines.append(f"{row['metric'] + ' (' + row['kind'] + ')':<28}{cells}")
+        for kind in row["kinds"]:
+            cells = "".join(f"{'-' if v is None else f'{v:.4f}':>10}" for v in kind["values"])
+            cells += "".join(f"{'-' if d is None else f'{d:+.4f}':>10}"
+                             for d in kind["deltas"])
+            lines.append(f"{row['metric'] + ' (' + kind['kind'] + ')':<28}{cells}")
     differ = [r for r in config if r["differs"]]
     if differ:
         lines += ["", "config differences:"]

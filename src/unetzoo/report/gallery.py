@@ -174,9 +174,10 @@ class SideOutputs(nn.Module):
 
 
 def _map_titles(model: nn.Module, kind: str, count: int) -> list[str]:
-    if kind == "attention":
-        return [f"attention gate {i + 1} (coarse to fine)" for i in range(count)]
-    return [f"side output {i + 1}" for i in range(count)]
+    if kind == "attention":  # coarse to fine
+        return [f"gate {i + 1}" + (" (coarse)" if i == 0 else " (fine)" if i == count - 1
+                                   else "") for i in range(count)]
+    return [f"side {i + 1}" for i in range(count)]
 
 
 def _foreground(values: torch.Tensor, task: Task) -> np.ndarray:

@@ -78,7 +78,10 @@ def curves_svg(runs: Sequence[tuple[str, Sequence[dict[str, Any]], int | None]])
                                  linestyle="--" if key.startswith("val") else "-",
                                  label=prefix + key.replace("_", " "), marker="." if
                                  len(xs) < 30 else None)
-            for key in metric_columns(history):
+            keys = metric_columns(history)
+            if several:  # one colour per run already: the two headline metrics only
+                keys = [k for k in keys if k in ("val_dice", "val_iou")] or keys
+            for key in keys:
                 xs, ys = _points(history, key)
                 base = key.removeprefix("val_").removesuffix("_per_image")
                 if xs:

@@ -102,7 +102,8 @@
       '<div class="scores">' + scores + (mismatch.length ? ' <span class="tag warn">' + esc(mismatch.join("; ")) +
       " (differs from the evaluation)</span>" : "") + "</div></div>" +
       '<div class="panels" data-testid="viewer-panels">' + parts.join("") + "</div>" +
-      (maps ? "<h3>side outputs / attention maps</h3><div class=\"maps\">" + maps + "</div>" : "");
+      (maps ? "<h3>" + (maps.indexOf(">gate ") >= 0 ? "attention maps" : "side outputs") +
+        " (foreground probability, blue 0 to red 1)</h3><div class=\"maps\">" + maps + "</div>" : "");
     box.hidden = false;
     box.setAttribute("data-name", name);
     fitPanels(box.querySelector("[data-testid=viewer-panels]"), parts.length, asset);
