@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -316,3 +317,23 @@ def test_every_model_gets_its_pictures_and_maps(name: str, tmp_path: Path) -> No
     for _, path in assets.maps.get("model", []):
         assert Image.open(tmp_path / path).size == (36, 36)
     assert Image.open(tmp_path / assets.preds["model"]).mode == "RGBA"
+
+
+def test_pictures_that_differ_from_the_scores_are_flagged(binary_runs: tuple[Path, Path],
+                                                          tmp_path: Path) -> None:
+    run = tmp_path / "moved"
+    shutil.copytree(binary_runs[1], run, ignore=shutil.ignore_patterns("report*", "eval-*"))
+    table = run / "test" / "per_image.csv"
+    with table.open() as fh:
+        rows = list(csv.DictReader(fh))
+    rows[0]["dice"] = "0.123456"  # no longer what the checkpoint predicts
+    with table.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (run / "models" / "epoch_last.pt").unlink()
+    html = write_report(run, options=ReportOptions(gallery=2))
+    text = html.read_text()
+    assert text.count("re-predicted dice") == 1  # on the one card whose score was changed
+    data = page_data(html)
+    assert data["assets"] and data["assets"][0]["scores"]["model"] != 0.123456

@@ -216,6 +216,25 @@ def _load_checkpoint(path: Path | None) -> Checkpoint | None:
         return None
 
 
+def _evaluated_checkpoint(evaluation: Evaluation | None, run_dir: Path | None
+                          ) -> Path | None:
+    """The checkpoint an evaluation scored: the path `metrics.json` records (as given, else
+    the file of that name in the run's `models/`, for a run folder that moved); the run's
+    `best.pt` when nothing is recorded (the test evaluation after training); None when the
+    recorded file is gone (the page then has no pictures rather than another model's)."""
+    recorded = evaluation.metrics.get("checkpoint") if evaluation else None
+    if not recorded:
+        return run_dir / "models" / "best.pt" if run_dir else None
+    path = Path(recorded)
+    if path.is_file():
+        return path
+    moved = run_dir / "models" / path.name if run_dir else None
+    if moved is not None and moved.is_file():
+        return moved
+    log.warning(f"report: the evaluated checkpoint {path} is not found; no pictures")
+    return None
+
+
 def _is_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in ("config.yaml", "metrics.csv", "models"))
 
@@ -272,11 +291,7 @@ def collect_run(path: Path | str, evaluation: Path | str | None = None) -> RunDa
         config = loaded if isinstance(loaded, dict) else {}
     history = read_csv_rows(run_dir / "metrics.csv") if run_dir and \
         (run_dir / "metrics.csv").is_file() else []
-    checkpoint_path = None
-    if chosen is not None and chosen.metrics.get("checkpoint"):
-        checkpoint_path = Path(chosen.metrics["checkpoint"])
-    if (checkpoint_path is None or not checkpoint_path.is_file()) and run_dir:
-        checkpoint_path = run_dir / "models" / "best.pt"
+    checkpoint_path = _evaluated_checkpoint(chosen, run_dir)
     checkpoint = _load_checkpoint(checkpoint_path)
     if checkpoint is not None and not config:
         config = dict(checkpoint.config)

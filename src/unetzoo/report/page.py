@@ -32,6 +32,7 @@ from ..models import count_parameters, model_card
 from ..viz import class_colors
 from .collect import RunData, collect_run
 from .gallery import (
+    MISMATCH,
     AssetWriter,
     ImageAssets,
     choose_images,
@@ -369,9 +370,13 @@ def render_report(run: RunData, options: ReportOptions, pictures: dict[str, Imag
     gallery = None
     if evaluation is not None and evaluation.per_image:
         rows = evaluation.per_image
+        def make(i: int) -> dict[str, Any]:
+            return {**card(rows[i]["image"], pictures, {"model": rows[i].get(options.metric)},
+                           options.metric), "row": rows[i]}
+
         gallery = {
-            "worst": [_card(rows[i], pictures) for i in worst],
-            "best": [_card(rows[i], pictures) for i in best],
+            "worst": [make(i) for i in worst],
+            "best": [make(i) for i in best],
             "has_maps": any(a.maps for a in pictures.values()),
         }
     data = _table(run, pictures, options.metric) if evaluation and evaluation.per_image \
@@ -392,9 +397,19 @@ def render_report(run: RunData, options: ReportOptions, pictures: dict[str, Imag
     return _environment().get_template("report.html.j2").render(**context)
 
 
-def _card(row: dict[str, Any], pictures: dict[str, ImageAssets]) -> dict[str, Any]:
-    name = row["image"]
-    return {"name": name, "row": row, "assets": pictures.get(name)}
+def card(name: str, pictures: dict[str, ImageAssets], scored: dict[str, Any], metric: str
+         ) -> dict[str, Any]:
+    """A gallery card: the image's pictures and a warning for each source whose
+    re-predicted `metric` differs from the evaluation's (`scored`: source label -> value)."""
+    assets = pictures.get(name)
+    mismatch = []
+    if assets is not None:
+        for label, again in assets.scores.items():
+            value = scored.get(label)
+            if isinstance(value, (int, float)) and not math.isnan(value) and \
+                    abs(again - value) > MISMATCH:
+                mismatch.append(f"{label}: re-predicted {metric} {again:.4f}")
+    return {"name": name, "assets": assets, "mismatch": mismatch}
 
 
 def write_page_safely(what: str, write: Callable[[], Path]) -> Path | None:
