@@ -57,7 +57,7 @@ def write_large_run(folder: Path, images: int = 10_000, epochs: int = 30) -> Pat
                              1 - 1.5 / (e + 1.5)])
     test = folder / "test"
     test.mkdir()
-    rows = [{"image": f"img_{i:05d}", **{k: rng.random() for k in METRIC_NAMES}}
+    rows = [{"image": f"img_{i:05d}", **{k: round(rng.random(), 6) for k in METRIC_NAMES}}
             for i in range(images)]
     with (test / "per_image.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["image", *METRIC_NAMES])
