@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from ..errors import UnetzooError
 from . import (
     bench,
+    compare,
     convert,
     demo,
     evaluate,
@@ -18,12 +19,13 @@ from . import (
     models,
     plan,
     predict,
+    report,
     split,
     train,
 )
 
 COMMANDS = (demo, train, plan, evaluate, predict, export, bench, split, convert, inspect,
-            models)
+            models, report, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -116,8 +116,11 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
     if not context.is_main:
         log.setLevel(logging.ERROR)
     try:
+        from ..report.callback import ReportCallback  # the report imports the engine
+
         chosen = set(explicit if explicit is not None else (given or {}))
-        return _train(config, given or {}, context, callbacks or [], chosen)
+        return _train(config, given or {}, context, [*(callbacks or []), ReportCallback()],
+                      chosen)
     finally:
         log.setLevel(level)
         context.stop()
