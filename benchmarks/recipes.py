@@ -41,6 +41,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "poly": {"schedule": "poly"},
     "width-32": {"model_args": {"base_channels": 32}},
     "width-24": {"model_args": {"base_channels": 24}},
+    "instance-norm": {"model_args": {"base_channels": 16, "norm": "instance"}},
     "fg-0.33": {"fg_oversample": 0.33},
     "no-fg": {"fg_oversample": 0.0},
     "lr-2e-3": {"lr": 2e-3},
