@@ -45,7 +45,7 @@ def test_a_budget_ends_on_time_with_a_checkpoint_and_the_plan(tmp_path: Path):
                                                               "other")) < 0.15 * 60 + 30
     # options given explicitly were kept, the others planned, and the plan recorded
     assert best.config["batch"] == 4 and best.config["preset"] == "tiny"
-    assert best.config["img_size"] == 48 and best.config["ema"] == 0.998
+    assert best.config["img_size"] == 48 and best.config["test_tta"] == "flip"
     assert best.config["plan"]["dataset"]["count"] == 10
     assert result.test is not None
 
