@@ -188,7 +188,13 @@ def plan_for(data: TrainData, minutes: float | None = None,
 def plan_config(config: TrainConfig, data: TrainData, explicit: set[str]
                 ) -> tuple[TrainConfig, TrainData, RecipePlan]:
     """`config` with the plan's options for every recipe option not in `explicit`, the
-    data with the planned preprocessing, and the plan (recorded in `config.plan`)."""
+    data with the planned preprocessing, and the plan (recorded in `config.plan`). When
+    the model is explicit, the plan's width options (made for its own model) are not used.
+
+    Raises:
+        ConfigError: an explicit option does not fit the planned ones.
+        DataError: none of the sampled training images can be read.
+    """
     plan = plan_for(data, config.time_budget)
     if "model" in explicit:  # the plan's width options are for its own model
         explicit = explicit | {"preset", "model_args"}
@@ -205,4 +211,5 @@ def plan_config(config: TrainConfig, data: TrainData, explicit: set[str]
 
 
 def write_plan(plan: RecipePlan, path: Path, dataset: str | None, csvfile: str | None) -> None:
+    """Write `plan` atomically as a YAML for `unetzoo train --config` (see `to_yaml`)."""
     atomic_write_text(path, plan.to_yaml(dataset, csvfile))

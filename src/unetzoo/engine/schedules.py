@@ -48,6 +48,7 @@ def factor_at(schedule: str, step: int, total_steps: int, warmup_steps: int,
 
 
 def check_schedule(schedule: str) -> None:
+    """Raise ConfigError for an unknown schedule name."""
     if schedule not in ("cosine", "step", "poly", "constant"):
         raise ConfigError(f"unknown schedule {schedule!r}; choose cosine, step, poly or constant")
 
