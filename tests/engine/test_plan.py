@@ -118,3 +118,13 @@ def test_sixteen_bit_microscopy_is_fingerprinted_and_planned(tmp_path: Path):
     assert plan.dataset.foreground_brighter == 1.0
     assert plan.dataset.foreground_fraction == pytest.approx(100 / 64**2)
     assert plan.options["normalize"] == "percentile"
+
+
+def test_multiclass_class_frequencies_are_measured(tmp_path: Path):
+    data = prepare_data(write_pairs(tmp_path / "mc", count=8, size=40, multiclass=True),
+                        cache="off")
+    plan = plan_for(data, 3, machine=CPU)
+    frequencies = plan.dataset.class_frequencies
+    assert len(frequencies) == 3 and sum(frequencies) == pytest.approx(1.0)
+    assert frequencies[0] > 0.5 and min(frequencies[1:]) > 0  # background, two classes
+    assert plan.options["loss"] == "ce+dice"
