@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from unetzoo.errors import ModelError
 from unetzoo.models import count_parameters, create_model
 from unetzoo.nn.rsu import RSU, ResidualDepthwiseSeparable
 from unetzoo.nn.split_attention import (
@@ -78,9 +79,9 @@ def test_split_attention_with_cardinal_groups() -> None:
     module = SplitAttentionConv(16, 16, radix=2, groups=4)
     assert module.conv[0].groups == 8
     assert module(torch.randn(2, 16, 6, 6)).shape == (2, 16, 6, 6)
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ModelError, match="divisible"):
         SplitAttentionConv(16, 10, groups=4)
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ModelError, match="divisible"):
         SplitAttentionConv(8, 8, radix=3)
 
 

@@ -22,7 +22,7 @@ from torch.utils.data import RandomSampler, Sampler
 
 from ..data.layouts import Pair
 from ..data.prepare import TrainData
-from ..errors import ConfigError, DataError, UnetzooError
+from ..errors import ConfigError, DataError, PeerError
 from ..metrics import MetricAccumulator
 from .evaluate import EvaluationResult, evaluate
 from .infer import Predictor
@@ -30,10 +30,6 @@ from .infer import Predictor
 T = TypeVar("T")
 
 TIMEOUT = timedelta(minutes=30)
-
-
-class PeerError(UnetzooError):
-    """Another process of the group failed; its own message says why."""
 
 
 @dataclass(frozen=True)

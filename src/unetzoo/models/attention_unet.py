@@ -13,8 +13,10 @@ from functools import partial
 
 import torch
 
-from ..nn.attention_gate import AttentionGate, GateKind, attention_gate
-from ..nn.blocks import DoubleConv, NormKind, UpKind, UpSample
+from ..errors import ModelError
+from ..nn.attention_gate import AttentionGate
+from ..nn.blocks import DoubleConv
+from ..nn.factory import GateKind, NormKind, UpKind, create_upsample, gate_factory
 from .registry import register_model
 from .unet import BlockFactory, GateFactory, UNet, UpFactory, level_widths
 
@@ -26,7 +28,7 @@ class AttentionUNet(UNet):
                  block: BlockFactory, up: UpFactory, gate: GateFactory) -> None:
         super().__init__(in_channels, num_classes, widths, block=block, up=up, gate=gate)
         if not all(isinstance(g, AttentionGate) for g in self.gates):
-            raise TypeError("AttentionUNet gates must be AttentionGate modules")
+            raise ModelError("AttentionUNet gates must be AttentionGate modules")
 
     def attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The attention coefficients of every gate for input `x`, coarse to fine.
@@ -100,6 +102,6 @@ def attention_unet(
     return AttentionUNet(
         in_channels, num_classes, widths,
         block=partial(DoubleConv, norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
-        gate=attention_gate(gate, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
+        gate=gate_factory(gate, norm=norm, bias=bias),
     )

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..nn.attention_gate import GateKind, attention_gate
-from ..nn.blocks import NormKind, UpKind, UpSample
+from ..nn.factory import GateKind, NormKind, UpKind, create_upsample, gate_factory
 from ..nn.recurrent import RRCNNBlock
 from .attention_unet import AttentionUNet
 from .registry import register_model
@@ -53,7 +52,7 @@ def r2unet(
     return UNet(
         in_channels, num_classes, level_widths(base_channels, depth),
         block=partial(RRCNNBlock, t=t, norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
     )
 
 
@@ -86,6 +85,6 @@ def r2_attention_unet(
     return AttentionUNet(
         in_channels, num_classes, level_widths(base_channels, depth),
         block=partial(RRCNNBlock, t=t, norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
-        gate=attention_gate(gate, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
+        gate=gate_factory(gate, norm=norm, bias=bias),
     )

@@ -118,6 +118,8 @@ def create_model(
     try:
         model = model_card(name).builder(in_channels=in_channels, num_classes=num_classes,
                                          **merged)
+    except ModelError as exc:
+        raise ModelError(f"model {name!r}: {exc.message}") from exc
     except (TypeError, ValueError) as exc:
         raise ModelError(f"cannot build model {name!r} with {merged}: {exc}") from exc
     model.unetzoo_spec = {"name": name, "in_channels": in_channels,

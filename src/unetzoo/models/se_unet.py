@@ -15,8 +15,8 @@ from functools import partial
 
 from torch import nn
 
-from ..nn.blocks import DoubleConv, NormKind, UpKind, UpSample
-from ..nn.squeeze_excitation import SECombine, SEKind, squeeze_excitation
+from ..nn.blocks import DoubleConv
+from ..nn.factory import NormKind, SEKind, UpKind, create_upsample, se_factory
 from .registry import register_model
 from .unet import UNet, level_widths
 
@@ -58,7 +58,7 @@ def se_unet(
     depth: int = 5,
     se: SEKind = "scse",
     reduction: int = 16,
-    combine: SECombine = "add",
+    combine: str = "add",
     norm: NormKind = "batch",
     upsample: UpKind = "transpose",
     bias: bool | None = None,
@@ -83,7 +83,7 @@ def se_unet(
     """
     return UNet(
         in_channels, num_classes, level_widths(base_channels, depth),
-        block=partial(SEDoubleConv, recalibration=squeeze_excitation(se, reduction, combine),
+        block=partial(SEDoubleConv, recalibration=se_factory(se, reduction, combine),
                       norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
     )

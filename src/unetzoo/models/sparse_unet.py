@@ -15,7 +15,9 @@ from functools import partial
 
 from torch import nn
 
-from ..nn.blocks import DoubleConv, NormKind, UpSample
+from ..errors import ModelError
+from ..nn.blocks import DoubleConv
+from ..nn.factory import NormKind, create_upsample
 from ..nn.sparse_attention import SparseAttentionBlock
 from .registry import register_model
 from .unet import UNet, level_widths
@@ -69,9 +71,9 @@ def sparse_unet(
     """
     widths = level_widths(base_channels, depth)
     if not 0 <= attention_from < depth:
-        raise ValueError(f"attention_from must be in [0, {depth - 1}], got {attention_from}")
+        raise ModelError(f"attention_from must be in [0, {depth - 1}], got {attention_from}")
     if blocks < 1 or head_dim < 1:
-        raise ValueError(f"blocks and head_dim must be >= 1, got {blocks}, {head_dim}")
+        raise ModelError(f"blocks and head_dim must be >= 1, got {blocks}, {head_dim}")
 
     def level_block(c_in: int, c_out: int) -> nn.Module:
         attend = widths.index(c_out) >= attention_from
@@ -82,4 +84,4 @@ def sparse_unet(
         )
 
     return UNet(in_channels, num_classes, widths, block=level_block,
-                up=partial(UpSample, kind="transpose"))
+                up=partial(create_upsample, "transpose"))

@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from ..errors import ModelError
 from ..nn.rsu import RSU, upsample_like
 from .base import SegmentationModel
 from .registry import register_model
@@ -65,7 +66,7 @@ class U2Net(SegmentationModel):
         super().__init__(in_channels, num_classes)
         levels = len(encoder_widths)
         if levels < 2 or len(decoder_widths) != levels - 1 or len(heights) > levels:
-            raise ValueError(f"need >= 2 encoder stages, one decoder stage fewer and at most one "
+            raise ModelError(f"need >= 2 encoder stages, one decoder stage fewer and at most one "
                              f"height per level; got {levels} encoder, {len(decoder_widths)} "
                              f"decoder stages and {len(heights)} heights")
         kinds = [(h, False) for h in heights] + [(4, True)] * (levels - len(heights))

@@ -15,7 +15,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from ..nn.blocks import DoubleConv, NormKind, UpKind, UpSample
+from ..errors import ModelError
+from ..nn.blocks import DoubleConv
+from ..nn.factory import NormKind, UpKind, create_upsample
 from .base import SegmentationModel
 from .registry import register_model
 
@@ -49,7 +51,7 @@ class UNet(SegmentationModel):
     ) -> None:
         super().__init__(in_channels, num_classes)
         if len(widths) < 2:
-            raise ValueError(f"a U-Net needs at least 2 levels, got widths {list(widths)}")
+            raise ModelError(f"a U-Net needs at least 2 levels, got widths {list(widths)}")
         self.size_divisor = 2 ** (len(widths) - 1)
         self.pool = nn.MaxPool2d(2)
         ins = [in_channels, *widths[:-1]]
@@ -80,7 +82,7 @@ class UNet(SegmentationModel):
 def level_widths(base_channels: int, depth: int) -> list[int]:
     """Channels doubling per level: base, 2 base, ..., 2^(depth-1) base."""
     if depth < 2 or base_channels < 1:
-        raise ValueError(f"need depth >= 2 and base_channels >= 1, got {depth}, {base_channels}")
+        raise ModelError(f"need depth >= 2 and base_channels >= 1, got {depth}, {base_channels}")
     return [base_channels * 2**level for level in range(depth)]
 
 
@@ -118,6 +120,6 @@ def unet(
     return UNet(
         in_channels, num_classes, widths,
         block=partial(DoubleConv, norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
         bottleneck_dropout=dropout,
     )
