@@ -46,7 +46,3 @@ def labels_from_probabilities(probs: torch.Tensor, task: Task, threshold: float 
     hard = (probs > threshold).long()
     return hard[:, 0] if task == "binary" else hard
 
-
-def labels_from_logits(logits: torch.Tensor, task: Task, threshold: float = 0.5) -> torch.Tensor:
-    """Hard labels straight from logits."""
-    return labels_from_probabilities(probabilities(logits, task), task, threshold)
