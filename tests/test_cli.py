@@ -24,7 +24,7 @@ def run(*argv: str | Path) -> int:
 
 def test_split_train_resume_eval_predict(tmp_path: Path, capsys) -> None:
     data = write_pairs(tmp_path / "data", count=14, size=40)
-    assert run("split", "--dataset", data, "--size", "0.7", "--val-size", "0.15",
+    assert run("split", "--dataset", data, "--train-size", "0.7", "--val-size", "0.15",
                "--seed", "1") == 0
     rows = list(csv.DictReader((data / "split.csv").read_text().splitlines()))
     assert sorted({r["split"] for r in rows}) == ["test", "train", "val"]
@@ -92,7 +92,12 @@ def test_bad_input_is_one_clear_line_before_training(tmp_path: Path, capsys) -> 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["eval", "--dataset", ".", "--model", "missing.pt"], "missing.pt: checkpoint not found"),
+    (["eval", "--dataset", ".", "--model", "missing.pt"], "missing.pt: trained model not found"),
+    (["predict", "--model", "unet", "--input", ".", "--out", "o"],
+     "--model unet: unet is an architecture without trained weights; pass a checkpoint"),
+    (["eval", "--dataset", ".", "--model", "unetpp"],
+     "unetpp is an architecture without trained weights"),
+    (["train", "--dataset", ".", "--lr", "fast"], "--lr expects a number, got 'fast'"),
     (["train", "--dataset", "nowhere"], "nowhere: dataset folder not found"),
     (["train", "--dataset", ".", "--model", "vnet"], "unknown model 'vnet'"),
 ])
@@ -104,10 +109,11 @@ def test_errors_exit_2_naming_the_problem(argv: list[str], message: str, capsys,
     assert message in capsys.readouterr().err
 
 
-def test_models_lists_every_model_with_counts(capsys) -> None:
+def test_models_lists_every_model_with_exact_counts(capsys) -> None:
     assert run("models") == 0
     out = capsys.readouterr().out
     assert "34,527,041" in out and "unetpp" in out
+    assert "60,697,357" in out  # DPSAU2-Net's exact count, not a rounded one
 
 
 @pytest.mark.parametrize("overlap, task", [(True, "multilabel"), (False, "multiclass")])
