@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import write_pairs
+from unetzoo.checkpoint import load_checkpoint, save_checkpoint
 from unetzoo.cli import main
 
 FAST = ["--no-progress", "--precision", "fp32", "--device", "cpu"]
@@ -152,13 +154,27 @@ def test_convert_drive_train_and_evaluate_inside_the_fov(tmp_path: Path, capsys)
     assert run("train", "--dataset", dest, "--csvfile", "split.csv", "--epoch", "1",
                "--out", out, "--val-fraction", "0.5", *TRAIN) == 0
     assert "binary, 1 class(es)" in capsys.readouterr().out
-    from unetzoo.checkpoint import load_checkpoint
-
     assert load_checkpoint(out / "models" / "best.pt").class_names == ("vessel",)
     metrics = json.loads((out / "test" / "metrics.json").read_text())
     assert metrics["images"] == 2 and "vessel" in metrics["per_class"]
-    # pixels outside the field of view are ignored targets (tests/data/test_convert.py), which
-    # losses and metrics leave out
+
+    # A model that calls every pixel a vessel: its Dice counts false positives inside the
+    # field of view only, so it equals the FOV-restricted Dice and not the whole-image one.
+    checkpoint = load_checkpoint(out / "models" / "best.pt")
+    weights = dict(checkpoint.state_dict)
+    weights["head.bias"] = weights["head.bias"] + 100.0
+    everywhere = tmp_path / "everywhere.pt"
+    save_checkpoint(everywhere, dataclasses.replace(checkpoint, state_dict=weights))
+    assert run("eval", "--dataset", dest, "--csvfile", "split.csv", "--model", everywhere,
+               "--out", tmp_path / "e", *FAST) == 0
+    rows = {Path(r["image"]).stem: float(r["dice"]) for r in
+            csv.DictReader((tmp_path / "e" / "per_image.csv").read_text().splitlines())}
+    for stem, dice in rows.items():
+        vessel = np.asarray(Image.open(dest / "masks" / f"{stem}.png")) > 0
+        fov = np.asarray(Image.open(dest / "roi" / f"{stem}.png")) > 0
+        inside = 2 * (vessel & fov).sum() / ((vessel & fov).sum() + fov.sum())
+        whole = 2 * vessel.sum() / (vessel.sum() + vessel.size)
+        assert dice == pytest.approx(inside, abs=1e-6) and abs(dice - whole) > 0.01
 
 
 def test_cityscapes_classes_and_colours_reach_the_predictions(tmp_path: Path) -> None:
