@@ -30,6 +30,7 @@ import yaml
 
 from .data.transforms import AUGMENT_LEVELS, RESIZE_MODES
 from .engine.runtime import PRECISIONS
+from .engine.schedules import OPTIMIZERS, SCHEDULES
 from .errors import ConfigError
 from .losses import build_loss
 from .models.registry import resolve_kwargs
@@ -56,8 +57,6 @@ def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: A
     return field(default=default, metadata=meta)
 
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("cosine", "step", "poly", "constant")
 MONITORS = ("dice", "iou", "mdice", "miou", "loss")
 NAN_POLICIES = ("stop", "skip")
 
