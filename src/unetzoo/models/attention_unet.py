@@ -97,6 +97,28 @@ def attention_unet(
     34,878,573 at reference width).
     Other defaults follow `unet` (transposed-conv up-sampling, no conv bias before a norm).
     `preset="reference"` gives the widespread PyTorch form (34,878,573 parameters).
+
+    Args:
+        in_channels: image channels C.
+        num_classes: output channels K (1 for binary).
+        base_channels: width of the first level; level l has base_channels * 2^l.
+        depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
+        norm: batch, instance, group or none (`unetzoo.nn.factory.NORMS`).
+        upsample: transpose, nearest or bilinear (`unetzoo.nn.factory.UPSAMPLERS`).
+        bias: conv bias; None gives one only to convs without a norm after them.
+        gate: coarse or same_level (`unetzoo.nn.factory.GATES`).
+
+    Returns:
+        An `AttentionUNet` returning `B x num_classes x H x W` logits; `attention_maps(x)` gives
+        each gate's `B x 1 x h x w` coefficients in [0, 1].
+
+    Raises:
+        ModelError: an invalid argument value (via `create_model`).
+
+    Example:
+        >>> model = create_model("attention_unet", 3, 1, preset="tiny").eval()
+        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
+        torch.Size([2, 1, 37, 45])
     """
     widths = level_widths(base_channels, depth)
     return AttentionUNet(

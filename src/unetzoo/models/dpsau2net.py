@@ -52,6 +52,24 @@ def dpsau2net(
     `u2net`. `radix=1` turns split attention into a sigmoid gate (SE-like); `radix` must
     divide the stage widths. A single-image training batch works: the attention MLP's BN then
     uses its running statistics (see `PooledBatchNorm2d`).
+
+    Args:
+        in_channels: image channels C.
+        num_classes: output channels K (1 for binary).
+        encoder_widths, decoder_widths, heights: as `u2net`.
+        radix: splits of each split-attention conv (must divide the stage widths).
+        deep_supervision: return [fused, side 1..n] logits in training mode.
+
+    Returns:
+        A `U2Net` of RSDPU blocks with split attention: `B x num_classes x H x W` logits.
+
+    Raises:
+        ModelError: an invalid argument value (via `create_model`).
+
+    Example:
+        >>> model = create_model("dpsau2net", 3, 1, preset="tiny").eval()
+        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
+        torch.Size([2, 1, 37, 45])
     """
     return U2Net(
         in_channels, num_classes, encoder_widths, decoder_widths, heights,

@@ -48,6 +48,27 @@ def r2unet(
     PyTorch form; the paper's RCL has separate ones). Other defaults follow `unet`
     (transposed-conv up-sampling, no conv bias before a norm). `preset="reference"` gives the
     widespread PyTorch form (39,091,393 parameters).
+
+    Args:
+        in_channels: image channels C.
+        num_classes: output channels K (1 for binary).
+        base_channels: width of the first level; level l has base_channels * 2^l.
+        depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
+        norm: batch, instance, group or none (`unetzoo.nn.factory.NORMS`).
+        upsample: transpose, nearest or bilinear (`unetzoo.nn.factory.UPSAMPLERS`).
+        bias: conv bias; None gives one only to convs without a norm after them.
+        t: recurrence steps of each recurrent conv layer (weights shared across steps).
+
+    Returns:
+        A `UNet` of RRCNN blocks returning `B x num_classes x H x W` logits.
+
+    Raises:
+        ModelError: an invalid argument value (via `create_model`).
+
+    Example:
+        >>> model = create_model("r2unet", 3, 1, preset="tiny").eval()
+        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
+        torch.Size([2, 1, 37, 45])
     """
     return UNet(
         in_channels, num_classes, level_widths(base_channels, depth),
@@ -81,6 +102,28 @@ def r2_attention_unet(
     `attention_unet` for why); `attention_maps(x)` returns the gates' maps.
     `preset="reference"` gives the widespread PyTorch form with same-level gates
     (39,442,925 parameters).
+
+    Args:
+        in_channels: image channels C.
+        num_classes: output channels K (1 for binary).
+        base_channels: width of the first level; level l has base_channels * 2^l.
+        depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
+        norm: batch, instance, group or none (`unetzoo.nn.factory.NORMS`).
+        upsample: transpose, nearest or bilinear (`unetzoo.nn.factory.UPSAMPLERS`).
+        bias: conv bias; None gives one only to convs without a norm after them.
+        t: recurrence steps of each recurrent conv layer.
+        gate: coarse or same_level (`unetzoo.nn.factory.GATES`).
+
+    Returns:
+        An `AttentionUNet` of RRCNN blocks returning `B x num_classes x H x W` logits.
+
+    Raises:
+        ModelError: an invalid argument value (via `create_model`).
+
+    Example:
+        >>> model = create_model("r2_attention_unet", 3, 1, preset="tiny").eval()
+        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
+        torch.Size([2, 1, 37, 45])
     """
     return AttentionUNet(
         in_channels, num_classes, level_widths(base_channels, depth),

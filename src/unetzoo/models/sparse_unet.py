@@ -68,6 +68,30 @@ def sparse_unet(
     configuration and its count (12,172,385 for in=3, out=1) is this project's definition:
     widths 32-512 (5 levels), one block per level from level 1 down, 4 routed regions, and
     head dim 32 and MLP ratio 3 as in BiFormer.
+
+    Args:
+        in_channels: image channels C.
+        num_classes: output channels K (1 for binary).
+        base_channels: width of the first level; level l has base_channels * 2^l.
+        depth: number of levels.
+        attention_from: first level with sparse attention blocks (0: full resolution).
+        blocks: sparse attention blocks per attending level.
+        topk: regions each region attends to.
+        region_size: side of the routing regions in tokens (None: grows with the map).
+        head_dim: channels per attention head.
+        mlp_ratio: hidden width of each block's MLP relative to its channels.
+        norm: normalisation of the conv blocks.
+
+    Returns:
+        A `UNet` with BiFormer blocks returning `B x num_classes x H x W` logits.
+
+    Raises:
+        ModelError: an invalid argument value (via `create_model`).
+
+    Example:
+        >>> model = create_model("sparse_unet", 3, 1, preset="tiny").eval()
+        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
+        torch.Size([2, 1, 37, 45])
     """
     widths = level_widths(base_channels, depth)
     if not 0 <= attention_from < depth:

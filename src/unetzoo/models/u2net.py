@@ -151,6 +151,26 @@ def u2net(
     paper sums BCE over all seven); in eval mode the fused logits. The reference code applies
     a sigmoid to every map; here the model returns logits and the loss applies it.
     Any input size works (ceil-mode pooling, up-sampling to the skip's size).
+
+    Args:
+        in_channels: image channels C.
+        num_classes: output channels K (1 for binary).
+        encoder_widths: (mid, out) channels of each encoder stage, shallow to deep.
+        decoder_widths: (mid, out) channels of decoder stages 1..n-1.
+        heights: RSU heights of the first levels (the deeper ones are RSU-4F).
+        deep_supervision: return [fused, side 1..n] logits in training mode.
+
+    Returns:
+        A `U2Net`: `B x num_classes x H x W` fused logits in eval mode; with deep supervision,
+        a list of 7 such maps in training mode.
+
+    Raises:
+        ModelError: an invalid argument value (via `create_model`).
+
+    Example:
+        >>> model = create_model("u2net", 3, 1, preset="tiny").eval()
+        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
+        torch.Size([2, 1, 37, 45])
     """
     return U2Net(in_channels, num_classes, encoder_widths, decoder_widths, heights,
                  deep_supervision=deep_supervision)
@@ -176,6 +196,22 @@ def u2netp(
 
     Defaults are the paper's small model (1,131,181 parameters for in=3, out=1); outputs as
     `u2net`.
+
+    Args:
+        in_channels: image channels C.
+        num_classes: output channels K (1 for binary).
+        encoder_widths, decoder_widths, heights, deep_supervision: as `u2net`.
+
+    Returns:
+        A `U2Net`, outputs as `u2net`.
+
+    Raises:
+        ModelError: an invalid argument value (via `create_model`).
+
+    Example:
+        >>> model = create_model("u2netp", 3, 1, preset="tiny").eval()
+        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
+        torch.Size([2, 1, 37, 45])
     """
     return u2net(in_channels, num_classes, encoder_widths, decoder_widths, heights,
                  deep_supervision)

@@ -189,6 +189,31 @@ def unetpp(
     `[X^{0,n} head, X^{0,1} head, ...]` in training mode with equal `output_weights` by
     default; `prune_depth` (or `model.prune(k)` after training) makes eval-mode forward run
     only UNet++ L^k.
+
+    Args:
+        in_channels: image channels C.
+        num_classes: output channels K (1 for binary).
+        base_channels: width of the first level (ignored when `widths` is given).
+        depth: number of levels; the full network is UNet++ L^(depth-1).
+        widths: explicit channels per level, shallow to deep.
+        norm: batch, instance, group or none.
+        upsample: transpose (2x2 transposed conv), bilinear or nearest (no conv).
+        deep_supervision: a head on every top-row node; training mode returns a list.
+        output_weights: loss weight per head (default: equal, summing to 1).
+        prune_depth: eval-mode forward runs only UNet++ L^k (needs deep supervision).
+        bias: conv bias; None gives one only to convs without a norm after them.
+
+    Returns:
+        A `UNetPlusPlus` returning `B x num_classes x H x W` logits (a list, main output
+        first, in training mode with deep supervision).
+
+    Raises:
+        ModelError: an invalid argument value (via `create_model`).
+
+    Example:
+        >>> model = create_model("unetpp", 3, 1, preset="tiny").eval()
+        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
+        torch.Size([2, 1, 37, 45])
     """
     return UNetPlusPlus(
         in_channels, num_classes,
