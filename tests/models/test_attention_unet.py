@@ -71,16 +71,6 @@ def test_unknown_gate_is_a_model_error() -> None:
         create_model("attention_unet", preset="tiny", gate="dot")
 
 
-@pytest.mark.parametrize("gate", ["same_level", "coarse"])
-def test_model_runs_at_odd_size_with_either_gate(gate: str) -> None:
-    model = create_model("attention_unet", preset="tiny", gate=gate, depth=4).train()
-    x = torch.randn(2, 3, *ODD)
-    out = model(x)
-    assert out.shape == (2, 1, *ODD)
-    out.mean().backward()
-    assert all(p.grad is not None for p in model.parameters())
-
-
 @pytest.mark.parametrize("name", ["attention_unet", "r2_attention_unet"])
 @pytest.mark.parametrize("gate", ["same_level", "coarse"])
 def test_attention_maps_shapes_values_and_order(name: str, gate: str) -> None:
