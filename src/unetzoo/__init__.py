@@ -19,25 +19,29 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# public name -> (module, attribute): the one list of what `unetzoo.X` is
+# module -> public names (attribute name, or (public name, attribute name) for a rename):
+# the one list of what `unetzoo.X` is
+_MODULES: dict[str, tuple[str | tuple[str, str], ...]] = {
+    ".checkpoint": ("Checkpoint", "load_checkpoint", "save_checkpoint"),
+    ".config": ("TrainConfig",),
+    ".data.convert": ("convert_dataset",),
+    ".data.inspect": ("inspect_dataset",),
+    ".data.split": ("split_dataset",),
+    ".engine.evaluate": (("evaluate", "evaluate_checkpoint"),),
+    ".engine.export": (("export", "export_checkpoint"),),
+    ".engine.infer": ("Predictor",),
+    ".engine.predict": (("predict", "predict_paths"),),
+    ".engine.trainer": ("train",),
+    ".errors": ("CheckpointError", "ConfigError", "DataError", "ExportError", "MetricError",
+                "ModelError", "PeerError", "RunError", "TrainingError", "UnetzooError"),
+    ".models": ("count_parameters", "create_model", "list_models", "model_card",
+                "register_model"),
+}
+# public name -> (module, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
-    "Checkpoint": (".checkpoint", "Checkpoint"),
-    "load_checkpoint": (".checkpoint", "load_checkpoint"),
-    "save_checkpoint": (".checkpoint", "save_checkpoint"),
-    "TrainConfig": (".config", "TrainConfig"),
-    "convert_dataset": (".data.convert", "convert_dataset"),
-    "inspect_dataset": (".data.inspect", "inspect_dataset"),
-    "split_dataset": (".data.split", "split_dataset"),
-    "evaluate": (".engine.evaluate", "evaluate_checkpoint"),
-    "export": (".engine.export", "export_checkpoint"),
-    "Predictor": (".engine.infer", "Predictor"),
-    "predict": (".engine.predict", "predict_paths"),
-    "train": (".engine.trainer", "train"),
-    **{name: (".errors", name) for name in (
-        "CheckpointError", "ConfigError", "DataError", "ExportError", "MetricError",
-        "ModelError", "PeerError", "RunError", "TrainingError", "UnetzooError")},
-    **{name: (".models", name) for name in (
-        "count_parameters", "create_model", "list_models", "model_card", "register_model")},
+    (item if isinstance(item, str) else item[0]):
+        (module, item if isinstance(item, str) else item[1])
+    for module, items in _MODULES.items() for item in items
 }
 
 __all__ = sorted(_EXPORTS)

@@ -99,26 +99,20 @@ def attention_unet(
     `preset="reference"` gives the widespread PyTorch form (34,878,573 parameters).
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
-        base_channels: width of the first level; level l has base_channels * 2^l.
-        depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
-        norm: batch, instance, group or none (`unetzoo.nn.factory.NORMS`).
-        upsample: transpose, nearest or bilinear (`unetzoo.nn.factory.UPSAMPLERS`).
-        bias: conv bias; None gives one only to convs without a norm after them.
+        in_channels, num_classes, base_channels, depth, norm, upsample, bias: as `unet`.
         gate: coarse or same_level (`unetzoo.nn.factory.GATES`).
 
     Returns:
-        An `AttentionUNet` returning `B x num_classes x H x W` logits; `attention_maps(x)` gives
-        each gate's `B x 1 x h x w` coefficients in [0, 1].
+        An `AttentionUNet` (logits as `unet`); `attention_maps(x)` gives one
+        `B x 1 x h x w` map of coefficients in [0, 1] per gated level, coarse to fine.
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: an unknown gate, norm or upsample (via `create_model`).
 
     Example:
-        >>> model = create_model("attention_unet", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
-        torch.Size([2, 1, 37, 45])
+        >>> model = create_model("attention_unet", preset="tiny").eval()  # depth 3
+        >>> [m.shape[-2:] for m in model.attention_maps(torch.randn(1, 3, 37, 45))]
+        [torch.Size([19, 23]), torch.Size([37, 45])]
     """
     widths = level_widths(base_channels, depth)
     return AttentionUNet(

@@ -54,22 +54,20 @@ def dpsau2net(
     uses its running statistics (see `PooledBatchNorm2d`).
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
-        encoder_widths, decoder_widths, heights: as `u2net`.
+        in_channels, num_classes, encoder_widths, decoder_widths, heights: as `u2net`.
         radix: splits of each split-attention conv (must divide the stage widths).
         deep_supervision: return [fused, side 1..n] logits in training mode.
 
     Returns:
-        A `U2Net` of RSDPU blocks with split attention: `B x num_classes x H x W` logits.
+        A `U2Net` of RSDPU blocks with split attention: `B x K x H x W` fused logits.
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: a radix that does not divide a stage width, or tables as `u2net`.
 
     Example:
-        >>> model = create_model("dpsau2net", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
-        torch.Size([2, 1, 37, 45])
+        >>> model = create_model("dpsau2net", preset="tiny").train()
+        >>> model(torch.randn(2, 3, 20, 28)).shape  # fused logits only, also in training
+        torch.Size([2, 1, 20, 28])
     """
     return U2Net(
         in_channels, num_classes, encoder_widths, decoder_widths, heights,

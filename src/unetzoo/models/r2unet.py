@@ -50,25 +50,20 @@ def r2unet(
     widespread PyTorch form (39,091,393 parameters).
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
-        base_channels: width of the first level; level l has base_channels * 2^l.
-        depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
-        norm: batch, instance, group or none (`unetzoo.nn.factory.NORMS`).
-        upsample: transpose, nearest or bilinear (`unetzoo.nn.factory.UPSAMPLERS`).
-        bias: conv bias; None gives one only to convs without a norm after them.
-        t: recurrence steps of each recurrent conv layer (weights shared across steps).
+        in_channels, num_classes, base_channels, depth, norm, upsample, bias: as `unet`.
+        t: recurrence steps of each recurrent conv layer (its weights are shared by steps).
 
     Returns:
-        A `UNet` of RRCNN blocks returning `B x num_classes x H x W` logits.
+        A `UNet` of RRCNN blocks (logits as `unet`).
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: t < 1, or an unknown norm or upsample (via `create_model`).
 
     Example:
-        >>> model = create_model("r2unet", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
-        torch.Size([2, 1, 37, 45])
+        >>> x = torch.randn(1, 3, 32, 32)
+        >>> count_parameters(create_model("r2unet", preset="tiny", t=3)) == count_parameters(
+        ...     create_model("r2unet", preset="tiny", t=1))  # t changes compute, not weights
+        True
     """
     return UNet(
         in_channels, num_classes, level_widths(base_channels, depth),
@@ -104,26 +99,20 @@ def r2_attention_unet(
     (39,442,925 parameters).
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
-        base_channels: width of the first level; level l has base_channels * 2^l.
-        depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
-        norm: batch, instance, group or none (`unetzoo.nn.factory.NORMS`).
-        upsample: transpose, nearest or bilinear (`unetzoo.nn.factory.UPSAMPLERS`).
-        bias: conv bias; None gives one only to convs without a norm after them.
-        t: recurrence steps of each recurrent conv layer.
-        gate: coarse or same_level (`unetzoo.nn.factory.GATES`).
+        in_channels, num_classes, base_channels, depth, t, norm, upsample, bias: as `r2unet`.
+        gate: coarse or same_level, as `attention_unet`.
 
     Returns:
-        An `AttentionUNet` of RRCNN blocks returning `B x num_classes x H x W` logits.
+        An `AttentionUNet` of RRCNN blocks (logits and `attention_maps` as
+        `attention_unet`).
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: t < 1, or an unknown gate, norm or upsample (via `create_model`).
 
     Example:
-        >>> model = create_model("r2_attention_unet", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
-        torch.Size([2, 1, 37, 45])
+        >>> model = create_model("r2_attention_unet", preset="tiny", gate="same_level")
+        >>> type(model.gates[0]).__name__
+        'SameLevelGate'
     """
     return AttentionUNet(
         in_channels, num_classes, level_widths(base_channels, depth),

@@ -82,27 +82,21 @@ def se_unet(
     block: 34,748,281 parameters; `preset="reference_scse"` uses scSE instead: 34,751,234.
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
-        base_channels: width of the first level; level l has base_channels * 2^l.
-        depth: number of levels.
+        in_channels, num_classes, base_channels, depth, norm, upsample, bias: as `unet`.
         se: se or scse (`unetzoo.nn.factory.SQUEEZE_EXCITATIONS`).
-        reduction: hidden units of the excitation MLP are C // reduction (at least 4).
+        reduction: the excitation MLP has C // reduction hidden units (at least 4).
         combine: add or max, how scSE joins its channel and spatial branches.
-        norm: batch, instance, group or none.
-        upsample: transpose, nearest or bilinear.
-        bias: conv bias; None gives one only to convs without a norm after them.
 
     Returns:
-        A `UNet` of SE blocks returning `B x num_classes x H x W` logits.
+        A `UNet` whose blocks end with SE (logits as `unet`).
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: an unknown se, combine, norm or upsample, or reduction < 1.
 
     Example:
-        >>> model = create_model("se_unet", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
-        torch.Size([2, 1, 37, 45])
+        >>> model = create_model("se_unet", preset="tiny", se="se", reduction=4)
+        >>> model.encoder[0].se.excite[1].out_channels  # 8 channels // 4, at least 4
+        4
     """
     return UNet(
         in_channels, num_classes, level_widths(base_channels, depth),

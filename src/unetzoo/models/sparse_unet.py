@@ -70,28 +70,24 @@ def sparse_unet(
     head dim 32 and MLP ratio 3 as in BiFormer.
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
-        base_channels: width of the first level; level l has base_channels * 2^l.
-        depth: number of levels.
+        in_channels, num_classes, base_channels, depth, norm: as `unet`.
         attention_from: first level with sparse attention blocks (0: full resolution).
         blocks: sparse attention blocks per attending level.
         topk: regions each region attends to.
         region_size: side of the routing regions in tokens (None: grows with the map).
         head_dim: channels per attention head.
         mlp_ratio: hidden width of each block's MLP relative to its channels.
-        norm: normalisation of the conv blocks.
 
     Returns:
-        A `UNet` with BiFormer blocks returning `B x num_classes x H x W` logits.
+        A `UNet` with BiFormer blocks (logits as `unet`).
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: attention_from outside [0, depth - 1], blocks or head_dim < 1.
 
     Example:
-        >>> model = create_model("sparse_unet", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
-        torch.Size([2, 1, 37, 45])
+        >>> model = create_model("sparse_unet", preset="tiny", topk=1).eval()
+        >>> model(torch.randn(1, 3, 21, 50)).shape
+        torch.Size([1, 1, 21, 50])
     """
     widths = level_widths(base_channels, depth)
     if not 0 <= attention_from < depth:

@@ -153,24 +153,23 @@ def u2net(
     Any input size works (ceil-mode pooling, up-sampling to the skip's size).
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
+        in_channels, num_classes: image channels C and output channels K (1 for binary).
         encoder_widths: (mid, out) channels of each encoder stage, shallow to deep.
         decoder_widths: (mid, out) channels of decoder stages 1..n-1.
         heights: RSU heights of the first levels (the deeper ones are RSU-4F).
         deep_supervision: return [fused, side 1..n] logits in training mode.
 
     Returns:
-        A `U2Net`: `B x num_classes x H x W` fused logits in eval mode; with deep supervision,
-        a list of 7 such maps in training mode.
+        A `U2Net`: `B x K x H x W` fused logits in eval mode; in training mode the list
+        [fused, side 1, ..., side 6] of such maps.
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: tables of inconsistent lengths, or a height below 2.
 
     Example:
-        >>> model = create_model("u2net", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
-        torch.Size([2, 1, 37, 45])
+        >>> model = create_model("u2net", preset="tiny").train()
+        >>> [tuple(o.shape) for o in model(torch.randn(2, 3, 33, 47))][:2]
+        [(2, 1, 33, 47), (2, 1, 33, 47)]
     """
     return U2Net(in_channels, num_classes, encoder_widths, decoder_widths, heights,
                  deep_supervision=deep_supervision)
@@ -198,20 +197,18 @@ def u2netp(
     `u2net`.
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
-        encoder_widths, decoder_widths, heights, deep_supervision: as `u2net`.
+        in_channels, num_classes, encoder_widths, decoder_widths, heights,
+        deep_supervision: as `u2net`.
 
     Returns:
         A `U2Net`, outputs as `u2net`.
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: as `u2net`.
 
     Example:
-        >>> model = create_model("u2netp", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
-        torch.Size([2, 1, 37, 45])
+        >>> count_parameters(create_model("u2netp", preset="reference"))
+        1131181
     """
     return u2net(in_channels, num_classes, encoder_widths, decoder_widths, heights,
                  deep_supervision)

@@ -117,24 +117,23 @@ def unet(
     PyTorch form (34,527,041 parameters for in=3, out=1).
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
+        in_channels, num_classes: image channels C and output channels K (1 for binary).
         base_channels: width of the first level; level l has base_channels * 2^l.
         depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
         norm: batch, instance, group or none (`unetzoo.nn.factory.NORMS`).
         upsample: transpose, nearest or bilinear (`unetzoo.nn.factory.UPSAMPLERS`).
-        bias: conv bias; None gives one only to convs without a norm after them.
         dropout: dropout probability at the end of the contracting path.
+        bias: conv bias; None gives one only to convs without a norm after them.
 
     Returns:
-        A `UNet` returning `B x num_classes x H x W` logits.
+        A `UNet`: `B x C x H x W` images of any H x W -> `B x K x H x W` logits.
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: an unknown norm or upsample, or depth < 2 (via `create_model`).
 
     Example:
         >>> model = create_model("unet", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
+        >>> model(torch.randn(2, 3, 37, 45)).shape
         torch.Size([2, 1, 37, 45])
     """
     widths = level_widths(base_channels, depth)

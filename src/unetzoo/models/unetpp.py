@@ -191,29 +191,26 @@ def unetpp(
     only UNet++ L^k.
 
     Args:
-        in_channels: image channels C.
-        num_classes: output channels K (1 for binary).
-        base_channels: width of the first level (ignored when `widths` is given).
-        depth: number of levels; the full network is UNet++ L^(depth-1).
-        widths: explicit channels per level, shallow to deep.
-        norm: batch, instance, group or none.
+        in_channels, num_classes, norm, bias: as `unet`.
+        base_channels, depth: widths base_channels * 2^l over `depth` levels; the full
+            network is UNet++ L^(depth-1). `widths` gives them explicitly instead.
         upsample: transpose (2x2 transposed conv), bilinear or nearest (no conv).
         deep_supervision: a head on every top-row node; training mode returns a list.
         output_weights: loss weight per head (default: equal, summing to 1).
         prune_depth: eval-mode forward runs only UNet++ L^k (needs deep supervision).
-        bias: conv bias; None gives one only to convs without a norm after them.
 
     Returns:
-        A `UNetPlusPlus` returning `B x num_classes x H x W` logits (a list, main output
-        first, in training mode with deep supervision).
+        A `UNetPlusPlus`: `B x K x H x W` logits (with deep supervision, in training mode,
+        the list [head n, head 1, ..., head n-1]).
 
     Raises:
-        ModelError: an invalid argument value (via `create_model`).
+        ModelError: fewer than 2 levels, output_weights of the wrong length, or pruning
+            without deep supervision.
 
     Example:
-        >>> model = create_model("unetpp", 3, 1, preset="tiny").eval()
-        >>> model(torch.randn(2, 3, 37, 45)).shape  # logits for any H x W
-        torch.Size([2, 1, 37, 45])
+        >>> model = create_model("unetpp", preset="tiny").eval()  # L^2, deep supervision
+        >>> model.prune(1).size_divisor, model(torch.randn(1, 3, 29, 35)).shape
+        (2, torch.Size([1, 1, 29, 35]))
     """
     return UNetPlusPlus(
         in_channels, num_classes,
