@@ -31,7 +31,7 @@ _MODULES: dict[str, tuple[str | tuple[str, str], ...]] = {
     ".engine.export": (("export", "export_checkpoint"),),
     ".engine.infer": ("Predictor",),
     ".engine.predict": (("predict", "predict_paths"),),
-    ".engine.trainer": ("train",),
+    ".engine.train_setup": ("train",),
     ".errors": ("CheckpointError", "ConfigError", "DataError", "ExportError", "MetricError",
                 "ModelError", "PeerError", "RunError", "TrainingError", "UnetzooError"),
     ".models": ("count_parameters", "create_model", "list_models", "model_card",
@@ -71,7 +71,7 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these 
     from .engine.export import export_checkpoint as export
     from .engine.infer import Predictor
     from .engine.predict import predict_paths as predict
-    from .engine.trainer import train
+    from .engine.train_setup import train
     from .errors import (
         CheckpointError,
         ConfigError,

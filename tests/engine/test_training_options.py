@@ -15,6 +15,7 @@ import unetzoo
 from tests.helpers import write_pairs
 from unetzoo.engine import trainer as trainer_module
 from unetzoo.engine.preemption import TrainingInterrupted
+from unetzoo.engine.train_setup import TrainResult
 
 COMMON = {"model": "unet", "preset": "tiny", "img_size": 32, "workers": 0, "precision": "fp32",
           "device": "cpu", "progress": False, "seed": 5, "test": False, "augment": "none"}
@@ -31,7 +32,7 @@ def data(tmp_path_factory) -> Path:
     return root
 
 
-def train(data: Path, out: Path, **options) -> unetzoo.engine.trainer.TrainResult:
+def train(data: Path, out: Path, **options) -> TrainResult:
     return unetzoo.train(dataset=str(data), csvfile="split.csv", out=str(out),
                          **{**COMMON, **options})
 
