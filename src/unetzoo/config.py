@@ -102,7 +102,8 @@ class TrainConfig:
                                         factory=dict, metavar="KEY=VALUE")
     # optimisation
     loss: str = option("ce+dice", "bce, ce, dice, focal, tversky, or a sum such as bce+dice")
-    batch: int = option(8, "samples per optimizer step and process", aliases=("--batch-size",),
+    batch: int = option(8, "samples per forward pass (one optimizer step of each process)",
+                        aliases=("--batch-size",),
                         ge=1)
     lr: float = option(1e-3, "peak learning rate", aliases=("--learning-rate",), gt=0)
     epoch: int = option(100, "number of epochs", aliases=("--epochs",), ge=1)
