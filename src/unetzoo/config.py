@@ -311,6 +311,8 @@ def _describe(annotation: Any, meta: typing.Mapping[str, Any]) -> str:
     base, is_list = _base_type(annotation)
     if meta.get("choices"):
         kind = f"one of {', '.join(meta['choices'])}"
+    elif typing.get_origin(base) is dict:
+        kind = "a mapping of KEY: VALUE"
     else:
         kind = {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(
             base, getattr(base, "__name__", str(base)))

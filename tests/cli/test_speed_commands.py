@@ -82,7 +82,10 @@ def test_bench_reports_speed_and_fraction_of_peak(tmp_path: Path, capsys) -> Non
     printed = capsys.readouterr().out
     assert "GFLOPs/image" in printed and "of the measured fp32 peak" in printed
     numbers = json.loads(result.read_text())
-    assert numbers["params"] == 29_625 and numbers["gflops"] > 0
+    # 2 x the multiply-adds of the tiny U-Net's convs at 32 x 32 (widths 8-16-32): encoder
+    # 811,008 + 884,736 + 884,736, 2x2 up-convs 2 x 131,072, decoder 1,769,472 + 1,769,472,
+    # 1x1 head 8,192 = 6,389,760 MACs
+    assert numbers["params"] == 29_625 and numbers["gflops"] == pytest.approx(12_779_520e-9)
     assert 0 < numbers["fraction_of_peak"] < 1.5 and numbers["latency_p90_ms"] > 0
     assert run("bench", "--model", "unet", "--preset", "tiny", "--img-size", "32", "--repeats",
                "1", "--train", "--batch", "2", *FAST) == 0
