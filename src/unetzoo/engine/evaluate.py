@@ -123,7 +123,9 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                       debug_dir=out / "overlays" if out and debug else None, workers=workers,
                       progress=progress, class_colors_given=checkpoint.class_colors)
     result.extra = {"checkpoint": str(checkpoint_path), "dataset": str(dataset),
-                    "split": used_split, "runtime": predictor.runtime.describe()}
+                    "csvfile": str(csvfile) if csvfile else None, "split": used_split,
+                    "runtime": predictor.runtime.describe(),
+                    "inference": predictor.options.to_dict()}
     if out:
         result.write(out)
     return result
