@@ -40,9 +40,13 @@ def format_value(value: float) -> str:
 
 
 def format_values(values: Sequence[float] | np.ndarray, limit: int = 8) -> str:
-    """Distinct stored values for a message: the first `limit`, then how many in all."""
-    shown = ", ".join(format_value(v) for v in list(values)[:limit])
-    return shown + (f", ... ({len(values)} distinct)" if len(values) > limit else "")
+    """Distinct stored values for a message: all of them, or the first `limit`, the last and
+    how many in all."""
+    values = list(values)
+    if len(values) <= limit:
+        return ", ".join(format_value(v) for v in values)
+    shown = ", ".join(format_value(v) for v in values[:limit])
+    return f"{shown}, ..., {format_value(values[-1])} ({len(values)} distinct)"
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,10 @@ LEVEL_PIXELS = 8
 NOISE = 1 / 8  # JPEG and float masks: values within NOISE x level of 0 or the level are at it
 MAX_INDEX = IGNORE_INDEX - 1  # the largest class index a uint8 target holds
 MANY_VALUES = 64  # more distinct values than this are not class indices of one dataset
+# Index masks are regions: with more than SMOOTH_VALUES values, fewer than MIN_FLAT_SHARE of
+# the pixels inside flat 3 x 3 patches is an image or a probability map.
+SMOOTH_VALUES = 8
+MIN_FLAT_SHARE = 0.5
 # Instance label images: labels that are one object each, in most files.
 SINGLE_OBJECT_SHARE = 0.9
 INSTANCE_FILE_SHARE = 0.8
@@ -134,6 +138,7 @@ class MaskFacts:
     is_float: bool = False  # float values that are not whole numbers (probability maps)
     soft: SoftFacts | None = None
     labels: LabelFacts | None = None
+    flat: int = 0  # pixels inside a flat 3 x 3 patch (masks of two or more non-zero values)
 
     @property
     def pixels(self) -> int:
@@ -175,11 +180,18 @@ def _colour_text(packed: int) -> str:
     return f"({packed >> 16}, {(packed >> 8) & 255}, {packed & 255})"
 
 
+def _flat(mask: np.ndarray) -> np.ndarray:
+    """Pixels whose 3 x 3 neighbourhood holds one value (the inside of a region)."""
+    return ndimage.minimum_filter(mask, 3, mode="nearest") == \
+        ndimage.maximum_filter(mask, 3, mode="nearest")
+
+
 def _soft_facts(mask: np.ndarray, values: np.ndarray, counts: np.ndarray, noisy: bool,
-                valid: np.ndarray | None) -> SoftFacts | None:
-    """SoftFacts of a gray mask with two or more non-zero values (or a noisy one)."""
+                valid: np.ndarray | None, flat: np.ndarray) -> SoftFacts | None:
+    """SoftFacts of a gray mask with two or more non-zero values (or a noisy one); None
+    when it holds no positive or some negative value."""
     top_value = float(values.max(initial=0))
-    if top_value <= 0:
+    if top_value <= 0 or values.min(initial=0) < 0:
         return None
     if np.issubdtype(values.dtype, np.floating):
         level = 1.0 if top_value <= 1 else top_value
@@ -196,8 +208,6 @@ def _soft_facts(mask: np.ndarray, values: np.ndarray, counts: np.ndarray, noisy:
         middle = (mask > tol) & (mask < level - tol)
         if valid is not None:
             middle &= valid
-        flat = (ndimage.minimum_filter(mask, 3, mode="nearest") ==
-                ndimage.maximum_filter(mask, 3, mode="nearest"))
         plateau = int((middle & flat).sum())
     return SoftFacts(level, between, below, plateau, int(inside.sum()), above)
 
@@ -245,11 +255,13 @@ def mask_facts(mask: np.ndarray, path: Path, ignore: Sequence[int] = ()) -> Mask
     facts = MaskFacts(path, values, counts, _full_scale(mask), lossy, is_float=is_float)
     if len(facts.nonzero) <= 1 and not facts.noisy:
         return facts
-    soft = _soft_facts(mask, values, counts, facts.noisy, valid)
+    flat = _flat(mask)
+    soft = _soft_facts(mask, values, counts, facts.noisy, valid, flat)
     labels = None
     if not facts.noisy and not (soft and soft.looks_soft(facts.pixels, False)):
-        labels = _label_facts(mask, facts.nonzero)
-    return replace(facts, soft=soft, labels=labels)
+        nonzero = facts.nonzero  # 255 beside other labels may be void: not an object label
+        labels = _label_facts(mask, nonzero[nonzero != IGNORE_INDEX])
+    return replace(facts, soft=soft, labels=labels, flat=int(flat.sum()))
 
 
 @dataclass(frozen=True)
@@ -633,9 +645,10 @@ class _Levels:
     """Foreground levels found in masks read as binary."""
 
     exact: Counter = field(default_factory=Counter)  # "0/x" -> files
-    soft: list[MaskFacts] = field(default_factory=list)
+    soft: dict = field(default_factory=dict)  # "0/x" -> files with in-between values
     empty: int = 0
     tags: set = field(default_factory=set)  # "one", "full", or a raw level
+    full: set = field(default_factory=set)  # full-scale levels met (255, 65535)
     files: dict = field(default_factory=dict)  # tag -> a file holding it
 
     def add(self, facts: MaskFacts) -> None:
@@ -643,13 +656,15 @@ class _Levels:
         if level is None:
             self.empty += 1
             return
+        if facts.noisy:  # a noisy level is 1 or the full scale when near either
+            level = _nearest(level, [1.0, facts.top]) or round(level)
         if facts.two_level:
             self.exact[f"0/{format_value(level)}"] += 1
         else:
-            self.soft.append(facts)
-        if facts.noisy:  # a noisy level is 1 or the full scale when near either
-            level = _nearest(level, [1.0, facts.top]) or round(level)
+            self.soft.setdefault(f"0/{format_value(level)}", []).append(facts)
         tag = "one" if level == 1 else "full" if level == facts.top else level
+        if tag == "full":
+            self.full.add(format_value(level))
         self.tags.add(tag)
         self.files.setdefault(tag, facts.path)
 
@@ -662,17 +677,17 @@ class _Levels:
         levels = tuple(sorted(raw | ({1.0} if "one" in self.tags or not self.tags else set())))
         full = "full" in self.tags or not self.tags
         parts = [f"{n} masks {kind}" for kind, n in self.exact.most_common()]
-        if self.soft:
-            share = sum(f.soft.between for f in self.soft if f.soft) / \
-                max(1, sum(f.pixels for f in self.soft))
-            jpeg = sum(f.lossy for f in self.soft)
-            kind = "JPEG masks" if jpeg == len(self.soft) else "masks"
-            parts.append(f"{len(self.soft)} {kind} with {100 * share:.1f} % in-between pixels")
+        for kind, files in self.soft.items():
+            share = sum(f.soft.between for f in files if f.soft) / \
+                max(1, sum(f.pixels for f in files))
+            what = "JPEG masks" if all(f.lossy for f in files) else "masks"
+            parts.append(f"{len(files)} {what} {kind} with {100 * share:.1f} % in-between "
+                         "pixels")
         if self.empty:
             parts.append(f"{self.empty} empty masks")
         text = "binary: " + ", ".join(parts)
         if {"one", "full"} <= self.tags:
-            text += " (1 and the full scale both foreground)"
+            text += f" (1 and {' and '.join(sorted(self.full))} both foreground)"
         if self.soft:
             text += ", threshold 50 %"
         if not self.tags:
@@ -689,7 +704,7 @@ def _gray(facts: list[MaskFacts], options: MaskOptions, what: str = "") -> MaskR
         for f in facts:
             levels.add(f)
         if levels.binary:
-            return levels.reading(len(facts))
+            return replace(levels.reading(len(facts)), ignore=options.ignore)
     lossy = [f for f in multi if f.lossy and (options.task == "multiclass" or
                                               not f.looks_soft)]
     if lossy:
@@ -705,12 +720,18 @@ def _gray(facts: list[MaskFacts], options: MaskOptions, what: str = "") -> MaskR
                         "(a probability map?), not 0 and one foreground level with soft edges;"
                         " pass --mask-threshold 0.5 to read values above 0.5 as foreground",
                         f.path)
-    reading = _index(facts, options, what)
-    if options.task == "binary" and reading.task != "binary":
-        f = _first(facts, lambda f: len(f.nonzero) > 1) or facts[0]
-        raise DataError(f"mask values {{{f.shown()}}} are class indices ({reading.evidence}), "
-                        "not 0 and one foreground level; drop --task binary, or pass "
-                        "--instances to read every non-zero value as foreground", f.path)
+    try:
+        reading: MaskReading | None = _index(facts, options, what)
+    except DataError:
+        if options.task != "binary":
+            raise
+        reading = None
+    if options.task == "binary" and (reading is None or reading.task != "binary"):
+        f = _first(facts, lambda f: not f.two_level and not f.looks_soft) or facts[0]
+        raise DataError(f"mask values {{{f.shown()}}} are not 0 and one foreground level "
+                        "(with soft edges or JPEG noise at most), as --task binary needs; drop "
+                        "--task binary to read them as classes, or pass --instances to read "
+                        "every non-zero value as foreground", f.path)
     return reading
 
 
@@ -733,9 +754,9 @@ def _instance_like(facts: list[MaskFacts]) -> bool:
     if blobby < INSTANCE_FILE_SHARE * len(labelled):
         return False
     counts = [f.labels.labels for f in labelled if f.labels]
-    if max(counts) >= 10 or max(float(f.nonzero.max()) for f in labelled) > MAX_INDEX:
+    if max(counts) >= 10 or max(float(f.nonzero.max()) for f in labelled) > IGNORE_INDEX:
         return True
-    union = {v for f in labelled for v in f.nonzero.tolist()}
+    union = {v for f in labelled for v in f.nonzero.tolist() if v != IGNORE_INDEX}
     recurring = sum(counts) >= 1.5 * len(union)
     return len(labelled) >= 3 and (len(set(counts)) >= 3 or not recurring)
 
@@ -763,12 +784,23 @@ def _index(facts: list[MaskFacts], options: MaskOptions, what: str = "") -> Mask
     if options.task == "multiclass" and classes and classes[-1] <= MAX_INDEX:
         count = max(classes[-1] + 1, options.num_classes or 0, 2)
         return _classes(tuple(range(count)), void, options, facts, "")
+    multi = [f for f in facts if len(f.nonzero) > 1]
+    flat = sum(f.flat for f in multi) / max(1, sum(f.pixels for f in multi))
+    if len(classes) > SMOOTH_VALUES and flat < MIN_FLAT_SHARE and not instance:
+        f = max(multi, key=lambda f: len(f.values))
+        raise DataError(f"holds {len(f.values)} distinct values ({f.shown()}) that change "
+                        f"from pixel to pixel ({100 * f.flat / f.pixels:.0f} % of pixels inside "
+                        "flat regions): an image or a probability map, not class indices; pass "
+                        "--mask-threshold T to read values above T as foreground, or check "
+                        "that the mask folder holds masks", f.path)
     if contiguous and not instance and classes[-1] <= MAX_INDEX:
         count = max(len(classes), options.num_classes or 0)
         return _classes(tuple(range(count)), void, options, facts, "")
     if instance:
         f = _first(facts, lambda f: f.labels is not None and f.labels.one_object_each) or example
-        raise DataError(f"holds {len(f.nonzero)} labels ({format_values(f.nonzero)}), one "
+        labels = f.nonzero[f.nonzero != IGNORE_INDEX] if f.labels else f.nonzero
+        void_note = " besides 255" if len(labels) < len(f.nonzero) else ""
+        raise DataError(f"holds {len(labels)} labels ({format_values(labels)}){void_note}, one "
                         "object each: an instance label image, not class indices; pass "
                         "--instances to train foreground = any label (binary), or --task "
                         "multiclass if the values are classes", f.path)
@@ -778,8 +810,11 @@ def _index(facts: list[MaskFacts], options: MaskOptions, what: str = "") -> Mask
                         "indices 0..254; if it is an image or a probability map, pass "
                         "--mask-threshold T to read values above T as foreground; if the "
                         "values are object labels, pass --instances", f.path)
-    f = _first(facts, lambda f: any(v not in range(len(classes)) for v in f.nonzero.tolist()
-                                    if v not in void)) or example
+    def misfit(f: MaskFacts) -> bool:
+        return any(v not in range(len(classes)) for v in f.nonzero.tolist() if v not in void)
+
+    f = _first(facts, lambda f: len(f.nonzero) > 1 and misfit(f)) or _first(facts, misfit) \
+        or example
     entries = ", ".join(f"{{name: class{k}, index: {v}}}" for k, v in enumerate(classes[:6]))
     more = ", ..." if len(classes) > 6 else ""
     why = "hold no background 0" if 0 not in classes else \
@@ -810,7 +845,7 @@ def _classes(values: tuple[int, ...], void: tuple[int, ...], options: MaskOption
         return MaskReading("binary", 1, "binary",
                            f"binary: {count['0/1']} masks 0/1{voids}", (1.0,), False,
                            ignore=void)
-    text = note or f"classes 0..{len(values) - 1} from the stored values"
+    text = note or f"the stored values 0..{len(values) - 1} are the class indices"
     return MaskReading("multiclass", len(values), "index",
                        f"multiclass: {len(values)} classes, {text}{voids}", values=values,
                        ignore=void)
@@ -875,9 +910,9 @@ def _class_folders(surveys: Sequence[PairSurvey], folders: tuple[str, ...],
         else (len(folders), folders)
     kind = "overlapping" if overlap else "exclusive"
     text = (f"{task}: {len(folders)} class folder(s) ({', '.join(folders)}) of {kind} "
-            f"binary masks; {base.evidence}")
+            f"binary masks: {base.evidence.removeprefix('binary: ')}")
     return replace(base, task=task, num_classes=count, rule="class-folders", evidence=text,
-                   class_names=names)
+                   class_names=names, ignore=options.ignore)
 
 
 # -- reading targets ------------------------------------------------------------------------
@@ -935,14 +970,16 @@ def binarize(mask: np.ndarray, path: Path) -> np.ndarray:
 
 def read_as(task: Task, num_classes: int, *, ignore_index: int | None = None,
             class_map: ClassMap | None = None) -> MaskReading:
-    """The reading given by a task alone (no survey): binary 0 and 1 or the full scale,
-    multiclass class indices 0..K-1 with 255 void, or the class map's."""
+    """The reading given by a task alone (no survey): binary 0 and 1 or the full scale
+    (multilabel: one such mask per class), multiclass class indices 0..K-1 with 255 void,
+    or the class map's."""
     if class_map is not None:
         return _by_class_map(MaskOptions(task, num_classes, class_map), False)
-    ignore = () if ignore_index is None and task == "binary" else \
-        (IGNORE_INDEX if ignore_index is None else ignore_index,)
-    if task == "binary":
-        return MaskReading("binary", 1, "binary", "binary: 0 and 1 or the full scale",
+    ignore = (ignore_index,) if ignore_index is not None else \
+        (IGNORE_INDEX,) if task == "multiclass" else ()
+    if task in ("binary", "multilabel"):
+        rule = "binary" if task == "binary" else "class-folders"
+        return MaskReading(task, num_classes, rule, f"{task}: 0 and 1 or the full scale",
                            (1.0,), True, ignore=ignore)
     return MaskReading(task, num_classes, "index", f"{task}: classes 0..{num_classes - 1}",
                        values=tuple(range(num_classes)), ignore=ignore)
