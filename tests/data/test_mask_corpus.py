@@ -135,6 +135,23 @@ def test_case_27_jpeg_masks_of_0_and_1_are_not_empty(tmp_path: Path) -> None:
         assert dice > 0.85 and abs(int(result.sum()) - 256) <= 24
 
 
+def test_tiny_objects_whose_resized_pixels_never_reach_the_level(tmp_path: Path) -> None:
+    root = corpus.shared_case_04(tmp_path / "d", "png")
+    for name, (y, x, side) in {"t1": (29, 29, 3), "t2": (30, 30, 4)}.items():
+        big = np.zeros((64, 64), np.uint8)  # a 3 x 3 and a 4 x 4 object, shrunk 4 times
+        big[y:y + side, x:x + side] = 255
+        small = np.asarray(Image.fromarray(big).resize((16, 16), Image.BILINEAR))
+        corpus.save(small, root / "masks" / f"{name}.png")
+        corpus.save(np.zeros((16, 16, 3), np.uint8), root / "images" / f"{name}.png")
+    info, pairs = read(root)
+    assert info.reading.evidence.startswith("binary: 14 masks 0/255 with ")
+    tiny = {p.name: target(info, p) for p in pairs if p.name.startswith("t")}
+    # {0, 1, 4, 5, 19, 90} and {0, 64}: below half of 255 everywhere, as the objects'
+    # share of each pixel is
+    assert np.unique(np.asarray(Image.open(root / "masks" / "t2.png"))).tolist() == [0, 64]
+    assert not tiny["t1"].any() and not tiny["t2"].any()
+
+
 # -- binary masks as converters, tools and resizes leave them ---------------------------------
 
 def test_16_bit_masks_0_65535_and_mixed_with_8_bit(tmp_path: Path) -> None:
@@ -292,16 +309,12 @@ def test_trimaps_without_a_background_0_are_refused(tmp_path: Path) -> None:
     masks = []
     for i in range(3):  # Oxford-IIIT Pet trimaps: 1 pet, 2 background, 3 border
         m = np.full((32, 32), 2, np.uint8)
-        m[disc(32, 16, 16 + i, 9)] = 3
-        m[disc(32, 16, 16 + i, 7)] = 1
+        m[corpus.disc(32, 16, 16 + i, 9)] = 3
+        m[corpus.disc(32, 16, 16 + i, 7)] = 1
         masks.append(m)
     message = refusal(corpus.write_masks(tmp_path / "d", masks))
     assert "masks/s00.png: mask values {1, 2, 3} in the dataset hold no background 0; give a " \
            "class map (classes.yaml: classes: [{name: class0, index: 1}" in message, message
-
-
-def disc(size: int, cy: float, cx: float, radius: float) -> np.ndarray:
-    return corpus.disc(size, cy, cx, radius)
 
 
 def test_instance_label_images_are_refused_naming_instances(tmp_path: Path) -> None:

@@ -39,7 +39,8 @@ def test_eval_without_split_information_says_it_evaluated_all_images(tmp_path: P
                                     "evaluated")
     with pytest.raises(DataError, match=r"data: has no split information \(no split column or "
                                         r"train/val/test folders\), so there is no 'test' split; "
-                                        r"pass --split all to evaluate every image"):
+                                        r"pass --split all to evaluate every image, or "
+                                        r"--csvfile with the split a run saved"):
         evaluate_checkpoint(checkpoint_file(tmp_path), data, split="test", progress=False)
 
 

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -127,27 +128,40 @@ class Pixels:
     alpha: bool = False
 
 
-def _tiff_layout(tif) -> tuple[str, int, bool]:
-    """(axes of the first series, channels, declared alpha) of an open TiffFile, refusing
-    pages that are not channels (z-stacks, time series, unlabelled pages)."""
+@dataclass(frozen=True)
+class _TiffLayout:
+    """The first series of a TIFF: its axes and their sizes, its first page, the channels
+    `read_image` gives and whether the last sample is a declared alpha channel."""
+
+    series: Any
+    page: Any
+    axes: str
+    shape: dict[str, int]
+    channels: int
+    alpha: bool
+
+
+def _tiff_layout(tif, path: Path) -> _TiffLayout:
+    """The layout of an open TiffFile, refusing pages that are not channels (z-stacks, time
+    series, unlabelled pages) with an error naming `path`."""
     series = tif.series[0]
     axes = series.axes
+    shape = dict(zip(axes, series.shape, strict=True))
     extra = set(axes) - {"Y", "X", "S"}
     page = series.pages[0] if series.pages else tif.pages[0]
     if extra and extra != _CHANNEL_AXES:
-        pages = int(np.prod([n for a, n in zip(axes, series.shape, strict=True) if a in extra]))
+        pages = int(np.prod([shape[a] for a in extra]))
         if pages > 1:
             what = ("a z-stack or time series" if extra & {"Z", "T"} else
                     "pages that do not say whether they are channels or z-slices")
             raise DataError(f"is a multi-page TIFF ({pages} pages, axes {axes}): {what}; save "
                             "one 2D image per file (channels as H x W x C, or an ImageJ "
-                            "hyperstack with axes CYX)")
+                            "hyperstack with axes CYX)", path)
     samples = page.samplesperpixel if "S" in axes else 1
     alpha = bool(samples > 1 and set(int(e) for e in page.extrasamples or ()) & _TIFF_ALPHA)
-    channels = series.shape[axes.index("C")] if "C" in axes else 1
     if int(page.photometric) == 3:  # palette: expanded to RGB for images
         samples = 3
-    return axes, channels * samples - alpha, alpha
+    return _TiffLayout(series, page, axes, shape, shape.get("C", 1) * samples - alpha, alpha)
 
 
 def _read_tiff(path: Path, data: bytes | None = None, palette: bool = True) -> Pixels:
@@ -155,16 +169,12 @@ def _read_tiff(path: Path, data: bytes | None = None, palette: bool = True) -> P
 
     try:
         with tifffile.TiffFile(_source(path, data)) as tif:
-            try:
-                axes, _, alpha = _tiff_layout(tif)
-            except DataError as error:
-                raise DataError(error.message, path) from None
-            series = tif.series[0]
-            shape = dict(zip(axes, series.shape, strict=True))
-            check_pixels(shape.get("Y", 1), shape.get("X", 1), path)
-            array = series.asarray()
-            page = series.pages[0] if series.pages else tif.pages[0]
+            layout = _tiff_layout(tif, path)
+            check_pixels(layout.shape["Y"], layout.shape["X"], path)
+            array = layout.series.asarray()
+            page = layout.page
             colormap = page.colormap if int(page.photometric) == 3 else None
+            axes, alpha = layout.axes, layout.alpha
     except DataError:
         raise
     except Exception as exc:  # tifffile raises many types for broken files
@@ -390,15 +400,10 @@ def read_header(path: Path, data: bytes | None = None) -> ImageHeader:
             import tifffile
 
             with tifffile.TiffFile(_source(path, data)) as tif:
-                try:
-                    axes, channels, alpha = _tiff_layout(tif)
-                except DataError as error:
-                    raise DataError(error.message, path) from None
-                series = tif.series[0]
-                shape = dict(zip(axes, series.shape, strict=True))
-                page = series.pages[0] if series.pages else tif.pages[0]
-                return ImageHeader(shape["Y"], shape["X"], channels, page.bitspersample,
-                                   f"{series.dtype} {axes}{' alpha' if alpha else ''}")
+                layout = _tiff_layout(tif, path)
+                return ImageHeader(layout.shape["Y"], layout.shape["X"], layout.channels,
+                                   layout.page.bitspersample, f"{layout.series.dtype} "
+                                   f"{layout.axes}{' alpha' if layout.alpha else ''}")
         with Image.open(_source(path, data)) as img:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1) if img.format in ("JPEG", "MPO") else 1

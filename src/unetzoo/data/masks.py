@@ -83,8 +83,9 @@ def _full_scale(array: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class SoftFacts:
-    """Values of a mask that has more than 0 and one other value, measured against its
-    foreground level: the most frequent value of its upper three quarters."""
+    """Values of a mask that has more than 0 and one other value, measured against a
+    foreground level (by default its own: the most frequent value of its upper three
+    quarters)."""
 
     level: float
     between: int  # pixels strictly between 0 and the level (beyond NOISE when noisy)
@@ -136,9 +137,33 @@ class MaskFacts:
     lossy: bool  # JPEG: values carry compression noise
     colour: bool = False
     is_float: bool = False  # float values that are not whole numbers (probability maps)
-    soft: SoftFacts | None = None
+    level: float | None = None  # its own foreground level, when it has in-between values
+    flat_counts: np.ndarray | None = None  # pixels per value inside a flat 3 x 3 patch
     labels: LabelFacts | None = None
-    flat: int = 0  # pixels inside a flat 3 x 3 patch (masks of two or more non-zero values)
+
+    @property
+    def flat(self) -> int:
+        """Pixels inside a flat 3 x 3 patch (masks of two or more non-zero values)."""
+        return int(self.flat_counts.sum()) if self.flat_counts is not None else 0
+
+    def soft_at(self, level: float) -> SoftFacts:
+        """The in-between values of this mask measured against foreground `level`."""
+        tol = level * NOISE if self.noisy else 0.0
+        values, counts = self.values, self.counts
+        inside = (values > tol) & (values < level - tol)
+        plateau = int(self.flat_counts[inside].sum()) if self.flat_counts is not None else 0
+        return SoftFacts(level, int(counts[inside].sum()),
+                         int(counts[inside & (values < level / 2)].sum()), plateau,
+                         int(inside.sum()), int(counts[values > level + tol].sum()))
+
+    def soft_at_level(self, level: float) -> bool:
+        """Whether the mask is 0 and `level` with soft edges or noise in between."""
+        return self.level is not None and self.soft_at(level).looks_soft(self.pixels,
+                                                                          self.noisy)
+
+    @property
+    def soft(self) -> SoftFacts | None:
+        return None if self.level is None else self.soft_at(self.level)
 
     @property
     def pixels(self) -> int:
@@ -163,11 +188,12 @@ class MaskFacts:
         level; None for an empty mask."""
         if self.two_level:
             return float(self.nonzero[0]) if len(self.nonzero) else None
-        return self.soft.level if self.soft else None
+        return self.level
 
     @property
     def looks_soft(self) -> bool:
-        return self.soft is not None and self.soft.looks_soft(self.pixels, self.noisy)
+        """0 and its own level with soft edges or noise in between."""
+        return self.level is not None and self.soft_at_level(self.level)
 
     def shown(self) -> str:
         if self.colour:
@@ -186,30 +212,31 @@ def _flat(mask: np.ndarray) -> np.ndarray:
         ndimage.maximum_filter(mask, 3, mode="nearest")
 
 
-def _soft_facts(mask: np.ndarray, values: np.ndarray, counts: np.ndarray, noisy: bool,
-                valid: np.ndarray | None, flat: np.ndarray) -> SoftFacts | None:
-    """SoftFacts of a gray mask with two or more non-zero values (or a noisy one); None
-    when it holds no positive or some negative value."""
+def _own_level(values: np.ndarray, counts: np.ndarray) -> float | None:
+    """A mask's foreground level on its own: the most frequent value of the upper three
+    quarters of its values (1 for float masks within 0..1); None when it holds no positive
+    or some negative value."""
     top_value = float(values.max(initial=0))
     if top_value <= 0 or values.min(initial=0) < 0:
         return None
     if np.issubdtype(values.dtype, np.floating):
-        level = 1.0 if top_value <= 1 else top_value
-    else:
-        upper = values >= top_value / 4
-        level = float(values[upper][np.argmax(counts[upper])])
-    tol = level * NOISE if noisy else 0.0
-    inside = (values > tol) & (values < level - tol)
-    between = int(counts[inside].sum())
-    below = int(counts[inside & (values < level / 2)].sum())
-    above = int(counts[values > level + tol].sum())
-    plateau = 0
-    if between:
-        middle = (mask > tol) & (mask < level - tol)
-        if valid is not None:
-            middle &= valid
-        plateau = int((middle & flat).sum())
-    return SoftFacts(level, between, below, plateau, int(inside.sum()), above)
+        return 1.0 if top_value <= 1 else top_value
+    upper = values >= top_value / 4
+    return float(values[upper][np.argmax(counts[upper])])
+
+
+def _flat_counts(mask: np.ndarray, values: np.ndarray, valid: np.ndarray | None
+                 ) -> np.ndarray:
+    """Pixels per value of `values` inside a flat 3 x 3 patch of the mask."""
+    flat = _flat(mask)
+    if valid is not None:
+        flat &= valid
+    found, counts = np.unique(mask[flat], return_counts=True)
+    out = np.zeros(len(values), np.int64)
+    where = np.searchsorted(values, found)
+    keep = (where < len(values)) & (values[np.minimum(where, len(values) - 1)] == found)
+    out[where[keep]] = counts[keep]
+    return out
 
 
 def _label_facts(mask: np.ndarray, labels: np.ndarray) -> LabelFacts | None:
@@ -255,13 +282,12 @@ def mask_facts(mask: np.ndarray, path: Path, ignore: Sequence[int] = ()) -> Mask
     facts = MaskFacts(path, values, counts, _full_scale(mask), lossy, is_float=is_float)
     if len(facts.nonzero) <= 1 and not facts.noisy:
         return facts
-    flat = _flat(mask)
-    soft = _soft_facts(mask, values, counts, facts.noisy, valid, flat)
-    labels = None
-    if not facts.noisy and not (soft and soft.looks_soft(facts.pixels, False)):
+    facts = replace(facts, level=_own_level(values, counts),
+                    flat_counts=_flat_counts(mask, values, valid))
+    if not facts.noisy and not facts.looks_soft:
         nonzero = facts.nonzero  # 255 beside other labels may be void: not an object label
-        labels = _label_facts(mask, nonzero[nonzero != IGNORE_INDEX])
-    return replace(facts, soft=soft, labels=labels, flat=int(flat.sum()))
+        facts = replace(facts, labels=_label_facts(mask, nonzero[nonzero != IGNORE_INDEX]))
+    return facts
 
 
 @dataclass(frozen=True)
@@ -333,6 +359,7 @@ class MaskReading:
     evidence: str = ""
     levels: tuple[float, ...] = ()
     full_scale: bool = False
+    soft: bool = False  # binary: some masks have in-between values (soft edges, noise)
     values: tuple[int, ...] = ()
     ignore: tuple[int, ...] = ()
     threshold: float | None = None
@@ -397,34 +424,27 @@ class MaskReading:
         Raises:
             MaskValueError: naming the file when no level of the reading fits it.
         """
+        held = sorted({*self.levels, *([facts.top] if self.full_scale else [])})
         if facts.two_level:
             if not len(facts.nonzero):
                 return None
             value = float(facts.nonzero[0])
             if self._holds(value, facts.top):
                 return value
+            above = [v for v in held if v > value and value not in (1.0, facts.top)]
+            if self.soft and above:  # an anti-aliased pixel of a tiny object
+                return above[0]
             raise MaskValueError(f"holds 0/{format_value(value)}, but this dataset's masks "
                                  f"were read as {self.describe_levels()}" + _more_hint(self),
                                  facts.path)
-        if facts.soft is None:
-            return None
-        if not facts.looks_soft:
-            raise MaskValueError(f"holds values {{{facts.shown()}}}: not 0 and one foreground "
-                                 "level with anti-aliased edges or JPEG noise (a third value, "
-                                 f"or a region of in-between values), but this dataset's masks "
-                                 f"were read as {self.describe_levels()}" + _more_hint(self),
-                                 facts.path)
-        level = facts.soft.level
-        if not facts.noisy:
-            if self._holds(level, facts.top):
-                return level
-        else:
-            near = _nearest(level, [*self.levels, *([facts.top] if self.full_scale else [])])
-            if near is not None:
-                return near
-        raise MaskValueError(f"its values cluster at 0 and {format_value(level)}, but this "
-                             f"dataset's masks were read as {self.describe_levels()}"
-                             + _more_hint(self), facts.path)
+        level = _soft_level(facts, held)
+        if level is not None:
+            return level
+        raise MaskValueError(f"holds values {{{facts.shown()}}}: not 0 and one foreground "
+                             "level with anti-aliased edges or JPEG noise (a third value, or a "
+                             f"region of in-between values), but this dataset's masks were "
+                             f"read as {self.describe_levels()}" + _more_hint(self),
+                             facts.path)
 
     def _holds(self, value: float, top: float) -> bool:
         return value in self.levels or (self.full_scale and value == top)
@@ -509,7 +529,7 @@ class MaskReading:
         """Plain values (for checkpoints and the run folder's dataset.json)."""
         return {"task": self.task, "num_classes": self.num_classes, "rule": self.rule,
                 "evidence": self.evidence, "levels": list(self.levels),
-                "full_scale": self.full_scale, "values": list(self.values),
+                "full_scale": self.full_scale, "soft": self.soft, "values": list(self.values),
                 "ignore": list(self.ignore), "threshold": self.threshold,
                 "color": list(self.color) if self.color else None,
                 "class_map": self.class_map.to_dict() if self.class_map else None,
@@ -521,11 +541,29 @@ class MaskReading:
         color = data.get("color")
         return cls(data["task"], int(data["num_classes"]), data["rule"],
                    data.get("evidence", ""), tuple(float(v) for v in data.get("levels", ())),
-                   bool(data.get("full_scale")), tuple(int(v) for v in data.get("values", ())),
+                   bool(data.get("full_scale")), bool(data.get("soft")),
+                   tuple(int(v) for v in data.get("values", ())),
                    tuple(int(v) for v in data.get("ignore", ())), data.get("threshold"),
                    (int(color[0]), int(color[1]), int(color[2])) if color else None,
                    class_map_from_dict(cmap) if cmap else None,
                    tuple(data.get("class_names", ())), int(data.get("surveyed", 0)))
+
+
+def _soft_level(facts: MaskFacts, held: Sequence[float]) -> float | None:
+    """The level of `held` (ascending) at which a mask with in-between values is binary
+    with soft edges or noise: its own level when held (a noisy one when near one), else the
+    smallest held level at or above all its values (a tiny object whose anti-aliased pixels
+    never reach the level); None when none fits."""
+    own = facts.level
+    if own is None:
+        return None
+    if facts.noisy:
+        near = _nearest(own, held)
+        return near if near is not None and facts.looks_soft else None
+    if own in held and facts.looks_soft:
+        return own
+    top = float(facts.values.max())
+    return next((v for v in held if v >= top and facts.soft_at_level(v)), None)
 
 
 def _nearest(level: float, candidates: Sequence[float]) -> float | None:
@@ -582,6 +620,9 @@ def decide(surveys: Sequence[PairSurvey], options: MaskOptions | None = None
         reading = _colour(facts, options)
     else:
         reading = _gray(facts, options)
+    if options.num_classes and options.num_classes != reading.num_classes:
+        raise ConfigError(f"--num-classes {options.num_classes} does not fit these masks, read "
+                          f"as {reading.evidence}")
     return replace(reading, surveyed=len(surveys))
 
 
@@ -645,23 +686,56 @@ class _Levels:
     """Foreground levels found in masks read as binary."""
 
     exact: Counter = field(default_factory=Counter)  # "0/x" -> files
-    soft: dict = field(default_factory=dict)  # "0/x" -> files with in-between values
+    soft: dict = field(default_factory=dict)  # "0/x" -> (file, level) with in-between values
     empty: int = 0
     tags: set = field(default_factory=set)  # "one", "full", or a raw level
     full: set = field(default_factory=set)  # full-scale levels met (255, 65535)
     files: dict = field(default_factory=dict)  # tag -> a file holding it
 
-    def add(self, facts: MaskFacts) -> None:
-        level = facts.own_level
+    def add_all(self, facts: Sequence[MaskFacts]) -> list[MaskFacts]:
+        """Add every mask that reads as binary on its own (0 and one level, 1 or the full
+        scale with soft edges or noise), then those whose in-between values fit a level of
+        the others (a tiny object after a resize: 0, 40, 90 among 0/255 masks) or their
+        own. Returns the masks that do not read as binary."""
+        later, refused = [], []
+        for f in facts:
+            if f.two_level and f.own_level in (None, 1.0, f.top):
+                self.add(f, f.own_level)
+            elif f.noisy:
+                level = _nearest(f.level, [1.0, f.top]) if f.level else None
+                if f.looks_soft:
+                    self.add(f, level or round(f.level or 0))
+                else:
+                    refused.append(f)
+            elif f.looks_soft and f.level in (1.0, f.top):
+                self.add(f, f.level)
+            else:
+                later.append(f)
+        for f in sorted(later, key=lambda f: not f.two_level):
+            held = sorted({1.0 if t == "one" else f.top if t == "full" else float(t)
+                           for t in self.tags})
+            if f.two_level:  # 0/64 among anti-aliased 0/255 masks: a tiny object's pixel
+                own = f.own_level or 0.0
+                above = [v for v in held if v > own] if self.soft else []
+                self.add(f, above[0] if above else own, soft=bool(above))
+                continue
+            level = _soft_level(f, held)
+            if level is None and f.looks_soft:
+                level = f.level
+            if level is None:
+                refused.append(f)
+            else:
+                self.add(f, level)
+        return refused
+
+    def add(self, facts: MaskFacts, level: float | None, soft: bool = False) -> None:
         if level is None:
             self.empty += 1
             return
-        if facts.noisy:  # a noisy level is 1 or the full scale when near either
-            level = _nearest(level, [1.0, facts.top]) or round(level)
-        if facts.two_level:
+        if facts.two_level and not soft:
             self.exact[f"0/{format_value(level)}"] += 1
         else:
-            self.soft.setdefault(f"0/{format_value(level)}", []).append(facts)
+            self.soft.setdefault(f"0/{format_value(level)}", []).append((facts, level))
         tag = "one" if level == 1 else "full" if level == facts.top else level
         if tag == "full":
             self.full.add(format_value(level))
@@ -678,9 +752,9 @@ class _Levels:
         full = "full" in self.tags or not self.tags
         parts = [f"{n} masks {kind}" for kind, n in self.exact.most_common()]
         for kind, files in self.soft.items():
-            share = sum(f.soft.between for f in files if f.soft) / \
-                max(1, sum(f.pixels for f in files))
-            what = "JPEG masks" if all(f.lossy for f in files) else "masks"
+            share = sum(f.soft_at(level).between for f, level in files) / \
+                max(1, sum(f.pixels for f, _ in files))
+            what = "JPEG masks" if all(f.lossy for f, _ in files) else "masks"
             parts.append(f"{len(files)} {what} {kind} with {100 * share:.1f} % in-between "
                          "pixels")
         if self.empty:
@@ -692,18 +766,17 @@ class _Levels:
             text += ", threshold 50 %"
         if not self.tags:
             text += f" ({count} masks read, none with foreground)"
-        return MaskReading("binary", 1, "binary", text, levels, full, class_names=names)
+        return MaskReading("binary", 1, "binary", text, levels, full, class_names=names,
+                           soft=bool(self.soft))
 
 
 def _gray(facts: list[MaskFacts], options: MaskOptions, what: str = "") -> MaskReading:
     if options.task == "multilabel":
         _check_given(options, "multilabel")
     multi = [f for f in facts if not f.two_level]
-    if options.task != "multiclass" and all(f.looks_soft for f in multi):
+    if options.task != "multiclass":
         levels = _Levels()
-        for f in facts:
-            levels.add(f)
-        if levels.binary:
+        if not levels.add_all(facts) and levels.binary:
             return replace(levels.reading(len(facts)), ignore=options.ignore)
     lossy = [f for f in multi if f.lossy and (options.task == "multiclass" or
                                               not f.looks_soft)]
@@ -885,10 +958,8 @@ def _class_folders(surveys: Sequence[PairSurvey], folders: tuple[str, ...],
         f = next(f for f in facts if f.colour)
         raise DataError(f"class folders hold binary masks; this one holds colours "
                         f"{{{f.shown()}}}", f.path)
-    not_binary = [f for f in facts if not f.two_level and not f.looks_soft]
     levels = _Levels()
-    for f in facts:
-        levels.add(f)
+    not_binary = levels.add_all(facts)
     if not_binary or not levels.binary:
         f = not_binary[0] if not_binary else Path(list(levels.files.values())[-1])
         f = next(x for x in facts if x.path == f) if isinstance(f, Path) else f

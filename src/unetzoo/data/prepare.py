@@ -69,8 +69,8 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
     from the training images) unless one is given (resume).
 
     The class map is `class_map`, else `classes.yaml` in the dataset folder when present.
-    Test images without masks are left out of the test evaluation. The mask reading (see
-    `data.masks`) is logged as one line: task, classes and evidence.
+    Test images without masks are left out of the test evaluation. `info.reading` says how
+    the masks are read (task, classes, evidence; see `data.masks`).
     """
     if not dataset:
         raise ConfigError("--dataset is required")
@@ -88,8 +88,6 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
     options = MaskOptions(task, num_classes, find_class_map(root, class_map),  # type: ignore[arg-type]
                           ignore_index, instances, mask_threshold)
     info = scan_dataset(train + val + test, options, class_names, full=full_check)
-    assert info.reading is not None
-    log.info(f"masks: {info.reading.evidence}")
     if preprocessing is None:
         mean, std = channel_statistics(train, info.in_channels)
         preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode)
@@ -147,7 +145,8 @@ def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str |
         if not found:
             raise DataError(f"has no split information (no split column or train/val/test "
                             f"folders), so there is no {wanted!r} split; pass --split all to "
-                            "evaluate every image", where)
+                            "evaluate every image, or --csvfile with the split a run saved "
+                            "(<run>/split.csv)", where)
         chosen, used = [p for p in pairs if p.split == wanted], wanted
         if not chosen:
             raise DataError(f"no rows of split {wanted!r}; the split has: "
