@@ -73,8 +73,9 @@ class TrainConfig:
                                           "decided from the masks)", metavar="T")
     full_check: bool = option(False, "read every image and mask before training (default: "
                               "headers of up to 20,000 pairs and the pixels of 256 spread "
-                              "ones; the rest is checked as it is loaded, bad training samples "
-                              "skipped and logged)")
+                              "ones; the rest is checked as it is loaded: unreadable training "
+                              "samples skipped and logged, mask values the reading cannot hold "
+                              "stop training)")
     # model
     model: str = option("unet", "registered model name (see `unetzoo models`)",
                         aliases=("--arch",))
@@ -99,7 +100,8 @@ class TrainConfig:
     ds_weights: list[float] | None = option(None, "loss weight per deep-supervision output "
                                             "(default: the model's own)")
     grad_clip: float | None = option(None, "clip the gradient norm to this value")
-    monitor: str = option("dice", "validation metric that selects the best checkpoint",
+    monitor: str = option("dice", "validation metric that selects the best checkpoint (loss: "
+                          "the lowest validation loss)",
                           choices=MONITORS)
     # run
     out: str | None = option(None, "run folder (default: runs/<model>-<date-time>)")

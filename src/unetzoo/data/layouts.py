@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from .io import IMAGE_EXTENSIONS
+from .io import IMAGE_EXTENSIONS, is_image_file
 
 log = logging.getLogger("unetzoo")
 
@@ -176,11 +176,7 @@ def _class_folders(root: Path, images_dir: Path | None = None) -> list[Path]:
 
 
 def _holds_images(folder: Path) -> bool:
-    return any(e.is_file() and is_image_name(e.name) for e in os.scandir(folder))
-
-
-def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not name.startswith(".")
+    return any(e.is_file() and is_image_file(Path(e.name)) for e in os.scandir(folder))
 
 
 def _natural(name: str) -> tuple:
@@ -334,9 +330,9 @@ def describe_layout(root: Path | str, csvfile: Path | str | None = None) -> str:
     root = Path(root)
     if csvfile is not None:
         return f"CSV split {csvfile}"
-    if _subfolder(root, IMAGE_DIRS) is None:
-        return "split folders (train/val/test)"
     images = _subfolder(root, IMAGE_DIRS)
+    if images is None:
+        return "split folders (train/val/test)"
     masks = _subfolder(root, MASK_DIRS)
     if masks is not None and (_holds_images(masks) or not _class_folders(masks)):
         return f"paired folders ({images.name}/, {masks.name}/)"

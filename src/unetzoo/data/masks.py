@@ -961,8 +961,9 @@ def _class_folders(surveys: Sequence[PairSurvey], folders: tuple[str, ...],
     levels = _Levels()
     not_binary = levels.add_all(facts)
     if not_binary or not levels.binary:
-        f = not_binary[0] if not_binary else Path(list(levels.files.values())[-1])
-        f = next(x for x in facts if x.path == f) if isinstance(f, Path) else f
+        # a mask that is not binary, or one of another level than the first
+        f = not_binary[0] if not_binary else next(
+            x for x in facts if x.path == list(levels.files.values())[-1])
         if len(folders) == 1 and options.task != "multilabel":
             reading = _gray(facts, options, f" of {folders[0]}/")
             note = f" ({folders[0]}/ holds index masks: read as the mask folder)"
