@@ -112,6 +112,8 @@ class TrainConfig:
     seed: int = option(0, "random seed (CPU runs are reproducible)")
     val_every: int = option(1, "validate every N epochs")
     test: bool = option(True, "evaluate the best checkpoint on the test split after training")
+    report: bool = option(True, "write report.html into the run folder at the end (curves, "
+                          "metrics, worst and best images; see `unetzoo report`)")
     checkpoint_every: int | None = option(None, "also write models/epoch_last.pt every N "
                                           "optimizer steps (default: after each epoch)")
     nan_policy: str = option("stop", "on a non-finite loss: stop (the last good checkpoint is "

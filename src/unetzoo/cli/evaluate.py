@@ -30,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--debug", action="store_true",
                         help="write image | ground truth | prediction overlays")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--report", default=True, action=argparse.BooleanOptionalAction,
+                        help="write report.html beside the results (unetzoo report)")
     add_inference_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -55,3 +57,7 @@ def run(args: argparse.Namespace) -> None:
     log.info(format_summary(result, f"{checkpoint} on {args.dataset} "
                                     f"({'all images' if split == 'all' else split}):"))
     log.info(f"results written to {out}" + (" (overlays in overlays/)" if args.debug else ""))
+    if args.report:
+        from ..report.page import write_page_safely, write_report
+
+        write_page_safely("report.html", lambda: write_report(out))

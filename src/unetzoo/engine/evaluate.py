@@ -184,8 +184,10 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                       debug_dir=out / "overlays" if out and debug else None, workers=workers,
                       progress=progress, class_colors_given=checkpoint.class_colors)
     result.extra = {"checkpoint": str(checkpoint_path), "dataset": str(dataset),
+                    "csvfile": str(csvfile) if csvfile else None,
                     "split": used_split or "all", "masks": reading.evidence,
-                    "runtime": predictor.runtime.describe(), "out": str(out) if out else None}
+                    "runtime": predictor.runtime.describe(),
+                    "inference": predictor.options.to_dict(), "out": str(out) if out else None}
     if split is None and used_split is None:
         result.extra["note"] = (f"the dataset has no split information: all {len(pairs)} "
                                 "images were evaluated")

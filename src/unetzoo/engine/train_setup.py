@@ -113,7 +113,9 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
     if not context.is_main:
         log.setLevel(logging.ERROR)
     try:
-        return _train(config, given or {}, context, callbacks or [])
+        from ..report.callback import ReportCallback  # the report imports the engine
+
+        return _train(config, given or {}, context, [*(callbacks or []), ReportCallback()])
     finally:
         log.setLevel(level)
         context.stop()
