@@ -88,12 +88,18 @@ class TrainConfig:
                                    "class, ignore values (default: classes.yaml in the dataset "
                                    "folder when present)", metavar="YAML")
     ignore_index: int | None = option(None, "stored mask value of pixels to ignore (default: "
-                                      "255 in index masks, none in binary masks)", ge=0,
-                                      lt=65536)
+                                      "255 in index masks when it shares masks with other "
+                                      "labels, none in binary masks)", ge=0, lt=65536)
+    instances: bool = option(False, "masks are instance label images (one integer per "
+                             "object): train a binary model, foreground = any label")
+    mask_threshold: float | None = option(None, "binary masks: stored values above this are "
+                                          "foreground (e.g. 0.5 for probability maps; default: "
+                                          "decided from the masks)", metavar="T")
     full_check: bool = option(False, "read every image and mask before training (default: "
                               "headers of up to 20,000 pairs and the pixels of 256 spread "
-                              "ones; the rest is checked as it is loaded, bad training samples "
-                              "skipped and logged)")
+                              "ones; the rest is checked as it is loaded: unreadable training "
+                              "samples skipped and logged, mask values the reading cannot hold "
+                              "stop training)")
     # model
     model: str = option("unet", "architecture to train: a registered model name (see "
                         "`unetzoo models`)", aliases=("--arch",), metavar="NAME")
@@ -120,7 +126,8 @@ class TrainConfig:
     ds_weights: list[float] | None = option(None, "loss weight per deep-supervision output "
                                             "(default: the model's own)")
     grad_clip: float | None = option(None, "clip the gradient norm to this value", gt=0)
-    monitor: str = option("dice", "validation metric that selects the best checkpoint",
+    monitor: str = option("dice", "validation metric that selects the best checkpoint (loss: "
+                          "the lowest validation loss)",
                           choices=MONITORS)
     # run
     out: str | None = option(None, "run folder (default: runs/<model>-<date-time>)",
