@@ -33,9 +33,9 @@ from unetzoo.report.gallery import (
     Source,
     choose_images,
     dataset_pairs,
-    encoder_for,
     error_zoom,
     label_layer,
+    reading_for,
     render_images,
 )
 from unetzoo.report.machine import machine_line
@@ -307,7 +307,7 @@ def test_every_model_gets_its_pictures_and_maps(name: str, tmp_path: Path) -> No
     pairs = dataset_pairs(data, None, None, ["img_000"])
     options = InferenceOptions(Runtime.resolve(precision="fp32"))
     assets = render_images([Source("model", checkpoint, options)], pairs,
-                           encoder_for(checkpoint, data), ["img_000"],
+                           reading_for(checkpoint, data, pairs), ["img_000"],
                            AssetWriter(tmp_path / "pics", "pics"), {"img_000"})["img_000"]
     expected = sum(SideOutputs(model, kind).count for kind in SideOutputs.kinds(model))
     if name in ("u2net", "u2netp", "unetpp", "dpsau2net", "attention_unet",

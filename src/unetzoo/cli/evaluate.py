@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from .common import add_inference_arguments, inference_options
+from .common import (
+    add_inference_arguments,
+    add_out_argument,
+    add_trained_model_argument,
+    inference_options,
+    trained_model,
+)
 
 log = logging.getLogger("unetzoo")
 
@@ -17,14 +22,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "accuracy, mDice per image and summarised.")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
     parser.add_argument("--csvfile", metavar="F", help="CSV split (image,mask,split)")
-    parser.add_argument("--model", required=True, metavar="CKPT",
-                        help="checkpoint file (with --backend onnxruntime|openvino it is "
-                             "exported on the fly)")
-    parser.add_argument("--split", default="test",
-                        help="split to evaluate (train, val, test, or all)")
-    parser.add_argument("--out", metavar="DIR",
-                        help="where metrics.json, per_image.csv and overlays go (default: "
-                             "eval-<split> beside the checkpoint's run folder)")
+    add_trained_model_argument(parser, "; eval takes the checkpoint (with --backend "
+                                        "onnxruntime|openvino its graph is exported on the fly)")
+    parser.add_argument("--split", default=None,
+                        help="split to evaluate: train, val, test or all (default: test when "
+                             "the dataset has splits, else all images, and it says so)")
+    add_out_argument(parser, "where metrics.json, per_image.csv and overlays go; {split} "
+                             "becomes the split evaluated (default: eval-{split} in the "
+                             "checkpoint's run folder)")
     parser.add_argument("--debug", action="store_true",
                         help="write image | ground truth | prediction overlays")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
@@ -39,18 +44,21 @@ def run(args: argparse.Namespace) -> None:
     from ..engine.evaluate import evaluate_checkpoint, format_summary
     from ..errors import ConfigError
 
-    checkpoint = Path(args.model)
+    checkpoint = trained_model(args.model)
     if format_of(checkpoint):
         raise ConfigError("eval takes the checkpoint (add --backend onnxruntime or openvino "
                           "to evaluate its exported graph); exported files run with predict",
                           checkpoint)
-    split = None if args.split == "all" else args.split
-    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / f"eval-{args.split}"
-    result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, split, out,
+    out = args.out or str(checkpoint.resolve().parent.parent / "eval-{split}")
+    result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, args.split, out,
                                  debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)
+    out = result.extra["out"]
+    if "note" in result.extra:
+        log.info(result.extra["note"])
+    split = result.extra["split"]
     log.info(format_summary(result, f"{checkpoint} on {args.dataset} "
-                                    f"({result.extra['split'] or 'all images'}):"))
+                                    f"({'all images' if split == 'all' else split}):"))
     log.info(f"results written to {out}" + (" (overlays in overlays/)" if args.debug else ""))
     if args.report:
         from ..report.page import write_page_safely, write_report

@@ -136,7 +136,7 @@ class SampleCache:
             DataError naming the file when it cannot.
         mode: memory, disk or off (see the module docstring; resolve `auto` with
             `choose_mode` first).
-        settings: everything besides the files that shapes a sample (channels, encoder,
+        settings: everything besides the files that shapes a sample (channels, mask reading,
             resize size): part of each disk key.
         threads: parallel reads when a memory cache is filled.
         folder: the disk cache folder (default: `cache_dir()`).

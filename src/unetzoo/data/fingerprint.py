@@ -25,7 +25,7 @@ from ..task import IGNORE_INDEX, Task
 from .dataset import spread_sample
 from .io import read_array, to_unit_float
 from .layouts import Pair
-from .masks import MaskEncoder, load_target
+from .masks import MaskReading, load_target
 
 log = logging.getLogger("unetzoo")
 
@@ -130,7 +130,7 @@ def _objects(foreground: np.ndarray) -> list[int]:
     return [int(a) for a in stats[1:, cv2.CC_STAT_AREA]]
 
 
-def fingerprint_dataset(pairs: Sequence[Pair], encoder: MaskEncoder, channels: int,
+def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: int,
                         sample: int = FINGERPRINT_SAMPLE, seed: int = 0) -> DatasetFingerprint:
     """Measure the training `pairs` (see DatasetFingerprint) from up to `sample` of them
     spread through the list; unreadable pairs are logged and left out.
@@ -139,7 +139,7 @@ def fingerprint_dataset(pairs: Sequence[Pair], encoder: MaskEncoder, channels: i
         DataError: when none of the sampled pairs can be read.
     """
     rng = np.random.default_rng(seed)
-    task, classes = encoder.task, encoder.num_classes
+    task, classes = reading.task, reading.num_classes
     outputs = 1 if task == "binary" else classes
     heights, widths, depths, pixels = [], [], [], []
     image_means, image_stds, brighter, fractions, areas, counts = [], [], [], [], [], []
@@ -148,7 +148,7 @@ def fingerprint_dataset(pairs: Sequence[Pair], encoder: MaskEncoder, channels: i
     for pair in spread_sample(list(pairs), sample):
         try:
             raw = read_array(pair.image, palette=False)
-            target = load_target(pair, encoder, raw.shape[:2]) if pair.labelled else None
+            target = load_target(pair, reading, raw.shape[:2]) if pair.labelled else None
         except DataError as exc:
             log.warning("left out of the fingerprint: %s", exc)
             continue

@@ -181,7 +181,7 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
 def plan_for(data: TrainData, minutes: float | None = None,
              machine: MachineFingerprint | None = None) -> RecipePlan:
     """Fingerprint the training split of `data` (and this machine) and plan."""
-    fingerprint = fingerprint_dataset(data.train, data.encoder, data.info.in_channels)
+    fingerprint = fingerprint_dataset(data.train, data.reading, data.info.in_channels)
     return make_plan(fingerprint, machine or fingerprint_machine(), minutes)
 
 

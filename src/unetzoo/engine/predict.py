@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data.io import is_image_file, read_image
 from ..errors import ConfigError, DataError, RunError
 from ..fileio import atomic_write
+from ..progress import progress_bar
 from ..viz import class_colors, heatmap, save_png
 from .backends import format_of, open_exported
 from .infer import InferenceOptions, Predictor
@@ -109,7 +109,7 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
     predictor = Predictor(model, checkpoint.preprocessing, checkpoint.task, options)
     written: list[Path] = []
     start = time.perf_counter()
-    for path in tqdm(files, desc="predict", unit="img", disable=not progress):
+    for path in progress_bar(files, "predict", "image", enabled=progress, leave=True):
         image = read_image(path, checkpoint.preprocessing.in_channels)
         labels = predictor.labels(image).numpy()
         targets = list(_targets(path.stem, output, checkpoint, levels))

@@ -64,7 +64,7 @@ def build_checkpoint(trainer: Trainer, with_state: bool, metrics: dict[str, Any]
         state_dict=_cpu(trainer.inference_model),
         config=trainer.config.to_dict(), metrics=metrics,
         train_state=training_state(trainer) if with_state else None,
-        class_colors=info.class_colors)
+        class_colors=info.class_colors, mask_reading=trainer.data.reading.to_dict())
 
 
 def _cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -22,7 +22,14 @@ from ..errors import RunError, UnetzooError
 from ..fileio import atomic_write_text
 from ..metrics import METRIC_NAMES
 from .collect import RunData, collect_run
-from .gallery import AssetWriter, ImageAssets, dataset_pairs, encoder_for, render_images, source_for
+from .gallery import (
+    AssetWriter,
+    ImageAssets,
+    dataset_pairs,
+    reading_for,
+    render_images,
+    source_for,
+)
 from .page import (
     GENERATOR,
     PAGE_ROWS,
@@ -189,8 +196,8 @@ def _pictures(runs: list[RunData], labels: list[str], rows: list[list[Any]],
         sources = [source_for(run.checkpoint, run.evaluation.metrics.get("inference")  # type: ignore[union-attr,arg-type]
                               if run.evaluation else None, label, run.config)
                    for run, label in zip(runs, labels, strict=True)]
-        encoder = encoder_for(first.checkpoint, dataset)  # type: ignore[arg-type]
-        assets = render_images(sources, pairs, encoder, names, writer, set(), options.metric)
+        reading = reading_for(first.checkpoint, dataset, pairs)  # type: ignore[arg-type]
+        assets = render_images(sources, pairs, reading, names, writer, set(), options.metric)
     except UnetzooError as exc:
         return {}, f"no pictures: {exc}"
     return assets, None

@@ -27,8 +27,8 @@ from torch import nn
 from ..checkpoint import Checkpoint
 from ..data.io import read_image
 from ..data.layouts import Pair, find_pairs
-from ..data.masks import MaskEncoder, load_target
-from ..data.prepare import evaluation_encoder
+from ..data.masks import MaskReading, load_target
+from ..data.prepare import run_reading
 from ..engine.infer import InferenceOptions, Predictor
 from ..engine.runtime import Runtime
 from ..errors import UnetzooError
@@ -254,7 +254,9 @@ def _score(pred: np.ndarray, target: np.ndarray, task: Task, classes: int, metri
 
 def dataset_pairs(dataset: str | Path, csvfile: str | Path | None, split: str | None,
                   names: Sequence[str]) -> dict[str, Pair]:
-    """The labelled pairs named `names` (image stems) of `split` in `dataset`."""
+    """The labelled pairs named `names` (image stems) of `split` ("all" or None: any) in
+    `dataset`."""
+    split = None if split == "all" else split
     wanted = set(names)
     found: dict[str, Pair] = {}
     for pair in find_pairs(dataset, csvfile):
@@ -264,7 +266,7 @@ def dataset_pairs(dataset: str | Path, csvfile: str | Path | None, split: str | 
     return found
 
 
-def render_images(sources: Sequence[Source], pairs: dict[str, Pair], encoder: MaskEncoder,
+def render_images(sources: Sequence[Source], pairs: dict[str, Pair], reading: MaskReading,
                   names: Sequence[str], writer: AssetWriter, maps_for: set[str],
                   metric: str = "dice") -> dict[str, ImageAssets]:
     """Predict `names` with every source and write their pictures.
@@ -273,7 +275,7 @@ def render_images(sources: Sequence[Source], pairs: dict[str, Pair], encoder: Ma
         sources: the models to show (one for a report, one per run for a comparison); the
             first decides the task and colours.
         pairs: image name -> labelled pair (see `dataset_pairs`).
-        encoder: turns the stored masks into targets (`data.prepare.evaluation_encoder`).
+        reading: turns the stored masks into targets (`reading_for`).
         names: the images to show, in page order; names without a pair are skipped.
         writer: where the pictures go.
         maps_for: names that also get side outputs / attention maps (the gallery's).
@@ -308,7 +310,7 @@ def render_images(sources: Sequence[Source], pairs: dict[str, Pair], encoder: Ma
         stem = f"{number:05d}"
         try:
             shown = read_image(pair.image)
-            target = load_target(pair, encoder, shown.shape[:2])
+            target = load_target(pair, reading, shown.shape[:2])
         except UnetzooError as exc:
             log.warning(f"report: {exc}; no pictures for {name}")
             continue
@@ -371,7 +373,9 @@ def source_for(checkpoint: Checkpoint, recorded: dict[str, Any] | None, label: s
     return Source(label, checkpoint, options)
 
 
-def encoder_for(checkpoint: Checkpoint, dataset: str | Path) -> MaskEncoder:
-    """The mask encoder the evaluation used (the run's class map and ignore value)."""
-    return evaluation_encoder(checkpoint.task, int(checkpoint.model_spec["num_classes"]),
-                              dataset, checkpoint.config)
+def reading_for(checkpoint: Checkpoint, dataset: str | Path, pairs: dict[str, Pair]
+                ) -> MaskReading:
+    """How the evaluation read the masks of `pairs` (`data.prepare.run_reading`: the run's
+    recorded reading, class map and ignore value)."""
+    return run_reading(checkpoint.task, int(checkpoint.model_spec["num_classes"]), dataset,
+                       list(pairs.values()), checkpoint.config, checkpoint.mask_reading)

@@ -37,7 +37,7 @@ from .gallery import (
     ImageAssets,
     choose_images,
     dataset_pairs,
-    encoder_for,
+    reading_for,
     render_images,
     source_for,
 )
@@ -312,11 +312,11 @@ def build_gallery(run: RunData, options: ReportOptions, writer: AssetWriter
         pairs = dataset_pairs(dataset, csvfile, split, names)
         source = source_for(run.checkpoint, evaluation.metrics.get("inference"), "model",
                             run.config)
-        encoder = encoder_for(run.checkpoint, dataset)
+        reading = reading_for(run.checkpoint, dataset, pairs)
         gallery_names = {rows[i]["image"] for i in worst + best}
         order = [rows[i]["image"] for i in worst + best] + \
             [n for n in names if n not in gallery_names]
-        assets = render_images([source], pairs, encoder, order, writer, gallery_names,
+        assets = render_images([source], pairs, reading, order, writer, gallery_names,
                                options.metric)
     except UnetzooError as exc:
         return {}, worst, best, f"no pictures: {exc}"
