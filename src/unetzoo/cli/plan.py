@@ -6,9 +6,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..task import TASKS
+from ..config import TrainConfig, add_config_arguments, check_values
 
 log = logging.getLogger("unetzoo")
+
+# the train options that say how the dataset is read, and the budget: the same flags as train
+PLAN_OPTIONS = ("csvfile", "task", "class_map", "ignore_index", "instances", "mask_threshold",
+                "time_budget")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,17 +22,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "statistics, foreground fraction, object sizes, class frequencies) and "
                     "this machine (cores, bf16, GPU), chooses model width, patch, batch, "
                     "patches per epoch, sampling, normalisation, augmentation, loss, schedule "
-                    "and validation for the time budget, prints the reasons and writes a YAML "
-                    "for `unetzoo train --config`. `unetzoo train --time-budget M` plans the "
-                    "same way for every option not given.")
+                    "and validation for the time budget (default 15 minutes), prints the "
+                    "reasons and writes a YAML for `unetzoo train --config`. `unetzoo train "
+                    "--time-budget M` plans the same way for every option not given.")
     parser.add_argument("dataset", metavar="DIR", help="dataset folder")
-    parser.add_argument("--csvfile", metavar="F", help="CSV split (image,mask,split)")
-    parser.add_argument("--time-budget", type=float, default=None, metavar="MINUTES",
-                        help="training time to plan for (default: 15)")
-    parser.add_argument("--task", choices=TASKS, help="task (default: inferred)")
-    parser.add_argument("--class-map", metavar="YAML",
-                        help="class map (default: DIR/classes.yaml when present)")
-    parser.add_argument("--ignore-index", type=int, help="stored mask value to ignore")
+    add_config_arguments(parser, TrainConfig, only=PLAN_OPTIONS)
     parser.add_argument("--out", metavar="YAML", help="write the plan here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     parser.set_defaults(run=run)
@@ -39,17 +37,18 @@ def run(args: argparse.Namespace) -> None:
     from ..engine.plan import plan_for, write_plan
     from ..errors import RunError
 
+    options = check_values({k: getattr(args, k) for k in PLAN_OPTIONS if hasattr(args, k)})
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not args.overwrite:
         raise RunError("exists; pass --overwrite to replace it or choose another --out", out)
-    data = prepare_data(args.dataset, args.csvfile, task=args.task, class_map=args.class_map,
-                        ignore_index=args.ignore_index, cache="off")
-    plan = plan_for(data, args.time_budget)
+    minutes = options.pop("time_budget", None)
+    data = prepare_data(args.dataset, cache="off", **options)
+    plan = plan_for(data, minutes)
     log.info(f"unetzoo plan: {args.dataset}")
     for reason in plan.reasons:
         log.info(f"  {reason}")
     if out is not None:
-        write_plan(plan, out, str(args.dataset), args.csvfile)
+        write_plan(plan, out, str(args.dataset), options.get("csvfile"))
         log.info(f"plan written to {out}: unetzoo train --config {out}")
     else:
-        log.info(plan.to_yaml(str(args.dataset), args.csvfile))
+        log.info(plan.to_yaml(str(args.dataset), options.get("csvfile")))
