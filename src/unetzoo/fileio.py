@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -38,3 +40,48 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path | str, overwrite: bool = False) -> Iterator[Path]:
+    """Build a folder in a temporary sibling and move it into place when the block ends
+    without an error: readers see the old folder or the new one, never a mix.
+
+    Args:
+        path: the folder to create (or, with `overwrite`, to replace).
+        overwrite: replace an existing `path`; the old folder is removed only after the new
+            one is in place.
+
+    Yields:
+        The temporary folder to write into.
+
+    Raises:
+        RunError: `path` exists (without `overwrite`) or is a file.
+    """
+    from .errors import RunError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError("exists and is not a folder", path)
+    if path.exists() and not overwrite and any(path.iterdir()):
+        raise RunError("exists and is not empty; pass --overwrite (overwrite=True) to replace "
+                       "it", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.parent / f"{tmp.name}.old"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
