@@ -11,6 +11,15 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: os.umask can only be read by setting it
+
+
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
     """Call `write(fh)` on a temporary file beside `path`, fsync it, then rename it over
     `path` and fsync the folder. Readers see the old file or the new one, never a mix."""
@@ -18,6 +27,7 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # what a plain open() gives, not mkstemp's 0600
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -68,6 +78,7 @@ def atomic_folder(path: Path | str, overwrite: bool = False) -> Iterator[Path]:
                        "it", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
     try:
         yield tmp
         old = None

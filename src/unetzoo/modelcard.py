@@ -156,8 +156,10 @@ def render_card(checkpoint: Checkpoint, info: CardInfo | None = None) -> str:
     test = info.test_metrics or checkpoint.metrics.get("test")
     if test and test.get("global"):
         split = test.get("split") or "all images"
+        runtime = f", {test['runtime']}" if test.get("runtime") else ""
         lines += ["", f"Test evaluation ({split} split, {test.get('images', '?')} images, "
-                      "whole images at native resolution):", "", *_metrics_table(test)]
+                      f"whole images at native resolution{runtime}):", "",
+                  *_metrics_table(test)]
     if not best and not (test and test.get("global")):
         lines.append("No validation or test metrics were recorded for these weights.")
     lines += ["", "Measure it on your own labelled data with `unetzoo eval --model MODEL "
