@@ -184,8 +184,13 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         from .folders import from_pretrained  # folders builds on this module
 
         return from_pretrained(path)
+    if not path.exists():
+        from .pretrained import PRETRAINED
+
+        raise CheckpointError(f"checkpoint not found (nor a pretrained model name: "
+                              f"{', '.join(PRETRAINED)})", path)
     if not path.is_file():
-        raise CheckpointError("checkpoint not found" if not path.exists() else "not a file", path)
+        raise CheckpointError("not a file", path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -199,6 +204,6 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
 
 
 def _is_pretrained_name(name: str) -> bool:
-    from .pretrained import PRETRAINED
+    from .pretrained import PRETRAINED  # a registry of names: imports nothing heavy
 
     return name in PRETRAINED

@@ -43,6 +43,7 @@ class CardInfo:
         test_metrics: an evaluation's `metrics.json` content (`unetzoo eval`, or the test
             evaluation at the end of training); default: the checkpoint's `metrics["test"]`.
         usage: shell lines shown under "How to use".
+        sections: further markdown sections (each starting with its `## ` heading).
     """
 
     title: str | None = None
@@ -53,6 +54,7 @@ class CardInfo:
     training_notes: str | None = None
     test_metrics: Mapping[str, Any] | None = None
     usage: tuple[str, ...] = field(default_factory=tuple)
+    sections: tuple[str, ...] = field(default_factory=tuple)
 
 
 def run_test_metrics(checkpoint_path: Path | str) -> dict[str, Any] | None:
@@ -166,6 +168,8 @@ def render_card(checkpoint: Checkpoint, info: CardInfo | None = None) -> str:
                   "--dataset DIR`.", ""]
     if info.usage:
         lines += ["## How to use", "", "```bash", *info.usage, "```", ""]
+    for section in info.sections:
+        lines += [section.strip(), ""]
     lines += ["## Licence and authors", "",
               f"- Licence: {info.license or 'not stated by the authors'}.",
               f"- Authors: {', '.join(info.authors) if info.authors else 'not stated'}."]

@@ -117,7 +117,7 @@ def load_matching(model: nn.Module, state_dict: dict[str, torch.Tensor], source:
                 continue
             target.copy_(value.to(target.dtype))
             loaded.append(name)
-    if not loaded:
+    if not any(own[n].dim() > 0 for n in loaded):  # scalar counters alone are not weights
         raise ModelError(f"no tensor of {source} fits this model (another architecture or "
                          "width): nothing to initialise from")
     report = InitReport(source, tuple(loaded), tuple(mismatch),
