@@ -6,6 +6,8 @@
     metrics = unetzoo.evaluate(result.best_checkpoint, "data/", "split.csv", split="test")
     unetzoo.predict(result.best_checkpoint, "new_images/", "masks_out/")
     unetzoo.export(result.best_checkpoint, "onnx", "model.onnx")
+    unetzoo.save_pretrained(result.best_checkpoint, "my_model/")   # config.json + safetensors
+    checkpoint = unetzoo.from_pretrained("nuclei")                   # shipped, no download
 """
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -19,13 +21,16 @@ from .engine.infer import Predictor
 from .engine.predict import predict_paths as predict
 from .engine.trainer import train
 from .errors import CheckpointError, ConfigError, DataError, ModelError, RunError, UnetzooError
+from .folders import from_pretrained, save_pretrained
 from .models import count_parameters, create_model, list_models, model_card, register_model
+from .pretrained import list_pretrained
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Checkpoint", "CheckpointError", "ConfigError", "DataError", "ModelError", "Predictor",
     "RunError", "TrainConfig", "UnetzooError", "convert_dataset", "count_parameters",
-    "create_model", "evaluate", "export", "inspect_dataset", "list_models", "load_checkpoint",
-    "model_card", "predict", "register_model", "save_checkpoint", "split_dataset", "train",
+    "create_model", "evaluate", "export", "from_pretrained", "inspect_dataset", "list_models",
+    "list_pretrained", "load_checkpoint", "model_card", "predict", "register_model",
+    "save_checkpoint", "save_pretrained", "split_dataset", "train",
 ]

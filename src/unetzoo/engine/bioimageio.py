@@ -681,6 +681,7 @@ def _reader(descr: Any, channels: int, path: Path) -> Callable[[Path], torch.Ten
     float input with a fixed normalisation whose test input lies in [0, 1]: then values are
     scaled to [0, 1] (said once, with the evidence)."""
     from bioimageio.core import Sample, Tensor
+    from bioimageio.core.digest_spec import get_axes_infos
     from bioimageio.core.proc_setup import setup_pre_and_postprocessing
 
     inp = descr.inputs[0]
@@ -693,7 +694,7 @@ def _reader(descr: Any, channels: int, path: Path) -> Callable[[Path], torch.Ten
     invariant = bool(steps) and steps[0] in _INVARIANT
     declared = np.dtype(inp.dtype)
     test_max = float(_test_array(inp, path).max()) if inp.test_tensor is not None else None
-    dims = [str(a.id) for a in inp.axes]
+    dims = get_axes_infos(inp)
     kinds = [a.type for a in inp.axes]
     announced: list[str] = []
 
