@@ -80,7 +80,7 @@ def test_folders_are_never_replaced_without_overwrite(tmp_path: Path) -> None:
 
 
 def test_broken_folders_are_reported(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="no config.json"):
+    with pytest.raises(CheckpointError, match=r"no config\.json"):
         from_pretrained(tmp_path)
     folder = save_pretrained(tiny(), tmp_path / "m")
     (folder / "model.safetensors").write_bytes(b"not safetensors")

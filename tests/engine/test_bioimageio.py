@@ -84,7 +84,7 @@ def test_the_package_validates_and_passes_bioimageio_cores_own_test(package: Pat
                                [255 * m for m in checkpoint.preprocessing.mean], rtol=1e-6)
     np.testing.assert_allclose(norm["kwargs"]["std"],
                                [255 * s for s in checkpoint.preprocessing.std], rtol=1e-6)
-    assert [p["id"] for p in rdf["outputs"][0]["postprocessing"]][0] == "sigmoid"
+    assert rdf["outputs"][0]["postprocessing"][0]["id"] == "sigmoid"
     test = json.loads((run[0].parent.parent / "test" / "metrics.json").read_text())
     assert f"| dice | {test['mean_over_images']['dice']:.4f} |" in card  # the run's metrics
     assert "Licence: CC-BY-4.0" in card and "## Validation" in card
@@ -252,8 +252,8 @@ def test_packages_unetzoo_cannot_run_are_refused_with_the_reason(package: Path,
         rdf["weights"] = {"keras_hdf5": {"source": "weights.h5", "tensorflow_version": "2.15"}}
         files["weights.h5"] = b"not really"
 
-    with pytest.raises(ModelError, match="weights formats keras_hdf5: unetzoo runs bioimage"
-                                         ".io packages with TorchScript or ONNX weights"):
+    with pytest.raises(ModelError, match=r"weights formats keras_hdf5: unetzoo runs bioimage"
+                                         r"\.io packages with TorchScript or ONNX weights"):
         open_package(rewrite(package, tmp_path / "keras.zip", keras))
 
     def volume(rdf, files):
