@@ -37,6 +37,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "step", "poly", "constant")
 MONITORS = ("dice", "iou", "mdice", "miou", "loss")
 NAN_POLICIES = ("stop", "skip")
+LOGGERS = ("tensorboard", "none")
 
 
 @dataclass
@@ -75,6 +76,11 @@ class TrainConfig:
     preset: str | None = option(None, "model preset, e.g. reference or tiny")
     model_args: dict[str, Any] = option(None, "model keyword arguments as KEY=VALUE",
                                         factory=dict, metavar="KEY=VALUE")
+    init: str | None = option(None, "start from the weights of a pretrained model (nuclei), a "
+                              "model folder or a checkpoint, where names and shapes match (a "
+                              "head for other classes starts anew); its architecture and "
+                              "normalisation are used unless --model is given",
+                              metavar="NAME|DIR|CKPT")
     # optimisation
     loss: str = option("ce+dice", "bce, ce, dice, focal, tversky, or a sum such as bce+dice")
     batch: int = option(8, "batch size", aliases=("--batch-size",))
@@ -108,6 +114,15 @@ class TrainConfig:
                                           "optimizer steps (default: after each epoch)")
     nan_policy: str = option("stop", "on a non-finite loss: stop (the last good checkpoint is "
                              "kept) or skip the batch and count it", choices=NAN_POLICIES)
+    logger: str = option("tensorboard", "training logs: tensorboard (event files in "
+                         "RUN/tensorboard; `tensorboard --logdir RUN`) or none",
+                         choices=LOGGERS)
+    log_images_every: int = option(5, "log validation overlays every N epochs (0: never)")
+    mlflow: str | None = option(None, "also log to this MLflow tracking store: the config as "
+                                "parameters, metrics, overlays, the best checkpoint "
+                                "(sqlite:///mlflow.db, a folder, or a server URL)",
+                                metavar="URI")
+    mlflow_experiment: str = option("unetzoo", "MLflow experiment name")
     # runtime
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto (bf16 where the hardware has it), fp32, bf16, fp16",
@@ -133,6 +148,8 @@ class TrainConfig:
             raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(f"--steps-per-epoch must be >= 1, got {self.steps_per_epoch}")
+        if self.log_images_every < 0:
+            raise ConfigError(f"--log-images-every must be >= 0, got {self.log_images_every}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ConfigError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
         if self.resume == "auto" and not self.out:
