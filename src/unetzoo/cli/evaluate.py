@@ -17,9 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "accuracy, mDice per image and summarised.")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
     parser.add_argument("--csvfile", metavar="F", help="CSV split (image,mask,split)")
-    parser.add_argument("--model", required=True, metavar="CKPT",
-                        help="checkpoint file (with --backend onnxruntime|openvino it is "
-                             "exported on the fly)")
+    parser.add_argument("--model", required=True, metavar="CKPT|DIR|NAME",
+                        help="checkpoint file, model folder or pretrained name (with --backend "
+                             "onnxruntime|openvino it is exported on the fly)")
     parser.add_argument("--split", default="test",
                         help="split to evaluate (train, val, test, or all)")
     parser.add_argument("--out", metavar="DIR",
@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> None:
                           "to evaluate its exported graph); exported files run with predict",
                           checkpoint)
     split = None if args.split == "all" else args.split
-    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / f"eval-{args.split}"
+    out = Path(args.out) if args.out else (
+        checkpoint.resolve().parent.parent / f"eval-{args.split}" if checkpoint.is_file()
+        else Path(f"eval-{checkpoint.name}-{args.split}"))  # a folder or pretrained name
     result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, split, out,
                                  debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)

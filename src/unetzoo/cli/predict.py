@@ -15,9 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description="Writes one mask per image: binary 0/255 PNG, "
                                         "multiclass palette PNG of class indices, multilabel "
                                         "one folder per class.")
-    parser.add_argument("--model", required=True, metavar="CKPT|FILE",
-                        help="checkpoint, or a file written by `unetzoo export` (.onnx, .xml, "
-                             ".torchscript), which alone is enough")
+    parser.add_argument("--model", required=True, metavar="CKPT|FILE|DIR|NAME",
+                        help="checkpoint, a file written by `unetzoo export` (.onnx, .xml, "
+                             ".torchscript), a bioimage.io package (.zip, also from other "
+                             "tools: TorchScript or ONNX weights, 2D), a model folder, or a "
+                             "pretrained name (`unetzoo models --pretrained`, e.g. nuclei)")
     parser.add_argument("--input", required=True, metavar="FILE|DIR", help="image or folder")
     parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--threshold", type=float, default=0.5,

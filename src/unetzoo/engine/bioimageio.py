@@ -180,7 +180,8 @@ def _space_axes(v: Any, divisor: int, fixed: tuple[int, int] | None) -> list[Any
 
 
 def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | str, *,
-                      authors: Sequence[str], license: str, cite: Sequence[str] = (),
+                      authors: Sequence[str], license: str | None,
+                      cite: Sequence[str] = (),
                       name: str | None = None, description: str | None = None,
                       tags: Sequence[str] = (), sample_image: Path | str | None = None,
                       test: bool = True, overwrite: bool = False,
@@ -224,6 +225,9 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
     authors = [a.strip() for a in authors if a.strip()]
     if not authors:
         raise ConfigError("a bioimage.io package names its authors: pass --author NAME")
+    if not license:
+        raise ConfigError("a bioimage.io package states the licence of its weights: pass "
+                          "--license SPDX-ID (e.g. MIT, BSD-3-Clause, CC-BY-4.0)")
     try:
         license_id = v.LicenseId(license)
     except ValueError as exc:
