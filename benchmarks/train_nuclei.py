@@ -68,13 +68,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="the dsb2018 folder")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "nuclei", help="run folder")
-    parser.add_argument("--epochs", type=int, default=12,
+    parser.add_argument("--epochs", type=int, default=6,
                         help="epochs of 66 steps (batch 8) each")
     parser.add_argument("--quick", action="store_true",
                         help="check the script: 2 epochs of 2 steps on 24 images")
     parser.add_argument("--install", action="store_true",
                         help="write the model folder into src/unetzoo/weights/nuclei")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out where it stopped (exactly)")
     args = parser.parse_args()
     setup_logging()
     if not (args.data / "split.csv").is_file():
@@ -88,15 +90,18 @@ def main() -> int:
     recipe.update(steps)
     load_before = list(__import__("os").getloadavg())
     start = time.perf_counter()
-    result = unetzoo.train(dataset=str(args.data), csvfile=str(csvfile), epoch=epochs,
-                           out=str(args.out), overwrite=args.overwrite, progress=False,
-                           **recipe)
+    if args.resume:
+        result = unetzoo.train(resume=str(args.out), epoch=epochs, progress=False)
+    else:
+        result = unetzoo.train(dataset=str(args.data), csvfile=str(csvfile), epoch=epochs,
+                               out=str(args.out), overwrite=args.overwrite, progress=False,
+                               **recipe)
     train_minutes = (time.perf_counter() - start) / 60
     steps_done = sum(1 for _ in result.history) * (recipe.get("steps_per_epoch") or 66)
 
     folder = args.out / "nuclei"
     command = ("nice -n 5 python benchmarks/train_nuclei.py --install"
-               + (f" --epochs {args.epochs}" if args.epochs != 12 else ""))
+               + (f" --epochs {args.epochs}" if args.epochs != 6 else ""))
     summary = PRETRAINED["nuclei"].summary
     card = CardInfo(
         title="nuclei: a U-Net for cell nuclei in microscopy images",
