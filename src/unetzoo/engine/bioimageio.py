@@ -144,7 +144,9 @@ def _sample_image(checkpoint: Checkpoint, given: Path | str | None
         dtype = "uint16" if stored.dtype == np.uint16 else "uint8" if stored.dtype == np.uint8 \
             else "float32"
         unit = read_image(path, channels)  # channels converted as for prediction
-        return (unit * PIXEL_RANGES[dtype]).astype(dtype), dtype, str(path)
+        values = unit * PIXEL_RANGES[dtype]
+        return (values if dtype == "float32" else np.round(values).astype(dtype)), dtype, \
+            str(path)
     from ..data.synthetic import synthesize
 
     image, _ = synthesize(0, 0, TEST_SIZE)
@@ -252,26 +254,7 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
             fixed = (pre.img_size, pre.img_size)
             log.info(f"{out}: the model resizes images to {pre.img_size} x {pre.img_size}; the "
                      "package takes inputs of that size (bioimage.io has no resize step)")
-        pixels, dtype, origin = _sample_image(checkpoint, sample_image)
-        crop = _test_crop(pixels, divisor, fixed)
-        unit = crop.astype(np.float32) / PIXEL_RANGES[dtype]
-        with torch.inference_mode():
-            logits = model.float()(pre.to_tensor(unit)[None])
-        probs = probabilities(logits, task).numpy().astype(np.float32)
-        x = np.ascontiguousarray(crop.transpose(2, 0, 1)[None])
-        np.save(tmp / "test_input.npy", x)
-        np.save(tmp / "test_output.npy", probs)
-        labels = (probs[0].argmax(0) if task == "multiclass" else probs[0] > 0.5).astype(
-            np.uint8)
-        colors = class_colors(max(len(checkpoint.class_names), 2) + 1, checkpoint.class_colors)
-        shown = labels if task != "binary" else labels[0]
-        save_png(tmp / "cover.png", comparison_panel(unit[..., :3] if unit.shape[2] >= 3 else
-                                                     unit[..., :1], None, shown, colors,
-                                                     binary=task == "binary"))
-        save_png(tmp / "sample_input.png", crop[..., 0] if crop.shape[2] == 1 else crop[..., :3])
-        import tifffile
-
-        tifffile.imwrite(tmp / "sample_output.tif", probs[0])
+        dtype, origin = _write_test_data(tmp, model, checkpoint, sample_image, divisor, fixed)
         card = CardInfo(
             title=name, description=description, authors=tuple(authors), license=license,
             citations=tuple(cite),
@@ -279,41 +262,7 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
                    f"bioimageio test {out.name}"),
             sections=(_bioimageio_section(dtype, task, fixed, divisor, origin),))
         (tmp / "README.md").write_text(render_card(checkpoint, card), encoding="utf-8")
-        scale = PIXEL_RANGES[dtype]
-        channel_axis = v.ChannelAxis(channel_names=[
-            v.Identifier(c) for c in _channel_names(pre.in_channels)])
-        class_ids = [_identifier(c, "class_") for c in checkpoint.class_names]
-        if task == "binary":
-            class_ids = class_ids[:1]
-        inputs = v.InputTensorDescr(
-            id=v.TensorId("image"),
-            description=f"{dtype} pixels as stored (normalised in preprocessing)",
-            axes=[v.BatchAxis(), channel_axis, *_space_axes(v, divisor, fixed)],
-            test_tensor=v.FileDescr(source=tmp / "test_input.npy"),
-            sample_tensor=v.FileDescr(source=tmp / "sample_input.png"),
-            data=v.IntervalOrRatioDataDescr(type=dtype, range=(0, scale) if dtype != "float32"
-                                            else (None, None)),
-            preprocessing=[
-                v.EnsureDtypeDescr(kwargs=v.EnsureDtypeKwargs(dtype="float32")),
-                v.FixedZeroMeanUnitVarianceDescr(
-                    kwargs=v.FixedZeroMeanUnitVarianceAlongAxisKwargs(
-                        mean=[m * scale for m in pre.mean], std=[s * scale for s in pre.std],
-                        axis=v.AxisId("channel"))),
-                v.EnsureDtypeDescr(kwargs=v.EnsureDtypeKwargs(dtype="float32"))])
-        post = [v.SoftmaxDescr(kwargs=v.SoftmaxKwargs(axis=v.AxisId("channel")))] \
-            if task == "multiclass" else [v.SigmoidDescr()]
-        outputs = v.OutputTensorDescr(
-            id=v.TensorId("probabilities"),
-            description=f"{task} class probabilities; threshold 0.5"
-                        + (" (argmax)" if task == "multiclass" else ""),
-            axes=[v.BatchAxis(), v.ChannelAxis(channel_names=[v.Identifier(c) for c in class_ids]),
-                  *[v.SpaceOutputAxis(id=v.AxisId(a), size=v.SizeReference(
-                      tensor_id=v.TensorId("image"), axis_id=v.AxisId(a))) for a in "yx"]],
-            test_tensor=v.FileDescr(source=tmp / "test_output.npy"),
-            sample_tensor=v.FileDescr(source=tmp / "sample_output.tif"),
-            data=v.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-            postprocessing=post)
-        params = sum(p.numel() for p in model.parameters())
+        inputs, outputs = _tensor_descrs(v, checkpoint, tmp, dtype, divisor, fixed)
         metadata = {"format": EXPORT_FORMAT, "checkpoint": {
             **checkpoint.to_payload(), "state_dict": {}, "train_state": None}}
         descr = v.ModelDescr(
@@ -326,7 +275,7 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
             covers=[v.FileDescr(source=tmp / "cover.png")],
             tags=sorted({"unetzoo", "segmentation", "semantic-segmentation", "2d", "pytorch",
                          "onnx", "torchscript", checkpoint.model_spec["name"], task, *tags,
-                         *[c.lower() for c in class_ids]}),
+                         *[str(c).lower() for c in outputs.axes[1].channel_names]}),
             inputs=[inputs], outputs=[outputs],
             weights=v.WeightsDescr(
                 torchscript=v.TorchscriptWeightsDescr(
@@ -336,8 +285,8 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
                                         parent="torchscript")),
             config=v.Config(bioimageio=v.BioimageioConfig(
                 architecture_type=checkpoint.model_spec["name"][:32],
-                model_parameter_count=params, task="semantic segmentation"),
-                unetzoo=metadata),
+                model_parameter_count=sum(p.numel() for p in model.parameters()),
+                task="semantic segmentation"), unetzoo=metadata),
         )
         package = save_bioimageio_package(descr, output_path=tmp / "package.zip")
         status = "skipped"
@@ -346,6 +295,71 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
         atomic_write_bytes(out, Path(package).read_bytes())
     return PackageResult(out, max(r.max_abs_diff for r in exports), status,
                          time.perf_counter() - start)
+
+
+def _write_test_data(tmp: Path, model: nn.Module, checkpoint: Checkpoint,
+                     sample_image: Path | str | None, divisor: int,
+                     fixed: tuple[int, int] | None) -> tuple[str, str]:
+    """Test input and expected output (float32 PyTorch), sample tensors and the cover into
+    `tmp`; returns the input's pixel type and where the test image came from."""
+    import tifffile
+
+    pre, task = checkpoint.preprocessing, checkpoint.task
+    pixels, dtype, origin = _sample_image(checkpoint, sample_image)
+    crop = _test_crop(pixels, divisor, fixed)
+    unit = crop.astype(np.float32) / PIXEL_RANGES[dtype]
+    with torch.inference_mode():
+        logits = model.float()(pre.to_tensor(unit)[None])
+    probs = probabilities(logits, task).numpy().astype(np.float32)
+    np.save(tmp / "test_input.npy", np.ascontiguousarray(crop.transpose(2, 0, 1)[None]))
+    np.save(tmp / "test_output.npy", probs)
+    labels = (probs[0].argmax(0) if task == "multiclass" else probs[0] > 0.5).astype(np.uint8)
+    colors = class_colors(max(len(checkpoint.class_names), 2) + 1, checkpoint.class_colors)
+    shown = unit[..., :3] if unit.shape[2] >= 3 else unit[..., :1]
+    save_png(tmp / "cover.png", comparison_panel(shown, None, labels[0] if task == "binary"
+                                                 else labels, colors, task == "binary"))
+    save_png(tmp / "sample_input.png", crop[..., 0] if crop.shape[2] == 1 else crop[..., :3])
+    tifffile.imwrite(tmp / "sample_output.tif", probs[0])
+    return dtype, origin
+
+
+def _tensor_descrs(v: Any, checkpoint: Checkpoint, tmp: Path, dtype: str, divisor: int,
+                   fixed: tuple[int, int] | None) -> tuple[Any, Any]:
+    """The input (stored pixels, the checkpoint's normalisation) and output (probabilities)
+    tensor descriptions."""
+    pre, task = checkpoint.preprocessing, checkpoint.task
+    scale = PIXEL_RANGES[dtype]
+    class_ids = [_identifier(c, "class_") for c in checkpoint.class_names]
+    inputs = v.InputTensorDescr(
+        id=v.TensorId("image"),
+        description=f"{dtype} pixels as stored (normalised in preprocessing)",
+        axes=[v.BatchAxis(), v.ChannelAxis(channel_names=[
+            v.Identifier(c) for c in _channel_names(pre.in_channels)]),
+            *_space_axes(v, divisor, fixed)],
+        test_tensor=v.FileDescr(source=tmp / "test_input.npy"),
+        sample_tensor=v.FileDescr(source=tmp / "sample_input.png"),
+        data=v.IntervalOrRatioDataDescr(type=dtype, range=(0, scale) if dtype != "float32"
+                                        else (None, None)),
+        preprocessing=[
+            v.EnsureDtypeDescr(kwargs=v.EnsureDtypeKwargs(dtype="float32")),
+            v.FixedZeroMeanUnitVarianceDescr(kwargs=v.FixedZeroMeanUnitVarianceAlongAxisKwargs(
+                mean=[m * scale for m in pre.mean], std=[s * scale for s in pre.std],
+                axis=v.AxisId("channel"))),
+            v.EnsureDtypeDescr(kwargs=v.EnsureDtypeKwargs(dtype="float32"))])
+    outputs = v.OutputTensorDescr(
+        id=v.TensorId("probabilities"),
+        description=f"{task} class probabilities; "
+                    + ("argmax for labels" if task == "multiclass" else "threshold 0.5"),
+        axes=[v.BatchAxis(), v.ChannelAxis(channel_names=[
+            v.Identifier(c) for c in (class_ids[:1] if task == "binary" else class_ids)]),
+            *[v.SpaceOutputAxis(id=v.AxisId(a), size=v.SizeReference(
+                tensor_id=v.TensorId("image"), axis_id=v.AxisId(a))) for a in "yx"]],
+        test_tensor=v.FileDescr(source=tmp / "test_output.npy"),
+        sample_tensor=v.FileDescr(source=tmp / "sample_output.tif"),
+        data=v.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+        postprocessing=[v.SoftmaxDescr(kwargs=v.SoftmaxKwargs(axis=v.AxisId("channel")))]
+        if task == "multiclass" else [v.SigmoidDescr()])
+    return inputs, outputs
 
 
 def checkpoint_paper(checkpoint: Checkpoint) -> str:
@@ -583,6 +597,9 @@ def _output_rule(descr: Any, path: Path) -> tuple[Task, int, Callable[[torch.Ten
                          "turns probabilities or logits (sigmoid, softmax, binarize) into masks, "
                          "not this output", path)
     if names == ["softmax"]:
+        if threshold is not None:
+            raise ModelError(f"output {out.id!r} binarizes softmax probabilities per class: "
+                             "not a multiclass map unetzoo can take", path)
         return "multiclass", classes, lambda t: t, "softmax postprocessing: multiclass logits"
     if names == ["sigmoid"]:
         shift = 0.0 if threshold is None else math.log(threshold / (1 - threshold))
