@@ -133,6 +133,9 @@ def from_pretrained(source: Path | str) -> Checkpoint:
     directory = Path(source)
     if not directory.exists() and str(source) in PRETRAINED:
         directory = PRETRAINED[str(source)].folder
+        if not (directory / CONFIG_FILE).is_file():
+            raise CheckpointError(f"the pretrained model {str(source)!r} is not installed "
+                                  "(its folder is missing; reinstall unetzoo)", directory)
     if not directory.is_dir():
         raise CheckpointError("model folder not found (nor a pretrained name: "
                               f"{', '.join(PRETRAINED) or 'none'})", directory)
