@@ -18,7 +18,8 @@ from PIL import Image
 
 import unetzoo
 from tests.helpers import write_pairs
-from unetzoo.engine.bioimageio import export_bioimageio, open_package
+from unetzoo.engine.bioimageio import export_bioimageio
+from unetzoo.engine.bioimageio_run import open_package
 from unetzoo.engine.infer import InferenceOptions, Predictor
 from unetzoo.engine.predict import load_model, predict_paths
 from unetzoo.engine.runtime import Runtime

@@ -21,7 +21,8 @@ from ..errors import ConfigError, DataError, RunError
 from ..fileio import atomic_write
 from ..viz import class_colors, save_png
 from .backends import format_of, open_exported
-from .bioimageio import is_package, open_package
+from .bioimageio import is_package
+from .bioimageio_run import open_package
 from .infer import InferenceOptions, Predictor
 
 
