@@ -22,6 +22,18 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _report_pages_only_in_report_tests(request: pytest.FixtureRequest,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training in-process writes no report.html outside tests/report (which test it): a
+    page costs seconds of FLOP counting and re-prediction per run on a loaded 2-core
+    machine."""
+    if "report" not in request.node.path.parts:
+        from unetzoo.report.callback import ReportCallback
+
+        monkeypatch.setattr(ReportCallback, "on_train_end", lambda *args: None)
+
+
 @pytest.fixture
 def shared_dataset():
     """Return a function giving ../shared/data/NAME, skipping the test when it is absent."""

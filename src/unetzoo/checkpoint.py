@@ -39,6 +39,8 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, Any] | None = None
     class_colors: tuple[tuple[int, int, int], ...] | None = None
+    # How the run read its masks (data.masks.MaskReading.to_dict()); evaluation re-applies it.
+    mask_reading: dict[str, Any] | None = None
 
     def build_model(self, prune_depth: int | None = None) -> nn.Module:
         """The model with its trained weights, in eval mode, on the CPU; `prune_depth` runs
@@ -67,6 +69,7 @@ class Checkpoint:
             "class_colors": [list(c) for c in self.class_colors] if self.class_colors else None,
             "preprocessing": self.preprocessing.to_dict(), "state_dict": self.state_dict,
             "config": self.config, "metrics": self.metrics, "train_state": self.train_state,
+            "mask_reading": self.mask_reading,
         }
 
     @classmethod
@@ -87,6 +90,7 @@ class Checkpoint:
                 state_dict=payload["state_dict"], config=payload.get("config") or {},
                 metrics=payload.get("metrics") or {}, train_state=payload.get("train_state"),
                 class_colors=tuple(tuple(c) for c in colors) if colors else None,
+                mask_reading=payload.get("mask_reading"),
             )
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"incomplete checkpoint (missing {exc})", path) from exc

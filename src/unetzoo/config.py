@@ -65,11 +65,18 @@ class TrainConfig:
                                    "class, ignore values (default: classes.yaml in the dataset "
                                    "folder when present)", metavar="YAML")
     ignore_index: int | None = option(None, "stored mask value of pixels to ignore (default: "
-                                      "255 in index masks, none in binary masks)")
+                                      "255 in index masks when it shares masks with other "
+                                      "labels, none in binary masks)")
+    instances: bool = option(False, "masks are instance label images (one integer per "
+                             "object): train a binary model, foreground = any label")
+    mask_threshold: float | None = option(None, "binary masks: stored values above this are "
+                                          "foreground (e.g. 0.5 for probability maps; default: "
+                                          "decided from the masks)", metavar="T")
     full_check: bool = option(False, "read every image and mask before training (default: "
                               "headers of up to 20,000 pairs and the pixels of 256 spread "
-                              "ones; the rest is checked as it is loaded, bad training samples "
-                              "skipped and logged)")
+                              "ones; the rest is checked as it is loaded: unreadable training "
+                              "samples skipped and logged, mask values the reading cannot hold "
+                              "stop training)")
     # model
     model: str = option("unet", "registered model name (see `unetzoo models`)",
                         aliases=("--arch",))
@@ -99,7 +106,8 @@ class TrainConfig:
     ds_weights: list[float] | None = option(None, "loss weight per deep-supervision output "
                                             "(default: the model's own)")
     grad_clip: float | None = option(None, "clip the gradient norm to this value")
-    monitor: str = option("dice", "validation metric that selects the best checkpoint",
+    monitor: str = option("dice", "validation metric that selects the best checkpoint (loss: "
+                          "the lowest validation loss)",
                           choices=MONITORS)
     # run
     out: str | None = option(None, "run folder (default: runs/<model>-<date-time>)")
@@ -110,6 +118,8 @@ class TrainConfig:
     seed: int = option(0, "random seed (CPU runs are reproducible)")
     val_every: int = option(1, "validate every N epochs")
     test: bool = option(True, "evaluate the best checkpoint on the test split after training")
+    report: bool = option(True, "write report.html into the run folder at the end (curves, "
+                          "metrics, worst and best images; see `unetzoo report`)")
     checkpoint_every: int | None = option(None, "also write models/epoch_last.pt every N "
                                           "optimizer steps (default: after each epoch)")
     nan_policy: str = option("stop", "on a non-finite loss: stop (the last good checkpoint is "

@@ -22,6 +22,12 @@ class DataError(UnetzooError):
     """A dataset, image or mask cannot be used as it is."""
 
 
+class MaskValueError(DataError):
+    """A mask holds a value the dataset's reading cannot hold (a class never met in the
+    sample, a second foreground level): training or evaluation stops naming the file; it is
+    never skipped like an unreadable file."""
+
+
 class CheckpointError(UnetzooError):
     """A checkpoint is missing, unreadable or not a unetzoo checkpoint."""
 

@@ -53,7 +53,7 @@ def test_a_pretrained_name_predicts_evaluates_and_is_listed(shipped, tmp_path: P
     assert len(masks) == 10 and set(np.unique(np.asarray(Image.open(masks[0])))) <= {0, 255}
     monkeypatch.chdir(tmp_path)
     assert run("eval", "--model", "cells", "--dataset", data, *FAST) == 0
-    assert (tmp_path / "eval-cells-test" / "metrics.json").is_file()
+    assert (tmp_path / "eval-cells-all" / "metrics.json").is_file()  # no splits: all images
 
 
 def test_bioimageio_export_needs_authors_and_a_licence(shipped, tmp_path: Path,

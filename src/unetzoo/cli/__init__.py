@@ -8,9 +8,23 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import UnetzooError
-from . import bench, convert, demo, evaluate, export, inspect, models, predict, split, train
+from . import (
+    bench,
+    compare,
+    convert,
+    demo,
+    evaluate,
+    export,
+    inspect,
+    models,
+    predict,
+    report,
+    split,
+    train,
+)
 
-COMMANDS = (demo, train, evaluate, predict, export, bench, split, convert, inspect, models)
+COMMANDS = (demo, train, evaluate, predict, export, bench, split, convert, inspect, models,
+            report, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,14 +20,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, metavar="CKPT|DIR|NAME",
                         help="checkpoint file, model folder or pretrained name (with --backend "
                              "onnxruntime|openvino it is exported on the fly)")
-    parser.add_argument("--split", default="test",
-                        help="split to evaluate (train, val, test, or all)")
+    parser.add_argument("--split", default=None,
+                        help="split to evaluate: train, val, test or all (default: test when "
+                             "the dataset has splits, else all images, and it says so)")
     parser.add_argument("--out", metavar="DIR",
-                        help="where metrics.json, per_image.csv and overlays go (default: "
-                             "eval-<split> beside the checkpoint's run folder)")
+                        help="where metrics.json, per_image.csv and overlays go; {split} "
+                             "becomes the split evaluated (default: eval-{split} in the "
+                             "checkpoint's run folder)")
     parser.add_argument("--debug", action="store_true",
                         help="write image | ground truth | prediction overlays")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--report", default=True, action=argparse.BooleanOptionalAction,
+                        help="write report.html beside the results (unetzoo report)")
     add_inference_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -42,13 +46,20 @@ def run(args: argparse.Namespace) -> None:
         raise ConfigError("eval takes the checkpoint (add --backend onnxruntime or openvino "
                           "to evaluate its exported graph); exported files run with predict",
                           checkpoint)
-    split = None if args.split == "all" else args.split
-    out = Path(args.out) if args.out else (
-        checkpoint.resolve().parent.parent / f"eval-{args.split}" if checkpoint.is_file()
-        else Path(f"eval-{checkpoint.name}-{args.split}"))  # a folder or pretrained name
-    result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, split, out,
+    out = args.out or (str(checkpoint.resolve().parent.parent / "eval-{split}")
+                       if checkpoint.is_file()  # else a model folder or a pretrained name
+                       else f"eval-{checkpoint.name}-{{split}}")
+    result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, args.split, out,
                                  debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)
+    out = result.extra["out"]
+    if "note" in result.extra:
+        log.info(result.extra["note"])
+    split = result.extra["split"]
     log.info(format_summary(result, f"{checkpoint} on {args.dataset} "
-                                    f"({result.extra['split'] or 'all images'}):"))
+                                    f"({'all images' if split == 'all' else split}):"))
     log.info(f"results written to {out}" + (" (overlays in overlays/)" if args.debug else ""))
+    if args.report:
+        from ..report.page import write_page_safely, write_report
+
+        write_page_safely("report.html", lambda: write_report(out))

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,6 +112,33 @@ class InferenceOptions:
         if self.batch_size < 1:
             raise ConfigError(f"--batch must be >= 1, got {self.batch_size}")
         tta_transforms(self.tta)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What decides the predictions (recorded with an evaluation, so that they can be
+        made again, e.g. for the report's overlays): precision, tiling, threshold, TTA,
+        post-processing and pruning."""
+        return {"precision": self.runtime.precision, "batch_size": self.batch_size,
+                "overlap": self.overlap, "threshold": self.threshold, "tta": self.tta,
+                "min_size": self.postprocess.min_size,
+                "fill_holes": self.postprocess.fill_holes, "prune_depth": self.prune_depth}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], runtime: Runtime | None = None
+                  ) -> InferenceOptions:
+        """The options `to_dict` recorded, on `runtime` (default: resolved here with the
+        recorded precision where this machine supports it)."""
+        if runtime is None:
+            try:
+                runtime = Runtime.resolve(precision=values.get("precision", "auto"))
+            except ConfigError:
+                runtime = Runtime.resolve()
+        return cls(runtime, batch_size=int(values.get("batch_size", 4)),
+                   overlap=float(values.get("overlap", 0.25)),
+                   threshold=float(values.get("threshold", 0.5)),
+                   tta=str(values.get("tta", "none")),
+                   postprocess=PostProcessing(int(values.get("min_size", 0)),
+                                              bool(values.get("fill_holes", False))),
+                   prune_depth=values.get("prune_depth"))
 
 
 class Predictor:

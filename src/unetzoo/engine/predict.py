@@ -13,13 +13,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data.io import is_image_file, read_image
 from ..errors import ConfigError, DataError, RunError
 from ..fileio import atomic_write
-from ..viz import class_colors, save_png
+from ..progress import progress_bar
+from ..viz import class_colors, heatmap, save_png
 from .backends import format_of, open_exported
 from .bioimageio import is_package
 from .bioimageio_run import open_package
@@ -55,12 +55,6 @@ def _write_labels(path: Path, labels: np.ndarray, checkpoint: Checkpoint) -> Non
     colors = class_colors(checkpoint.model_spec["num_classes"], checkpoint.class_colors)
     image.putpalette(colors.flatten().tolist())
     atomic_write(path, lambda fh: image.save(fh, format="PNG"))
-
-
-def _heatmap(values: np.ndarray) -> np.ndarray:
-    from matplotlib import colormaps
-
-    return (colormaps["jet"](np.clip(values, 0, 1))[..., :3] * 255).astype(np.uint8)
 
 
 def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) -> Iterator[Path]:
@@ -125,7 +119,7 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
     reader = getattr(model, "read_input", None)  # packages of other tools normalise per image
     written: list[Path] = []
     start = time.perf_counter()
-    for path in tqdm(files, desc="predict", unit="img", disable=not progress):
+    for path in progress_bar(files, "predict", "image", enabled=progress, leave=True):
         image = reader(path) if reader else read_image(path,
                                                        checkpoint.preprocessing.in_channels)
         labels = predictor.labels(image).numpy()
@@ -141,6 +135,6 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
             for target, amap in zip(targets[-levels:], maps, strict=True):
                 full = F.interpolate(amap.float().cpu(), size=image.shape[:2], mode="bilinear",
                                      align_corners=False)[0, 0].numpy()
-                save_png(target, _heatmap(full))
+                save_png(target, heatmap(full))
         written += targets
     return PredictResult(written, len(files), time.perf_counter() - start)
