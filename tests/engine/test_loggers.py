@@ -41,6 +41,11 @@ def test_tensorboard_event_files_hold_the_runs_numbers(data: Path, tmp_path: Pat
     overlays = [t for t in events.Tags()["images"] if t.startswith("val_overlay/")]
     assert len(overlays) == 1  # the one validation image, at epoch 2 only
     assert [e.step for e in events.Images(overlays[0])] == [2]
+    unetzoo.train(dataset=str(data), out=str(tmp_path / "run"), epoch=1, overwrite=True,
+                  test=False, **COMMON)  # a new run in the folder: the old events go
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss")] == [1]
 
 
 def test_logger_none_writes_no_event_files(data: Path, tmp_path: Path) -> None:
