@@ -17,6 +17,16 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 torch.set_num_threads(1)
 
 
+SLOW_TIMEOUT = 900  # seconds; the default for other tests is pyproject's `timeout`
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow get a longer timeout unless they set their own."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)

@@ -157,17 +157,28 @@ def as_checkpoint(source: nn.Module | Checkpoint | Path | str, *, task: Task | N
 
 def save_checkpoint(path: Path | str, checkpoint: Checkpoint | nn.Module, **fields: Any) -> Path:
     """Write a checkpoint atomically (temporary file, fsync, rename): a kill mid-save keeps
-    the old file.
+    the previous file.
 
     Args:
-        path: the file to write (`.pt` by convention).
-        checkpoint: a `Checkpoint`, or a model built with `create_model`, saved in one call
-            with the explicit defaults of `as_checkpoint`.
+        path: the file to write (its folder is created).
+        checkpoint: model spec, task, classes, preprocessing, weights and, optionally, the
+            training state; or a model built with `create_model`, saved in one call with the
+            stated defaults of `as_checkpoint`.
         fields: `task`, `class_names`, `preprocessing` or `metrics` replacing the
             checkpoint's (see `as_checkpoint`).
 
     Returns:
-        The path written.
+        `path` as a `Path`.
+
+    Raises:
+        OSError: the file cannot be written (e.g. a full disk); the previous file is kept.
+
+    Example:
+        >>> ckpt = load_checkpoint("runs/exp1/models/best.pt")
+        >>> save_checkpoint("copy.pt", ckpt)
+        PosixPath('copy.pt')
+        >>> save_checkpoint("bare.pt", create_model("unet"), class_names=["cell"])
+        PosixPath('bare.pt')
     """
     if fields or not isinstance(checkpoint, Checkpoint):
         checkpoint = as_checkpoint(checkpoint, **fields)
@@ -177,11 +188,27 @@ def save_checkpoint(path: Path | str, checkpoint: Checkpoint | nn.Module, **fiel
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Load a checkpoint safely (weights_only) with errors that name the file.
+    """Load a checkpoint safely: `torch.load(weights_only=True)`, so the file can hold
+    nothing but tensors and plain values, and no code runs. A model folder (`config.json` +
+    `model.safetensors`, see `unetzoo.folders`) or the name of a pretrained model shipped with
+    unetzoo (`unetzoo models --pretrained`) loads too, so everything that takes a checkpoint
+    takes those.
 
-    A model folder (`config.json` + `model.safetensors`, see `unetzoo.folders`) or the name of
-    a pretrained model shipped with unetzoo (`unetzoo models --pretrained`) loads too, so
-    everything that takes a checkpoint takes those.
+    Args:
+        path: a `.pt` file written by `save_checkpoint` (e.g. `models/best.pt`), a model
+            folder, or a pretrained name.
+
+    Returns:
+        The `Checkpoint`: `build_model()` gives the model in eval mode on the CPU,
+        `preprocessing` the input normalisation, `task` and `class_names` the outputs.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, not a unetzoo checkpoint, written by
+            a newer unetzoo, or holds objects other than tensors and plain values.
+
+    Example:
+        >>> ckpt = load_checkpoint("runs/exp1/models/best.pt")
+        >>> model = ckpt.build_model()  # B x C x H x W images -> B x K x H x W logits
     """
     path = Path(path)
     if path.is_dir() or (not path.exists() and _is_pretrained_name(str(path))):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .errors import MetricError
 from .task import IGNORE_INDEX, Task
 
 METRIC_NAMES: tuple[str, ...] = (
@@ -132,7 +133,7 @@ class MetricAccumulator:
 
     def stacked(self) -> torch.Tensor:
         if not self.counts:
-            raise ValueError("no images were evaluated")
+            raise MetricError("no images were evaluated")
         return torch.stack(self.counts)
 
     def per_image(self) -> list[dict[str, float | str]]:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from .common import add_inference_arguments, inference_options
+from .common import (
+    add_inference_arguments,
+    add_out_argument,
+    add_trained_model_argument,
+    inference_options,
+    trained_model,
+)
 
 log = logging.getLogger("unetzoo")
 
@@ -17,14 +22,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "accuracy, mDice per image and summarised.")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
     parser.add_argument("--csvfile", metavar="F", help="CSV split (image,mask,split)")
-    parser.add_argument("--model", required=True, metavar="CKPT|DIR|NAME",
-                        help="checkpoint file, model folder or pretrained name (with --backend "
-                             "onnxruntime|openvino it is exported on the fly)")
+    add_trained_model_argument(parser, "; eval takes the checkpoint (with --backend "
+                                        "onnxruntime|openvino its graph is exported on the fly)")
     parser.add_argument("--split", default=None,
                         help="split to evaluate: train, val, test or all (default: test when "
                              "the dataset has splits, else all images, and it says so)")
-    parser.add_argument("--out", metavar="DIR",
-                        help="where metrics.json, per_image.csv and overlays go; {split} "
+    add_out_argument(parser, "where metrics.json, per_image.csv and overlays go; {split} "
                              "becomes the split evaluated (default: eval-{split} in the "
                              "checkpoint's run folder)")
     parser.add_argument("--debug", action="store_true",
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> None:
     from ..engine.evaluate import evaluate_checkpoint, format_summary
     from ..errors import ConfigError
 
-    checkpoint = Path(args.model)
+    checkpoint = trained_model(args.model)
     if format_of(checkpoint):
         raise ConfigError("eval takes the checkpoint (add --backend onnxruntime or openvino "
                           "to evaluate its exported graph); exported files run with predict",

@@ -6,6 +6,13 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .common import (
+    add_img_size_argument,
+    add_out_argument,
+    add_trained_model_argument,
+    trained_model,
+)
+
 log = logging.getLogger("unetzoo")
 
 
@@ -22,15 +29,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "card) for Fiji/deepImageJ, QuPath, ilastik and napari, tested with "
                     "bioimageio.core; folder writes config.json + model.safetensors + "
                     "README.md.")
-    parser.add_argument("--model", required=True, metavar="CKPT|DIR|NAME",
-                        help="checkpoint file, model folder or pretrained name")
+    add_trained_model_argument(parser, "; export takes the checkpoint, a model folder or a "
+                                       "pretrained name")
     parser.add_argument("--format", required=True,
                         choices=("onnx", "openvino", "torchscript", "bioimageio", "folder"),
                         help="onnx (*.onnx), openvino (*.xml + *.bin), torchscript "
                              "(*.torchscript), bioimageio (*.zip) or folder (a directory)")
-    parser.add_argument("--out", required=True, metavar="PATH", help="file or folder to write")
-    parser.add_argument("--size", type=int, default=None,
-                        help="trace and check size (default: the checkpoint's patch size)")
+    add_out_argument(parser, "file or folder to write", required=True, metavar="PATH")
+    add_img_size_argument(parser, "trace and check size (default: the checkpoint's patch "
+                                  "size)")
     parser.add_argument("--prune-depth", type=int, default=None, metavar="K",
                         help="export only UNet++ L^K of a deep-supervised UNet++ (1..depth)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
@@ -68,8 +75,8 @@ def run(args: argparse.Namespace) -> None:
         share = {"dtype": args.dtype, "card": CardInfo(
             title=args.name, description=args.description, authors=tuple(args.author),
             license=args.license, citations=tuple(args.cite))}
-    result = export_checkpoint(args.model, args.format, args.out, args.size, args.overwrite,
-                               args.prune_depth, **share)
+    result = export_checkpoint(trained_model(args.model), args.format, args.out,
+                               args.img_size, args.overwrite, args.prune_depth, **share)
     if args.format in ("bioimageio", "folder"):
         log.info(f"{args.model} -> {result.path} ({args.format}; {result.note}, "
                  f"{result.seconds:.1f} s)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..config import TrainConfig, add_config_arguments
 from ..task import TASKS
 
 log = logging.getLogger("unetzoo")
@@ -30,8 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="binary: stored values above T are foreground")
     parser.add_argument("--sample", type=int, metavar="N",
                         help="read the pixels of N spread pairs only (headers: all)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="hide progress bars")
+    add_config_arguments(parser, TrainConfig, only=("progress",), defaults=True)
     parser.set_defaults(run=run)
 
 

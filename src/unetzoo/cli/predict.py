@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import add_inference_arguments, inference_options
+from .common import (
+    add_inference_arguments,
+    add_out_argument,
+    add_trained_model_argument,
+    inference_options,
+    trained_model,
+)
 
 log = logging.getLogger("unetzoo")
 
@@ -15,13 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description="Writes one mask per image: binary 0/255 PNG, "
                                         "multiclass palette PNG of class indices, multilabel "
                                         "one folder per class.")
-    parser.add_argument("--model", required=True, metavar="CKPT|FILE|DIR|NAME",
-                        help="checkpoint, a file written by `unetzoo export` (.onnx, .xml, "
-                             ".torchscript), a bioimage.io package (.zip, also from other "
-                             "tools: TorchScript or ONNX weights, 2D), a model folder, or a "
-                             "pretrained name (`unetzoo models --pretrained`, e.g. nuclei)")
+    add_trained_model_argument(parser, ", which alone is enough")
     parser.add_argument("--input", required=True, metavar="FILE|DIR", help="image or folder")
-    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    add_out_argument(parser, "output folder", required=True)
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="probability threshold (binary, multilabel)")
     parser.add_argument("--save-attention", action="store_true",
@@ -34,8 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..engine.predict import predict_paths
 
-    result = predict_paths(args.model, args.input, args.output, inference_options(args),
+    result = predict_paths(trained_model(args.model), args.input, args.out, inference_options(args),
                            save_attention=args.save_attention, overwrite=args.overwrite,
                            progress=args.progress)
-    log.info(f"{result.images} image(s) -> {args.output} ({len(result.written)} files, "
+    log.info(f"{result.images} image(s) -> {args.out} ({len(result.written)} files, "
              f"{result.seconds:.1f} s)")

@@ -125,10 +125,11 @@ class BenchResult:
 
 
 def resolve_bench_model(model: str, preset: str | None = None, in_channels: int = 3,
-                        num_classes: int = 1, backend: str = "torch", precision: str = "fp32"
+                        num_classes: int = 1, backend: str = "torch", precision: str = "fp32",
+                        model_args: dict[str, Any] | None = None
                         ) -> tuple[nn.Module, nn.Module, str]:
     """(module to run, eager float32 twin for FLOP counting, display name) for a registered
-    model name, a checkpoint or an exported file."""
+    model name (built with `preset`, then `model_args`), a checkpoint or an exported file."""
     path = Path(model)
     if path.is_file() and format_of(path):
         opened = open_exported(path, backend, precision)
@@ -140,7 +141,7 @@ def resolve_bench_model(model: str, preset: str | None = None, in_channels: int 
         return net, net, path.name
     if preset is None and "/" in model:
         raise ConfigError(f"{model!r}: neither a file nor a registered model name")
-    net = create_model(model, in_channels, num_classes, preset=preset)
+    net = create_model(model, in_channels, num_classes, preset=preset, **(model_args or {}))
     return net, net, model + (f" ({preset})" if preset else "")
 
 

@@ -23,7 +23,7 @@ from torch.utils.data import RandomSampler, Sampler
 
 from ..data.layouts import Pair
 from ..data.prepare import TrainData
-from ..errors import ConfigError, DataError, UnetzooError
+from ..errors import ConfigError, DataError, PeerError
 from ..metrics import MetricAccumulator
 from .evaluate import EvaluationResult, evaluate
 from .infer import Predictor
@@ -31,10 +31,6 @@ from .infer import Predictor
 T = TypeVar("T")
 
 TIMEOUT = timedelta(minutes=30)
-
-
-class PeerError(UnetzooError):
-    """Another process of the group failed; its own message says why."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from ..config import TrainConfig
 from ..data.prepare import TrainData
 from ..data.transforms import train_transform
-from ..errors import UnetzooError
+from ..errors import TrainingError  # re-exported: TrainingError lived here
 from ..losses import build_loss
 from ..progress import progress_bar
 from . import train_checkpoints
@@ -42,10 +42,6 @@ from .step import OptimizerStep
 __all__ = ["EpochProgress", "Trainer", "TrainingError", "TrainingInterrupted"]
 
 log = logging.getLogger("unetzoo")
-
-
-class TrainingError(UnetzooError):
-    """Training cannot go on (e.g. a non-finite loss)."""
 
 
 @dataclass

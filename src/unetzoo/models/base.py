@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ModelError
 from ..nn.padding import Output, crop_to, pad_to_multiple
 
 
@@ -32,7 +33,7 @@ class SegmentationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Output:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__} expects B x {self.in_channels} x H x W input, "
+            raise ModelError(f"{type(self).__name__} expects B x {self.in_channels} x H x W input, "
                              f"got shape {tuple(x.shape)}")
         height, width = x.shape[-2:]
         return crop_to(self.forward_padded(pad_to_multiple(x, self.size_divisor)), height, width)
