@@ -49,7 +49,9 @@ def run(args: argparse.Namespace) -> None:
         raise ConfigError("eval takes the checkpoint (add --backend onnxruntime or openvino "
                           "to evaluate its exported graph); exported files run with predict",
                           checkpoint)
-    out = args.out or str(checkpoint.resolve().parent.parent / "eval-{split}")
+    out = args.out or (str(checkpoint.resolve().parent.parent / "eval-{split}")
+                       if checkpoint.is_file()  # else a model folder or a pretrained name
+                       else f"eval-{checkpoint.name}-{{split}}")
     result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, args.split, out,
                                  debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)

@@ -21,6 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ from .backends import (
 log = logging.getLogger("unetzoo")
 
 FORMATS: tuple[str, ...] = tuple(SUFFIXES)
+SHARE_FORMATS: tuple[str, ...] = ("bioimageio", "folder")  # engine/bioimageio.py, folders.py
 OPSET = 17
 TOLERANCE = 1e-4  # max abs logit difference allowed in float32
 
@@ -73,6 +75,7 @@ class ExportResult:
     max_abs_diff: float
     input_size: tuple[int, int] | None  # None: dynamic height and width
     seconds: float
+    note: str = ""  # further checks, e.g. bioimageio.core's test
 
 
 def _trace_onnx(model: nn.Module, sample: torch.Tensor, dynamic_size: bool) -> bytes:
@@ -214,9 +217,15 @@ def _write_torchscript(model: nn.Module, metadata: str, out: Path,
 
 def export_checkpoint(checkpoint: Path | str, fmt: str, out: Path | str,
                       size: int | None = None, overwrite: bool = False,
-                      prune_depth: int | None = None) -> ExportResult:
+                      prune_depth: int | None = None, **share: Any) -> ExportResult:
     """Export a checkpoint's model (a deep-supervised UNet++ optionally pruned to
-    `prune_depth`); the file alone then predicts (`unetzoo predict --model FILE`)."""
+    `prune_depth`); the file alone then predicts (`unetzoo predict --model FILE`).
+
+    `bioimageio` (a BioImage Model Zoo package, `share`: authors, license, cite, ...) and
+    `folder` (config.json + model.safetensors + README.md, `share`: dtype, card) are written
+    by `engine.bioimageio.export_bioimageio` and `folders.save_pretrained`."""
+    if fmt in SHARE_FORMATS:
+        return _export_shared(checkpoint, fmt, Path(out), overwrite, prune_depth, share)
     info = load_checkpoint(checkpoint)
     model = info.build_model(prune_depth)
     if prune_depth is not None:  # the metadata rebuilds the network that was exported
@@ -224,6 +233,26 @@ def export_checkpoint(checkpoint: Path | str, fmt: str, out: Path | str,
         info = replace(info, model_spec={**spec, "kwargs": {**spec["kwargs"],
                                                             "prune_depth": prune_depth}})
     return export_model(model, info, fmt, out, size, overwrite)
+
+
+def _export_shared(checkpoint: Path | str, fmt: str, out: Path, overwrite: bool,
+                   prune_depth: int | None, share: dict[str, Any]) -> ExportResult:
+    start = time.perf_counter()
+    if fmt == "bioimageio":
+        from .bioimageio import export_bioimageio
+
+        package = export_bioimageio(checkpoint, out, overwrite=overwrite,
+                                    prune_depth=prune_depth, **share)
+        return ExportResult(out, fmt, package.max_abs_diff, None, package.seconds,
+                            f"bioimageio.core test {package.test_status}")
+    from ..folders import save_pretrained
+
+    if prune_depth is not None:
+        raise ConfigError("--prune-depth applies to graph exports; a model folder keeps the "
+                          "whole network (prune it when predicting)")
+    save_pretrained(checkpoint, out, overwrite=overwrite, **share)
+    return ExportResult(out, fmt, 0.0, None, time.perf_counter() - start,
+                        f"weights {share.get('dtype', 'float32')}")
 
 
 def to_backend(model: nn.Module, backend: str, size: int, precision: str = "fp32"

@@ -21,6 +21,8 @@ from ..fileio import atomic_write
 from ..progress import progress_bar
 from ..viz import class_colors, heatmap, save_png
 from .backends import format_of, open_exported
+from .bioimageio import is_package
+from .bioimageio_run import open_package
 from .infer import InferenceOptions, Predictor
 
 
@@ -66,10 +68,17 @@ def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) ->
 
 
 def load_model(model: Path | str, options: InferenceOptions) -> tuple[nn.Module, Checkpoint]:
-    """The model of a checkpoint, or of an exported file (`.onnx`, `.xml`, `.torchscript`)
-    opened in the options' backend, and the checkpoint it describes (for an exported file:
-    without weights)."""
+    """The model of a checkpoint (file, model folder or pretrained name), of an exported file
+    (`.onnx`, `.xml`, `.torchscript`) or of a BioImage Model Zoo package (`.zip`) opened in
+    the options' backend, and the checkpoint it describes (for exported files and packages:
+    without weights). A package of another tool brings its own input reader (`read_input`)."""
     path = Path(model)
+    if is_package(path):
+        if options.prune_depth is not None:
+            raise ConfigError(f"{path}: --prune-depth needs a checkpoint; a package runs the "
+                              "network it was exported with")
+        opened = open_package(path, options.runtime.backend, options.runtime.precision)
+        return opened.module, opened.checkpoint
     if format_of(path) is None:
         checkpoint = load_checkpoint(path)
         return checkpoint.build_model(options.prune_depth), checkpoint
@@ -107,10 +116,12 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
     if output.resolve() in {f.parent.resolve() for f in files}:
         raise RunError("output folder is the input folder; choose another --output", output)
     predictor = Predictor(model, checkpoint.preprocessing, checkpoint.task, options)
+    reader = getattr(model, "read_input", None)  # packages of other tools normalise per image
     written: list[Path] = []
     start = time.perf_counter()
     for path in progress_bar(files, "predict", "image", enabled=progress, leave=True):
-        image = read_image(path, checkpoint.preprocessing.in_channels)
+        image = reader(path) if reader else read_image(path,
+                                                       checkpoint.preprocessing.in_channels)
         labels = predictor.labels(image).numpy()
         targets = list(_targets(path.stem, output, checkpoint, levels))
         layers = labels if checkpoint.task == "multilabel" else [labels]
