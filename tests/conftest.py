@@ -3,6 +3,8 @@ project, and determinism."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,8 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # Tests use small tensors: one thread each avoids oversubscribing the cores when pytest-xdist
 # runs several workers (and under load from other processes).
 torch.set_num_threads(1)
+# OpenVINO conversions of in-memory checkpoints are cached here, not in the user's cache.
+os.environ.setdefault("UNETZOO_CACHE_DIR", tempfile.mkdtemp(prefix="unetzoo-test-cache-"))
 
 
 @pytest.fixture(autouse=True)

@@ -65,7 +65,8 @@ def test_a_tile_covering_the_whole_image_equals_whole_image_inference() -> None:
     with torch.no_grad():
         direct = predictor(img_size=64).model(image[None])[0]
     assert torch.allclose(whole, direct, atol=1e-6)
-    tiled_once = torch.cat(list(predictor(img_size=64)._tiled(image)), dim=1)
+    pred = predictor(img_size=64)
+    tiled_once = torch.cat(list(pred._tiled(image, pred._infer, 2)), dim=1)
     assert torch.allclose(tiled_once, direct, atol=1e-5)
 
 
@@ -76,7 +77,7 @@ def test_streamed_blend_equals_full_buffer_blend(size: tuple[int, int]) -> None:
     a tile."""
     image = torch.randn(3, *size)
     pred = predictor(img_size=32, overlap=0.5)
-    bands = list(pred._tiled(image))
+    bands = list(pred._tiled(image, pred._infer, pred.model_num_classes))
     assert all(band.shape[1] <= 32 for band in bands)
     assert sum(band.shape[1] for band in bands) == size[0]
     torch.testing.assert_close(torch.cat(bands, dim=1), reference_blend(pred, image),

@@ -39,12 +39,11 @@ def run(args: argparse.Namespace) -> None:
     from ..engine.bench import bench, resolve_bench_model
     from ..fileio import atomic_write_text
 
-    runtime = runtime_from(args, args.model)
-    model, eager, name = resolve_bench_model(args.model, args.preset, args.in_channels,
-                                             args.num_classes, runtime.backend,
-                                             runtime.precision)
-    result = bench(model, runtime, args.size, args.batch, args.warmup, args.repeats,
-                   args.train, name, flops_model=eager)
+    chosen = resolve_bench_model(args.model, runtime_from(args, args.model), args.preset,
+                                 args.in_channels, args.num_classes, args.size, args.train)
+    log.info(chosen.note)
+    result = bench(chosen.module, chosen.runtime, args.size, args.batch, args.warmup,
+                   args.repeats, args.train, chosen.name, flops_model=chosen.eager)
     log.info(result.format())
     if args.json:
         atomic_write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n")

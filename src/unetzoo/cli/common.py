@@ -25,10 +25,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("backend")
-    group.add_argument("--backend", default=None, choices=BACKENDS,
-                       help="torch (default for checkpoints), or run an exported graph in "
-                            "onnxruntime or openvino (default for .onnx / .xml files; a "
-                            "checkpoint is exported on the fly)")
+    group.add_argument("--backend", default="auto", choices=BACKENDS,
+                       help="auto (default): OpenVINO on CPUs where it is installed and the "
+                            "model converts (converted once, cached next to the checkpoint), "
+                            "torch otherwise; an exported file runs in its format's backend. "
+                            "torch, onnxruntime or openvino force one")
     group.add_argument("--compile", action="store_true",
                        help="torch.compile the model (torch backend; pays off on many images)")
 
@@ -54,12 +55,13 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def runtime_from(args: argparse.Namespace, model: str | Path | None = None) -> Runtime:
-    """The runtime the flags ask for; without --backend, an exported `model` file runs in
-    its format's backend and everything else in torch (TorchScript files in float32)."""
-    backend = getattr(args, "backend", None)
+    """The runtime the flags ask for (backend `auto` unless --backend says otherwise;
+    commands without --backend run torch); an exported `model` file runs in its format's
+    backend (TorchScript files in float32)."""
+    backend = getattr(args, "backend", "torch")
     fmt = format_of(Path(model)) if model else None
-    if backend is None:
-        backend = FORMAT_BACKEND[fmt] if fmt else "torch"
+    if backend == "auto" and fmt:
+        backend = FORMAT_BACKEND[fmt]
     precision = "fp32" if fmt == "torchscript" else args.precision
     return Runtime.resolve(args.device, precision, args.channels_last, args.threads,
                            compile=getattr(args, "compile", False), backend=backend)

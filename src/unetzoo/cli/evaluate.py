@@ -17,9 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "accuracy, mDice per image and summarised.")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
     parser.add_argument("--csvfile", metavar="F", help="CSV split (image,mask,split)")
-    parser.add_argument("--model", required=True, metavar="CKPT",
-                        help="checkpoint file (with --backend onnxruntime|openvino it is "
-                             "exported on the fly)")
+    parser.add_argument("--model", required=True, metavar="CKPT|FILE",
+                        help="checkpoint, or a file written by `unetzoo export` (.onnx, .xml, "
+                             ".torchscript, INT8 included)")
     parser.add_argument("--split", default="test",
                         help="split to evaluate (train, val, test, or all)")
     parser.add_argument("--out", metavar="DIR",
@@ -32,18 +32,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> None:
+def default_out(model: Path, split: str) -> Path:
+    """eval-<split> in the run folder of a checkpoint (runs/x/models/best.pt -> runs/x), or
+    eval-<name>-<split> beside an exported file."""
     from ..engine.backends import format_of
+
+    if format_of(model):
+        return model.resolve().parent / f"eval-{model.stem}-{split}"
+    return model.resolve().parent.parent / f"eval-{split}"
+
+
+def run(args: argparse.Namespace) -> None:
     from ..engine.evaluate import evaluate_checkpoint, format_summary
-    from ..errors import ConfigError
 
     checkpoint = Path(args.model)
-    if format_of(checkpoint):
-        raise ConfigError("eval takes the checkpoint (add --backend onnxruntime or openvino "
-                          "to evaluate its exported graph); exported files run with predict",
-                          checkpoint)
     split = None if args.split == "all" else args.split
-    out = Path(args.out) if args.out else checkpoint.resolve().parent.parent / f"eval-{args.split}"
+    out = Path(args.out) if args.out else default_out(checkpoint, args.split)
     result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, split, out,
                                  debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)

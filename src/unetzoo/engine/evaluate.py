@@ -16,7 +16,6 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint
 from ..data.dataset import SegmentationDataset
 from ..data.prepare import evaluation_encoder, labelled_split
 from ..fileio import atomic_write_text
@@ -110,13 +109,16 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                         out_dir: Path | str | None = None, debug: bool = False,
                         options: InferenceOptions | None = None, workers: int = 0,
                         progress: bool = True) -> EvaluationResult:
-    """Evaluate a checkpoint on a dataset's split (all pairs when the layout has no split),
-    writing metrics.json, per_image.csv and, with `debug`, overlays into `out_dir`."""
-    checkpoint = load_checkpoint(checkpoint_path)
+    """Evaluate a checkpoint (or an exported file) on a dataset's split (all pairs when the
+    layout has no split), writing metrics.json, per_image.csv and, with `debug`, overlays
+    into `out_dir`. The model runs in the options' backend (default `auto`: OpenVINO where
+    installed, see `Predictor.open`)."""
+    predictor = Predictor.open(checkpoint_path, options)
+    checkpoint = predictor.checkpoint
+    assert checkpoint is not None
     encoder = evaluation_encoder(checkpoint.task, checkpoint.model_spec["num_classes"], dataset,
                                  checkpoint.config)
     pairs, used_split = labelled_split(dataset, csvfile, split, encoder)
-    predictor = Predictor.from_checkpoint(checkpoint, options)
     data = SegmentationDataset(pairs, checkpoint.preprocessing, encoder)
     out = Path(out_dir) if out_dir else None
     result = evaluate(predictor, data, checkpoint.class_names,
