@@ -35,5 +35,6 @@ def run(args: argparse.Namespace) -> None:
     result = predict_paths(args.model, args.input, args.output, inference_options(args),
                            save_attention=args.save_attention, overwrite=args.overwrite,
                            progress=args.progress)
-    log.info(f"{result.images} image(s) -> {args.output} ({result.files} files, "
-             f"{result.seconds:.1f} s)")
+    if result.is_main:
+        log.info(f"{result.images} image(s) -> {args.output} ({result.files} files, "
+                 f"{result.seconds:.1f} s)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +34,14 @@ class PredictResult:
         images: the input images, over all processes.
         seconds: wall time of the prediction loop (this process).
         files: the files written, over all processes (each exists once).
+        is_main: this is the only or the first process (the one that reports).
     """
 
     written: list[Path]
     images: int
     seconds: float
     files: int = 0
+    is_main: bool = True
 
 
 def input_images(source: Path) -> list[Path]:
@@ -161,6 +163,10 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
         12
     """
     options = options or InferenceOptions()
+    if save_attention and options.runtime.backend == "auto":
+        log.info("--save-attention: attention maps come from the PyTorch model, so the "
+                 "torch backend runs")
+        options = replace(options, runtime=options.runtime.for_backend("torch"))
     files = input_images(Path(source))
     output = Path(output)
     context = Distributed.start()
@@ -194,7 +200,7 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
         log.setLevel(level)
         context.stop()
     return PredictResult(written, sum(c[1] for c in counts), seconds,
-                         sum(c[0] for c in counts))
+                         sum(c[0] for c in counts), context.is_main)
 
 
 def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, str],
