@@ -209,7 +209,7 @@ def test_a_read_only_run_folder_caches_in_the_user_cache(tmp_path: Path,
 
 def test_auto_falls_back_to_torch_and_says_why(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    model, info = tiny_checkpoint(num_classes=1)
+    _, info = tiny_checkpoint(num_classes=1)
     path = save_checkpoint(tmp_path / "best.pt", info)
     runtime = Runtime.resolve("cpu", "fp32", channels_last=None, backend="auto")
 
