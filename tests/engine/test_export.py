@@ -12,9 +12,11 @@ from PIL import Image
 
 from tests.helpers import write_pairs
 from unetzoo.checkpoint import Checkpoint, save_checkpoint
+from unetzoo.data.split import split_dataset
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.engine import export, models_io, ov_cache
 from unetzoo.engine.backends import open_exported
+from unetzoo.engine.evaluate import evaluate_checkpoint
 from unetzoo.engine.infer import InferenceOptions, Predictor
 from unetzoo.engine.predict import predict_paths
 from unetzoo.engine.runtime import Runtime
@@ -225,3 +227,38 @@ def test_auto_falls_back_to_torch_and_says_why(tmp_path: Path,
     monkeypatch.setattr(models_io.importlib.util, "find_spec", lambda name: None)
     opened = models_io.open_model(path, runtime)
     assert opened.runtime.backend == "torch" and "openvino is not installed" in opened.note
+
+
+# -- INT8 ------------------------------------------------------------------------------------
+def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path) -> None:
+    pytest.importorskip("nncf")
+    from unetzoo.engine.quantize import QuantizationError
+
+    data = write_pairs(tmp_path / "data", count=10, size=40)
+    split_dataset(data, train_size=0.6, val_size=0.2, seed=0)
+    _, info = tiny_checkpoint(num_classes=1)
+    info.config = {"dataset": str(data), "csvfile": "split.csv", "seed": 0}
+    checkpoint = save_checkpoint(tmp_path / "run" / "models" / "best.pt", info)
+    out = tmp_path / "int8.xml"
+    with pytest.raises(QuantizationError, match="--accept-drop"):  # any drop refused
+        export.export_checkpoint(checkpoint, "openvino", out, int8=True, max_dice_drop=-1,
+                                 calibration_images=6)
+    assert not out.exists() and not out.with_suffix(".bin").exists()
+    result = export.export_checkpoint(checkpoint, "openvino", out, int8=True,
+                                      max_dice_drop=-1, accept_drop=True,
+                                      calibration_images=6)
+    report = result.quality
+    assert report is not None and report["accepted"] and report["images"] == 2
+    assert report["dice_drop"] == pytest.approx(report["float_dice"] - report["int8_dice"])
+    opened = open_exported(out, precision=report["int8_precision"])
+    assert opened.metadata["int8"]["int8_dice"] == report["int8_dice"]
+    # the file evaluates to the Dice its report gives (the same images and precision)
+    options = InferenceOptions(Runtime.resolve("cpu", report["int8_precision"],
+                                               backend="openvino"))
+    evaluated = evaluate_checkpoint(out, data, "split.csv", "val", options=options,
+                                    progress=False)
+    assert evaluated.summary["global"]["dice"] == report["int8_dice"]
+    with pytest.raises(ConfigError, match="--dataset"):
+        info.config = {"dataset": str(tmp_path / "gone")}
+        export.export_checkpoint(save_checkpoint(tmp_path / "other.pt", info), "openvino",
+                                 tmp_path / "x.xml", int8=True)

@@ -110,13 +110,16 @@ def with_onnx_metadata(onnx_bytes: bytes, metadata: str) -> bytes:
     return proto.SerializeToString()
 
 
-def export_metadata(info: Checkpoint, fixed: tuple[int, int] | None) -> str:
+def export_metadata(info: Checkpoint, fixed: tuple[int, int] | None,
+                    extra: dict[str, Any] | None = None) -> str:
     """The metadata every exported graph carries: the checkpoint without its weights and
-    training state, and the input size the graph is fixed to (None: dynamic)."""
+    training state, the input size the graph is fixed to (None: dynamic), and `extra`
+    (e.g. `int8`: the accuracy check of a quantised graph)."""
     payload = {**info.to_payload(), "state_dict": {}, "train_state": None}
     return json.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
                        "input_size": list(fixed) if fixed else None,
-                       "opset": OPSET, "torch": torch.__version__, "checkpoint": payload})
+                       "opset": OPSET, "torch": torch.__version__, **(extra or {}),
+                       "checkpoint": payload})
 
 
 def _samples(size: tuple[int, int], in_channels: int) -> list[torch.Tensor]:
