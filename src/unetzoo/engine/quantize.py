@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from ..checkpoint import Checkpoint
@@ -143,6 +142,15 @@ class CalibrationTiles:
             yield self.pre.to_tensor(image[y: y + size, x: x + size])[None].numpy()
 
 
+def quantize_graph(graph: Any, tiles: CalibrationTiles) -> Any:
+    """`graph` (an `openvino.Model`) quantised to INT8 by NNCF post-training quantisation
+    (CPU target, default mixed preset: symmetric weights and activations) on `tiles`."""
+    nncf = require("nncf")
+    nncf.set_log_level(logging.ERROR)
+    return nncf.quantize(graph, nncf.Dataset(tiles), subset_size=len(tiles),
+                         target_device=nncf.TargetDevice.CPU)
+
+
 def _scores(graph: Any, precision: str, info: Checkpoint, fixed: tuple[int, int] | None,
             data: SegmentationDataset, progress: bool) -> dict[str, Any]:
     module = ExportedModule(openvino_runner(graph, precision),
@@ -183,7 +191,7 @@ def export_int8(model: nn.Module, info: Checkpoint, out: Path, checkpoint_path: 
         ExportError: the float graph differs from PyTorch.
     """
     check_target("openvino", out, overwrite)
-    nncf = require("nncf")
+    require("nncf")
     start = time.perf_counter()
     allowed = MAX_DICE_DROP if max_dice_drop is None else max_dice_drop
     root, train, val, split = _data(info, checkpoint_path, dataset, csvfile)
@@ -195,10 +203,7 @@ def export_int8(model: nn.Module, info: Checkpoint, out: Path, checkpoint_path: 
     tiles = CalibrationTiles(train, info, calibration_images or CALIBRATION_IMAGES)
     log.info(f"INT8: calibrating on {len(tiles)} patches of {len(tiles.images)} training "
              f"images of {root}")
-    nncf.set_log_level(logging.ERROR)
-    with torch.inference_mode():
-        quantised = nncf.quantize(graph, nncf.Dataset(tiles), subset_size=len(tiles),
-                                  target_device=nncf.TargetDevice.CPU)
+    quantised = quantize_graph(graph, tiles)
     data = SegmentationDataset(val, info.preprocessing, encoder)
     int8_precision = Runtime.resolve("cpu", "auto", backend="openvino").precision
     base = _scores(graph, "fp32", info, fixed, data, progress)
