@@ -17,7 +17,7 @@ from .engine.evaluate import evaluate_checkpoint as evaluate
 from .engine.export import export_checkpoint as export
 from .engine.infer import Predictor
 from .engine.predict import predict_paths as predict
-from .engine.trainer import train
+from .engine.train_setup import train
 from .errors import CheckpointError, ConfigError, DataError, ModelError, RunError, UnetzooError
 from .models import count_parameters, create_model, list_models, model_card, register_model
 

@@ -12,7 +12,7 @@ from .engine.evaluate import EvaluationResult, evaluate_checkpoint, format_summa
 from .engine.infer import InferenceOptions
 from .engine.run_folder import default_run_dir, prepare_run_dir
 from .engine.runtime import Runtime
-from .engine.trainer import train
+from .engine.train_setup import train
 
 log = logging.getLogger("unetzoo")
 

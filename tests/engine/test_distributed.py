@@ -32,7 +32,7 @@ TOLERANCE = 1e-6  # on weights of magnitude ~1; measured: 3e-8 after 12 steps
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory) -> tuple[Path, unetzoo.engine.trainer.TrainResult]:
+def single(tmp_path_factory) -> tuple[Path, unetzoo.engine.train_setup.TrainResult]:
     """30 images (24 train, 3 val, 3 test) and one process trained with the global batch."""
     root = tmp_path_factory.mktemp("single")
     data = write_pairs(root / "data", count=30, size=40)

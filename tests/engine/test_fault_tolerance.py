@@ -14,7 +14,7 @@ import torch
 import unetzoo
 from tests.engine.processes import finish, start, start_and_kill, wait_for
 from tests.helpers import write_pairs
-from unetzoo.engine import trainer as trainer_module
+from unetzoo.engine import step as step_module
 from unetzoo.engine.trainer import TrainingError
 
 # 8 train images, batch 2: 4 steps per epoch, 12 in all; epoch_last every 3 steps and at
@@ -112,7 +112,7 @@ def test_signal_finishes_the_step_saves_and_exits_cleanly(tmp_path, reference, s
 
 
 def nan_at_call(monkeypatch, call: int) -> None:
-    original = trainer_module.deep_supervision_loss
+    original = step_module.deep_supervision_loss
     calls = []
 
     def loss(*args, **kwargs):
@@ -120,7 +120,7 @@ def nan_at_call(monkeypatch, call: int) -> None:
         value = original(*args, **kwargs)
         return value * float("nan") if len(calls) == call else value
 
-    monkeypatch.setattr(trainer_module, "deep_supervision_loss", loss)
+    monkeypatch.setattr(step_module, "deep_supervision_loss", loss)
 
 
 def test_non_finite_loss_stops_naming_step_and_batch(tmp_path, reference, monkeypatch):

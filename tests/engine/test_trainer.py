@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 import unetzoo
+import unetzoo.engine.callbacks
 from tests.helpers import write_pairs
 
 COMMON = {"model": "unet", "preset": "tiny", "batch": 4, "img_size": 32, "workers": 0,
@@ -42,3 +43,27 @@ def test_deep_supervision_model_trains_and_predicts(tmp_path: Path) -> None:
     pred = unetzoo.predict(result.best_checkpoint, data / "images", tmp_path / "p",
                            progress=False)
     assert pred.images == 6
+
+
+class Recorder(unetzoo.engine.callbacks.Callback):
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    def on_train_start(self, trainer) -> None:
+        self.events.append(("start", trainer.epoch, trainer.step))
+
+    def on_epoch_end(self, trainer, row, validation) -> None:
+        self.events.append(("epoch", row["epoch"], trainer.step, validation is not None))
+
+    def on_train_end(self, trainer, result) -> None:
+        self.events.append(("end", len(result.history), result.test is not None))
+
+
+def test_callbacks_are_called_at_start_after_each_epoch_and_at_the_end(tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "data", count=10, size=32)
+    recorder = Recorder()
+    unetzoo.train(dataset=str(data), epoch=2, out=str(tmp_path / "r"), val_every=2,
+                  callbacks=[recorder], **{**COMMON, "test": True})
+    # 10 pairs: a seeded 8 / 1 / 1 split; batch 4 -> 2 steps per epoch
+    assert recorder.events == [("start", 0, 0), ("epoch", 1, 2, False), ("epoch", 2, 4, True),
+                               ("end", 2, True)]

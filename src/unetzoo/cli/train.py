@@ -21,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     """Train; a stop on SIGINT or SIGTERM exits with 128 + the signal (130, 143) once the
     checkpoint is written (the trainer prints how to resume)."""
-    from ..engine.trainer import TrainingInterrupted, train
+    from ..engine.preemption import TrainingInterrupted
+    from ..engine.train_setup import train
 
     given = {k: v for k, v in vars(args).items() if k not in ("config", "run", "command")}
     config = build_config(given, args.config)

@@ -26,12 +26,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..data.transforms import Preprocessing
 from ..errors import ConfigError
-from ..losses import build_loss, deep_supervision_loss
+from ..losses import build_loss
 from ..models import count_parameters, create_model
 from .backends import format_of
 from .infer import InferenceOptions, Predictor
 from .models_io import open_checkpoint, open_model
 from .runtime import DTYPES, Runtime
+from .step import OptimizerStep
 
 
 @cache
@@ -231,7 +232,8 @@ def bench(model: nn.Module, runtime: Runtime, size: int = 256, batch: int = 1,
 
 
 def _train_step(model: nn.Module, runtime: Runtime, x: torch.Tensor):
-    """One training step as the trainer takes it (autocast, scaled loss, AdamW)."""
+    """One training step as the trainer takes it (`OptimizerStep`: autocast, scaled loss,
+    AdamW) on `x` and a fixed random target."""
     model = runtime.prepare_model(model).train()
     forward = torch.compile(model) if runtime.compile else model
     num_classes = int(getattr(model, "num_classes", 1))
@@ -239,19 +241,8 @@ def _train_step(model: nn.Module, runtime: Runtime, x: torch.Tensor):
     loss_fn = build_loss("bce+dice" if task == "binary" else "ce+dice", task)
     generator = torch.Generator().manual_seed(0)
     target = torch.randint(0, max(2, num_classes), (x.shape[0], *x.shape[2:]),
-                           generator=generator).to(runtime.device)
+                           generator=generator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
-    weights = getattr(model, "output_weights", None)
-    images = runtime.prepare_input(x)
-
-    def step() -> None:
-        with runtime.autocast():
-            outputs = forward(images)
-        loss = deep_supervision_loss(loss_fn, outputs, target, weights)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-
-    return step
+    step = OptimizerStep(forward, model, loss_fn, optimizer, runtime,
+                         getattr(model, "output_weights", None))
+    return lambda: step.update(step.loss(x, target))

@@ -1,0 +1,233 @@
+"""Setting a training run up and running it: the `train()` API.
+
+Everything that can be checked is checked before the run folder is touched: the run
+folder's state, every image and mask (headers and a sample, see `data.dataset`), the model
+and its options. Then the trainer runs (`trainer.Trainer`), and the best checkpoint is
+evaluated on the test split.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from ..checkpoint import Checkpoint, load_checkpoint
+from ..config import TrainConfig, build_config
+from ..data.dataset import DatasetInfo
+from ..data.prepare import TrainData, prepare_data
+from ..data.split import write_split_csv
+from ..errors import ConfigError
+from ..fileio import atomic_write_text
+from ..models import count_parameters, create_model
+from . import train_checkpoints
+from .callbacks import Callback
+from .distributed import Distributed, evaluate_sharded, missing_files
+from .evaluate import EvaluationResult, format_summary
+from .infer import InferenceOptions, Predictor
+from .run_folder import RunPlan, check_run_dir, plan_run, prepare_run_dir
+from .runtime import Runtime
+from .trainer import Trainer, data_workers
+
+__all__ = ["TrainResult", "train"]
+
+log = logging.getLogger("unetzoo")
+
+
+@dataclass
+class TrainResult:
+    """Where a run's checkpoints are, its history, and the test evaluation.
+
+    Attributes:
+        run_dir: the run folder.
+        best_checkpoint: `models/best.pt` (best validation score).
+        last_checkpoint: `models/epoch_last.pt` (resumable).
+        history: one dict per epoch, as in `metrics.csv`.
+        best_score: the best value of the monitored metric (-inf when none was measured).
+        test: the best checkpoint on the test split, when there is one and `config.test`.
+    """
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[dict[str, Any]]
+    best_score: float
+    test: EvaluationResult | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and PyTorch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = None,
+          callbacks: list[Callback] | None = None, **options: Any) -> TrainResult:
+    """Train a model from a config (or keyword options) and evaluate it on the test split.
+
+    With `resume`, the run continues with its saved config; options given explicitly
+    (`given`, or keyword options) override it, e.g. a larger `epoch`. Under torchrun the
+    processes train together (see `unetzoo.engine.distributed`); rank 0 checks and writes.
+
+    Args:
+        config: a validated `TrainConfig`; or None and the options as keywords
+            (`train(dataset="data/", model="unet", epoch=50)`).
+        given: the options the user set explicitly (they override a resumed run's config).
+        callbacks: extra `Callback`s (loggers, reports) called by the trainer.
+        **options: `TrainConfig` fields, when `config` is None.
+
+    Returns:
+        A `TrainResult`: run folder, best and last checkpoints, history, test metrics.
+
+    Raises:
+        ConfigError: an option is unknown or out of range.
+        DataError: a dataset file cannot be used (named in the message).
+        RunError: the run folder or an output cannot be used.
+        TrainingError: training cannot go on (e.g. a non-finite loss).
+        TrainingInterrupted: stopped by SIGINT / SIGTERM after saving (resumable).
+
+    Example:
+        >>> result = train(dataset="data/", csvfile="split.csv", model="unet",
+        ...                loss="bce+dice", epoch=50)            # doctest: +SKIP
+        >>> result.best_checkpoint                               # doctest: +SKIP
+        PosixPath('runs/unet-20261130-120000/models/best.pt')
+    """
+    if config is None:
+        config = build_config(options)
+        given = {**(given or {}), **options}
+    context = Distributed.start()
+    level = log.level
+    if not context.is_main:
+        log.setLevel(logging.ERROR)
+    try:
+        return _train(config, given or {}, context, callbacks or [])
+    finally:
+        log.setLevel(level)
+        context.stop()
+
+
+def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
+           callbacks: list[Callback]) -> TrainResult:
+    def plan_and_scan() -> tuple[RunPlan, TrainData]:
+        plan = plan_run(config, given)
+        cfg = plan.config
+        check_run_dir(plan.run_dir, resume=plan.reuse_folder, overwrite=cfg.overwrite)
+        checkpoint = plan.checkpoint
+        data = prepare_data(cfg.dataset, cfg.csvfile, task=cfg.task,
+                            num_classes=cfg.num_classes, class_names=cfg.class_names,
+                            class_map=cfg.class_map, ignore_index=cfg.ignore_index,
+                            full_check=cfg.full_check,
+                            val_fraction=cfg.val_fraction, seed=cfg.seed,
+                            img_size=cfg.img_size, resize_mode=cfg.resize_mode,
+                            preprocessing=checkpoint.preprocessing if checkpoint else None)
+        return plan, data
+
+    plan, data = context.shared(plan_and_scan)
+    config, run_dir = plan.config, plan.run_dir
+
+    def set_up_here() -> tuple[Runtime, nn.Module]:
+        runtime = Runtime.resolve(context.device(config.device), config.precision,
+                                  config.channels_last, config.threads)
+        if config.sync_bn and context.enabled and runtime.device.type != "cuda":
+            raise ConfigError("--sync-bn needs CUDA (PyTorch's SyncBatchNorm runs on GPUs "
+                              "only); on CPUs use a per-sample norm, e.g. --model-args "
+                              "norm=group")
+        seed_everything(config.seed)
+        model = build_model(config, data.info, plan.checkpoint)
+        if context.is_main:
+            prepare_run_dir(run_dir, resume=plan.reuse_folder, overwrite=config.overwrite,
+                            needed_bytes=count_parameters(model) * 4 * 8)
+        else:
+            missing_files(data)
+        return runtime, model
+
+    runtime, model = context.agreed(set_up_here)
+    handler = None
+    if context.is_main:
+        handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+    try:
+        return _run(config, run_dir, runtime, data, model, plan.checkpoint, context, callbacks)
+    finally:
+        if handler is not None:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def build_model(config: TrainConfig, info: DatasetInfo, checkpoint: Checkpoint | None
+                ) -> nn.Module:
+    """The network of a run: rebuilt from `checkpoint` when resuming, else from the config
+    with the dataset's channels and classes."""
+    if checkpoint is not None:
+        spec = checkpoint.model_spec
+        return create_model(spec["name"], spec["in_channels"], spec["num_classes"],
+                            **spec["kwargs"])
+    return create_model(config.model, info.in_channels,
+                        1 if info.task == "binary" else info.num_classes,
+                        preset=config.preset, **config.model_args)
+
+
+def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
+         model: nn.Module, checkpoint: Checkpoint | None, context: Distributed,
+         callbacks: list[Callback]) -> TrainResult:
+    info = data.info
+    if context.is_main:
+        if data.new_split:
+            write_split_csv(data.train + data.val + data.test, data.root,
+                            run_dir / "split.csv", overwrite=True)
+        atomic_write_text(run_dir / "config.yaml",
+                          yaml.safe_dump(config.to_dict(), sort_keys=False))
+    trainer = Trainer(config, data, model, run_dir, runtime, context, callbacks)
+    if checkpoint is not None:
+        train_checkpoints.restore(trainer, checkpoint)
+    params = count_parameters(model)
+    processes = f" x {context.world_size} processes" if context.enabled else ""
+    log.info(f"unetzoo train: {config.model} ({params / 1e6:.2f} M parameters) on {data.root}")
+    log.info(f"  {info.task}, {len(info.class_names)} class(es), {info.in_channels} channel(s); "
+             f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)} images")
+    log.info(f"  patch {config.img_size} ({config.resize_mode}), batch {config.batch}"
+             f"{processes}, {trainer.steps_per_epoch} steps/epoch, {config.epoch} epochs, "
+             f"loss {config.loss}, {config.optimizer} lr {config.lr:g} ({config.schedule})")
+    log.info(f"  runtime: {runtime.describe()}")
+    log.info(f"  run folder: {run_dir}{_resume_note(trainer) if checkpoint else ''}")
+    trainer.fit()
+    result = TrainResult(run_dir, trainer.best_path, trainer.last_path, trainer.history,
+                         trainer.best_score)
+    if data.test and config.test:
+        result.test = _test(config, runtime, data, context, result.best_checkpoint)
+        if context.is_main:
+            result.test.write(run_dir / "test")
+        log.info(format_summary(result.test, f"test split, best checkpoint "
+                                             f"({result.best_checkpoint.name}):"))
+    trainer.callbacks.on_train_end(trainer, result)
+    log.info(f"run folder: {run_dir}")
+    return result
+
+
+def _test(config: TrainConfig, runtime: Runtime, data: TrainData, context: Distributed,
+          best_path: Path) -> EvaluationResult:
+    """The best checkpoint on the test split (sharded across processes)."""
+    best = context.shared(lambda: load_checkpoint(best_path))
+    predictor = Predictor.from_checkpoint(best, InferenceOptions(runtime,
+                                                                batch_size=config.batch))
+    return evaluate_sharded(context, predictor, data, data.test, data.info.class_names,
+                            workers=data_workers(config.workers), progress=config.progress)
+
+
+def _resume_note(trainer: Trainer) -> str:
+    done = math.ceil(trainer.progress.samples / trainer.global_batch)
+    if not done:
+        return f" (resuming after epoch {trainer.epoch})"
+    return (f" (resuming in epoch {trainer.epoch + 1} after step {trainer.step}, "
+            f"{done}/{trainer.steps_per_epoch} of its batches done)")
