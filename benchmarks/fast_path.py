@@ -14,13 +14,14 @@ Parts (one command each; `--quick` checks a part in a minute with tiny models):
   check on the validation split, then test Dice / IoU in torch fp32, torch bf16, the default
   path and INT8, and their latencies at 256 x 256.
 - `train`: training throughput of the reference U-Net at 256 x 256, batch 4, in the default
-  setting, the step as it was (`--step legacy`) against the step as it is.
+  setting: the step as it was (unfused optimizer) against the step as it is.
 
     PYTHONPATH=src python benchmarks/fast_path.py latency --quick
     PYTHONPATH=src python benchmarks/fast_path.py latency                 # U-Net, ~5 min
     PYTHONPATH=src python benchmarks/fast_path.py latency --models all    # zoo, ~1 h
     PYTHONPATH=src python benchmarks/fast_path.py accuracy --budget 0.4   # zoo, ~2.5 h
     PYTHONPATH=src python benchmarks/fast_path.py accuracy --models unet  # ~20 min
+    PYTHONPATH=src python benchmarks/fast_path.py train                   # ~10 min
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from unetzoo.checkpoint import Checkpoint, load_checkpoint
 from unetzoo.data.layouts import find_pairs
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.engine.backends import ExportedModule, open_exported, openvino_runner
-from unetzoo.engine.bench import bench, count_flops
+from unetzoo.engine.bench import _times, _train_step, bench, count_flops
 from unetzoo.engine.evaluate import evaluate_checkpoint
 from unetzoo.engine.export import export_checkpoint, trace_openvino
 from unetzoo.engine.infer import InferenceOptions
@@ -178,28 +179,23 @@ def accuracy_part(names: list[str], datasets: list[str], budget: float, quick: b
 
 def train_part(preset: str, size: int, batch: int, rounds: int, repeats: int
                ) -> list[dict[str, Any]]:
-    from unetzoo.engine import bench as bench_module
-
+    """Images/s of the default training step with the unfused optimizer (the step before)
+    and as it is now, interleaved rounds, medians."""
     runtime = Runtime.resolve("cpu", "auto")
-    torch.manual_seed(0)
-    eager = create_model("unet", 3, 1, preset=preset)
-    flops = count_flops(eager, torch.randn(1, 3, size, size))
-    steps = {"legacy": True, "current": False}
-    results: dict[str, list[float]] = {label: [] for label in steps}
-    models = {}
-    for label in steps:
+    x = torch.randn(batch, 3, size, size)
+    steps = {}
+    for label, fused in (("before: unfused AdamW", False), ("now: fused AdamW", None)):
         torch.manual_seed(0)
-        models[label] = create_model("unet", 3, 1, preset=preset)
+        steps[label] = _train_step(create_model("unet", 3, 1, preset=preset), runtime, x,
+                                   fused=fused)
+    results: dict[str, list[float]] = {label: [] for label in steps}
     for _ in range(rounds):
-        for label, legacy in steps.items():
-            bench_module.LEGACY_STEP = legacy
-            result = bench(models[label], runtime, size, batch, warmup=1, repeats=repeats,
-                           train=True, flops_model=eager, flops=flops)
-            results[label].append(result.images_per_s)
-    bench_module.LEGACY_STEP = False
-    base = statistics.median(results["legacy"])
+        for label, step in steps.items():
+            seconds = statistics.median(_times(step, 1, repeats, runtime.device))
+            results[label].append(batch / seconds)
+    base = statistics.median(next(iter(results.values())))
     return [{"step": label, "images/s": statistics.median(v),
-             "x legacy": statistics.median(v) / base, "rounds": v}
+             "x before": statistics.median(v) / base, "rounds": v}
             for label, v in results.items()]
 
 
@@ -242,7 +238,7 @@ def main() -> None:
     else:
         preset, size = ("tiny", 64) if args.quick else ("reference", 256)
         rows = train_part(preset, size, 4, 2 if args.quick else args.rounds, args.repeats)
-        columns = ["step", "images/s", "x legacy"]
+        columns = ["step", "images/s", "x before"]
     result.update(rows=rows, machine_after=machine())
     path = write_json(f"fast_path_{args.part}" + ("_quick" if args.quick else ""), result)
     print(f"\n{before['cpu']}, {before['threads']} threads, bf16 units {before['bf16_units']}, "

@@ -32,6 +32,7 @@ from .backends import format_of
 from .infer import InferenceOptions, Predictor
 from .models_io import open_checkpoint, open_model
 from .runtime import DTYPES, Runtime
+from .schedules import build_optimizer
 from .step import OptimizerStep
 
 
@@ -231,9 +232,11 @@ def bench(model: nn.Module, runtime: Runtime, size: int = 256, batch: int = 1,
         fraction_of_peak=work / median / peak)
 
 
-def _train_step(model: nn.Module, runtime: Runtime, x: torch.Tensor):
+def _train_step(model: nn.Module, runtime: Runtime, x: torch.Tensor,
+                fused: bool | None = None):
     """One training step as the trainer takes it (`OptimizerStep`: autocast, scaled loss,
-    AdamW) on `x` and a fixed random target."""
+    the trainer's AdamW with its defaults) on `x` and a fixed random target; `fused=False`
+    uses the unfused optimizer (the step before fused optimizers were the default)."""
     model = runtime.prepare_model(model).train()
     forward = torch.compile(model) if runtime.compile else model
     num_classes = int(getattr(model, "num_classes", 1))
@@ -242,7 +245,8 @@ def _train_step(model: nn.Module, runtime: Runtime, x: torch.Tensor):
     generator = torch.Generator().manual_seed(0)
     target = torch.randint(0, max(2, num_classes), (x.shape[0], *x.shape[2:]),
                            generator=generator)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = build_optimizer("adamw", model, lr=1e-4, weight_decay=1e-4, momentum=0.0,
+                                fused=fused)
     step = OptimizerStep(forward, model, loss_fn, optimizer, runtime,
                          getattr(model, "output_weights", None))
     return lambda: step.update(step.loss(x, target))
