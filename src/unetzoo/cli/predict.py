@@ -14,7 +14,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("predict", help="predict masks for images",
                             description="Writes one mask per image: binary 0/255 PNG, "
                                         "multiclass palette PNG of class indices, multilabel "
-                                        "one folder per class.")
+                                        "one folder per class. Inputs whose names differ only "
+                                        "in extension or case get distinct output names. "
+                                        "Under torchrun the inputs are shared out among the "
+                                        "processes.")
     parser.add_argument("--model", required=True, metavar="CKPT|FILE",
                         help="checkpoint, or a file written by `unetzoo export` (.onnx, .xml, "
                              ".torchscript), which alone is enough")
@@ -23,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="probability threshold (binary, multilabel)")
     parser.add_argument("--save-attention", action="store_true",
-                        help="also write attention maps as heat maps (attention models)")
+                        help="also write attention maps as heat maps (gated models; tiled and "
+                             "blended like the masks; runs the torch backend)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_inference_arguments(parser)
     parser.set_defaults(run=run)
