@@ -149,6 +149,9 @@ def cached_openvino(checkpoint: Checkpoint, model: nn.Module, precision: str,
     graph, fixed, diff = trace_openvino(model, (side, side), where=f"{name} for openvino")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=root))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the run folder's readers read it
     try:
         save_openvino(graph, export_metadata(checkpoint, fixed), tmp / FILES[0], atomic=False)
         for name_ in FILES:
