@@ -58,7 +58,8 @@ BASE = "torch bf16 + CL"
 
 def _time(runnable: dict[str, tuple[Runtime, torch.nn.Module]], eager: torch.nn.Module,
           size: int, rounds: int, repeats: int) -> dict[str, float]:
-    """Median latency (ms) per setting, settings interleaved in every round."""
+    """Median latency (ms) per setting, settings interleaved in every round; each round's
+    median is kept in ROUNDS."""
     flops = count_flops(eager, torch.randn(1, eager.in_channels, size, size))
     times: dict[str, list[float]] = {label: [] for label in runnable}
     for _ in range(rounds):
@@ -66,7 +67,11 @@ def _time(runnable: dict[str, tuple[Runtime, torch.nn.Module]], eager: torch.nn.
             result = bench(module, runtime, size, 1, warmup=1, repeats=repeats,
                            flops_model=eager, flops=flops)
             times[label].append(result.latency_ms)
+    ROUNDS.append({label: [round(t, 1) for t in v] for label, v in times.items()})
     return {label: statistics.median(v) for label, v in times.items()}
+
+
+ROUNDS: list[dict[str, list[float]]] = []
 
 
 def _ratios(latency: dict[str, float]) -> dict[str, float]:
@@ -239,7 +244,7 @@ def main() -> None:
         preset, size = ("tiny", 64) if args.quick else ("reference", 256)
         rows = train_part(preset, size, 4, 2 if args.quick else args.rounds, args.repeats)
         columns = ["step", "images/s", "x before"]
-    result.update(rows=rows, machine_after=machine())
+    result.update(rows=rows, rounds_ms=ROUNDS, machine_after=machine())
     path = write_json(f"fast_path_{args.part}" + ("_quick" if args.quick else ""), result)
     print(f"\n{before['cpu']}, {before['threads']} threads, bf16 units {before['bf16_units']}, "
           f"load average {before['load_average'][0]:.2f} before, "
