@@ -34,7 +34,7 @@ from unetzoo.data import dataset as dataset_module
 from unetzoo.data.dataset import check_headers, verify_pairs
 from unetzoo.data.io import check_file
 from unetzoo.data.layouts import find_pairs
-from unetzoo.data.masks import MaskEncoder
+from unetzoo.data.masks import read_as
 from unetzoo.data.prepare import prepare_data
 from unetzoo.data.transforms import train_transform
 from unetzoo.engine.bench import peak_memory_mb
@@ -84,12 +84,12 @@ def first_batch_seconds(root: Path, full_check: bool, workers: int, batch: int =
 def throughput(root: Path, limit: int) -> dict:
     """Pairs per second of each kind of check, on up to `limit` pairs."""
     pairs = find_pairs(root)[:limit]
-    encoder = MaskEncoder("binary", 1)
+    reading = read_as("binary", 1)
     out = {}
     checks = {"stat": lambda: [check_file(p) for pair in pairs
                                for p in (pair.image, *pair.mask_files)],
               "header": lambda: check_headers(pairs),
-              "full read": lambda: verify_pairs(pairs, encoder, full=True)}
+              "full read": lambda: verify_pairs(pairs, reading, full=True)}
     for name, check in checks.items():
         start = time.perf_counter()
         check()

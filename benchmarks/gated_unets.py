@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from unetzoo.models import count_parameters, create_model
-from unetzoo.nn.attention_gate import attention_gate
+from unetzoo.nn.factory import gate_factory
 
 
 def saved_bytes(module: nn.Module, run: Callable[[], torch.Tensor]) -> int:
@@ -76,7 +76,7 @@ def bench_gates(size: int, repeats: int) -> list[dict]:
         g_up = torch.randn(1, width, side, side, requires_grad=True)
         g_coarse = torch.randn(1, 2 * width, side // 2, side // 2, requires_grad=True)
         for kind in ("same_level", "coarse"):
-            gate = attention_gate(kind, bias=True)(width, width, 2 * width).train()
+            gate = gate_factory(kind, bias=True)(width, width, 2 * width).train()
             run = partial(gate, x, g_up, g_coarse)
             rows.append({"level": level, "skip": f"{width}x{side}x{side}", "gate": kind,
                          "params": count_parameters(gate),

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from unetzoo.engine.runtime import cpu_bf16_units
 from unetzoo.fileio import atomic_write_text
+from unetzoo.report.machine import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
     """CPU, cores, bf16 units, load average (the machine may be shared) and versions."""
-    model = next((ln.partition(":")[2].strip() for ln in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")), platform.processor())
-    return {"cpu": model, "cores": os.cpu_count(), "bf16_units": cpu_bf16_units(),
-            "threads": torch.get_num_threads(), "load_average": list(os.getloadavg()),
-            "torch": torch.__version__}
+    info = machine_info()
+    return {k: info[k] for k in ("cpu", "cores", "bf16_units", "threads", "load_average",
+                                 "torch")}
 
 
 def markdown(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:

@@ -21,9 +21,31 @@ torch.set_num_threads(1)
 os.environ.setdefault("UNETZOO_CACHE_DIR", tempfile.mkdtemp(prefix="unetzoo-test-cache-"))
 
 
+SLOW_TIMEOUT = 900  # seconds; the default for other tests is pyproject's `timeout`
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked slow get a longer timeout unless they set their own."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _report_pages_only_in_report_tests(request: pytest.FixtureRequest,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training in-process writes no report.html outside tests/report (which test it): a
+    page costs seconds of FLOP counting and re-prediction per run on a loaded 2-core
+    machine."""
+    if "report" not in request.node.path.parts:
+        from unetzoo.report.callback import ReportCallback
+
+        monkeypatch.setattr(ReportCallback, "on_train_end", lambda *args: None)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import write_pairs
+from unetzoo.checkpoint import load_checkpoint, save_checkpoint
 from unetzoo.cli import main
 
 FAST = ["--no-progress", "--precision", "fp32", "--device", "cpu"]
@@ -24,7 +26,7 @@ def run(*argv: str | Path) -> int:
 
 def test_split_train_resume_eval_predict(tmp_path: Path, capsys) -> None:
     data = write_pairs(tmp_path / "data", count=14, size=40)
-    assert run("split", "--dataset", data, "--size", "0.7", "--val-size", "0.15",
+    assert run("split", "--dataset", data, "--train-size", "0.7", "--val-size", "0.15",
                "--seed", "1") == 0
     rows = list(csv.DictReader((data / "split.csv").read_text().splitlines()))
     assert sorted({r["split"] for r in rows}) == ["test", "train", "val"]
@@ -92,7 +94,12 @@ def test_bad_input_is_one_clear_line_before_training(tmp_path: Path, capsys) -> 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["eval", "--dataset", ".", "--model", "missing.pt"], "missing.pt: checkpoint not found"),
+    (["eval", "--dataset", ".", "--model", "missing.pt"], "missing.pt: trained model not found"),
+    (["predict", "--model", "unet", "--input", ".", "--out", "o"],
+     "--model unet: unet is an architecture without trained weights; pass a checkpoint"),
+    (["eval", "--dataset", ".", "--model", "unetpp"],
+     "unetpp is an architecture without trained weights"),
+    (["train", "--dataset", ".", "--lr", "fast"], "--lr expects a number, got 'fast'"),
     (["train", "--dataset", "nowhere"], "nowhere: dataset folder not found"),
     (["train", "--dataset", ".", "--model", "vnet"], "unknown model 'vnet'"),
 ])
@@ -104,10 +111,11 @@ def test_errors_exit_2_naming_the_problem(argv: list[str], message: str, capsys,
     assert message in capsys.readouterr().err
 
 
-def test_models_lists_every_model_with_counts(capsys) -> None:
+def test_models_lists_every_model_with_exact_counts(capsys) -> None:
     assert run("models") == 0
     out = capsys.readouterr().out
     assert "34,527,041" in out and "unetpp" in out
+    assert "60,697,357" in out  # DPSAU2-Net's exact count, not a rounded one
 
 
 @pytest.mark.parametrize("overlap, task", [(True, "multilabel"), (False, "multiclass")])
@@ -146,13 +154,27 @@ def test_convert_drive_train_and_evaluate_inside_the_fov(tmp_path: Path, capsys)
     assert run("train", "--dataset", dest, "--csvfile", "split.csv", "--epoch", "1",
                "--out", out, "--val-fraction", "0.5", *TRAIN) == 0
     assert "binary, 1 class(es)" in capsys.readouterr().out
-    from unetzoo.checkpoint import load_checkpoint
-
     assert load_checkpoint(out / "models" / "best.pt").class_names == ("vessel",)
     metrics = json.loads((out / "test" / "metrics.json").read_text())
     assert metrics["images"] == 2 and "vessel" in metrics["per_class"]
-    # pixels outside the field of view are ignored targets (tests/data/test_convert.py), which
-    # losses and metrics leave out
+
+    # A model that calls every pixel a vessel: its Dice counts false positives inside the
+    # field of view only, so it equals the FOV-restricted Dice and not the whole-image one.
+    checkpoint = load_checkpoint(out / "models" / "best.pt")
+    weights = dict(checkpoint.state_dict)
+    weights["head.bias"] = weights["head.bias"] + 100.0
+    everywhere = tmp_path / "everywhere.pt"
+    save_checkpoint(everywhere, dataclasses.replace(checkpoint, state_dict=weights))
+    assert run("eval", "--dataset", dest, "--csvfile", "split.csv", "--model", everywhere,
+               "--out", tmp_path / "e", *FAST) == 0
+    rows = {Path(r["image"]).stem: float(r["dice"]) for r in
+            csv.DictReader((tmp_path / "e" / "per_image.csv").read_text().splitlines())}
+    for stem, dice in rows.items():
+        vessel = np.asarray(Image.open(dest / "masks" / f"{stem}.png")) > 0
+        fov = np.asarray(Image.open(dest / "roi" / f"{stem}.png")) > 0
+        inside = 2 * (vessel & fov).sum() / ((vessel & fov).sum() + fov.sum())
+        whole = 2 * vessel.sum() / (vessel.sum() + vessel.size)
+        assert dice == pytest.approx(inside, abs=1e-6) and abs(dice - whole) > 0.01
 
 
 def test_cityscapes_classes_and_colours_reach_the_predictions(tmp_path: Path) -> None:

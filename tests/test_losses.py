@@ -70,6 +70,11 @@ def test_focal_down_weights_easy_pixels() -> None:
     hard = torch.tensor([[[[0.1, -0.1]]]])
     focal, bce = build_loss("focal", "binary"), build_loss("bce", "binary")
     assert focal(easy, target) / bce(easy, target) < focal(hard, target) / bce(hard, target)
+    # Lin et al.: alpha_t (1 - p_t)^2 CE, alpha 0.25 for the positive and 0.75 for the
+    # negative pixel, both with p_t = sigmoid(4)
+    p_t = 1 / (1 + math.exp(-4.0))
+    expected = (0.25 + 0.75) / 2 * (1 - p_t) ** 2 * -math.log(p_t)
+    assert focal(easy, target).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_multilabel_bce_per_channel() -> None:

@@ -6,26 +6,84 @@
     metrics = unetzoo.evaluate(result.best_checkpoint, "data/", "split.csv", split="test")
     unetzoo.predict(result.best_checkpoint, "new_images/", "masks_out/")
     unetzoo.export(result.best_checkpoint, "onnx", "model.onnx")
+
+Attributes load on first use (PEP 562): `import unetzoo` costs almost nothing, and
+`import unetzoo.models` the models alone; the trainer, distributed and export stacks load when
+`unetzoo.train`, `unetzoo.export`, ... are first touched.
 """
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import TrainConfig
-from .data.convert import convert_dataset
-from .data.inspect import inspect_dataset
-from .data.split import split_dataset
-from .engine.evaluate import evaluate_checkpoint as evaluate
-from .engine.export import export_checkpoint as export
-from .engine.infer import Predictor
-from .engine.predict import predict_paths as predict
-from .engine.train_setup import train
-from .errors import CheckpointError, ConfigError, DataError, ModelError, RunError, UnetzooError
-from .models import count_parameters, create_model, list_models, model_card, register_model
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Checkpoint", "CheckpointError", "ConfigError", "DataError", "ModelError", "Predictor",
-    "RunError", "TrainConfig", "UnetzooError", "convert_dataset", "count_parameters",
-    "create_model", "evaluate", "export", "inspect_dataset", "list_models", "load_checkpoint",
-    "model_card", "predict", "register_model", "save_checkpoint", "split_dataset", "train",
-]
+# module -> public names (attribute name, or (public name, attribute name) for a rename):
+# the one list of what `unetzoo.X` is
+_MODULES: dict[str, tuple[str | tuple[str, str], ...]] = {
+    ".checkpoint": ("Checkpoint", "load_checkpoint", "save_checkpoint"),
+    ".config": ("TrainConfig",),
+    ".data.convert": ("convert_dataset",),
+    ".data.inspect": ("inspect_dataset",),
+    ".data.split": ("split_dataset",),
+    ".engine.evaluate": (("evaluate", "evaluate_checkpoint"),),
+    ".engine.export": (("export", "export_checkpoint"),),
+    ".engine.infer": ("Predictor",),
+    ".engine.predict": (("predict", "predict_paths"),),
+    ".engine.train_setup": ("train",),
+    ".errors": ("CheckpointError", "ConfigError", "DataError", "ExportError", "MaskValueError",
+                "MetricError",
+                "ModelError", "PeerError", "RunError", "TrainingError", "UnetzooError"),
+    ".models": ("count_parameters", "create_model", "list_models", "model_card",
+                "register_model"),
+}
+# public name -> (module, attribute)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    (item if isinstance(item, str) else item[0]):
+        (module, item if isinstance(item, str) else item[1])
+    for module, items in _MODULES.items() for item in items
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'unetzoo' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __name__), attribute)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these on demand
+    from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from .config import TrainConfig
+    from .data.convert import convert_dataset
+    from .data.inspect import inspect_dataset
+    from .data.split import split_dataset
+    from .engine.evaluate import evaluate_checkpoint as evaluate
+    from .engine.export import export_checkpoint as export
+    from .engine.infer import Predictor
+    from .engine.predict import predict_paths as predict
+    from .engine.train_setup import train
+    from .errors import (
+        CheckpointError,
+        ConfigError,
+        DataError,
+        ExportError,
+        MaskValueError,
+        MetricError,
+        ModelError,
+        PeerError,
+        RunError,
+        TrainingError,
+        UnetzooError,
+    )
+    from .models import count_parameters, create_model, list_models, model_card, register_model

@@ -38,6 +38,8 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, Any] | None = None
     class_colors: tuple[tuple[int, int, int], ...] | None = None
+    # How the run read its masks (data.masks.MaskReading.to_dict()); evaluation re-applies it.
+    mask_reading: dict[str, Any] | None = None
 
     def build_model(self, prune_depth: int | None = None) -> nn.Module:
         """The model with its trained weights, in eval mode, on the CPU; `prune_depth` runs
@@ -66,6 +68,7 @@ class Checkpoint:
             "class_colors": [list(c) for c in self.class_colors] if self.class_colors else None,
             "preprocessing": self.preprocessing.to_dict(), "state_dict": self.state_dict,
             "config": self.config, "metrics": self.metrics, "train_state": self.train_state,
+            "mask_reading": self.mask_reading,
         }
 
     @classmethod
@@ -86,20 +89,56 @@ class Checkpoint:
                 state_dict=payload["state_dict"], config=payload.get("config") or {},
                 metrics=payload.get("metrics") or {}, train_state=payload.get("train_state"),
                 class_colors=tuple(tuple(c) for c in colors) if colors else None,
+                mask_reading=payload.get("mask_reading"),
             )
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"incomplete checkpoint (missing {exc})", path) from exc
 
 
 def save_checkpoint(path: Path | str, checkpoint: Checkpoint) -> Path:
-    """Write atomically (temporary file, fsync, rename): a kill mid-save keeps the old file."""
+    """Write a checkpoint atomically (temporary file, fsync, rename): a kill mid-save keeps
+    the previous file.
+
+    Args:
+        path: the file to write (its folder is created).
+        checkpoint: model spec, task, classes, preprocessing, weights and, optionally, the
+            training state.
+
+    Returns:
+        `path` as a `Path`.
+
+    Raises:
+        OSError: the file cannot be written (e.g. a full disk); the previous file is kept.
+
+    Example:
+        >>> ckpt = load_checkpoint("runs/exp1/models/best.pt")
+        >>> save_checkpoint("copy.pt", ckpt)
+        PosixPath('copy.pt')
+    """
     buffer = io.BytesIO()
     torch.save(checkpoint.to_payload(), buffer)
     return atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
 
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Load a checkpoint safely (weights_only) with errors that name the file."""
+    """Load a checkpoint safely: `torch.load(weights_only=True)`, so the file can hold
+    nothing but tensors and plain values, and no code runs.
+
+    Args:
+        path: a `.pt` file written by `save_checkpoint` (e.g. `models/best.pt`).
+
+    Returns:
+        The `Checkpoint`: `build_model()` gives the model in eval mode on the CPU,
+        `preprocessing` the input normalisation, `task` and `class_names` the outputs.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, not a unetzoo checkpoint, written by
+            a newer unetzoo, or holds objects other than tensors and plain values.
+
+    Example:
+        >>> ckpt = load_checkpoint("runs/exp1/models/best.pt")
+        >>> model = ckpt.build_model()  # B x C x H x W images -> B x K x H x W logits
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError("checkpoint not found" if not path.exists() else "not a file", path)

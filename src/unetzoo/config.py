@@ -1,23 +1,36 @@
-"""Typed run configuration: dataclasses <-> YAML <-> command-line flags, validated.
+"""Typed run configuration: one declaration per option gives its flag, YAML key, type,
+default, choices, bounds, help and errors.
 
-Every field is a flag (`img_size` -> `--img-size`) and a YAML key. Precedence: defaults,
-then the YAML file given with `--config`, then flags given on the command line.
+Every `TrainConfig` field is a flag (`img_size` -> `--img-size`) and a YAML key (dashes or
+underscores). Precedence: defaults, then the YAML file given with `--config`, then flags.
+Values are checked and converted by pydantic (a model generated from the fields), the same
+way whether they come from a flag (text), a YAML file or the Python API, so `1e-3`, `1_000`,
+`.5` and `+1` are numbers everywhere and `null` leaves an optional value unset. A wrong
+value is one `ConfigError` line naming the option (and the YAML file it came from).
+
+Adding an option is one line: a field with `option(default, help, ...)`; `train` gets the
+flag, YAML the key, checkpoints the value. Checks that involve several options go in
+`TrainConfig.validate`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import pydantic
 import yaml
 
 from .data.transforms import AUGMENT_LEVELS, RESIZE_MODES
 from .engine.runtime import PRECISIONS
+from .engine.schedules import OPTIMIZERS, SCHEDULES
 from .errors import ConfigError
 from .losses import build_loss
 from .models.registry import resolve_kwargs
@@ -25,16 +38,25 @@ from .task import TASKS
 
 
 def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: Any = None,
-           metavar: str | None = None, factory: Any = None) -> Any:
-    """A config field with its command-line help, aliases and choices."""
-    meta = {"help": help, "aliases": aliases, "choices": choices, "metavar": metavar}
+           metavar: str | None = None, factory: Any = None, ge: float | None = None,
+           gt: float | None = None, lt: float | None = None) -> Any:
+    """A config field: its default, command-line help, aliases, choices and bounds.
+
+    Args:
+        default: the value when neither YAML nor a flag sets it (`factory` for a mutable one).
+        help: the flag's help text.
+        aliases: further flag spellings, e.g. `("--epochs",)`.
+        choices: the accepted values (checked, and listed in the help).
+        metavar: the flag's value name in the help.
+        ge, gt, lt: bounds of a number: >= ge, > gt, < lt (None values always pass).
+    """
+    meta = {"help": help, "aliases": aliases, "choices": choices, "metavar": metavar,
+            "bounds": {k: v for k, v in (("ge", ge), ("gt", gt), ("lt", lt)) if v is not None}}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("cosine", "step", "poly", "constant")
 MONITORS = ("dice", "iou", "mdice", "miou", "loss")
 NAN_POLICIES = ("stop", "skip")
 
@@ -51,114 +73,204 @@ class TrainConfig:
                                  metavar="F")
     task: str | None = option(None, "binary, multiclass or multilabel (default: inferred from "
                               "the masks)", choices=TASKS)
-    num_classes: int | None = option(None, "output channels (default: inferred from the masks)")
+    num_classes: int | None = option(None, "output channels (default: inferred from the masks)",
+                                     ge=1)
     class_names: list[str] | None = option(None, "class names, in class-index order")
-    img_size: int = option(256, "training patch size in pixels (square)")
+    img_size: int = option(256, "training patch size in pixels (square)", ge=1)
     resize_mode: str = option("crop", "crop: random patches, whole-image tiled inference; "
                               "resize: resize every image to img-size", choices=RESIZE_MODES)
     augment: str = option("default", "augmentation strength", choices=AUGMENT_LEVELS)
     val_fraction: float = option(0.1, "fraction carved from train for validation when the "
-                                 "split has no val rows")
-    workers: int = option(-1, "data-loading processes (-1: one per two cores, at most 4)")
+                                 "split has no val rows", ge=0, lt=1)
+    workers: int = option(-1, "data-loading processes (-1: one per two cores, at most 4)",
+                          ge=-1)
     class_map: str | None = option(None, "class map YAML: name and stored index or colour per "
                                    "class, ignore values (default: classes.yaml in the dataset "
                                    "folder when present)", metavar="YAML")
     ignore_index: int | None = option(None, "stored mask value of pixels to ignore (default: "
-                                      "255 in index masks, none in binary masks)")
+                                      "255 in index masks when it shares masks with other "
+                                      "labels, none in binary masks)", ge=0, lt=65536)
+    instances: bool = option(False, "masks are instance label images (one integer per "
+                             "object): train a binary model, foreground = any label")
+    mask_threshold: float | None = option(None, "binary masks: stored values above this are "
+                                          "foreground (e.g. 0.5 for probability maps; default: "
+                                          "decided from the masks)", metavar="T")
     full_check: bool = option(False, "read every image and mask before training (default: "
                               "headers of up to 20,000 pairs and the pixels of 256 spread "
-                              "ones; the rest is checked as it is loaded, bad training samples "
-                              "skipped and logged)")
+                              "ones; the rest is checked as it is loaded: unreadable training "
+                              "samples skipped and logged, mask values the reading cannot hold "
+                              "stop training)")
     # model
-    model: str = option("unet", "registered model name (see `unetzoo models`)",
-                        aliases=("--arch",))
+    model: str = option("unet", "architecture to train: a registered model name (see "
+                        "`unetzoo models`)", aliases=("--arch",), metavar="NAME")
     preset: str | None = option(None, "model preset, e.g. reference or tiny")
     model_args: dict[str, Any] = option(None, "model keyword arguments as KEY=VALUE",
                                         factory=dict, metavar="KEY=VALUE")
     # optimisation
     loss: str = option("ce+dice", "bce, ce, dice, focal, tversky, or a sum such as bce+dice")
-    batch: int = option(8, "batch size", aliases=("--batch-size",))
-    lr: float = option(1e-3, "peak learning rate", aliases=("--learning-rate",))
-    epoch: int = option(100, "number of epochs", aliases=("--epochs",))
+    batch: int = option(8, "samples per forward pass (one optimizer step of each process)",
+                        aliases=("--batch-size",),
+                        ge=1)
+    lr: float = option(1e-3, "peak learning rate", aliases=("--learning-rate",), gt=0)
+    epoch: int = option(100, "number of epochs", aliases=("--epochs",), ge=1)
     steps_per_epoch: int | None = option(None, "optimizer steps per epoch (default: one pass "
-                                         "over the training images)")
+                                         "over the training images)", ge=1)
     optimizer: str = option("adamw", "optimizer", choices=OPTIMIZERS)
-    weight_decay: float = option(1e-4, "weight decay")
-    momentum: float = option(0.9, "SGD momentum (Nesterov)")
+    weight_decay: float = option(1e-4, "weight decay", ge=0)
+    momentum: float = option(0.9, "SGD momentum (Nesterov)", ge=0)
     schedule: str = option("cosine", "learning-rate schedule", choices=SCHEDULES)
-    warmup: int = option(0, "linear warm-up epochs")
-    step_size: int = option(30, "epochs per decay step (step schedule)")
-    gamma: float = option(0.5, "decay factor per step (step schedule)")
-    poly_power: float = option(0.9, "exponent of the poly schedule")
+    warmup: int = option(0, "linear warm-up epochs", ge=0)
+    step_size: int = option(30, "epochs per decay step (step schedule)", ge=1)
+    gamma: float = option(0.5, "decay factor per step (step schedule)", gt=0)
+    poly_power: float = option(0.9, "exponent of the poly schedule", gt=0)
     ds_weights: list[float] | None = option(None, "loss weight per deep-supervision output "
                                             "(default: the model's own)")
-    grad_clip: float | None = option(None, "clip the gradient norm to this value")
-    monitor: str = option("dice", "validation metric that selects the best checkpoint",
+    grad_clip: float | None = option(None, "clip the gradient norm to this value", gt=0)
+    monitor: str = option("dice", "validation metric that selects the best checkpoint (loss: "
+                          "the lowest validation loss)",
                           choices=MONITORS)
     # run
-    out: str | None = option(None, "run folder (default: runs/<model>-<date-time>)")
+    out: str | None = option(None, "run folder (default: runs/<model>-<date-time>)",
+                             aliases=("--output",), metavar="DIR")
     resume: str | None = option(None, "resume from a run folder (its newest valid checkpoint) "
                                 "or a checkpoint file; auto: continue the run in --out if it "
                                 "has one, else start it")
     overwrite: bool = option(False, "allow replacing an existing run folder's contents")
     seed: int = option(0, "random seed (CPU runs are reproducible)")
-    val_every: int = option(1, "validate every N epochs")
+    val_every: int = option(1, "validate every N epochs", ge=1)
     test: bool = option(True, "evaluate the best checkpoint on the test split after training")
+    report: bool = option(True, "write report.html into the run folder at the end (curves, "
+                          "metrics, worst and best images; see `unetzoo report`)")
     checkpoint_every: int | None = option(None, "also write models/epoch_last.pt every N "
-                                          "optimizer steps (default: after each epoch)")
+                                          "optimizer steps (default: after each epoch)", ge=1)
     nan_policy: str = option("stop", "on a non-finite loss: stop (the last good checkpoint is "
                              "kept) or skip the batch and count it", choices=NAN_POLICIES)
-    # runtime
+    # runtime (also the runtime flags of eval, predict, bench and demo: RUNTIME_OPTIONS)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto (bf16 where the hardware has it), fp32, bf16, fp16",
                             choices=PRECISIONS)
     channels_last: bool | None = option(None, "NHWC memory format (default: on with bf16 "
                                         "and on GPUs)")
-    compile: bool = option(False, "torch.compile the model")
-    threads: int | None = option(None, "CPU threads for PyTorch")
+    compile: bool = option(False, "torch.compile the model (pays off on long runs)")
+    threads: int | None = option(None, "CPU threads for PyTorch", ge=1)
     progress: bool = option(True, "show progress bars")
     sync_bn: bool = option(False, "SyncBatchNorm: batch-norm statistics over all processes of "
                            "a distributed CUDA run")
 
     def validate(self) -> TrainConfig:
-        """Raise ConfigError naming the option for values out of range."""
-        positive = {"img_size": self.img_size, "batch": self.batch, "epoch": self.epoch,
-                    "val_every": self.val_every, "step_size": self.step_size}
-        for name, value in positive.items():
-            if value < 1:
-                raise ConfigError(f"--{flag(name)} must be >= 1, got {value}")
-        if self.lr <= 0:
-            raise ConfigError(f"--lr must be > 0, got {self.lr}")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ConfigError(f"--steps-per-epoch must be >= 1, got {self.steps_per_epoch}")
-        if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ConfigError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        """Check every value (types, choices, bounds) and the options that go together.
+
+        Returns:
+            self, with values converted to their declared types.
+
+        Raises:
+            ConfigError: naming the option, for the first value that is wrong.
+        """
+        for name, value in check_values(self.to_dict(), type(self)).items():
+            setattr(self, name, value)
         if self.resume == "auto" and not self.out:
             raise ConfigError("--resume auto needs --out: the run folder to continue, or to "
                               "start when it holds no checkpoint yet")
-        if not 0 <= self.warmup < self.epoch:
+        if self.warmup >= self.epoch:
             raise ConfigError(f"--warmup must be in [0, epoch), got {self.warmup}")
-        if self.ignore_index is not None and not 0 <= self.ignore_index <= 65535:
-            raise ConfigError(f"--ignore-index must be in 0..65535, got {self.ignore_index}")
         build_loss(self.loss, "multiclass" if self.task == "multiclass" else "binary")
         resolve_kwargs(self.model, self.preset, **self.model_args)
-        for f in fields(self):
-            choices = f.metadata.get("choices")
-            value = getattr(self, f.name)
-            if choices and value is not None and value not in choices:
-                raise ConfigError(f"--{flag(f.name)} must be one of {', '.join(choices)}, "
-                                  f"got {value!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
+        """The options as plain values (what config.yaml and checkpoints store)."""
         return dataclasses.asdict(self)
 
 
+# Runtime options every command that runs a model takes (one declaration: TrainConfig's).
+RUNTIME_OPTIONS: tuple[str, ...] = ("device", "precision", "channels_last", "threads",
+                                    "progress")
+
+
 def flag(name: str) -> str:
+    """The flag spelling of an option name: `img_size` -> `img-size`."""
     return name.replace("_", "-")
 
+
+# -- YAML read with YAML 1.2 / Python number rules -------------------------------------------
+
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with numbers read as Python reads them (and YAML 1.2 does):
+    `1e-3` and `1E5` are floats (strings in YAML 1.1), `010` is ten (not octal eight),
+    `1:30` is text (not 90); `1_000`, `.5`, `+1`, `.inf` work as before."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9][0-9_]*$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)?\.?[0-9_]+(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?[0-9][0-9_]*\.|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+.0123456789"))
+
+
+def _number(kind: type) -> Any:
+    def construct(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        text = loader.construct_scalar(node)
+        special = text.lower().lstrip("+")
+        if kind is float and special in (".inf", "-.inf", ".nan"):
+            return float(special.replace(".", ""))
+        try:
+            return kind(text)
+        except ValueError:
+            return text  # e.g. 1__0: left as text, reported by the type check
+    return construct
+
+
+_Loader.add_constructor(_INT, _number(int))
+_Loader.add_constructor(_FLOAT, _number(float))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python values, numbers read as Python and YAML 1.2 read them."""
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: plain values only
+
+
+def load_yaml(path: Path | str) -> dict[str, Any]:
+    """A YAML mapping of options, keys with dashes normalised to underscores.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or not a mapping (naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file not found", path)
+    try:
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {' '.join(str(exc).split())}", path) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("a config file must be a mapping of option: value", path)
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def parse_key_values(items: list[str]) -> dict[str, Any]:
+    """`["a=1", "b=group", "c=1e-3"]` -> `{"a": 1, "b": "group", "c": 0.001}` (YAML values).
+
+    Raises:
+        ConfigError: an item is not KEY=VALUE.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = parse_yaml(value)
+    return out
+
+
+# -- checking values: a pydantic model generated from the dataclass fields -------------------
 
 def _base_type(annotation: Any) -> tuple[Any, bool]:
     """(element type, is_list) of a field annotation such as `list[float] | None`."""
@@ -170,87 +282,149 @@ def _base_type(annotation: Any) -> tuple[Any, bool]:
     return hint, False
 
 
-def parse_key_values(items: list[str]) -> dict[str, Any]:
-    """`["a=1", "b=group"]` -> `{"a": 1, "b": "group"}` (values parsed as YAML scalars)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-    return out
+def _checked_type(annotation: Any, meta: typing.Mapping[str, Any]) -> Any:
+    """The field's annotation with its choices as a Literal and its bounds as constraints."""
+    base, is_list = _base_type(annotation)
+    constraints: list[Any] = []
+    if base in (int, float):
+        constraints.append(pydantic.BeforeValidator(_no_bool))
+    if meta.get("choices"):
+        base = Literal[tuple(meta["choices"])]  # type: ignore[misc]
+    if meta.get("bounds"):
+        constraints.append(pydantic.Field(**meta["bounds"]))
+    if constraints:
+        base = typing.Annotated[(base, *constraints)]  # type: ignore[misc]
+    checked = list[base] if is_list else base  # type: ignore[valid-type]
+    optional = type(None) in typing.get_args(annotation)
+    return checked | None if optional else checked
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig,
-                         skip: tuple[str, ...] = ()) -> None:
-    """Add one flag per dataclass field; unset flags stay absent from the namespace."""
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # yes/no/true/false where a number belongs
+        raise ValueError("a number, not true/false")
+    return value
+
+
+@cache
+def _validator(cls: type) -> pydantic.TypeAdapter:
     hints = typing.get_type_hints(cls)
-    for f in fields(cls):
-        if f.name in skip:
-            continue
-        meta = f.metadata
-        names = [f"--{flag(f.name)}", *meta.get("aliases", ())]
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
-                                  "help": meta.get("help", "")}
-        base, is_list = _base_type(hints[f.name])
-        if base is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif f.name == "model_args":
-            kwargs.update(nargs="+", metavar="KEY=VALUE")
-        else:
-            kwargs.update(type=base, metavar=meta.get("metavar"), choices=meta.get("choices"))
-            if is_list:
-                kwargs["nargs"] = "+"
-        parser.add_argument(*names, **kwargs)
+    definitions = {
+        f.name: (_checked_type(hints[f.name], f.metadata), pydantic.Field(default=None))
+        for f in fields(cls)}
+    model = pydantic.create_model(f"{cls.__name__}Values", __config__=pydantic.ConfigDict(
+        extra="forbid", allow_inf_nan=False), **definitions)
+    return pydantic.TypeAdapter(model)
 
 
-def load_yaml(path: Path | str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError("config file not found", path)
+def _describe(annotation: Any, meta: typing.Mapping[str, Any]) -> str:
+    base, is_list = _base_type(annotation)
+    if meta.get("choices"):
+        kind = f"one of {', '.join(meta['choices'])}"
+    elif typing.get_origin(base) is dict:
+        kind = "a mapping of KEY: VALUE"
+    else:
+        kind = {int: "an integer", float: "a number", bool: "true or false", str: "text"}.get(
+            base, getattr(base, "__name__", str(base)))
+    return f"a list of {kind.removeprefix('an ').removeprefix('a ')}s" if is_list else kind
+
+
+def _message(error: Any, cls: type, sources: typing.Mapping[str, str]) -> tuple[str, str | None]:
+    """One line for a pydantic error, naming the option; and the YAML file it came from."""
+    name = str(error["loc"][0]) if error["loc"] else ""
+    where = sources.get(name)
+    label = name if where else f"--{flag(name)}"
+    value, kind, ctx = error.get("input"), error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return f"unknown option {name}", where
+    declared = {f.name: f for f in fields(cls)}[name]
+    hints = typing.get_type_hints(cls)
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+              "less_than": ("<", "lt")}
+    if kind in bounds:
+        sign, key = bounds[kind]
+        return f"{label} must be {sign} {ctx.get(key)}, got {value}", where
+    return f"{label} expects {_describe(hints[name], declared.metadata)}, got {value!r}", where
+
+
+def check_values(values: typing.Mapping[str, Any], cls: type = TrainConfig,
+                 sources: typing.Mapping[str, str] | None = None) -> dict[str, Any]:
+    """`values` converted to the declared types of `cls`'s fields and checked.
+
+    Args:
+        values: option name -> value, from flags (text), YAML or Python.
+        cls: the config dataclass declaring the options.
+        sources: option name -> YAML file it came from (named in errors).
+
+    Returns:
+        The same keys with converted values (e.g. "1e-3" -> 0.001 for a float option).
+
+    Raises:
+        ConfigError: one line naming the (first) wrong option, or every unknown one.
+    """
+    sources = sources or {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", path) from exc
-    if not isinstance(data, dict):
-        raise ConfigError("a config file must be a mapping of option: value", path)
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+        checked = _validator(cls).validate_python(dict(values))
+    except pydantic.ValidationError as exc:
+        errors = exc.errors()
+        unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+        if unknown:
+            files = {sources.get(n) for n in unknown} - {None}
+            raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} "
+                              f"{', '.join(unknown)}", next(iter(files), None)) from None
+        message, where = _message(errors[0], cls, sources)
+        raise ConfigError(message, where) from None
+    return {name: getattr(checked, name) for name in values}
 
 
 def build_config(values: dict[str, Any], yaml_path: Path | str | None = None,
                  cls: type = TrainConfig) -> Any:
-    """A validated config from defaults, then the YAML file, then `values` (e.g. flags)."""
-    merged = load_yaml(yaml_path) if yaml_path else {}
-    if isinstance(values.get("model_args"), list):
-        values = {**values, "model_args": parse_key_values(values["model_args"])}
-    merged.update(values)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(merged) - known)
-    if unknown:
-        where = f" in {yaml_path}" if yaml_path else ""
-        raise ConfigError(f"unknown option{'s' if len(unknown) > 1 else ''} "
-                          f"{', '.join(unknown)}{where}")
-    hints = typing.get_type_hints(cls)
-    for name, value in merged.items():
-        merged[name] = _coerce(name, value, hints[name])
-    config = cls(**merged)
+    """A validated config from defaults, then the YAML file, then `values` (e.g. flags).
+
+    Args:
+        values: option -> value; text values (from flags) are converted like YAML ones,
+            `model_args` may be a list of KEY=VALUE items.
+        yaml_path: an optional YAML file of options.
+        cls: the config dataclass.
+
+    Returns:
+        An instance of `cls`, validated (`cls.validate()` where it has one).
+
+    Raises:
+        ConfigError: one line naming the option (and file) that is wrong.
+    """
+    from_yaml = load_yaml(yaml_path) if yaml_path else {}
+    merged = {**from_yaml, **values}
+    if isinstance(merged.get("model_args"), list):
+        merged["model_args"] = parse_key_values(merged["model_args"])
+    sources = {k: str(yaml_path) for k in from_yaml if k not in values}
+    config = cls(**check_values(merged, cls, sources))
     return config.validate() if hasattr(config, "validate") else config
 
 
-def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Check a YAML value's type, converting ints to floats where a float is expected."""
-    if value is None:
-        return None
-    base, is_list = _base_type(annotation)
-    items = value if is_list else [value]
-    if is_list and not isinstance(value, list):
-        raise ConfigError(f"option {name} expects a list, got {value!r}")
-    out = []
-    for item in items:
-        if base is float and isinstance(item, int) and not isinstance(item, bool):
-            item = float(item)
-        wrong_type = base in (int, float, str, bool) and not isinstance(item, base)
-        if wrong_type or (base is int and isinstance(item, bool)):
-            raise ConfigError(f"option {name} expects {base.__name__}, got {item!r}")
-        out.append(item)
-    return out if is_list else out[0]
+def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                         cls: type = TrainConfig, only: tuple[str, ...] | None = None,
+                         defaults: bool = False) -> None:
+    """Add one flag per dataclass field (all, or the names in `only`).
+
+    Flags take text that `check_values` converts, so a flag and a YAML key read a value the
+    same way. Unset flags stay absent from the namespace unless `defaults` is true.
+    """
+    for f in fields(cls):
+        if only is not None and f.name not in only:
+            continue
+        meta = f.metadata
+        names = [f"--{flag(f.name)}", *meta.get("aliases", ())]
+        default: Any = argparse.SUPPRESS
+        if defaults:
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        kwargs: dict[str, Any] = {"dest": f.name, "default": default,
+                                  "help": meta.get("help", "")}
+        base, is_list = _base_type(typing.get_type_hints(cls)[f.name])
+        choices = meta.get("choices")
+        if base is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = "{" + ",".join(choices) + "}" if choices else meta.get("metavar")
+            if is_list or typing.get_origin(base) is dict:
+                kwargs["nargs"] = "+"
+        parser.add_argument(*names, **kwargs)

@@ -13,6 +13,7 @@ from .engine.infer import InferenceOptions
 from .engine.run_folder import default_run_dir, prepare_run_dir
 from .engine.runtime import Runtime
 from .engine.train_setup import train
+from .report.page import write_page_safely, write_report
 
 log = logging.getLogger("unetzoo")
 
@@ -41,7 +42,7 @@ def run_demo(out: str | Path | None = None, epoch: int | None = None, model: str
         settings["preset"] = "tiny"
     config = TrainConfig(
         dataset=str(run_dir / "data"), csvfile=str(csvfile), model=model, out=str(run_dir),
-        overwrite=True, test=False, epoch=epoch or settings.pop("epoch"),
+        overwrite=True, test=False, report=False, epoch=epoch or settings.pop("epoch"),
         device=str(runtime.device), precision=runtime.precision,
         channels_last=runtime.channels_last, progress=progress,
         **{k: v for k, v in settings.items() if k != "epoch"},
@@ -59,5 +60,8 @@ def run_demo(out: str | Path | None = None, epoch: int | None = None, model: str
     log.info(f"demo: checkpoint {result.best_checkpoint}")
     log.info(f"demo: metrics {run_dir / 'test' / 'metrics.json'}, curves "
              f"{run_dir / 'curves.png'}, overlays {run_dir / 'test' / 'overlays'}")
+    page = write_page_safely("report.html", lambda: write_report(run_dir))
+    if page is not None:
+        log.info(f"demo: look at it all in {page}")
     log.info(f"demo: run folder {run_dir}")
     return test

@@ -15,8 +15,6 @@ from torch import nn
 from .errors import ConfigError
 from .task import IGNORE_INDEX, Task
 
-EPS = 1e-6
-
 
 def _one_hot_and_valid(logits: torch.Tensor, target: torch.Tensor, task: Task,
                        ignore_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

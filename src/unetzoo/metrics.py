@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .errors import MetricError
 from .task import IGNORE_INDEX, Task
 
 METRIC_NAMES: tuple[str, ...] = (
@@ -46,6 +47,16 @@ def confusion_counts(pred: torch.Tensor, target: torch.Tensor, task: Task, num_c
     fn = (~p & t).sum(dims)
     tn = (valid & ~p & ~t).sum(dims)
     return torch.stack([tp, fp, fn, tn], dim=-1).long()
+
+
+def class_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
+                    ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """Pixel confusion matrix `K x K` int64 of label maps (binary: K = 2): row = true class,
+    column = predicted class, ignored pixels excluded. `pred` and `target` are `... x H x W`
+    class indices (the binary and multiclass target convention)."""
+    valid = target != ignore_index
+    index = target[valid].long() * num_classes + pred[valid].long()
+    return torch.bincount(index, minlength=num_classes**2).view(num_classes, num_classes)
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor, empty: torch.Tensor) -> torch.Tensor:
@@ -94,21 +105,35 @@ class MetricAccumulator:
     ignore_index: int = IGNORE_INDEX
     names: list[str] = field(default_factory=list)
     counts: list[torch.Tensor] = field(default_factory=list)
+    # K x K pixel confusion (binary, multiclass) while every image added one; else None
+    confusion: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.task != "multilabel":
+            classes = 2 if self.task == "binary" else self.num_classes
+            self.confusion = torch.zeros(classes, classes, dtype=torch.long)
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, names: Sequence[str]) -> None:
         """Add a batch of hard predictions and targets (target convention) for `names`."""
         batch = confusion_counts(pred, target, self.task, self.num_classes, self.ignore_index)
         self.counts.extend(batch.cpu())
         self.names.extend(names)
+        if self.confusion is not None:
+            self.confusion += class_confusion(pred.cpu(), target.cpu(), len(self.confusion),
+                                              self.ignore_index)
 
-    def add_counts(self, counts: torch.Tensor, names: Sequence[str]) -> None:
-        """Add already computed `B x C x 4` counts (e.g. gathered from other processes)."""
+    def add_counts(self, counts: torch.Tensor, names: Sequence[str],
+                   confusion: torch.Tensor | None = None) -> None:
+        """Add already computed `B x C x 4` counts (e.g. gathered from other processes) and,
+        when known, their `K x K` class confusion (without it, the summary has none)."""
         self.counts.extend(counts.cpu())
         self.names.extend(names)
+        if self.confusion is not None:
+            self.confusion = None if confusion is None else self.confusion + confusion.cpu()
 
     def stacked(self) -> torch.Tensor:
         if not self.counts:
-            raise ValueError("no images were evaluated")
+            raise MetricError("no images were evaluated")
         return torch.stack(self.counts)
 
     def per_image(self) -> list[dict[str, float | str]]:
@@ -118,7 +143,9 @@ class MetricAccumulator:
                 for i, name in enumerate(self.names)]
 
     def summary(self) -> dict[str, object]:
-        """`mean_over_images` and `global` headline metrics, and global per-class scores."""
+        """`mean_over_images` and `global` headline metrics, global per-class scores and,
+        for binary and multiclass tasks, the `confusion_matrix` of pixels (rows: true class,
+        columns: predicted class, in class order)."""
         counts = self.stacked()
         per_image = headline(counts, self.task)
         total = counts.sum(0)
@@ -127,10 +154,13 @@ class MetricAccumulator:
         classes = self.class_names
         if self.task == "binary":
             classes = ["background", *classes[-1:]]
-        return {
+        out: dict[str, object] = {
             "images": len(self.names),
             "mean_over_images": {k: float(per_image[k].mean()) for k in METRIC_NAMES},
             "global": {k: float(glob[k]) for k in METRIC_NAMES},
             "per_class": {name: {k: float(v[c]) for k, v in per_class.items() if k != "f1"}
                           for c, name in enumerate(classes)},
         }
+        if self.confusion is not None:
+            out["confusion_matrix"] = self.confusion.tolist()
+        return out

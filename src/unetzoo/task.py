@@ -47,6 +47,7 @@ def labels_from_probabilities(probs: torch.Tensor, task: Task, threshold: float 
     return hard[:, 0] if task == "binary" else hard
 
 
+
 def labels_from_logits(logits: torch.Tensor, task: Task, threshold: float = 0.5) -> torch.Tensor:
-    """Hard labels straight from logits."""
+    """Hard labels straight from logits (`B x K x H x W`), in the target convention."""
     return labels_from_probabilities(probabilities(logits, task), task, threshold)

@@ -47,15 +47,48 @@ def overlay(rgb: np.ndarray, labels: np.ndarray, colors: np.ndarray, alpha: floa
     return out.round().astype(np.uint8)
 
 
+TN, TP, FP, FN, IGNORED = 0, 1, 2, 3, 4
+ERROR_COLORS = np.array([(0, 0, 0), (40, 200, 60), (230, 40, 40), (40, 90, 240),
+                         (90, 90, 90)], np.uint8)  # indexed by the codes above
+
+
+def error_codes(target: np.ndarray, pred: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """Per-pixel outcome `H x W` uint8: TN 0, TP 1 (foreground right), FP 2 (foreground
+    predicted on background), FN 3 (foreground missed or given the wrong class), IGNORED 4.
+
+    Label maps `H x W` (binary 0/1 or multiclass 0..K-1, class 0 background) or multilabel
+    `K x H x W` (a pixel is FN when a label is missed, else FP when one is added, else TP
+    when it has any label).
+    """
+    if target.ndim == 3:  # multilabel
+        valid = (target != ignore_index).all(0)
+        truth, guess = target == 1, pred.astype(bool)
+        missed, added = (truth & ~guess).any(0), (guess & ~truth).any(0)
+        right = truth.any(0) & ~missed & ~added
+    else:
+        valid = target != ignore_index
+        missed = (target > 0) & (pred != target)
+        added = (pred > 0) & (target == 0)
+        right = (target > 0) & (pred == target)
+    codes = np.zeros(target.shape[-2:], np.uint8)
+    codes[right] = TP
+    codes[added] = FP
+    codes[missed] = FN
+    codes[~valid] = IGNORED
+    return codes
+
+
 def error_map(target: np.ndarray, pred: np.ndarray, ignore_index: int = 255) -> np.ndarray:
-    """Binary errors: true positives green, false positives red, false negatives blue."""
-    out = np.zeros((*target.shape, 3), np.uint8)
-    valid = target != ignore_index
-    out[(pred == 1) & (target == 1) & valid] = (40, 200, 60)
-    out[(pred == 1) & (target == 0) & valid] = (230, 40, 40)
-    out[(pred == 0) & (target == 1) & valid] = (40, 90, 240)
-    out[~valid] = (90, 90, 90)
-    return out
+    """Errors as RGB: true positives green, false positives red, false negatives (and wrong
+    classes) blue, ignored grey, true negatives black (see `error_codes`)."""
+    return ERROR_COLORS[error_codes(target, pred, ignore_index)]
+
+
+def heatmap(values: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """`H x W` values in [0, 1] (clipped) -> `H x W x 3` uint8 through a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    return (colormaps[colormap](np.clip(values, 0, 1))[..., :3] * 255).astype(np.uint8)
 
 
 def _titled(panel: np.ndarray, title: str) -> np.ndarray:

@@ -85,14 +85,17 @@ def test_eval_on_an_exported_backend(tmp_path: Path, checkpoint: Path) -> None:
 
 def test_bench_reports_speed_and_fraction_of_peak(tmp_path: Path, capsys) -> None:
     result = tmp_path / "bench.json"
-    assert run("bench", "--model", "unet", "--preset", "tiny", "--size", "32", "--repeats",
+    assert run("bench", "--model", "unet", "--preset", "tiny", "--img-size", "32", "--repeats",
                "2", "--warmup", "0", "--precision", "fp32", "--json", result, *FAST) == 0
     printed = capsys.readouterr().out
     assert "GFLOPs/image" in printed and "of the measured fp32 peak" in printed
     numbers = json.loads(result.read_text())
-    assert numbers["params"] == 29_625 and numbers["gflops"] > 0
+    # 2 x the multiply-adds of the tiny U-Net's convs at 32 x 32 (widths 8-16-32): encoder
+    # 811,008 + 884,736 + 884,736, 2x2 up-convs 2 x 131,072, decoder 1,769,472 + 1,769,472,
+    # 1x1 head 8,192 = 6,389,760 MACs
+    assert numbers["params"] == 29_625 and numbers["gflops"] == pytest.approx(12_779_520e-9)
     assert 0 < numbers["fraction_of_peak"] < 1.5 and numbers["latency_p90_ms"] > 0
-    assert run("bench", "--model", "unet", "--preset", "tiny", "--size", "32", "--repeats",
+    assert run("bench", "--model", "unet", "--preset", "tiny", "--img-size", "32", "--repeats",
                "1", "--train", "--batch", "2", *FAST) == 0
     assert "train at 32 x 32, batch 2" in capsys.readouterr().out
     assert run("bench", "--model", "nonet", *FAST) == 2

@@ -11,39 +11,57 @@ from PIL import Image
 
 from tests.helpers import write_pairs
 from unetzoo.data.dataset import SegmentationDataset, scan_dataset
-from unetzoo.data.layouts import find_pairs
-from unetzoo.data.masks import MaskEncoder, infer_task
+from unetzoo.data.layouts import Pair, find_pairs
+from unetzoo.data.masks import MaskOptions, PairSurvey, decide, mask_facts, read_as
 from unetzoo.data.transforms import Preprocessing, train_transform
-from unetzoo.errors import DataError
+from unetzoo.errors import DataError, MaskValueError
+
+
+def surveys(*masks: np.ndarray, ext: str = ".png") -> list[PairSurvey]:
+    """Surveys of masks given as arrays, named m0.png, m1.png, ..."""
+    out = []
+    for k, mask in enumerate(masks):
+        path = Path(f"m{k}{ext}")
+        out.append(PairSurvey(Pair(Path(f"i{k}.png"), path), (mask_facts(mask, path),)))
+    return out
 
 
 def test_binary_masks_0_255_and_0_1() -> None:
-    enc = MaskEncoder("binary", 1)
-    assert enc.encode(np.array([[0, 255]], np.uint8), Path("m.png")).tolist() == [[0, 1]]
-    assert enc.encode(np.array([[0, 1]], np.uint8), Path("m.png")).tolist() == [[0, 1]]
-    with pytest.raises(DataError, match=re.escape("m.png: mask values {0, 1, 2} do not fit")):
-        enc.encode(np.array([[0, 1, 2]], np.uint8), Path("m.png"))
+    reading = decide(surveys(np.array([[0, 255]], np.uint8), np.array([[0, 1]], np.uint8)))
+    assert reading.evidence == "binary: 1 masks 0/255, 1 masks 0/1 (1 and 255 both foreground)"
+    assert reading.encode(np.array([[0, 255]], np.uint8), Path("m.png")).tolist() == [[0, 1]]
+    assert reading.encode(np.array([[0, 1]], np.uint8), Path("m.png")).tolist() == [[0, 1]]
+    with pytest.raises(MaskValueError, match=re.escape(
+            "m.png: holds 0/2, but this dataset's masks were read as binary 0/1 or 0/full")):
+        reading.encode(np.array([[0, 2]], np.uint8), Path("m.png"))
 
 
-def test_jpeg_mask_noise_is_thresholded() -> None:
-    noisy = np.array([[0, 3, 120, 140, 250]], np.uint8)
-    assert MaskEncoder("binary", 1).encode(noisy, Path("m.jpg")).tolist() == [[0, 0, 0, 1, 1]]
-    with pytest.raises(DataError, match="JPEG"):
-        MaskEncoder("multiclass", 3).encode(noisy, Path("m.jpg"))
+def test_jpeg_mask_noise_is_thresholded_at_half_the_level() -> None:
+    noisy = np.array([[0, 3, 120, 140, 250, 255, 255, 255]], np.uint8)
+    reading = decide(surveys(noisy, ext=".jpg"))
+    assert reading.encode(noisy, Path("m.jpg")).tolist() == [[0, 0, 0, 1, 1, 1, 1, 1]]
+    with pytest.raises(DataError, match="JPEG compression changes class indices"):
+        decide(surveys(noisy, ext=".jpg"), MaskOptions(task="multiclass"))
 
 
 def test_multiclass_values_and_ignore() -> None:
-    enc = MaskEncoder("multiclass", 3)
-    assert enc.encode(np.array([[0, 2, 255]], np.uint8), Path("m.png")).tolist() == [[0, 2, 255]]
-    with pytest.raises(DataError, match=re.escape("values {3} are outside the classes 0..2")):
-        enc.encode(np.array([[0, 3]], np.uint8), Path("m.png"))
+    reading = read_as("multiclass", 3)
+    assert reading.encode(np.array([[0, 2, 255]], np.uint8), Path("m.png")).tolist() == \
+        [[0, 2, 255]]
+    with pytest.raises(MaskValueError, match=re.escape("m.png: holds value(s) {3} that the "
+                                                       "classes read from the masks")):
+        reading.encode(np.array([[0, 3]], np.uint8), Path("m.png"))
 
 
-def test_infer_task() -> None:
-    assert infer_task({0, 255}, lossy=False) == ("binary", 1)
-    assert infer_task({0, 1}, lossy=False) == ("binary", 1)
-    assert infer_task({0, 1, 2, 255}, lossy=False) == ("multiclass", 3)
-    assert infer_task(set(range(256)), lossy=True) == ("binary", 1)
+def test_task_from_values() -> None:
+    def task(*masks: np.ndarray) -> tuple[str, int]:
+        reading = decide(surveys(*masks))
+        return reading.task, reading.num_classes
+
+    index = np.array([[0, 1, 2, 255]], np.uint8).repeat(4, 0)
+    assert task(np.array([[0, 255]], np.uint8)) == ("binary", 1)
+    assert task(np.array([[0, 1]], np.uint8)) == ("binary", 1)
+    assert task(index) == ("multiclass", 3)
 
 
 def test_scan_finds_task_channels_and_size_mismatch(tmp_path: Path) -> None:
@@ -62,13 +80,13 @@ def test_scan_reports_misfit_masks_before_training(tmp_path: Path) -> None:
     mask[:4], mask[4:8] = 3, 7
     Image.fromarray(mask).save(root / "masks" / "img_001.png")
     with pytest.raises(DataError, match=re.escape("img_001.png: mask values")):
-        scan_dataset(find_pairs(root), task="binary")
+        scan_dataset(find_pairs(root), MaskOptions(task="binary"))
 
 
 def test_samples_are_normalised_and_augmentation_is_seeded(pairs_dir: Path) -> None:
     pre = Preprocessing(3, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), img_size=32)
     pairs = find_pairs(pairs_dir)
-    data = SegmentationDataset(pairs, pre, MaskEncoder("binary", 1),
+    data = SegmentationDataset(pairs, pre, read_as("binary", 1),
                                train_transform(32, "crop"), seed=3)
     a, b = data[0], data[0]
     assert a["image"].shape == (3, 32, 32) and a["mask"].shape == (32, 32)
@@ -76,7 +94,7 @@ def test_samples_are_normalised_and_augmentation_is_seeded(pairs_dir: Path) -> N
     assert (a["image"] == b["image"]).all()
     data.set_epoch(1)
     assert not (data[0]["image"] == a["image"]).all()
-    plain = SegmentationDataset(pairs, pre, MaskEncoder("binary", 1))[0]
+    plain = SegmentationDataset(pairs, pre, read_as("binary", 1))[0]
     assert plain["image"].shape == (3, 48, 48)
     assert plain["image"].mean().abs() < 3
 
@@ -84,22 +102,28 @@ def test_samples_are_normalised_and_augmentation_is_seeded(pairs_dir: Path) -> N
 def test_padding_of_small_images_is_ignored_in_the_target(tmp_path: Path) -> None:
     root = write_pairs(tmp_path / "d", count=1, size=20)
     pre = Preprocessing(3, (0.0,) * 3, (1.0,) * 3, img_size=32)
-    data = SegmentationDataset(find_pairs(root), pre, MaskEncoder("binary", 1),
+    data = SegmentationDataset(find_pairs(root), pre, read_as("binary", 1),
                                train_transform(32, "crop", augment="none"), seed=0)
     mask = data[0]["mask"]
     assert (mask == 255).sum() == 32 * 32 - 20 * 20
 
 
 def test_class_masks_encode_exclusive_and_overlapping(tmp_path: Path) -> None:
+    from dataclasses import replace
+
     a = np.array([[255, 0, 0]], np.uint8)
     b = np.array([[0, 255, 0]], np.uint8)
     paths = [tmp_path / "tumor" / "x.png", tmp_path / "stroma" / "x.png"]
-    assert MaskEncoder("multiclass", 3).encode_classes([a, b], paths).tolist() == [[1, 2, 0]]
+    pair = Pair(tmp_path / "x.png", class_masks=tuple(paths), class_names=("tumor", "stroma"))
+    reading = decide([PairSurvey(pair, tuple(mask_facts(m, p) for m, p in zip(
+        [a, b], paths, strict=True)))])
+    assert (reading.task, reading.rule) == ("multiclass", "class-folders")
+    assert reading.encode_classes([a, b], paths).tolist() == [[1, 2, 0]]
     both = np.array([[255, 255, 0]], np.uint8)
-    assert MaskEncoder("multilabel", 2).encode_classes([a, both], paths)[..., 1].tolist() == \
-        [[1, 1, 0]]
+    multilabel = replace(reading, task="multilabel", num_classes=2)
+    assert multilabel.encode_classes([a, both], paths)[..., 1].tolist() == [[1, 1, 0]]
     with pytest.raises(DataError, match="class masks tumor, stroma overlap at 1 pixel"):
-        MaskEncoder("multiclass", 3).encode_classes([a, both], paths)
+        reading.encode_classes([a, both], paths)
 
 
 def test_class_folder_task_is_detected_and_overridable(tmp_path: Path) -> None:
@@ -112,9 +136,10 @@ def test_class_folder_task_is_detected_and_overridable(tmp_path: Path) -> None:
     assert (info.task, info.num_classes, info.class_names) == (
         "multiclass", 3, ("background", "left", "nucleus"))
     assert scan_dataset(overlapping).task == "multilabel"
-    assert scan_dataset(exclusive, task="multilabel").class_names == ("left", "nucleus")
+    assert scan_dataset(exclusive, MaskOptions(task="multilabel")).class_names == (
+        "left", "nucleus")
     with pytest.raises(DataError, match="overlap"):
-        scan_dataset(overlapping, task="multiclass")
+        scan_dataset(overlapping, MaskOptions(task="multiclass"))
 
 
 def test_multilabel_samples_are_k_by_h_by_w_through_augmentation(tmp_path: Path) -> None:
@@ -122,7 +147,7 @@ def test_multilabel_samples_are_k_by_h_by_w_through_augmentation(tmp_path: Path)
 
     pairs = find_pairs(write_class_folders(tmp_path / "o", count=2, size=20, overlap=True))
     pre = Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=32)
-    data = SegmentationDataset(pairs, pre, MaskEncoder("multilabel", 2),
+    data = SegmentationDataset(pairs, pre, read_as("multilabel", 2),
                                train_transform(32, "crop"), seed=1)
     mask = data[0]["mask"]
     assert mask.shape == (2, 32, 32) and set(mask.unique().tolist()) <= {0, 1, 255}
@@ -136,7 +161,7 @@ def test_roi_outside_is_ignored(tmp_path: Path) -> None:
     (root / "roi").mkdir()
     Image.fromarray(roi).save(root / "roi" / "img_000.png")
     pre = Preprocessing(3, (0.0,) * 3, (1.0,) * 3, img_size=8)
-    mask = SegmentationDataset(find_pairs(root), pre, MaskEncoder("binary", 1))[0]["mask"]
+    mask = SegmentationDataset(find_pairs(root), pre, read_as("binary", 1))[0]["mask"]
     assert (mask[roi == 0] == 255).all() and (mask[roi > 0] != 255).all()
 
 
@@ -160,10 +185,10 @@ def test_large_datasets_check_a_sample_and_training_skips_bad_files(
     with pytest.raises(DataError, match=re.escape("img_002.png")):
         scan_dataset(pairs, full=True)
     pre = Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=32)
-    strict = SegmentationDataset(pairs, pre, info.encoder)
+    strict = SegmentationDataset(pairs, pre, info.reading)
     with pytest.raises(DataError, match=re.escape("img_002.png")):
         strict[2]
-    lenient = SegmentationDataset(pairs, pre, info.encoder, skip_bad=True)
+    lenient = SegmentationDataset(pairs, pre, info.reading, skip_bad=True)
     logging.getLogger("unetzoo").propagate = True
     with caplog.at_level(logging.WARNING, logger="unetzoo"):
         assert lenient[2]["name"] == "img_003"
@@ -194,7 +219,7 @@ def test_two_workers_give_the_samples_of_zero_workers(pairs_dir: Path) -> None:
             return out
 
     pre = Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=32)
-    data = SegmentationDataset(find_pairs(pairs_dir), pre, MaskEncoder("binary", 1),
+    data = SegmentationDataset(find_pairs(pairs_dir), pre, read_as("binary", 1),
                                GlobalNoise(train_transform(32, "crop")), seed=7)
 
     def batches(workers: int) -> list[torch.Tensor]:

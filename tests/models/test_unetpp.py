@@ -62,7 +62,7 @@ def test_transpose_option_uses_a_2x2_transposed_conv_per_node() -> None:
             assert (conv.in_channels, conv.out_channels) == (WIDTHS[i + 1], WIDTHS[i])
             assert conv.kernel_size == conv.stride == (2, 2)
     bilinear = small(upsample="bilinear")
-    assert all(isinstance(up, nn.Upsample) and up.align_corners
+    assert all(isinstance(up.up, nn.Upsample) and up.up.align_corners
                for row in bilinear.ups for up in row)
     assert sum(p.numel() for p in bilinear.ups.parameters()) == 0
     x = torch.randn(1, 3, 29, 35)

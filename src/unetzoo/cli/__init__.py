@@ -3,27 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from ..errors import UnetzooError
-from . import bench, convert, demo, evaluate, export, inspect, models, predict, split, train
+from . import (
+    bench,
+    compare,
+    convert,
+    demo,
+    evaluate,
+    export,
+    inspect,
+    models,
+    predict,
+    report,
+    split,
+    train,
+)
 
-COMMANDS = (demo, train, evaluate, predict, export, bench, split, convert, inspect, models)
+COMMANDS = (demo, train, evaluate, predict, export, bench, split, convert, inspect, models,
+            report, compare)
+
+
+DEBUG_ENV = "UNETZOO_DEBUG"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="unetzoo", description="The U-Net family: train, evaluate, predict, export.")
+        prog="unetzoo", description="The U-Net family: train, evaluate, predict, export. "
+        f"Errors print one line; --traceback (or {DEBUG_ENV}=1) prints the traceback.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
+    for command_parser in {id(p): p for p in sub.choices.values()}.values():
+        command_parser.add_argument("--traceback", action="store_true",
+                                    help=f"print the traceback of an error (also: {DEBUG_ENV}=1)")
     return parser
 
 
 class ConsoleHandler(logging.StreamHandler):
-    """Plain messages to whatever `sys.stdout` is when a record is written."""
+    """Plain messages to whatever `sys.stdout` is when a record is written; a closed or full
+    output raises (to `main`) instead of logging's own traceback."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,6 +62,12 @@ class ConsoleHandler(logging.StreamHandler):
     def stream(self, value) -> None:
         pass
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            raise error
+        super().handleError(record)
+
 
 def setup_logging() -> None:
     logger = logging.getLogger("unetzoo")
@@ -46,16 +77,46 @@ def setup_logging() -> None:
     logger.propagate = False
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: runs a sub-command; user errors print one line and exit 2."""
+    """Entry point: runs a sub-command. Every failure is one line on stderr and a non-zero
+    exit: 2 for a user error (the `UnetzooError` family), 1 for a system error (a file that
+    cannot be written, a full disk) or an internal error, 141 when the output is closed early
+    (`| head`), 130 on Ctrl-C. `--traceback` or UNETZOO_DEBUG=1 adds the traceback."""
     args = build_parser().parse_args(argv)
     setup_logging()
+    prefix = f"unetzoo {args.command}"
+    debug = args.traceback or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
         args.run(args)
     except UnetzooError as exc:
-        print(f"unetzoo {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"unetzoo {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        error: BaseException = exc
+        code, message = 2, f"error: {exc}"
+    except KeyboardInterrupt as exc:
+        error = exc
+        code, message = 130, "interrupted"
+    except BrokenPipeError as exc:
+        error = exc
+        # the reader (e.g. `head`) has gone: send what is still buffered nowhere
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code, message = 141, "output closed early (broken pipe)"
+    except OSError as exc:
+        error = exc
+        where = f"{exc.filename}: " if exc.filename else ""
+        code, message = 1, f"error: {where}{exc.strerror or _one_line(exc)}"
+    except Exception as exc:  # a bug: one line, the traceback on request
+        error = exc
+        code = 1
+        message = (f"internal error: {type(exc).__name__}: {_one_line(exc)} (run with "
+                   f"--traceback or {DEBUG_ENV}=1 for the traceback)")
+    else:
+        return 0
+    if debug:
+        traceback.print_exception(error)
+    print(f"{prefix}: {message}", file=sys.stderr)
+    return code

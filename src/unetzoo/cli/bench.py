@@ -6,7 +6,14 @@ import argparse
 import json
 import logging
 
-from .common import add_backend_arguments, add_runtime_arguments, runtime_from
+from ..config import TrainConfig, add_config_arguments, check_values
+from .common import (
+    TRAINED_MODEL,
+    add_backend_arguments,
+    add_img_size_argument,
+    add_runtime_arguments,
+    runtime_from,
+)
 
 log = logging.getLogger("unetzoo")
 
@@ -19,12 +26,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "second, peak memory and the fraction of this machine's measured peak "
                     "FLOP rate (a large matrix product in the same precision).")
     parser.add_argument("--model", required=True, metavar="NAME|CKPT|FILE",
-                        help="registered model name, checkpoint or exported file")
-    parser.add_argument("--preset", help="model preset for a name, e.g. reference or tiny")
+                        help=f"an architecture (a registered model name) or a trained model: "
+                             f"{TRAINED_MODEL}")
+    add_config_arguments(parser, TrainConfig, only=("preset", "model_args"))
     parser.add_argument("--in-channels", type=int, default=3, help="input channels (names)")
     parser.add_argument("--num-classes", type=int, default=1, help="output channels (names)")
-    parser.add_argument("--size", type=int, default=256, help="input height and width")
-    parser.add_argument("--batch", type=int, default=1, help="images per forward pass")
+    add_img_size_argument(parser, "input height and width", default=256)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="samples (images) per forward pass or training step")
     parser.add_argument("--repeats", type=int, default=20, help="timed passes")
     parser.add_argument("--warmup", type=int, default=3, help="untimed passes first")
     parser.add_argument("--train", action="store_true",
@@ -36,13 +45,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..config import parse_key_values
     from ..engine.bench import bench, resolve_bench_model
     from ..fileio import atomic_write_text
 
-    chosen = resolve_bench_model(args.model, runtime_from(args, args.model), args.preset,
-                                 args.in_channels, args.num_classes, args.size, args.train)
+    runtime = runtime_from(args, args.model)
+    given = {k: getattr(args, k) for k in ("preset", "model_args") if hasattr(args, k)}
+    if isinstance(given.get("model_args"), list):
+        given["model_args"] = parse_key_values(given["model_args"])
+    options = check_values(given)
+    chosen = resolve_bench_model(args.model, runtime, options.get("preset"), args.in_channels,
+                                 args.num_classes, args.img_size, args.train,
+                                 options.get("model_args"))
     log.info(chosen.note)
-    result = bench(chosen.module, chosen.runtime, args.size, args.batch, args.warmup,
+    result = bench(chosen.module, chosen.runtime, args.img_size, args.batch, args.warmup,
                    args.repeats, args.train, chosen.name, flops_model=chosen.eager)
     log.info(result.format())
     if args.json:

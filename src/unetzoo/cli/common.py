@@ -1,26 +1,98 @@
-"""Flags shared by several sub-commands."""
+"""Flags shared by several sub-commands, each declared once.
+
+One meaning per flag name across commands:
+- `--model`: which model. `train` takes an architecture (a registered name); `eval`,
+  `predict` and `export` take a trained model (a checkpoint or an exported file); `bench`
+  takes either.
+- `--out` (alias `--output`): what the command writes, a folder or a file.
+- `--img-size`: image height and width in pixels (`--size` is a deprecated alias).
+- `--batch`: samples (images or tiles) per forward pass.
+- runtime flags (`--device`, `--precision`, `--channels-last`, `--threads`, `--progress`,
+  `--compile`) are `TrainConfig` fields: one declaration, the same help and checks
+  everywhere.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from ..engine.backends import FORMAT_BACKEND, format_of
-from ..engine.infer import TTA_MODES, InferenceOptions
-from ..engine.postprocess import PostProcessing
-from ..engine.runtime import BACKENDS, PRECISIONS, Runtime
+from ..config import RUNTIME_OPTIONS, TrainConfig, add_config_arguments, check_values
+from ..engine.infer import TTA_MODES
+from ..engine.runtime import BACKENDS
+
+log = logging.getLogger("unetzoo")
+
+TRAINED_MODEL = ("a checkpoint (.pt) or a file written by `unetzoo export` (.onnx, .xml, "
+                 ".torchscript)")
+
+
+class DeprecatedAlias(argparse.Action):
+    """Stores like `store` and prints one line when a deprecated spelling is used."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, deprecated: Sequence[str] = (),
+                 **kwargs: Any) -> None:
+        self.deprecated = tuple(deprecated)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if option_string in self.deprecated:
+            print(f"{parser.prog}: {option_string} is deprecated; use {self.option_strings[0]}",
+                  file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_out_argument(parser: argparse.ArgumentParser, help: str, required: bool = False,
+                     metavar: str = "DIR") -> None:
+    """`--out` (alias `--output`): where the command writes."""
+    parser.add_argument("--out", "--output", dest="out", required=required, metavar=metavar,
+                        help=help)
+
+
+def add_img_size_argument(parser: argparse.ArgumentParser, help: str,
+                          default: int | None = None) -> None:
+    """`--img-size` in pixels (square); `--size` is its deprecated spelling."""
+    parser.add_argument("--img-size", "--size", dest="img_size", type=int, default=default,
+                        metavar="PIXELS", action=DeprecatedAlias, deprecated=("--size",),
+                        help=help)
+
+
+def add_trained_model_argument(parser: argparse.ArgumentParser, extra: str = "") -> None:
+    """`--model` for commands that run trained weights."""
+    parser.add_argument("--model", required=True, metavar="CKPT|FILE",
+                        help=f"the trained model: {TRAINED_MODEL}{extra}")
+
+
+def trained_model(value: str) -> Path:
+    """The path of a trained model given as `--model`; a one-line error for an architecture
+    name (which has no weights) or a missing file.
+
+    Raises:
+        ConfigError: `value` names an architecture rather than a trained model.
+        CheckpointError: no such file.
+    """
+    from ..errors import CheckpointError, ConfigError
+    from ..models import list_models
+
+    path = Path(value)
+    if path.exists():
+        return path
+    if value in list_models():
+        raise ConfigError(f"--model {value}: {value} is an architecture without trained "
+                          f"weights; pass {TRAINED_MODEL}")
+    raise CheckpointError("trained model not found (pass a checkpoint or an exported file)",
+                          path)
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("runtime")
-    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    group.add_argument("--precision", default="auto", choices=PRECISIONS,
-                       help="auto uses bf16 where the hardware has it; fp32 turns that off")
-    group.add_argument("--channels-last", default=None, action=argparse.BooleanOptionalAction,
-                       help="NHWC memory format (default: on with bf16 and on GPUs)")
-    group.add_argument("--threads", type=int, default=None, help="CPU threads for PyTorch")
-    group.add_argument("--no-progress", dest="progress", action="store_false",
-                       help="hide progress bars")
+    """--device, --precision, --channels-last, --threads, --progress (TrainConfig's)."""
+    add_config_arguments(parser.add_argument_group("runtime"), TrainConfig, only=RUNTIME_OPTIONS,
+                         defaults=True)
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +102,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
                             "model converts (converted once, cached next to the checkpoint), "
                             "torch otherwise; an exported file runs in its format's backend. "
                             "torch, onnxruntime or openvino force one")
-    group.add_argument("--compile", action="store_true",
-                       help="torch.compile the model (torch backend; pays off on many images)")
+    add_config_arguments(group, TrainConfig, only=("compile",), defaults=True)
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +110,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
     add_backend_arguments(parser)
     group = parser.add_argument_group("inference")
-    group.add_argument("--batch", type=int, default=4, help="tiles per forward pass")
+    group.add_argument("--batch", type=int, default=4,
+                       help="samples (images or tiles) per forward pass")
     group.add_argument("--overlap", type=float, default=0.25,
                        help="overlap of sliding-window tiles (0..1)")
     group.add_argument("--tta", default="none", choices=TTA_MODES,
@@ -54,20 +126,29 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                             "see benchmarks/unetpp_pruning.py)")
 
 
-def runtime_from(args: argparse.Namespace, model: str | Path | None = None) -> Runtime:
+def runtime_from(args: argparse.Namespace, model: str | Path | None = None) -> Any:
     """The runtime the flags ask for (backend `auto` unless --backend says otherwise;
     commands without --backend run torch); an exported `model` file runs in its format's
     backend (TorchScript files in float32)."""
+    from ..engine.backends import FORMAT_BACKEND, format_of
+    from ..engine.runtime import Runtime
+
+    options = check_values({k: getattr(args, k) for k in (*RUNTIME_OPTIONS, "compile")
+                            if hasattr(args, k)})
     backend = getattr(args, "backend", "torch")
     fmt = format_of(Path(model)) if model else None
     if backend == "auto" and fmt:
         backend = FORMAT_BACKEND[fmt]
-    precision = "fp32" if fmt == "torchscript" else args.precision
-    return Runtime.resolve(args.device, precision, args.channels_last, args.threads,
-                           compile=getattr(args, "compile", False), backend=backend)
+    precision = "fp32" if fmt == "torchscript" else options["precision"]
+    return Runtime.resolve(options["device"], precision, options["channels_last"],
+                           options["threads"], compile=options.get("compile", False),
+                           backend=backend)
 
 
-def inference_options(args: argparse.Namespace) -> InferenceOptions:
+def inference_options(args: argparse.Namespace) -> Any:
+    from ..engine.infer import InferenceOptions
+    from ..engine.postprocess import PostProcessing
+
     return InferenceOptions(runtime_from(args, args.model), batch_size=args.batch,
                             overlap=args.overlap, threshold=getattr(args, "threshold", 0.5),
                             tta=args.tta, postprocess=PostProcessing(args.min_size,

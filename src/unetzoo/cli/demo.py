@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_runtime_arguments, runtime_from
+from .common import add_out_argument, add_runtime_arguments, runtime_from
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -13,10 +13,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Generates the embedded nucleus dataset, trains a U-Net, evaluates it on "
                     "the held-out test split and writes checkpoint, metrics, curves and "
                     "overlays into a run folder.")
-    parser.add_argument("--out", metavar="DIR", help="run folder (default runs/demo-<time>)")
+    add_out_argument(parser, "run folder (default runs/demo-<time>)")
     parser.add_argument("--epoch", "--epochs", type=int, default=None,
                         help="epochs (default: the demo's tuned budget)")
-    parser.add_argument("--model", default="unet", help="registered model name")
+    parser.add_argument("--model", default="unet", metavar="NAME",
+                        help="architecture to train: a registered model name")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run")
     add_runtime_arguments(parser)
     parser.set_defaults(run=run)

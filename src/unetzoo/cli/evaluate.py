@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from .common import add_inference_arguments, inference_options
+from .common import (
+    add_inference_arguments,
+    add_out_argument,
+    add_trained_model_argument,
+    inference_options,
+    trained_model,
+)
 
 log = logging.getLogger("unetzoo")
 
@@ -17,40 +22,45 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "accuracy, mDice per image and summarised.")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
     parser.add_argument("--csvfile", metavar="F", help="CSV split (image,mask,split)")
-    parser.add_argument("--model", required=True, metavar="CKPT|FILE",
-                        help="checkpoint, or a file written by `unetzoo export` (.onnx, .xml, "
-                             ".torchscript, INT8 included)")
-    parser.add_argument("--split", default="test",
-                        help="split to evaluate (train, val, test, or all)")
-    parser.add_argument("--out", metavar="DIR",
-                        help="where metrics.json, per_image.csv and overlays go (default: "
-                             "eval-<split> beside the checkpoint's run folder)")
+    add_trained_model_argument(parser, " (INT8 included): an exported file evaluates like "
+                                        "its checkpoint")
+    parser.add_argument("--split", default=None,
+                        help="split to evaluate: train, val, test or all (default: test when "
+                             "the dataset has splits, else all images, and it says so)")
+    add_out_argument(parser, "where metrics.json, per_image.csv and overlays go; {split} "
+                             "becomes the split evaluated (default: eval-{split} in the "
+                             "checkpoint's run folder, eval-NAME-{split} beside an exported "
+                             "file)")
     parser.add_argument("--debug", action="store_true",
                         help="write image | ground truth | prediction overlays")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
+    parser.add_argument("--report", default=True, action=argparse.BooleanOptionalAction,
+                        help="write report.html beside the results (unetzoo report)")
     add_inference_arguments(parser)
     parser.set_defaults(run=run)
 
 
-def default_out(model: Path, split: str) -> Path:
-    """eval-<split> in the run folder of a checkpoint (runs/x/models/best.pt -> runs/x), or
-    eval-<name>-<split> beside an exported file."""
-    from ..engine.backends import format_of
-
-    if format_of(model):
-        return model.resolve().parent / f"eval-{model.stem}-{split}"
-    return model.resolve().parent.parent / f"eval-{split}"
-
-
 def run(args: argparse.Namespace) -> None:
+    from ..engine.backends import format_of
     from ..engine.evaluate import evaluate_checkpoint, format_summary
 
-    checkpoint = Path(args.model)
-    split = None if args.split == "all" else args.split
-    out = Path(args.out) if args.out else default_out(checkpoint, args.split)
-    result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, split, out,
+    checkpoint = trained_model(args.model)
+    if format_of(checkpoint):  # beside the file
+        default = checkpoint.resolve().parent / f"eval-{checkpoint.stem}-{{split}}"
+    else:  # runs/x/models/best.pt -> runs/x/eval-{split}
+        default = checkpoint.resolve().parent.parent / "eval-{split}"
+    out = args.out or str(default)
+    result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, args.split, out,
                                  debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)
+    out = result.extra["out"]
+    if "note" in result.extra:
+        log.info(result.extra["note"])
+    split = result.extra["split"]
     log.info(format_summary(result, f"{checkpoint} on {args.dataset} "
-                                    f"({result.extra['split'] or 'all images'}):"))
+                                    f"({'all images' if split == 'all' else split}):"))
     log.info(f"results written to {out}" + (" (overlays in overlays/)" if args.debug else ""))
+    if args.report:
+        from ..report.page import write_page_safely, write_report
+
+        write_page_safely("report.html", lambda: write_report(out))

@@ -5,6 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
+from .common import (
+    add_img_size_argument,
+    add_out_argument,
+    add_trained_model_argument,
+    trained_model,
+)
+
 log = logging.getLogger("unetzoo")
 
 
@@ -16,13 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "carrying the checkpoint's task, classes and preprocessing, after checking "
                     "it against eager PyTorch (float32, max abs logit difference <= 1e-4). "
                     "`unetzoo predict --model FILE` then needs nothing else.")
-    parser.add_argument("--model", required=True, metavar="CKPT", help="checkpoint file")
+    add_trained_model_argument(parser, "; export takes the checkpoint")
     parser.add_argument("--format", required=True, choices=("onnx", "openvino", "torchscript"),
                         help="onnx (*.onnx), openvino (*.xml + *.bin) or torchscript "
                              "(*.torchscript)")
-    parser.add_argument("--out", required=True, metavar="PATH", help="file to write")
-    parser.add_argument("--size", type=int, default=None,
-                        help="trace and check size (default: the checkpoint's patch size)")
+    add_out_argument(parser, "file to write", required=True, metavar="PATH")
+    add_img_size_argument(parser, "trace and check size (default: the checkpoint's patch "
+                                  "size)")
     parser.add_argument("--prune-depth", type=int, default=None, metavar="K",
                         help="export only UNet++ L^K of a deep-supervised UNet++ (1..depth)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
@@ -40,18 +47,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="write the INT8 model even when Dice drops by more")
     int8.add_argument("--calibration-images", type=int, default=None, metavar="N",
                       help="calibration patches (default 300)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="hide progress bars")
+    int8.add_argument("--no-progress", dest="progress", action="store_false",
+                      help="hide the accuracy check's progress bars")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from ..engine.export import export_checkpoint
 
-    result = export_checkpoint(args.model, args.format, args.out, args.size, args.overwrite,
-                               args.prune_depth, int8=args.int8, dataset=args.dataset,
-                               csvfile=args.csvfile, accept_drop=args.accept_drop,
-                               max_dice_drop=args.max_dice_drop,
+    result = export_checkpoint(trained_model(args.model), args.format, args.out,
+                               args.img_size, args.overwrite, args.prune_depth, int8=args.int8,
+                               dataset=args.dataset, csvfile=args.csvfile,
+                               accept_drop=args.accept_drop, max_dice_drop=args.max_dice_drop,
                                calibration_images=args.calibration_images,
                                progress=args.progress)
     shape = ("dynamic height and width" if result.input_size is None

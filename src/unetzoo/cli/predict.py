@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .common import add_inference_arguments, inference_options
+from .common import (
+    add_inference_arguments,
+    add_out_argument,
+    add_trained_model_argument,
+    inference_options,
+    trained_model,
+)
 
 log = logging.getLogger("unetzoo")
 
@@ -18,11 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "in extension or case get distinct output names. "
                                         "Under torchrun the inputs are shared out among the "
                                         "processes.")
-    parser.add_argument("--model", required=True, metavar="CKPT|FILE",
-                        help="checkpoint, or a file written by `unetzoo export` (.onnx, .xml, "
-                             ".torchscript), which alone is enough")
+    add_trained_model_argument(parser, ", which alone is enough")
     parser.add_argument("--input", required=True, metavar="FILE|DIR", help="image or folder")
-    parser.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    add_out_argument(parser, "output folder", required=True)
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="probability threshold (binary, multilabel)")
     parser.add_argument("--save-attention", action="store_true",
@@ -36,9 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..engine.predict import predict_paths
 
-    result = predict_paths(args.model, args.input, args.output, inference_options(args),
+    result = predict_paths(trained_model(args.model), args.input, args.out, inference_options(args),
                            save_attention=args.save_attention, overwrite=args.overwrite,
                            progress=args.progress)
     if result.is_main:
-        log.info(f"{result.images} image(s) -> {args.output} ({result.files} files, "
+        log.info(f"{result.images} image(s) -> {args.out} ({result.files} files, "
                  f"{result.seconds:.1f} s)")

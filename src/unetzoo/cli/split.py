@@ -6,6 +6,8 @@ import argparse
 import logging
 from collections import Counter
 
+from .common import DeprecatedAlias
+
 log = logging.getLogger("unetzoo")
 
 
@@ -14,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             description="Shuffle the pairs of DIR/images + DIR/masks with a "
                                         "seed and write image,mask,split rows.")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
-    parser.add_argument("--size", type=float, default=0.9, help="fraction for training")
+    parser.add_argument("--train-size", "--size", dest="train_size", type=float, default=0.9,
+                        action=DeprecatedAlias, deprecated=("--size",),
+                        help="fraction for training (--size: deprecated spelling)")
     parser.add_argument("--val-size", type=float, default=0.0, help="fraction for validation")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed")
     parser.add_argument("--csvfile", metavar="F", default="split.csv",
@@ -26,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..data.split import split_dataset
 
-    target, pairs = split_dataset(args.dataset, args.size, args.val_size, args.seed,
+    target, pairs = split_dataset(args.dataset, args.train_size, args.val_size, args.seed,
                                   args.csvfile, args.overwrite)
     counts = Counter(p.split for p in pairs)
     log.info(f"{target}: train {counts['train']}, val {counts['val']}, test {counts['test']} "

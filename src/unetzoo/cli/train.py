@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
-from ..config import add_config_arguments, build_config
+from ..config import TrainConfig, add_config_arguments, build_config
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> None:
     from ..engine.preemption import TrainingInterrupted
     from ..engine.train_setup import train
 
-    given = {k: v for k, v in vars(args).items() if k not in ("config", "run", "command")}
+    names = {f.name for f in fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names}
     config = build_config(given, args.config)
     try:
         train(config, given=given)

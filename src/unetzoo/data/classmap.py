@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, MaskValueError
 from ..task import IGNORE_INDEX
 from .io import LOSSY_EXTENSIONS
 
@@ -34,9 +34,19 @@ CLASS_MAP_FILE = "classes.yaml"
 Color = tuple[int, int, int]
 
 
-def _values(values: Sequence[int], limit: int = 8) -> str:
-    shown = ", ".join(str(int(v)) for v in values[:limit])
-    return shown + (f", ... ({len(values)} distinct)" if len(values) > limit else "")
+def format_value(value: float) -> str:
+    """A stored mask value as written in messages: whole numbers without decimals."""
+    return str(int(value)) if float(value).is_integer() else f"{float(value):.3g}"
+
+
+def format_values(values: Sequence[float] | np.ndarray, limit: int = 8) -> str:
+    """Distinct stored values for a message: all of them, or the first `limit`, the last and
+    how many in all."""
+    values = list(values)
+    if len(values) <= limit:
+        return ", ".join(format_value(v) for v in values)
+    shown = ", ".join(format_value(v) for v in values[:limit])
+    return f"{shown}, ..., {format_value(values[-1])} ({len(values)} distinct)"
 
 
 @dataclass(frozen=True)
@@ -86,9 +96,9 @@ class ClassMap:
         lookup.update((v, IGNORE_INDEX) for v in self.ignore_indices)
         unknown = [int(v) for v in values if int(v) not in lookup]
         if unknown:
-            raise DataError(f"mask values {{{_values(unknown)}}} are not in the class map "
-                            f"{self.source or ''} (stored indices "
-                            f"{_values(sorted(lookup))})", path)
+            raise MaskValueError(f"mask values {{{format_values(unknown)}}} are not in the class "
+                                 f"map {self.source or ''} (stored indices "
+                                 f"{format_values(sorted(lookup))})", path)
         table = np.array([lookup[int(v)] for v in values], np.uint8)
         return table[np.searchsorted(values, mask)]
 
@@ -114,8 +124,8 @@ class ClassMap:
         if not found.all():
             bad = values[~found][:5]
             shown = ", ".join(f"({v >> 16}, {(v >> 8) & 255}, {v & 255})" for v in bad)
-            raise DataError(f"mask colours {{{shown}}}{' ...' if (~found).sum() > 5 else ''} "
-                            f"are not in the class map {self.source or ''}", path)
+            raise MaskValueError(f"mask colours {{{shown}}}{' ...' if (~found).sum() > 5 else ''}"
+                                 f" are not in the class map {self.source or ''}", path)
         return targets[order][pos][inverse].reshape(mask.shape[:2])
 
     def to_dict(self) -> dict[str, Any]:

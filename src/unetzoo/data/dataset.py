@@ -4,9 +4,10 @@ samples lazily.
 Up-front checks scale to hundreds of thousands of files: every file is checked to exist, be
 non-empty and have a supported extension; headers (sizes, channels) are compared for up to
 `HEADER_LIMIT` pairs; pixels and mask values are read for an evenly spread sample of
-`SAMPLE_SIZE` pairs (all with `full=True`). Whatever was not read up front is checked when
-it is loaded: the training set then skips a bad sample, logging its path, instead of
-stopping mid-epoch.
+`SAMPLE_SIZE` pairs (all with `full=True`), and `data.masks` decides from them what the
+stored mask values mean. Whatever was not read up front is checked when it is loaded: the
+training set then skips an unreadable sample, logging its path, instead of stopping
+mid-epoch; a mask holding a value the reading cannot hold stops training, naming the file.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError, MaskValueError
 from ..task import Task, check_task
-from .classmap import ClassMap, Color
-from .io import check_file, image_channels, read_array, read_header, read_image, read_mask
-from .layouts import Pair
-from .masks import MaskEncoder, binarize, infer_task, is_lossy, load_target
+from .classmap import Color
+from .io import ImageHeader, check_file, read_header, read_image
+from .layouts import Pair, report
+from .masks import MaskOptions, MaskReading, decide, load_target, survey_pair
 from .transforms import Preprocessing
 
 log = logging.getLogger("unetzoo")
@@ -40,14 +41,15 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What a scan of the dataset found: channels, task, classes, and how much was read."""
+    """What a scan of the dataset found: channels, the mask reading (task, classes and
+    why), and how much was read."""
 
     in_channels: int
     task: Task
     num_classes: int
     class_names: tuple[str, ...]
     class_colors: tuple[Color, ...] | None = None
-    encoder: MaskEncoder | None = field(default=None, compare=False)
+    reading: MaskReading | None = field(default=None, compare=False)
     pixels_checked: int = 0  # pairs whose pixels were read before training
     headers_checked: int = 0  # pairs whose headers were read before training
 
@@ -69,17 +71,37 @@ def spread_sample(items: Sequence[T], limit: int) -> list[T]:
     return [items[round(i * (len(items) - 1) / (limit - 1))] for i in range(limit)]
 
 
+def pair_headers(pair: Pair, problems: list[DataError] | None = None
+                 ) -> tuple[ImageHeader | None, list[tuple]]:
+    """The image header and (mask path, header) of each mask file of a pair, each mask
+    compared in size with the image. Raises the first problem, or collects them in
+    `problems` (then a header that cannot be read is None / left out)."""
+    try:
+        image = read_header(pair.image)
+    except DataError as error:
+        report(problems, error)
+        return None, []
+    masks = []
+    for mask in pair.mask_files:
+        try:
+            header = read_header(mask)
+        except DataError as error:
+            report(problems, error)
+            continue
+        masks.append((mask, header))
+        if header.size != image.size:
+            report(problems, DataError(
+                f"mask is {header.width}x{header.height} (W x H) but its image {pair.image} "
+                f"is {image.width}x{image.height}", mask))
+    return image, masks
+
+
 def check_headers(pairs: Sequence[Pair]) -> int:
     """Compare image and mask sizes from file headers; the largest channel count."""
     channels = 1
     for pair in pairs:
-        image = read_header(pair.image)
-        channels = max(channels, image.channels)
-        for mask in pair.mask_files:
-            header = read_header(mask)
-            if header.size != image.size:
-                raise DataError(f"mask is {header.width}x{header.height} (W x H) but its image "
-                                f"{pair.image} is {image.width}x{image.height}", mask)
+        image, _ = pair_headers(pair)
+        channels = max(channels, image.channels if image else 1)
     return channels
 
 
@@ -94,87 +116,68 @@ def check_files(pairs: Sequence[Pair], full: bool = False) -> tuple[int, int]:
     return check_headers(headers), len(headers)
 
 
-def _task_from_sample(pairs: Sequence[Pair], class_map: ClassMap | None, given: Task | None,
-                      ignore_index: int | None = None) -> tuple[Task, int, tuple[str, ...]]:
-    """(task, num_classes, class names) that fit the masks of `pairs`."""
-    if class_map is not None:
-        if any(p.class_masks for p in pairs):
-            raise ConfigError("a class map applies to index or colour masks; class folders "
-                              "take their class names from the folder names")
-        task = given or ("binary" if class_map.num_classes == 2 else "multiclass")
-        if task == "multilabel":
-            raise ConfigError("a class map gives exclusive classes: use --task multiclass")
-        names = class_map.names[1:] if task == "binary" else class_map.names
-        return task, 1 if task == "binary" else class_map.num_classes, names
-    folders = next((p.class_names for p in pairs if p.class_masks), None)
-    if folders is not None:
-        task = given or _class_folder_task(pairs, len(folders))
-        if task == "multiclass":
-            return task, len(folders) + 1, ("background", *folders)
-        if task == "binary" and len(folders) != 1:
-            raise ConfigError(f"a binary task needs one class folder, found {len(folders)}")
-        return task, len(folders), folders
-    values: set[int] = set()
-    lossy = False
-    for pair in pairs:
-        mask = read_mask(pair.mask)  # type: ignore[arg-type]
-        if mask.ndim != 2:
-            raise DataError(f"colour mask of shape {mask.shape} needs a class map "
-                            "(gray index or 0/255 masks are read directly)", pair.mask)
-        lossy |= is_lossy(pair.mask)  # type: ignore[arg-type]
-        values.update(int(v) for v in np.unique(mask))
-    values -= {ignore_index}
-    if given is not None:
-        return given, 1 if given == "binary" else max(values - {255}, default=1) + 1, ()
-    task, num_classes = infer_task(values, lossy)
-    log.info("task inferred from mask values: %s with %d class(es)", task, num_classes)
-    return task, num_classes, ()
+def read_masks(pairs: Sequence[Pair], options: MaskOptions | None = None) -> MaskReading:
+    """The reading of the masks of `pairs` (every labelled pair given is read: pass a
+    sample for large datasets); see `data.masks.decide`.
+
+    Raises:
+        DataError: naming a file, for unreadable masks and values that are not read as meant
+            on their own (with the flag or class-map entry that resolves it).
+    """
+    options = options or MaskOptions()
+    rgb = options.class_map is not None and options.class_map.by_color
+    return decide([survey_pair(p, options.ignore, rgb) for p in pairs if p.labelled], options)
 
 
-def _class_folder_task(pairs: Sequence[Pair], folders: int) -> Task:
-    for pair in pairs:
-        layers = [binarize(read_mask(p), p) for p in pair.class_masks]
-        if sum(layer.astype(np.int16) for layer in layers).max(initial=0) > 1:
-            log.info("class masks overlap (e.g. %s): a multilabel task", pair.image.name)
-            return "multilabel"
-    return "binary" if folders == 1 else "multiclass"
-
-
-def verify_pairs(pairs: Sequence[Pair], encoder: MaskEncoder, full: bool = False) -> int:
+def verify_pairs(pairs: Sequence[Pair], reading: MaskReading, full: bool = False) -> int:
     """Read and encode the sample (every pair with `full`); the largest channel count."""
     channels = 1
     for pair in pairs if full else spread_sample(pairs, SAMPLE_SIZE):
-        image = read_array(pair.image, palette=False)
-        channels = max(channels, image_channels(image))
+        image = read_image(pair.image)
+        channels = max(channels, image.shape[2])
         if pair.labelled:
-            load_target(pair, encoder, image.shape[:2])
+            load_target(pair, reading, image.shape[:2])
     return channels
 
 
-def scan_dataset(pairs: Sequence[Pair], task: Task | None = None, num_classes: int | None = None,
-                 class_names: Sequence[str] | None = None, *, class_map: ClassMap | None = None,
-                 ignore_index: int | None = None, full: bool = False) -> DatasetInfo:
-    """Check `pairs` before any training (see the module docstring) and find the task,
-    classes and channels; fails on the first problem with an error naming the file.
+def scan_dataset(pairs: Sequence[Pair], options: MaskOptions | None = None,
+                 class_names: Sequence[str] | None = None, *, full: bool = False
+                 ) -> DatasetInfo:
+    """Check `pairs` before any training (see the module docstring), decide how the masks
+    are read (task, classes: `data.masks`) and find the channels; fails on the first
+    problem with an error naming the file.
 
-    The task and number of classes come from the class map, the class folders or the mask
-    values (of the sample) unless given.
+    Args:
+        pairs: the pairs of every split.
+        options: what the user said about the masks (task, number of classes, class map,
+            ignore value, --instances, --mask-threshold).
+        class_names: names in class-index order (default: from the class map or class
+            folders, else background, class1, ...).
+        full: read every pair's pixels (default: headers, and the pixels of a sample).
+
+    Returns:
+        The DatasetInfo, its `reading` ready to encode masks.
+
+    Raises:
+        DataError: naming the file, for the first unreadable, mismatched or misread pair.
+        ConfigError: options that contradict the masks.
     """
     if not pairs:
         raise DataError("the dataset has no samples")
+    options = options or MaskOptions()
     channels, headers = check_files(pairs, full)
     sample = pairs if full else spread_sample(pairs, SAMPLE_SIZE)
-    found_task, found_classes, found_names = _task_from_sample(sample, class_map, task,
-                                                               ignore_index)
-    num_classes = num_classes or found_classes
-    check_task(found_task, num_classes)
-    encoder = MaskEncoder(found_task, num_classes, ignore_index, class_map)
-    channels = max(channels, verify_pairs(sample, encoder, full=True))
-    names = tuple(class_names or found_names or default_class_names(found_task, num_classes))
-    if len(names) != (1 if found_task == "binary" else num_classes):
+    reading = read_masks(sample, options)
+    num_classes = reading.num_classes
+    check_task(reading.task, num_classes)
+    channels = max(channels, verify_pairs(sample, reading, full=True))
+    names = tuple(class_names or reading.class_names or
+                  default_class_names(reading.task, num_classes))
+    if len(names) != (1 if reading.task == "binary" else num_classes):
         raise DataError(f"{len(names)} class names given for {num_classes} classes")
-    return DatasetInfo(channels, found_task, num_classes, names,
-                       class_map.colors if class_map else None, encoder, len(sample), headers)
+    cmap = options.class_map
+    return DatasetInfo(channels, reading.task, num_classes, names,
+                       cmap.colors if cmap else None, reading, len(sample), headers)
 
 
 def channel_statistics(pairs: Sequence[Pair], channels: int, limit: int = 64
@@ -222,19 +225,19 @@ class SegmentationDataset(Dataset):
     With `seed` set, the random transform of sample i in epoch e is seeded from (seed, e, i)
     (albumentations and the global `random` / NumPy generators alike), so augmentation does
     not depend on worker count, process or resume point. With `skip_bad`, a sample that
-    cannot be read is logged with its path and replaced by the next readable one.
+    cannot be read is logged with its path and replaced by the next readable one; a mask
+    value the reading cannot hold (MaskValueError) always stops, naming the file.
     """
 
     def __init__(self, pairs: Sequence[Pair], preprocessing: Preprocessing,
-                 encoder: MaskEncoder | None, transform=None, seed: int | None = None,
+                 reading: MaskReading | None, transform=None, seed: int | None = None,
                  skip_bad: bool = False) -> None:
         self.pairs = list(pairs)
         self.preprocessing = preprocessing
-        self.encoder = encoder
+        self.reading = reading
         self.transform = transform
         self.seed = seed
         self.skip_bad = skip_bad
-        self.skipped: list[str] = []
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -250,9 +253,10 @@ class SegmentationDataset(Dataset):
         for step in range(min(MAX_CONSECUTIVE_BAD, len(self))):
             try:
                 return self.load((index + step) % len(self))
+            except MaskValueError:
+                raise
             except DataError as exc:
                 first = first or exc
-                self.skipped.append(str(exc))
                 log.warning("skipped a bad sample: %s", exc)
         raise DataError(f"{min(MAX_CONSECUTIVE_BAD, len(self))} consecutive samples cannot be "
                         f"read; the first: {first}")
@@ -262,8 +266,8 @@ class SegmentationDataset(Dataset):
         pair = self.pairs[index]
         image = read_image(pair.image, self.preprocessing.in_channels)
         mask = None
-        if pair.labelled and self.encoder is not None:
-            mask = load_target(pair, self.encoder, image.shape[:2])
+        if pair.labelled and self.reading is not None:
+            mask = load_target(pair, self.reading, image.shape[:2])
         if self.transform is not None:
             image, mask = self._augment(index, image, mask)
         sample: dict[str, torch.Tensor | str] = {

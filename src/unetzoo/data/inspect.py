@@ -1,5 +1,6 @@
-"""Inspect a dataset without training: counts, sizes, channels, bit depths, the task and
-class frequencies, and every problem found (where training stops at the first)."""
+"""Inspect a dataset without training: counts, sizes, channels, bit depths, how the masks
+are read (task, classes and the evidence, as training reads them) and class frequencies,
+and every problem found (where training stops at the first)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
+from ..progress import progress_bar
 from ..task import IGNORE_INDEX, Task, check_task
 from .classmap import find_class_map
-from .dataset import _task_from_sample, default_class_names, spread_sample
-from .io import read_array, read_header, read_mask
+from .dataset import default_class_names, pair_headers, spread_sample
+from .io import read_image
 from .layouts import Pair, describe_layout, find_pairs
-from .masks import MaskEncoder, binarize, infer_task, is_lossy, load_target
+from .masks import MaskOptions, MaskReading, PairSurvey, decide, load_target, survey_pair
 
 
 @dataclass
@@ -27,15 +28,19 @@ class Inspection:
     layout: str
     pairs: list[Pair] = field(default_factory=list)
     image_sizes: Counter = field(default_factory=Counter)
-    image_kinds: Counter = field(default_factory=Counter)  # (extension, channels, bits)
+    image_kinds: Counter = field(default_factory=Counter)  # (extension, kind, bits)
     mask_kinds: Counter = field(default_factory=Counter)  # (extension, bits)
-    task: Task | None = None
+    reading: MaskReading | None = None
     class_names: tuple[str, ...] = ()
     pixels: np.ndarray | None = None  # per-class pixel counts of the pixels read
     ignored: int = 0
     read: int = 0  # masks read
     read_pixels: int = 0  # pixels per label of the masks read (multilabel)
     problems: list[DataError] = field(default_factory=list)
+
+    @property
+    def task(self) -> Task | None:
+        return self.reading.task if self.reading else None
 
     def format(self) -> str:
         splits = Counter(p.split or "unsplit" for p in self.pairs)
@@ -51,13 +56,14 @@ class Inspection:
                          f"{sizes[0][1]}x{sizes[0][0]}, largest {sizes[-1][1]}x{sizes[-1][0]}; "
                          f"most common {common}")
         lines.append("images: " + ", ".join(
-            f"{n} {ext} {'RGB' if ch == 3 else 'gray'} {bits}-bit"
-            for (ext, ch, bits), n in self.image_kinds.most_common()))
+            f"{n} {ext} {kind} {bits}-bit"
+            for (ext, kind, bits), n in self.image_kinds.most_common()))
         if self.mask_kinds:
             lines.append("masks: " + ", ".join(f"{n} {ext} {bits}-bit"
                                               for (ext, bits), n in self.mask_kinds.most_common()))
-        if self.task is not None:
-            lines.append(f"task: {self.task}, classes: {', '.join(self.class_names)}")
+        if self.reading is not None:
+            lines.append(f"read as: {self.reading.evidence}")
+            lines.append(f"task: {self.reading.task}, classes: {', '.join(self.class_names)}")
         if self.pixels is not None and self.pixels.sum() + self.ignored > 0:
             total = self.pixels.sum() + self.ignored if self.task != "multilabel" else \
                 self.read_pixels
@@ -82,68 +88,14 @@ class Inspection:
 
 
 def _headers(pair: Pair, found: Inspection) -> bool:
-    try:
-        image = read_header(pair.image)
-    except DataError as error:
-        found.problems.append(error)
-        return False
-    found.image_sizes[image.size] += 1
-    found.image_kinds[(pair.image.suffix.lower(), image.channels, image.bits)] += 1
-    good = True
-    for mask in pair.mask_files:
-        try:
-            header = read_header(mask)
-        except DataError as error:
-            found.problems.append(error)
-            good = False
-            continue
-        found.mask_kinds[(mask.suffix.lower(), header.bits)] += 1
-        if header.size != image.size:
-            found.problems.append(DataError(
-                f"mask is {header.width}x{header.height} (W x H) but its image {pair.image} is "
-                f"{image.width}x{image.height}", mask))
-            good = False
-    return good
-
-
-def _values(pair: Pair, rgb: bool, values: set[int], overlap: list[bool]) -> None:
-    """Decode the image and masks; gather stored mask values or class-mask overlap."""
-    read_array(pair.image, palette=False)
-    if pair.class_masks:
-        layers = [binarize(read_mask(p), p) for p in pair.class_masks]
-        overlap[0] |= bool(sum(layer.astype(np.int16) for layer in layers).max() > 1)
-    elif pair.mask is not None:
-        mask = read_mask(pair.mask, rgb=rgb)
-        if mask.ndim == 2:
-            values.update(int(v) for v in np.unique(mask))
-
-
-def _find_task(pairs: list[Pair], found: Inspection, values: set[int], overlap: bool,
-               task: Task | None, class_map, ignore_index: int | None) -> MaskEncoder | None:
-    labelled = [p for p in pairs if p.labelled]
-    if not labelled:
-        return None
-    try:
-        if class_map is not None or labelled[0].class_masks:
-            if labelled[0].class_masks and task is None:
-                folders = len(labelled[0].class_names)
-                task = "multilabel" if overlap else "binary" if folders == 1 else "multiclass"
-            task, num_classes, names = _task_from_sample(labelled[:1], class_map, task)
-        else:
-            values -= {ignore_index}
-            lossy = any(is_lossy(p.mask) for p in labelled)  # type: ignore[arg-type]
-            found_task, num_classes = infer_task(values, lossy)
-            task = task or found_task
-            if task == "multiclass":
-                num_classes = max(values - {IGNORE_INDEX}, default=1) + 1
-            names = ()
-        check_task(task, num_classes)
-    except (DataError, ConfigError) as error:
-        found.problems.append(DataError(f"no task fits the masks: {error}"))
-        return None
-    found.task = task
-    found.class_names = tuple(names) or default_class_names(task, num_classes)
-    return MaskEncoder(task, num_classes, ignore_index, class_map)
+    before = len(found.problems)
+    image, masks = pair_headers(pair, found.problems)
+    if image is not None:
+        found.image_sizes[image.size] += 1
+        found.image_kinds[(pair.image.suffix.lower(), image.kind, image.bits)] += 1
+    for path, header in masks:
+        found.mask_kinds[(path.suffix.lower(), header.bits)] += 1
+    return len(found.problems) == before
 
 
 def _count(target: np.ndarray, found: Inspection, classes: int) -> None:
@@ -160,35 +112,76 @@ def _count(target: np.ndarray, found: Inspection, classes: int) -> None:
 
 def inspect_dataset(root: Path | str, csvfile: Path | str | None = None, *,
                     class_map: Path | str | None = None, task: Task | None = None,
-                    ignore_index: int | None = None, sample: int | None = None,
+                    ignore_index: int | None = None, instances: bool = False,
+                    mask_threshold: float | None = None, sample: int | None = None,
                     progress: bool = True) -> Inspection:
-    """Read every header, and the pixels of every pair (or of `sample` spread pairs),
-    collecting each problem instead of stopping at the first."""
+    """Inspect a dataset folder without training, collecting every problem instead of
+    stopping at the first.
+
+    Reads every header, and the pixels of every pair (or of `sample` spread pairs); decides
+    how the masks are read from all masks read (as training does from its sample: see
+    `data.masks`), then encodes each mask to count class pixels.
+
+    Args:
+        root: the dataset folder.
+        csvfile: a CSV split (image,mask,split) relative to `root`; default: the layout.
+        class_map: a class map YAML (default: `root/classes.yaml` when present).
+        task, ignore_index, instances, mask_threshold: as the training options.
+        sample: read the pixels of this many spread pairs only.
+        progress: progress bars (on a terminal; elsewhere nothing).
+
+    Returns:
+        The Inspection; `format()` gives the report `unetzoo inspect` prints.
+
+    Raises:
+        DataError: the folder does not exist or has no images folder (everything else is
+            collected in `Inspection.problems`).
+
+    Example:
+        >>> found = inspect_dataset("data/nuclei", sample=100)  # doctest: +SKIP
+        >>> found.reading.evidence  # doctest: +SKIP
+        'binary: 100 masks 0/255'
+    """
     root = Path(root)
     found = Inspection(root, describe_layout(root, csvfile))
     found.pairs = find_pairs(root, csvfile, found.problems)
-    cmap = find_class_map(root, class_map)
-    good = [p for p in tqdm(found.pairs, desc="headers", unit="pair", disable=not progress,
-                            leave=False) if _headers(p, found)]
+    try:
+        cmap = find_class_map(root, class_map)
+    except ConfigError as error:
+        found.problems.append(DataError(str(error)))
+        cmap = None
+    options = MaskOptions(task, None, cmap, ignore_index, instances, mask_threshold)
+    good = [p for p in progress_bar(found.pairs, "headers", "pair", enabled=progress)
+            if _headers(p, found)]
     chosen = spread_sample(good, sample) if sample else good
-    values: set[int] = set()
-    overlap = [False]
+    surveys: list[PairSurvey] = []
     readable = []
-    for pair in tqdm(chosen, desc="pixels", unit="pair", disable=not progress, leave=False):
+    for pair in progress_bar(chosen, "pixels", "pair", enabled=progress):
         try:
-            _values(pair, cmap is not None and cmap.by_color, values, overlap)
+            read_image(pair.image)
+            if pair.labelled:
+                surveys.append(survey_pair(pair, options.ignore, bool(cmap and cmap.by_color)))
             readable.append(pair)
         except DataError as error:
             found.problems.append(error)
-    encoder = _find_task(readable, found, values, overlap[0], task, cmap, ignore_index)
-    if encoder is not None:
-        classes = len(found.frequency_names)
-        for pair in readable:
-            if not pair.labelled:
-                continue
-            try:
-                _count(load_target(pair, encoder), found, classes)
-                found.read += 1
-            except DataError as error:
-                found.problems.append(error)
+    if not surveys:
+        return found
+    try:
+        reading = decide(surveys, options)
+        check_task(reading.task, reading.num_classes)
+    except (DataError, ConfigError) as error:
+        found.problems.append(DataError(f"no reading fits the masks: {error}"))
+        return found
+    found.reading = reading
+    found.class_names = reading.class_names or default_class_names(reading.task,
+                                                                   reading.num_classes)
+    classes = len(found.frequency_names)
+    for pair in readable:
+        if not pair.labelled:
+            continue
+        try:
+            _count(load_target(pair, reading), found, classes)
+            found.read += 1
+        except DataError as error:
+            found.problems.append(error)
     return found

@@ -4,13 +4,19 @@ Layouts (detected in this order):
 - a CSV split (columns image, mask, split; optional roi, or one `mask:<class>` column per
   class instead of mask; paths relative to DIR) as written by `unetzoo split` and `convert`;
 - paired folders `DIR/images/*` and `DIR/masks/*` matched by file stem; a mask may carry a
-  common suffix such as `_mask` or `_segmentation` (ISIC) after the image's stem;
+  common suffix such as `_mask` or `_segmentation` (ISIC) after the image's stem. Folder
+  names are matched case-insensitively and include the names tools export (`GT/`,
+  `SegmentationClass/` and `JPEGImages/` of Pascal VOC, `labels/`, `Ground Truth/`, ...);
 - class folders `DIR/images/*` and one folder of binary masks per class (`DIR/class1/*`,
-  `DIR/class2/*`, ...);
+  `DIR/class2/*`, ..., or `DIR/masks/class1/*`, ...); a single such folder may also hold
+  index masks (`data.masks` decides from the values);
 - split folders `DIR/{train,val,test}/` each holding one of the two layouts above; a split
   folder with images only (e.g. test) gives pairs without masks, for prediction.
 Any of the folder layouts may add `roi/` (or `fov/`): region-of-interest masks whose zero
 pixels are ignored by losses and metrics.
+
+File names that differ only in their Unicode normalisation (NFC on Linux and Windows, NFD
+from macOS) match, in folders and in CSV files.
 
 Every finder takes `problems`: None raises the first problem, a list collects them all
 (skipping what they concern) for `unetzoo inspect`.
@@ -22,17 +28,20 @@ import csv
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
-from .io import IMAGE_EXTENSIONS
+from .io import IMAGE_EXTENSIONS, is_image_file
 
 log = logging.getLogger("unetzoo")
 
-IMAGE_DIRS = ("images", "image", "imgs", "img")
-MASK_DIRS = ("masks", "mask", "labels", "label", "annotations", "gt")
+IMAGE_DIRS = ("images", "image", "imgs", "img", "jpegimages", "inputs", "input", "original")
+MASK_DIRS = ("masks", "mask", "labels", "label", "annotations", "annotation", "gt",
+             "groundtruth", "ground_truth", "ground truth", "segmentationclass",
+             "segmentationclasspng", "segmentations", "segmentation", "targets")
 ROI_DIRS = ("roi", "fov")
 MASK_SUFFIXES = ("", "_mask", "_masks", "-mask", "_segmentation", "_seg", "_label", "_labels",
                  "_gt", "_manual1")
@@ -79,8 +88,13 @@ def report(problems: list[DataError] | None, error: DataError) -> None:
     problems.append(error)
 
 
+def nfc(name: str) -> str:
+    """`name` in Unicode normalisation form C, so NFC and NFD spellings compare equal."""
+    return unicodedata.normalize("NFC", name)
+
+
 def _list_images(folder: Path, problems: list[DataError] | None = None) -> dict[str, Path]:
-    """Image files of a folder by stem; refuses duplicate stems, skips other files."""
+    """Image files of a folder by stem (NFC); refuses duplicate stems, skips other files."""
     by_stem: dict[str, Path] = {}
     skipped: list[str] = []
     try:
@@ -90,7 +104,7 @@ def _list_images(folder: Path, problems: list[DataError] | None = None) -> dict[
         return by_stem
     for entry in entries:  # string operations: building a Path per entry is the cost here
         name = entry.name
-        stem, ext = os.path.splitext(name)
+        stem, ext = os.path.splitext(nfc(name))
         try:
             regular = entry.is_file()
         except OSError as exc:  # symlink loops, broken mounts, permissions
@@ -115,7 +129,13 @@ def _list_images(folder: Path, problems: list[DataError] | None = None) -> dict[
 
 
 def _subfolder(root: Path, names: Iterable[str]) -> Path | None:
-    return next((root / n for n in names if (root / n).is_dir()), None)
+    """The first of `names` (case-insensitive, in their order) that is a folder of `root`."""
+    try:
+        folders = {nfc(e.name).lower(): Path(e.path) for e in sorted(
+            os.scandir(root), key=lambda e: e.name) if e.is_dir()}
+    except OSError:
+        return None
+    return next((folders[n] for n in names if n in folders), None)
 
 
 def _mask_stem(stem: str, images: dict[str, Path]) -> str | None:
@@ -148,11 +168,15 @@ def _match(images: dict[str, Path], folder: Path, problems: list[DataError] | No
     return matched
 
 
-def _class_folders(root: Path, images_dir: Path) -> list[Path]:
-    skip = {images_dir.name, *ROI_DIRS}
-    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and p.name not in skip
+def _class_folders(root: Path, images_dir: Path | None = None) -> list[Path]:
+    skip = {images_dir.name.lower() if images_dir else "", *ROI_DIRS}
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and p.name.lower() not in skip
                and not p.name.startswith(".") and p.name.lower() not in IGNORED_NAMES]
     return sorted(folders, key=lambda p: _natural(p.name))
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(e.is_file() and is_image_file(Path(e.name)) for e in os.scandir(folder))
 
 
 def _natural(name: str) -> tuple:
@@ -177,6 +201,8 @@ def find_folder_pairs(root: Path, split: str | None = None,
     rois = _match(images, roi_dir, problems, "region-of-interest mask") if roi_dir else {}
     masks_dir = _subfolder(root, MASK_DIRS)
     classes = [] if masks_dir else _class_folders(root, images_dir)
+    if masks_dir is not None and not _holds_images(masks_dir) and _class_folders(masks_dir):
+        classes, masks_dir = _class_folders(masks_dir), None  # masks/<class>/
     if masks_dir is None and not classes:
         if not allow_unlabelled:
             raise DataError(f"no masks folder; expected one of: {', '.join(MASK_DIRS)}, or "
@@ -214,6 +240,12 @@ def find_split_folder_pairs(root: Path, problems: list[DataError] | None = None)
 
 def _inside(root: Path, value: str, row: int, csvfile: Path) -> Path:
     path = Path(value) if Path(value).is_absolute() else root / value
+    if not path.exists():  # the CSV and the file system may spell the name in NFC or NFD
+        for form in ("NFC", "NFD"):
+            other = Path(unicodedata.normalize(form, str(path)))
+            if other.exists():
+                path = other
+                break
     resolved = path.resolve()
     if not resolved.is_relative_to(root.resolve()):
         raise DataError(f"row {row}: {value!r} points outside the dataset folder {root}", csvfile)
@@ -298,7 +330,11 @@ def describe_layout(root: Path | str, csvfile: Path | str | None = None) -> str:
     root = Path(root)
     if csvfile is not None:
         return f"CSV split {csvfile}"
-    if _subfolder(root, IMAGE_DIRS) is None:
+    images = _subfolder(root, IMAGE_DIRS)
+    if images is None:
         return "split folders (train/val/test)"
-    return "paired folders (images/, masks/)" if _subfolder(root, MASK_DIRS) else \
-        "class folders (images/ and one mask folder per class)"
+    masks = _subfolder(root, MASK_DIRS)
+    if masks is not None and (_holds_images(masks) or not _class_folders(masks)):
+        return f"paired folders ({images.name}/, {masks.name}/)"
+    where = f"{masks.name}/" if masks is not None else ""
+    return f"class folders ({images.name}/ and one mask folder per class in {where or 'DIR/'})"

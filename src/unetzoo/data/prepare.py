@@ -13,15 +13,17 @@ from ..errors import ConfigError, DataError
 from ..task import Task
 from .classmap import find_class_map
 from .dataset import (
+    SAMPLE_SIZE,
     DatasetInfo,
     SegmentationDataset,
     channel_statistics,
     check_files,
+    read_masks,
     scan_dataset,
-    verify_pairs,
+    spread_sample,
 )
 from .layouts import Pair, find_pairs
-from .masks import MaskEncoder
+from .masks import MaskOptions, MaskReading
 from .split import assign_splits
 from .transforms import Preprocessing, ResizeMode
 
@@ -41,21 +43,24 @@ class TrainData:
     new_split: bool = False
 
     @property
-    def encoder(self) -> MaskEncoder:
-        return self.info.encoder or MaskEncoder(self.info.task, self.info.num_classes)
+    def reading(self) -> MaskReading:
+        """How the masks are read (task, classes, stored values, evidence)."""
+        assert self.info.reading is not None
+        return self.info.reading
 
     def dataset(self, pairs: list[Pair], transform=None, seed: int | None = None
                 ) -> SegmentationDataset:
-        """A dataset of `pairs`; with a (training) `transform`, bad samples met while
+        """A dataset of `pairs`; with a (training) `transform`, unreadable samples met while
         training are logged and skipped rather than stopping the epoch."""
-        return SegmentationDataset(pairs, self.preprocessing, self.encoder, transform, seed,
+        return SegmentationDataset(pairs, self.preprocessing, self.reading, transform, seed,
                                    skip_bad=transform is not None)
 
 
 def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
                  task: Task | None = None, num_classes: int | None = None,
                  class_names: Sequence[str] | None = None, class_map: str | Path | None = None,
-                 ignore_index: int | None = None, full_check: bool = False,
+                 ignore_index: int | None = None, instances: bool = False,
+                 mask_threshold: float | None = None, full_check: bool = False,
                  val_fraction: float = 0.1, seed: int = 0, img_size: int = 256,
                  resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None
                  ) -> TrainData:
@@ -64,7 +69,8 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
     from the training images) unless one is given (resume).
 
     The class map is `class_map`, else `classes.yaml` in the dataset folder when present.
-    Test images without masks are left out of the test evaluation.
+    Test images without masks are left out of the test evaluation. `info.reading` says how
+    the masks are read (task, classes, evidence; see `data.masks`).
     """
     if not dataset:
         raise ConfigError("--dataset is required")
@@ -79,44 +85,76 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
         log.info("%d test image(s) without masks are left out of the test evaluation",
                  len(unlabelled))
         test = [p for p in test if p.labelled]
-    info = scan_dataset(train + val + test, task, num_classes, class_names,
-                        class_map=find_class_map(root, class_map), ignore_index=ignore_index,
-                        full=full_check)
+    options = MaskOptions(task, num_classes, find_class_map(root, class_map),  # type: ignore[arg-type]
+                          ignore_index, instances, mask_threshold)
+    info = scan_dataset(train + val + test, options, class_names, full=full_check)
     if preprocessing is None:
         mean, std = channel_statistics(train, info.in_channels)
         preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode)
     return TrainData(root, train, val, test, info, preprocessing, made)
 
 
-def evaluation_encoder(task: Task, num_classes: int, dataset: str | Path,
-                       config: Mapping[str, Any] | None = None) -> MaskEncoder:
-    """The mask encoder of a trained run (its `config`) on `dataset`: the run's class map
-    when it still exists, else the dataset's `classes.yaml`, and the run's ignore index."""
+def run_reading(task: Task, num_classes: int, dataset: str | Path, pairs: Sequence[Pair],
+                config: Mapping[str, Any] | None = None,
+                recorded: Mapping[str, Any] | None = None) -> MaskReading:
+    """How a trained run reads the masks of `pairs` of `dataset` (evaluation).
+
+    A run's class mapping (index values, colours, class map) is re-applied as recorded in
+    its checkpoint; binary levels and class folders are read from the pairs with the run's
+    options (task, ignore value, --instances, --mask-threshold, class map), so masks stored
+    as 0/1 evaluate a model trained on 0/255 ones.
+
+    Raises:
+        DataError: naming a file, when the masks do not fit the run's task and classes.
+    """
     config = config or {}
-    given = config.get("class_map")
-    root = Path(dataset)
-    if given and not (Path(given).is_file() or (root / given).is_file()):
-        given = None
-    return MaskEncoder(task, num_classes, config.get("ignore_index"),
-                       find_class_map(root, given))
+    if recorded and recorded.get("rule") in ("index", "colour", "class-map"):
+        reading = MaskReading.from_dict(dict(recorded))
+    else:
+        given = config.get("class_map")
+        root = Path(dataset)
+        if given and not (Path(given).is_file() or (root / given).is_file()):
+            given = None
+        options = MaskOptions(task, num_classes, find_class_map(root, given),
+                              config.get("ignore_index"), bool(config.get("instances")),
+                              config.get("mask_threshold"))
+        reading = read_masks(spread_sample(list(pairs), SAMPLE_SIZE), options)
+    if (reading.task, reading.num_classes) != (task, num_classes):
+        raise DataError(f"the masks read as {reading.evidence}, but the model was trained "
+                        f"for {task} with {num_classes} output(s)", Path(dataset))
+    return reading
 
 
-def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str | None,
-                   encoder: MaskEncoder) -> tuple[list[Pair], str | None]:
-    """The labelled pairs of one split (all pairs when the layout has no splits), checked
-    against `encoder` before anything runs (headers, and the pixels of a sample); also the
-    split actually used."""
+def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str | None
+                   ) -> tuple[list[Pair], str | None]:
+    """The labelled pairs of one split and the split used: `split` None evaluates the test
+    split when the layout has splits, else every pair; "all" every pair; a named split
+    must exist.
+
+    Raises:
+        DataError: a named split the layout does not have (or has no rows of), or pairs
+            without masks.
+    """
     pairs = find_pairs(dataset, csvfile)
-    has_splits = any(p.split for p in pairs)
-    chosen = [p for p in pairs if split is None or not has_splits or p.split == split]
-    if not chosen:
-        found = sorted({p.split or "none" for p in pairs})
-        raise DataError(f"no rows of split {split!r}; the split has: {', '.join(found)}",
-                        Path(csvfile) if csvfile else Path(dataset))
+    where = Path(csvfile) if csvfile else Path(dataset)
+    found = sorted({p.split for p in pairs if p.split})
+    if split == "all" or (split is None and not found):
+        chosen, used = pairs, None
+    else:
+        wanted = split or "test"
+        if not found:
+            raise DataError(f"has no split information (no split column or train/val/test "
+                            f"folders), so there is no {wanted!r} split; pass --split all to "
+                            "evaluate every image, or --csvfile with the split a run saved "
+                            "(<run>/split.csv)", where)
+        chosen, used = [p for p in pairs if p.split == wanted], wanted
+        if not chosen:
+            raise DataError(f"no rows of split {wanted!r}; the split has: "
+                            f"{', '.join(sorted({p.split or 'none' for p in pairs}))}", where)
     unlabelled = [p for p in chosen if not p.labelled]
     if unlabelled:
         raise DataError("has no mask to evaluate against (use `unetzoo predict` for "
                         "unlabelled images)", unlabelled[0].image)
     check_files(chosen)
-    verify_pairs(chosen, encoder)
-    return chosen, split if has_splits else None
+    return chosen, used
+

@@ -38,6 +38,13 @@ def make_split(pairs: Sequence[Pair], train_size: float = 0.9, val_size: float =
                   key=lambda p: str(p.image))
 
 
+def default_split(pairs: Sequence[Pair], seed: int = 0) -> list[Pair]:
+    """The split made when a dataset has none: seeded 80 / 10 / 10 train / val / test, or
+    everything in train below 10 pairs."""
+    sizes = (0.8, 0.1) if len(pairs) >= 10 else (1.0, 0.0)
+    return make_split(pairs, *sizes, seed=seed)
+
+
 def split_csv_text(pairs: Sequence[Pair], root: Path) -> str:
     """CSV text with columns image,mask,split (one `mask:<class>` column per class for
     class-folder pairs; a roi column when pairs have regions of interest), paths relative to
@@ -74,8 +81,28 @@ def write_split_csv(pairs: Sequence[Pair], root: Path, path: Path, overwrite: bo
 def split_dataset(root: Path | str, train_size: float = 0.9, val_size: float = 0.0,
                   seed: int = 0, csvfile: Path | str = "split.csv", overwrite: bool = False
                   ) -> tuple[Path, list[Pair]]:
-    """Split a dataset folder's pairs with `seed` and write the CSV (relative to `root`
-    unless absolute); returns the CSV path and the pairs with their splits."""
+    """Split a dataset folder's pairs at random and write the split CSV.
+
+    Args:
+        root: the dataset folder (paired or class-folder layout).
+        train_size: fraction of pairs for training (0 < size <= 1).
+        val_size: fraction for validation; the rest is the test split.
+        seed: the shuffle's seed: the same seed gives the same split.
+        csvfile: where the CSV goes, relative to `root` unless absolute.
+        overwrite: replace an existing CSV.
+
+    Returns:
+        (the CSV path, the pairs with their splits), pairs sorted by image path.
+
+    Raises:
+        ConfigError: fractions out of range or too few pairs; DataError: layout problems
+            (naming the file); RunError: the CSV exists and `overwrite` is False.
+
+    Example:
+        >>> path, pairs = split_dataset("data/nuclei", 0.8, 0.1, seed=1)  # doctest: +SKIP
+        >>> sum(p.split == "test" for p in pairs)  # doctest: +SKIP
+        12
+    """
     from .layouts import find_folder_pairs
 
     root, target = Path(root), Path(csvfile)
@@ -93,8 +120,7 @@ def assign_splits(pairs: Sequence[Pair], val_fraction: float, seed: int
     split below 10 pairs).
     """
     if all(p.split is None for p in pairs):
-        sizes = (0.8, 0.1) if len(pairs) >= 10 else (1.0, 0.0)
-        pairs = make_split(pairs, *sizes, seed=seed)
+        pairs = default_split(pairs, seed)
         made = True
     else:
         made = False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -23,6 +22,8 @@ DEFAULT_SIZE = 128
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    import cv2
+
     noise = cv2.GaussianBlur(rng.standard_normal((size, size)).astype(np.float32), (0, 0), sigma)
     return noise / (noise.std() + 1e-6)
 
@@ -50,6 +51,8 @@ def _blob(rng: np.random.Generator, size: int, cy: float, cx: float, radius: flo
 
 def synthesize(seed: int, index: int, size: int = DEFAULT_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """One (RGB uint8 image, 0/255 uint8 mask) pair, fully determined by (seed, index)."""
+    import cv2
+
     rng = np.random.default_rng([seed, index])
     mask = np.zeros((size, size), bool)
     signal = np.zeros((size, size), np.float32)

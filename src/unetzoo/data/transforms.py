@@ -1,21 +1,29 @@
 """Augmentation (albumentations, image and mask together) and the preprocessing stored with
-a model: channels, normalisation, patch size and how inputs meet the patch size."""
+a model: channels, normalisation, patch size and how inputs meet the patch size.
+
+albumentations is imported when a training transform is first built, without its network
+version check and without leaving anything set in the environment.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
 
-import cv2
 import numpy as np
 import torch
 
 from ..errors import ConfigError
 from ..task import IGNORE_INDEX
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at import
-import albumentations as A
+if TYPE_CHECKING:
+    import albumentations as A
+
+NO_UPDATE_CHECK = "NO_ALBUMENTATIONS_UPDATE"
 
 ResizeMode = Literal["crop", "resize"]
 RESIZE_MODES: tuple[str, ...] = ("crop", "resize")
@@ -63,10 +71,29 @@ class Preprocessing:
         return cls(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
 
 
+def albumentations() -> ModuleType:
+    """The albumentations module, imported with its PyPI version check switched off for the
+    import only (the environment is restored afterwards)."""
+    if "albumentations" in sys.modules:
+        return sys.modules["albumentations"]
+    before = os.environ.get(NO_UPDATE_CHECK)
+    os.environ[NO_UPDATE_CHECK] = "1"
+    try:
+        return importlib.import_module("albumentations")
+    finally:
+        if before is None:
+            del os.environ[NO_UPDATE_CHECK]
+        else:
+            os.environ[NO_UPDATE_CHECK] = before
+
+
 def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "default",
                     ignore_index: int = IGNORE_INDEX) -> A.Compose:
     """Random patches of `img_size` with flips, 90-degree rotations, scale/rotate and
     brightness/contrast; padding added to reach the patch size is ignored in the loss."""
+    import cv2
+
+    A = albumentations()
     if augment not in AUGMENT_LEVELS:
         raise ConfigError(f"unknown augment level {augment!r}; choose {', '.join(AUGMENT_LEVELS)}")
     if resize_mode == "resize":

@@ -140,9 +140,11 @@ class BenchModel:
 
 def resolve_bench_model(model: str, runtime: Runtime, preset: str | None = None,
                         in_channels: int = 3, num_classes: int = 1, size: int = 256,
-                        train: bool = False) -> BenchModel:
-    """The model `unetzoo bench` times: a registered model name (weights seeded with 0, so
-    its OpenVINO conversion is cached across runs), a checkpoint or an exported file, opened
+                        train: bool = False, model_args: dict[str, Any] | None = None
+                        ) -> BenchModel:
+    """The model `unetzoo bench` times: a registered model name (built with `preset`, then
+    `model_args`; weights seeded with 0, so its OpenVINO conversion is cached across runs),
+    a checkpoint or an exported file, opened
     in the runtime's backend (`auto`: OpenVINO where installed, see `models_io`; training
     always runs in torch).
 
@@ -166,7 +168,7 @@ def resolve_bench_model(model: str, runtime: Runtime, preset: str | None = None,
         if preset is None and "/" in model:
             raise ConfigError(f"{model!r}: neither a file nor a registered model name")
         torch.manual_seed(0)
-        net = create_model(model, in_channels, num_classes, preset=preset)
+        net = create_model(model, in_channels, num_classes, preset=preset, **(model_args or {}))
         task = "binary" if num_classes == 1 else "multiclass"
         names = tuple(f"class{i}" for i in range(max(num_classes, 2) if num_classes > 1 else 1))
         pre = Preprocessing(in_channels, (0.0,) * in_channels, (1.0,) * in_channels, size)

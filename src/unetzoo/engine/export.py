@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpoint, load_checkpoint
-from ..errors import ConfigError, RunError, UnetzooError
+from ..errors import ConfigError, ExportError, RunError, UnetzooError  # noqa: F401 (re-export)
 from ..fileio import atomic_write, atomic_write_bytes
 from .backends import (
     EXPORT_FORMAT,
@@ -50,10 +50,6 @@ FORMATS: tuple[str, ...] = tuple(SUFFIXES)
 OPSET = 17
 TOLERANCE = 1e-4  # max abs logit difference allowed in float32
 Graph = TypeVar("Graph")
-
-
-class ExportError(UnetzooError):
-    """An exported graph does not reproduce the model."""
 
 
 class Exportable(nn.Module):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -116,6 +117,33 @@ class InferenceOptions:
             raise ConfigError(f"--batch must be >= 1, got {self.batch_size}")
         tta_transforms(self.tta)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What decides the predictions (recorded with an evaluation, so that they can be
+        made again, e.g. for the report's overlays): precision, tiling, threshold, TTA,
+        post-processing and pruning."""
+        return {"precision": self.runtime.precision, "batch_size": self.batch_size,
+                "overlap": self.overlap, "threshold": self.threshold, "tta": self.tta,
+                "min_size": self.postprocess.min_size,
+                "fill_holes": self.postprocess.fill_holes, "prune_depth": self.prune_depth}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], runtime: Runtime | None = None
+                  ) -> InferenceOptions:
+        """The options `to_dict` recorded, on `runtime` (default: resolved here with the
+        recorded precision where this machine supports it)."""
+        if runtime is None:
+            try:
+                runtime = Runtime.resolve(precision=values.get("precision", "auto"))
+            except ConfigError:
+                runtime = Runtime.resolve()
+        return cls(runtime, batch_size=int(values.get("batch_size", 4)),
+                   overlap=float(values.get("overlap", 0.25)),
+                   threshold=float(values.get("threshold", 0.5)),
+                   tta=str(values.get("tta", "none")),
+                   postprocess=PostProcessing(int(values.get("min_size", 0)),
+                                              bool(values.get("fill_holes", False))),
+                   prune_depth=values.get("prune_depth"))
+
 
 class Predictor:
     """Runs a model on images of any size and returns float32 outputs `K x H x W` on the
@@ -179,12 +207,18 @@ class Predictor:
         self.model_seconds = 0.0
 
     @classmethod
-    def open(cls, source: Path | str, options: InferenceOptions | None = None) -> Predictor:
+    def open(cls, source: Path | str, options: InferenceOptions | None = None,
+             checkpoint: Checkpoint | None = None) -> Predictor:
         """A predictor for a checkpoint or an exported file, in the backend the options
         ask for (default `auto`: OpenVINO where installed and the model converts, else
-        torch); logs one line saying which backend runs and why."""
+        torch); logs one line saying which backend runs and why. `checkpoint`: the
+        checkpoint file `source` already loaded (it is not read again)."""
         options = options or InferenceOptions()
-        opened = open_model(source, options.runtime, options.prune_depth)
+        if checkpoint is not None and checkpoint.state_dict:
+            opened = open_checkpoint(checkpoint, options.runtime, options.prune_depth,
+                                     Path(source))
+        else:
+            opened = open_model(source, options.runtime, options.prune_depth)
         log.info(opened.note)
         return cls(opened.module, opened.checkpoint.preprocessing, opened.checkpoint.task,
                    replace(options, runtime=opened.runtime), opened.checkpoint)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..errors import ConfigError
@@ -20,6 +19,8 @@ from ..task import Task
 def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
     """`mask` (bool `H x W`) without its 8-connected components of fewer than `min_size`
     pixels."""
+    import cv2
+
     if min_size <= 1 or not mask.any():
         return mask
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8),
@@ -31,6 +32,8 @@ def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """`mask` (bool `H x W`) with every region it encloses (not touching the border) filled."""
+    import cv2
+
     if not mask.any():
         return mask
     _, labels = cv2.connectedComponents((~mask).astype(np.uint8), connectivity=4)

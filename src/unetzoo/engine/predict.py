@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from ..checkpoint import Checkpoint
 from ..data.io import is_image_file, read_image
 from ..errors import DataError, RunError
 from ..fileio import atomic_write
-from ..viz import class_colors, save_png
+from ..progress import progress_bar
+from ..viz import class_colors, heatmap, save_png
 from .distributed import Distributed
 from .infer import InferenceOptions, Predictor
 
@@ -95,12 +95,6 @@ def _write_labels(path: Path, labels: np.ndarray, checkpoint: Checkpoint) -> Non
     colors = class_colors(checkpoint.model_spec["num_classes"], checkpoint.class_colors)
     image.putpalette(colors.flatten().tolist())
     atomic_write(path, lambda fh: image.save(fh, format="PNG"))
-
-
-def _heatmap(values: np.ndarray) -> np.ndarray:
-    from matplotlib import colormaps
-
-    return (colormaps["jet"](np.clip(values, 0, 1))[..., :3] * 255).astype(np.uint8)
 
 
 def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) -> Iterator[Path]:
@@ -208,7 +202,7 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     checkpoint = predictor.checkpoint
     assert checkpoint is not None
     written: list[Path] = []
-    for path in tqdm(files, desc="predict", unit="img", disable=not progress):
+    for path in progress_bar(files, "predict", "image", enabled=progress, leave=True):
         image = read_image(path, checkpoint.preprocessing.in_channels)
         labels = predictor.labels(image).numpy()
         targets = list(_targets(stems[path], output, checkpoint, levels))
@@ -218,6 +212,6 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
         if levels:
             maps = predictor.attention(image).numpy()
             for target, amap in zip(targets[-levels:], maps, strict=True):
-                save_png(target, _heatmap(amap))
+                save_png(target, heatmap(amap))
         written += targets
     return written

@@ -29,7 +29,7 @@ from ..checkpoint import Checkpoint
 from ..data.dataset import SegmentationDataset, check_files, spread_sample, verify_pairs
 from ..data.io import read_image
 from ..data.layouts import Pair, find_pairs
-from ..data.prepare import evaluation_encoder
+from ..data.prepare import run_reading
 from ..data.split import assign_splits
 from ..errors import ConfigError, UnetzooError
 from .backends import ExportedModule, openvino_runner, require
@@ -195,16 +195,17 @@ def export_int8(model: nn.Module, info: Checkpoint, out: Path, checkpoint_path: 
     start = time.perf_counter()
     allowed = MAX_DICE_DROP if max_dice_drop is None else max_dice_drop
     root, train, val, split = _data(info, checkpoint_path, dataset, csvfile)
-    encoder = evaluation_encoder(info.task, info.model_spec["num_classes"], root, info.config)
+    reading = run_reading(info.task, info.model_spec["num_classes"], root, val, info.config,
+                          info.mask_reading)
     check_files(val)
-    verify_pairs(val, encoder)
+    verify_pairs(val, reading)
     side = size or info.preprocessing.img_size
     graph, fixed, diff = trace_openvino(model, (side, side), where=str(out))
     tiles = CalibrationTiles(train, info, calibration_images or CALIBRATION_IMAGES)
     log.info(f"INT8: calibrating on {len(tiles)} patches of {len(tiles.images)} training "
              f"images of {root}")
     quantised = quantize_graph(graph, tiles)
-    data = SegmentationDataset(val, info.preprocessing, encoder)
+    data = SegmentationDataset(val, info.preprocessing, reading)
     int8_precision = Runtime.resolve("cpu", "auto", backend="openvino").precision
     base = _scores(graph, "fp32", info, fixed, data, progress)
     low = _scores(quantised, int8_precision, info, fixed, data, progress)

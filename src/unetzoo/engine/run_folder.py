@@ -23,7 +23,8 @@ NO_TRAINING_STATE = ("holds no training state (best.pt is for inference; resume 
 RUN_IDENTITY = ("model", "preset", "model_args", "task", "num_classes", "class_names",
                 "img_size", "resize_mode")
 RUN_OUTPUTS = ("models", "metrics.csv", "curves.png", "split.csv", "config.yaml", "train.log",
-               "test", "overlays")
+               "test", "overlays", "report.html", "report", "dataset.json")
+RUN_CONFIG = "config.yaml"  # written first by every run: a folder holding it is a run folder
 
 
 def default_run_dir(model: str, root: Path | str = "runs") -> Path:
@@ -60,7 +61,8 @@ def prepare_run_dir(path: Path, resume: bool, overwrite: bool, needed_bytes: int
     if free < needed_bytes:
         raise RunError(f"only {free / 2**20:.0f} MiB free on this disk; this run needs about "
                        f"{needed_bytes / 2**20:.0f} MiB for checkpoints", path)
-    if has_outputs(path) and not resume:
+    run_folder = has_outputs(path)
+    if run_folder and not resume:
         for name in RUN_OUTPUTS:
             target = path / name
             if target.is_dir():
@@ -74,10 +76,22 @@ def prepare_run_dir(path: Path, resume: bool, overwrite: bool, needed_bytes: int
         probe.unlink()
     except OSError as exc:
         raise RunError(f"cannot write here ({exc.strerror or exc})", path) from exc
-    for folder in (path, path / "models"):
-        for stale in folder.glob(".*.tmp"):  # fileio.atomic_write's, from a killed save
-            stale.unlink()
+    if run_folder:  # fileio.atomic_write's temporaries of run outputs, from a killed save
+        stale = [*(path / "models").glob(".*.pt.*.tmp"),
+                 *(p for name in RUN_OUTPUTS for p in path.glob(f".{name}.*.tmp"))]
+        for file in stale:
+            file.unlink()
     return path
+
+
+def run_folder_of(checkpoint: Path) -> Path | None:
+    """The run folder a checkpoint file belongs to (`<run>/models/<file>.pt`, the run
+    folder holding the run's config.yaml), or None for a file elsewhere."""
+    models = checkpoint.absolute().parent
+    run = models.parent
+    if models.name == "models" and (run / RUN_CONFIG).is_file():
+        return checkpoint.parent.parent
+    return None
 
 
 def newest_checkpoint(path: Path) -> tuple[Path, Checkpoint] | None:
@@ -129,7 +143,15 @@ def _same_run(saved: dict[str, Any], config: TrainConfig, keys: Any, where: Path
 def plan_run(config: TrainConfig, given: dict[str, Any]) -> RunPlan:
     """Resolve `--resume` (a run folder, a checkpoint file, or auto) into a plan. A resumed
     run keeps its saved config, overridden by the options `given` explicitly, except those
-    of RUN_IDENTITY."""
+    of RUN_IDENTITY. A checkpoint file resumes into `--out` when given, else into the run
+    folder holding it (`<run>/models/`); a file outside a run folder needs `--out`.
+
+    Raises:
+        CheckpointError: nothing to resume, or a checkpoint without training state.
+        RunError: a checkpoint file outside a run folder without `--out`, or a folder
+            holding an unknown run.
+        ConfigError: an option of RUN_IDENTITY differs from the run's.
+    """
     if not config.resume:
         run_dir = Path(config.out) if config.out else default_run_dir(config.model)
         return RunPlan(run_dir, config)
@@ -151,7 +173,13 @@ def plan_run(config: TrainConfig, given: dict[str, Any]) -> RunPlan:
             return RunPlan(path, config, reuse_folder=True)
         path, checkpoint = found
     else:
-        run_dir, checkpoint = path.parent.parent, load_checkpoint(path)
+        checkpoint = load_checkpoint(path)
+        found_dir = Path(config.out) if config.out else run_folder_of(path)
+        if found_dir is None:
+            raise RunError("is not inside a run folder (<run>/models/<file>.pt next to the "
+                           "run's config.yaml); pass --out DIR for the resumed run's outputs",
+                           path)
+        run_dir = found_dir
     if not checkpoint.train_state:
         raise CheckpointError(NO_TRAINING_STATE, path)
     overrides = {k: v for k, v in given.items() if k != "resume"}

@@ -15,13 +15,11 @@ import contextlib
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import Literal
 
 import torch
 
 from ..errors import ConfigError
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "openvino")

@@ -11,15 +11,39 @@ from torch import nn
 
 from ..errors import ConfigError
 
+# name -> (groups, lr, momentum, **options such as fused=True) -> optimizer
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adam": lambda groups, lr, momentum, **o: torch.optim.Adam(groups, lr=lr, **o),
+    "adamw": lambda groups, lr, momentum, **o: torch.optim.AdamW(groups, lr=lr, **o),
+    "sgd": lambda groups, lr, momentum, **o: torch.optim.SGD(groups, lr=lr, momentum=momentum,
+                                                             nesterov=momentum > 0, **o),
+}
+OPTIMIZERS: tuple[str, ...] = tuple(_OPTIMIZERS)
+
+# factor after warm-up, from (progress in [0, 1] after warm-up, step, options)
+_SCHEDULES: dict[str, Callable[[float, int, dict[str, float]], float]] = {
+    "cosine": lambda progress, step, o: 0.5 * (1 + math.cos(math.pi * progress)),
+    "step": lambda progress, step, o: o["gamma"] ** (step // (o["steps_per_epoch"]
+                                                              * o["step_size"])),
+    "poly": lambda progress, step, o: (1 - progress) ** o["power"],
+    "constant": lambda progress, step, o: 1.0,
+}
+SCHEDULES: tuple[str, ...] = tuple(_SCHEDULES)
+
 
 def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
                     momentum: float, fused: bool | None = None) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD (Nesterov); no weight decay on norms and biases.
+    """Adam, AdamW or SGD (Nesterov when `momentum` > 0); no weight decay on norms and biases.
 
     `fused` (default: wherever PyTorch has the kernel, i.e. float parameters on CPU or
     CUDA) updates every parameter in one fused kernel per group instead of a chain of
     element-wise ops over the parameter list; `False` gives the unfused (foreach) form.
+
+    Raises:
+        ConfigError: `name` is not one of `OPTIMIZERS`.
     """
+    if name not in _OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     decay, no_decay = [], []
     for param in model.parameters():
         if param.requires_grad:
@@ -30,34 +54,31 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
         params = decay + no_decay
         fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
                                      for p in params)
-    options = {"fused": True} if fused else {}
-    if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, **options)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, **options)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0,
-                               **options)
-    raise ConfigError(f"unknown optimizer {name!r}; choose adam, adamw or sgd")
+    return _OPTIMIZERS[name](groups, lr, momentum, **({"fused": True} if fused else {}))
 
 
 def lr_factor(schedule: str, total_steps: int, warmup_steps: int, steps_per_epoch: int,
               step_size: int = 30, gamma: float = 0.5, power: float = 0.9
               ) -> Callable[[int], float]:
-    """The multiplier of the peak learning rate at optimizer step `s` (0-based)."""
-    if schedule not in ("cosine", "step", "poly", "constant"):
-        raise ConfigError(f"unknown schedule {schedule!r}; choose cosine, step, poly or constant")
+    """The multiplier of the peak learning rate at optimizer step `s` (0-based).
+
+    Warm-up: (s + 1) / warmup_steps for the first `warmup_steps` steps. Then, with
+    p = (s - warmup_steps) / (total_steps - warmup_steps): cosine 0.5 (1 + cos(pi p)),
+    poly (1 - p)^power, step gamma^(s // (steps_per_epoch * step_size)), constant 1.
+
+    Raises:
+        ConfigError: `schedule` is not one of `SCHEDULES`.
+    """
+    if schedule not in _SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    after_warmup = _SCHEDULES[schedule]
+    options = {"gamma": gamma, "steps_per_epoch": steps_per_epoch, "step_size": step_size,
+               "power": power}
 
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        if schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        if schedule == "poly":
-            return (1 - progress) ** power
-        if schedule == "step":
-            return gamma ** (step // (steps_per_epoch * step_size))
-        return 1.0
+        return after_warmup(progress, step, options)
 
     return factor

@@ -58,7 +58,7 @@ def build_checkpoint(trainer: Trainer, with_state: bool, metrics: dict[str, Any]
         state_dict={k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
         config=trainer.config.to_dict(), metrics=metrics,
         train_state=training_state(trainer) if with_state else None,
-        class_colors=info.class_colors)
+        class_colors=info.class_colors, mask_reading=trainer.data.reading.to_dict())
 
 
 def restore(trainer: Trainer, checkpoint: Checkpoint) -> None:

@@ -8,6 +8,7 @@ evaluated on the test split.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -38,6 +39,8 @@ from .runtime import Runtime
 from .trainer import Trainer, data_workers
 
 __all__ = ["TrainResult", "train"]
+
+DATASET_FILE = "dataset.json"
 
 log = logging.getLogger("unetzoo")
 
@@ -110,7 +113,9 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
     if not context.is_main:
         log.setLevel(logging.ERROR)
     try:
-        return _train(config, given or {}, context, callbacks or [])
+        from ..report.callback import ReportCallback  # the report imports the engine
+
+        return _train(config, given or {}, context, [*(callbacks or []), ReportCallback()])
     finally:
         log.setLevel(level)
         context.stop()
@@ -126,6 +131,7 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
         data = prepare_data(cfg.dataset, cfg.csvfile, task=cfg.task,
                             num_classes=cfg.num_classes, class_names=cfg.class_names,
                             class_map=cfg.class_map, ignore_index=cfg.ignore_index,
+                            instances=cfg.instances, mask_threshold=cfg.mask_threshold,
                             full_check=cfg.full_check,
                             val_fraction=cfg.val_fraction, seed=cfg.seed,
                             img_size=cfg.img_size, resize_mode=cfg.resize_mode,
@@ -188,6 +194,8 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
                             run_dir / "split.csv", overwrite=True)
         atomic_write_text(run_dir / "config.yaml",
                           yaml.safe_dump(config.to_dict(), sort_keys=False))
+        atomic_write_text(run_dir / DATASET_FILE, json.dumps(dataset_facts(data), indent=2)
+                          + "\n")
     trainer = Trainer(config, data, model, run_dir, runtime, context, callbacks)
     if checkpoint is not None:
         train_checkpoints.restore(trainer, checkpoint)
@@ -196,6 +204,7 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     log.info(f"unetzoo train: {config.model} ({params / 1e6:.2f} M parameters) on {data.root}")
     log.info(f"  {info.task}, {len(info.class_names)} class(es), {info.in_channels} channel(s); "
              f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)} images")
+    log.info(f"  masks: {data.reading.evidence}")
     log.info(f"  patch {config.img_size} ({config.resize_mode}), batch {config.batch}"
              f"{processes}, {trainer.steps_per_epoch} steps/epoch, {config.epoch} epochs, "
              f"loss {config.loss}, {config.optimizer} lr {config.lr:g} ({config.schedule})")
@@ -213,6 +222,17 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     trainer.callbacks.on_train_end(trainer, result)
     log.info(f"run folder: {run_dir}")
     return result
+
+
+def dataset_facts(data: TrainData) -> dict[str, Any]:
+    """What the run decided about its dataset (the run folder's dataset.json): how the
+    masks are read (task, classes, stored values, evidence), channels, split sizes and how
+    much was read before training."""
+    info = data.info
+    return {"dataset": str(data.root), "in_channels": info.in_channels,
+            "class_names": list(info.class_names), "masks": data.reading.to_dict(),
+            "splits": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+            "pixels_checked": info.pixels_checked, "headers_checked": info.headers_checked}
 
 
 def _test(config: TrainConfig, runtime: Runtime, data: TrainData, context: Distributed,

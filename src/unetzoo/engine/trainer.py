@@ -22,13 +22,13 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..config import TrainConfig
 from ..data.prepare import TrainData
 from ..data.transforms import train_transform
-from ..errors import UnetzooError
+from ..errors import TrainingError  # re-exported: TrainingError lived here
 from ..losses import build_loss
+from ..progress import progress_bar
 from . import train_checkpoints
 from .callbacks import Callback, CallbackList
 from .distributed import Distributed, ShardSampler, evaluate_sharded
@@ -42,10 +42,6 @@ from .step import OptimizerStep
 __all__ = ["EpochProgress", "Trainer", "TrainingError", "TrainingInterrupted"]
 
 log = logging.getLogger("unetzoo")
-
-
-class TrainingError(UnetzooError):
-    """Training cannot go on (e.g. a non-finite loss)."""
 
 
 @dataclass
@@ -112,6 +108,7 @@ class Trainer:
                                      self.optimizer, runtime,
                                      config.ds_weights or getattr(model, "output_weights", None),
                                      config.grad_clip)
+        self.val_loss = build_loss(config.loss, data.info.task)
         self.epoch = 0  # completed epochs
         self.step = 0  # optimizer steps taken
         self.progress = EpochProgress()
@@ -148,9 +145,9 @@ class Trainer:
         self.ddp.train()
         progress = self.progress
         first = math.ceil(progress.samples / self.global_batch)
-        bar = tqdm(self._loader(epoch, first), initial=first, total=self.steps_per_epoch,
-                   leave=False, desc=f"epoch {epoch}/{self.config.epoch}", unit="step",
-                   disable=not (self.config.progress and self.context.is_main))
+        bar = progress_bar(self._loader(epoch, first), f"epoch {epoch}/{self.config.epoch}",
+                           "step", initial=first, total=self.steps_per_epoch,
+                           enabled=self.config.progress and self.context.is_main)
         base, started = progress.seconds, time.perf_counter()
         for index, batch in enumerate(bar, start=first):
             stop = self.train_step(batch, epoch, index)
@@ -202,7 +199,8 @@ class Trainer:
                     "in this epoch)")
 
     def validate(self) -> EvaluationResult | None:
-        """Metrics of the current weights on the validation split (None without one)."""
+        """Metrics and loss (the training loss on whole images) of the current weights on
+        the validation split (None without one)."""
         if not self.data.val:
             return None
         predictor = Predictor(self.model, self.data.preprocessing, self.data.info.task,
@@ -210,7 +208,7 @@ class Trainer:
         result = evaluate_sharded(self.context, predictor, self.data, self.data.val,
                                   self.data.info.class_names,
                                   workers=data_workers(self.config.workers),
-                                  progress=self.config.progress)
+                                  progress=self.config.progress, loss=self.val_loss)
         self.ddp.train()
         return result
 
@@ -227,10 +225,14 @@ class Trainer:
         log.info(message)
         raise TrainingInterrupted(message, self.stop.signum or signal.SIGTERM)
 
-    def _score(self, result: EvaluationResult | None, train_loss: float) -> float | None:
+    def _score(self, result: EvaluationResult | None) -> float | None:
+        """The monitored validation value (higher is better: the loss is negated); None
+        when validation did not run."""
+        if result is None:
+            return None
         if self.config.monitor == "loss":
-            return -train_loss
-        return None if result is None else result.summary["global"][self.config.monitor]
+            return None if result.loss is None else -result.loss
+        return result.summary["global"][self.config.monitor]
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self) -> None:
@@ -270,11 +272,12 @@ class Trainer:
             row["skipped"] = progress.skipped
         if result is not None:
             glob, mean = result.summary["global"], result.summary["mean_over_images"]
-            row.update(val_dice=glob["dice"], val_iou=glob["iou"], val_mdice=glob["mdice"],
-                       val_dice_per_image=mean["dice"], val_iou_per_image=mean["iou"])
+            row.update(val_loss=result.loss, val_dice=glob["dice"], val_iou=glob["iou"],
+                       val_mdice=glob["mdice"], val_dice_per_image=mean["dice"],
+                       val_iou_per_image=mean["iou"])
         self.epoch, self.progress = epoch, EpochProgress()
         self.history.append(row)
-        score = self._score(result, train_loss)
+        score = self._score(result)
         improved = score is not None and score > self.best_score
         if improved:
             self.best_score = score  # type: ignore[assignment]
@@ -292,7 +295,7 @@ def epoch_line(row: dict[str, Any], config: TrainConfig, improved: bool) -> str:
     text = f"epoch {row['epoch']:>{width}}/{config.epoch}  loss {row['train_loss']:.4f}"
     if "val_dice" in row:
         text += (f"  val dice {row['val_dice']:.4f} iou {row['val_iou']:.4f} "
-                 f"(per image {row['val_dice_per_image']:.4f})")
+                 f"(per image {row['val_dice_per_image']:.4f}) loss {row['val_loss']:.4f}")
     if row.get("skipped"):
         text += f"  skipped {row['skipped']}"
     text += f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"

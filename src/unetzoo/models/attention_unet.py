@@ -13,8 +13,10 @@ from functools import partial
 
 import torch
 
-from ..nn.attention_gate import AttentionGate, GateKind, attention_gate
-from ..nn.blocks import DoubleConv, NormKind, UpKind, UpSample
+from ..errors import ModelError
+from ..nn.attention_gate import AttentionGate
+from ..nn.blocks import DoubleConv
+from ..nn.factory import GateKind, NormKind, UpKind, create_upsample, gate_factory
 from .registry import register_model
 from .unet import BlockFactory, GateFactory, UNet, UpFactory, level_widths
 
@@ -26,7 +28,7 @@ class AttentionUNet(UNet):
                  block: BlockFactory, up: UpFactory, gate: GateFactory) -> None:
         super().__init__(in_channels, num_classes, widths, block=block, up=up, gate=gate)
         if not all(isinstance(g, AttentionGate) for g in self.gates):
-            raise TypeError("AttentionUNet gates must be AttentionGate modules")
+            raise ModelError("AttentionUNet gates must be AttentionGate modules")
 
     def attention_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The attention coefficients of every gate for input `x`, coarse to fine.
@@ -95,11 +97,27 @@ def attention_unet(
     34,878,573 at reference width).
     Other defaults follow `unet` (transposed-conv up-sampling, no conv bias before a norm).
     `preset="reference"` gives the widespread PyTorch form (34,878,573 parameters).
+
+    Args:
+        in_channels, num_classes, base_channels, depth, norm, upsample, bias: as `unet`.
+        gate: coarse or same_level (`unetzoo.nn.factory.GATES`).
+
+    Returns:
+        An `AttentionUNet` (logits as `unet`); `attention_maps(x)` gives one
+        `B x 1 x h x w` map of coefficients in [0, 1] per gated level, coarse to fine.
+
+    Raises:
+        ModelError: an unknown gate, norm or upsample (via `create_model`).
+
+    Example:
+        >>> model = create_model("attention_unet", preset="tiny").eval()  # depth 3
+        >>> [m.shape[-2:] for m in model.attention_maps(torch.randn(1, 3, 37, 45))]
+        [torch.Size([19, 23]), torch.Size([37, 45])]
     """
     widths = level_widths(base_channels, depth)
     return AttentionUNet(
         in_channels, num_classes, widths,
         block=partial(DoubleConv, norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
-        gate=attention_gate(gate, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
+        gate=gate_factory(gate, norm=norm, bias=bias),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ModelError
 from ..nn.padding import Output, run_padded
 
 
@@ -32,6 +33,6 @@ class SegmentationModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Output:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__} expects B x {self.in_channels} x H x W input, "
+            raise ModelError(f"{type(self).__name__} expects B x {self.in_channels} x H x W input, "
                              f"got shape {tuple(x.shape)}")
         return run_padded(self.forward_padded, x, multiple=self.size_divisor)

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..nn.attention_gate import GateKind, attention_gate
-from ..nn.blocks import NormKind, UpKind, UpSample
+from ..nn.factory import GateKind, NormKind, UpKind, create_upsample, gate_factory
 from ..nn.recurrent import RRCNNBlock
 from .attention_unet import AttentionUNet
 from .registry import register_model
@@ -49,11 +48,27 @@ def r2unet(
     PyTorch form; the paper's RCL has separate ones). Other defaults follow `unet`
     (transposed-conv up-sampling, no conv bias before a norm). `preset="reference"` gives the
     widespread PyTorch form (39,091,393 parameters).
+
+    Args:
+        in_channels, num_classes, base_channels, depth, norm, upsample, bias: as `unet`.
+        t: recurrence steps of each recurrent conv layer (its weights are shared by steps).
+
+    Returns:
+        A `UNet` of RRCNN blocks (logits as `unet`).
+
+    Raises:
+        ModelError: t < 1, or an unknown norm or upsample (via `create_model`).
+
+    Example:
+        >>> x = torch.randn(1, 3, 32, 32)
+        >>> count_parameters(create_model("r2unet", preset="tiny", t=3)) == count_parameters(
+        ...     create_model("r2unet", preset="tiny", t=1))  # t changes compute, not weights
+        True
     """
     return UNet(
         in_channels, num_classes, level_widths(base_channels, depth),
         block=partial(RRCNNBlock, t=t, norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
     )
 
 
@@ -82,10 +97,26 @@ def r2_attention_unet(
     `attention_unet` for why); `attention_maps(x)` returns the gates' maps.
     `preset="reference"` gives the widespread PyTorch form with same-level gates
     (39,442,925 parameters).
+
+    Args:
+        in_channels, num_classes, base_channels, depth, t, norm, upsample, bias: as `r2unet`.
+        gate: coarse or same_level, as `attention_unet`.
+
+    Returns:
+        An `AttentionUNet` of RRCNN blocks (logits and `attention_maps` as
+        `attention_unet`).
+
+    Raises:
+        ModelError: t < 1, or an unknown gate, norm or upsample (via `create_model`).
+
+    Example:
+        >>> model = create_model("r2_attention_unet", preset="tiny", gate="same_level")
+        >>> type(model.gates[0]).__name__
+        'SameLevelGate'
     """
     return AttentionUNet(
         in_channels, num_classes, level_widths(base_channels, depth),
         block=partial(RRCNNBlock, t=t, norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
-        gate=attention_gate(gate, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
+        gate=gate_factory(gate, norm=norm, bias=bias),
     )

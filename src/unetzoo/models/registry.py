@@ -52,7 +52,29 @@ def register_model(
     param_tolerance: float = 0.0,
     name: str | None = None,
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering a builder `f(in_channels, num_classes, **kwargs) -> nn.Module`."""
+    """Decorator registering a builder `f(in_channels, num_classes, **kwargs) -> nn.Module`.
+
+    Args:
+        paper: citation of the paper (and code) the model follows.
+        year: publication year.
+        adds: one line, what the model adds to U-Net.
+        presets: preset name -> builder keyword arguments; every model has `reference`
+            (the parity variant) and `tiny` (the reduced width the generic tests use).
+        reference_params: preset -> parameter count for in=3, out=1 that tests check.
+        param_tolerance: allowed relative deviation from those counts (0: exact).
+        name: registry name (default: the builder's function name).
+
+    Returns:
+        The decorator, which returns the builder unchanged.
+
+    Raises:
+        ModelError: the name is registered already.
+
+    Example:
+        >>> @register_model(paper="...", year=2026, adds="...",  # doctest: +SKIP
+        ...                 presets={"reference": {}, "tiny": {"width": 8}})
+        ... def my_unet(in_channels=3, num_classes=1, width=64): ...
+    """
 
     def decorate(builder: Builder) -> Builder:
         key = name or builder.__name__
@@ -66,12 +88,29 @@ def register_model(
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Names of the registered models matching a shell-style pattern, sorted."""
+    """Names of the registered models matching a shell-style pattern, sorted.
+
+    Args:
+        pattern: shell-style filter, e.g. "*unet*" (default: every model).
+
+    Returns:
+        The matching names, e.g. `list_models("u2*") == ["u2net", "u2netp"]`.
+    """
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
 
 
 def model_card(name: str) -> ModelCard:
-    """The card of a registered model; a clear error names the known models otherwise."""
+    """The card of a registered model: paper, year, what it adds, presets, reference counts.
+
+    Args:
+        name: a registered model name.
+
+    Returns:
+        Its `ModelCard`, e.g. `model_card("unet").reference_params["reference"] == 34_527_041`.
+
+    Raises:
+        ModelError: `name` is not registered (the message lists the known models).
+    """
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -108,8 +147,28 @@ def create_model(
 ) -> nn.Module:
     """Build a registered model returning logits with `num_classes` channels.
 
-    The returned module carries `unetzoo_spec`, the dict needed to rebuild it
-    (name, in_channels, num_classes, kwargs), which checkpoints store.
+    Args:
+        name: a registered model name (`list_models()`).
+        in_channels: image channels C (3 for RGB, 1 for grey).
+        num_classes: output channels K: 1 for a binary task, the number of classes for
+            multiclass (background included), the number of labels for multilabel.
+        preset: named keyword arguments of the model card, e.g. "reference" or "tiny";
+            `kwargs` override them.
+        **kwargs: the builder's keyword arguments (see `help(unetzoo.models.<module>.<name>)`).
+
+    Returns:
+        A `SegmentationModel` (an `nn.Module`) mapping `B x C x H x W` float images of any
+        H x W to `B x K x H x W` logits (a list, main output first, in training mode for
+        deep-supervised models). It carries `unetzoo_spec`, the dict that rebuilds it
+        (name, in_channels, num_classes, kwargs), which checkpoints store.
+
+    Raises:
+        ModelError: unknown name, preset or keyword argument, or an invalid value.
+
+    Example:
+        >>> model = create_model("unet", in_channels=3, num_classes=1, preset="tiny")
+        >>> model.eval()(torch.randn(2, 3, 37, 45)).shape
+        torch.Size([2, 1, 37, 45])
     """
     merged = resolve_kwargs(name, preset, **kwargs)
     if in_channels < 1 or num_classes < 1:
@@ -118,6 +177,8 @@ def create_model(
     try:
         model = model_card(name).builder(in_channels=in_channels, num_classes=num_classes,
                                          **merged)
+    except ModelError as exc:
+        raise ModelError(f"model {name!r}: {exc.message}") from exc
     except (TypeError, ValueError) as exc:
         raise ModelError(f"cannot build model {name!r} with {merged}: {exc}") from exc
     model.unetzoo_spec = {"name": name, "in_channels": in_channels,
@@ -126,5 +187,10 @@ def create_model(
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of (trainable) parameters."""
+    """Number of parameters of `model` (only those with `requires_grad` if `trainable_only`).
+
+    Example:
+        >>> count_parameters(create_model("unet", preset="reference"))
+        34527041
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -15,8 +15,8 @@ from functools import partial
 
 from torch import nn
 
-from ..nn.blocks import DoubleConv, NormKind, UpKind, UpSample
-from ..nn.squeeze_excitation import SECombine, SEKind, squeeze_excitation
+from ..nn.blocks import DoubleConv
+from ..nn.factory import NormKind, SEKind, UpKind, create_upsample, se_factory
 from .registry import register_model
 from .unet import UNet, level_widths
 
@@ -58,7 +58,7 @@ def se_unet(
     depth: int = 5,
     se: SEKind = "scse",
     reduction: int = 16,
-    combine: SECombine = "add",
+    combine: str = "add",
     norm: NormKind = "batch",
     upsample: UpKind = "transpose",
     bias: bool | None = None,
@@ -80,10 +80,27 @@ def se_unet(
     `unet`. `preset="reference"` (this project's, not a published count): the U-Net reference
     form (biased convs + batch norm, nearest x2 + conv up) with channel SE, r = 16, in every
     block: 34,748,281 parameters; `preset="reference_scse"` uses scSE instead: 34,751,234.
+
+    Args:
+        in_channels, num_classes, base_channels, depth, norm, upsample, bias: as `unet`.
+        se: se or scse (`unetzoo.nn.factory.SQUEEZE_EXCITATIONS`).
+        reduction: the excitation MLP has C // reduction hidden units (at least 4).
+        combine: add or max, how scSE joins its channel and spatial branches.
+
+    Returns:
+        A `UNet` whose blocks end with SE (logits as `unet`).
+
+    Raises:
+        ModelError: an unknown se, combine, norm or upsample, or reduction < 1.
+
+    Example:
+        >>> model = create_model("se_unet", preset="tiny", se="se", reduction=4)
+        >>> model.encoder[0].se.excite[1].out_channels  # 8 channels // 4, at least 4
+        4
     """
     return UNet(
         in_channels, num_classes, level_widths(base_channels, depth),
-        block=partial(SEDoubleConv, recalibration=squeeze_excitation(se, reduction, combine),
+        block=partial(SEDoubleConv, recalibration=se_factory(se, reduction, combine),
                       norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
     )

@@ -15,7 +15,9 @@ from functools import partial
 
 from torch import nn
 
-from ..nn.blocks import DoubleConv, NormKind, UpSample
+from ..errors import ModelError
+from ..nn.blocks import DoubleConv
+from ..nn.factory import NormKind, create_upsample
 from ..nn.sparse_attention import SparseAttentionBlock
 from .registry import register_model
 from .unet import UNet, level_widths
@@ -66,12 +68,32 @@ def sparse_unet(
     configuration and its count (12,172,385 for in=3, out=1) is this project's definition:
     widths 32-512 (5 levels), one block per level from level 1 down, 4 routed regions, and
     head dim 32 and MLP ratio 3 as in BiFormer.
+
+    Args:
+        in_channels, num_classes, base_channels, depth, norm: as `unet`.
+        attention_from: first level with sparse attention blocks (0: full resolution).
+        blocks: sparse attention blocks per attending level.
+        topk: regions each region attends to.
+        region_size: side of the routing regions in tokens (None: grows with the map).
+        head_dim: channels per attention head.
+        mlp_ratio: hidden width of each block's MLP relative to its channels.
+
+    Returns:
+        A `UNet` with BiFormer blocks (logits as `unet`).
+
+    Raises:
+        ModelError: attention_from outside [0, depth - 1], blocks or head_dim < 1.
+
+    Example:
+        >>> model = create_model("sparse_unet", preset="tiny", topk=1).eval()
+        >>> model(torch.randn(1, 3, 21, 50)).shape
+        torch.Size([1, 1, 21, 50])
     """
     widths = level_widths(base_channels, depth)
     if not 0 <= attention_from < depth:
-        raise ValueError(f"attention_from must be in [0, {depth - 1}], got {attention_from}")
+        raise ModelError(f"attention_from must be in [0, {depth - 1}], got {attention_from}")
     if blocks < 1 or head_dim < 1:
-        raise ValueError(f"blocks and head_dim must be >= 1, got {blocks}, {head_dim}")
+        raise ModelError(f"blocks and head_dim must be >= 1, got {blocks}, {head_dim}")
 
     def level_block(c_in: int, c_out: int) -> nn.Module:
         attend = widths.index(c_out) >= attention_from
@@ -82,4 +104,4 @@ def sparse_unet(
         )
 
     return UNet(in_channels, num_classes, widths, block=level_block,
-                up=partial(UpSample, kind="transpose"))
+                up=partial(create_upsample, "transpose"))

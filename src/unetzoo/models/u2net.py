@@ -18,6 +18,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from ..errors import ModelError
 from ..nn.rsu import RSU, upsample_like
 from .base import SegmentationModel
 from .registry import register_model
@@ -65,7 +66,7 @@ class U2Net(SegmentationModel):
         super().__init__(in_channels, num_classes)
         levels = len(encoder_widths)
         if levels < 2 or len(decoder_widths) != levels - 1 or len(heights) > levels:
-            raise ValueError(f"need >= 2 encoder stages, one decoder stage fewer and at most one "
+            raise ModelError(f"need >= 2 encoder stages, one decoder stage fewer and at most one "
                              f"height per level; got {levels} encoder, {len(decoder_widths)} "
                              f"decoder stages and {len(heights)} heights")
         kinds = [(h, False) for h in heights] + [(4, True)] * (levels - len(heights))
@@ -150,6 +151,25 @@ def u2net(
     paper sums BCE over all seven); in eval mode the fused logits. The reference code applies
     a sigmoid to every map; here the model returns logits and the loss applies it.
     Any input size works (ceil-mode pooling, up-sampling to the skip's size).
+
+    Args:
+        in_channels, num_classes: image channels C and output channels K (1 for binary).
+        encoder_widths: (mid, out) channels of each encoder stage, shallow to deep.
+        decoder_widths: (mid, out) channels of decoder stages 1..n-1.
+        heights: RSU heights of the first levels (the deeper ones are RSU-4F).
+        deep_supervision: return [fused, side 1..n] logits in training mode.
+
+    Returns:
+        A `U2Net`: `B x K x H x W` fused logits in eval mode; in training mode the list
+        [fused, side 1, ..., side 6] of such maps.
+
+    Raises:
+        ModelError: tables of inconsistent lengths, or a height below 2.
+
+    Example:
+        >>> model = create_model("u2net", preset="tiny").train()
+        >>> [tuple(o.shape) for o in model(torch.randn(2, 3, 33, 47))][:2]
+        [(2, 1, 33, 47), (2, 1, 33, 47)]
     """
     return U2Net(in_channels, num_classes, encoder_widths, decoder_widths, heights,
                  deep_supervision=deep_supervision)
@@ -175,6 +195,20 @@ def u2netp(
 
     Defaults are the paper's small model (1,131,181 parameters for in=3, out=1); outputs as
     `u2net`.
+
+    Args:
+        in_channels, num_classes, encoder_widths, decoder_widths, heights,
+        deep_supervision: as `u2net`.
+
+    Returns:
+        A `U2Net`, outputs as `u2net`.
+
+    Raises:
+        ModelError: as `u2net`.
+
+    Example:
+        >>> count_parameters(create_model("u2netp", preset="reference"))
+        1131181
     """
     return u2net(in_channels, num_classes, encoder_widths, decoder_widths, heights,
                  deep_supervision)

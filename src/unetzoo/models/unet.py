@@ -15,7 +15,9 @@ from functools import partial
 import torch
 from torch import nn
 
-from ..nn.blocks import DoubleConv, NormKind, UpKind, UpSample
+from ..errors import ModelError
+from ..nn.blocks import DoubleConv
+from ..nn.factory import NormKind, UpKind, create_upsample
 from .base import SegmentationModel
 from .registry import register_model
 
@@ -49,7 +51,7 @@ class UNet(SegmentationModel):
     ) -> None:
         super().__init__(in_channels, num_classes)
         if len(widths) < 2:
-            raise ValueError(f"a U-Net needs at least 2 levels, got widths {list(widths)}")
+            raise ModelError(f"a U-Net needs at least 2 levels, got widths {list(widths)}")
         self.size_divisor = 2 ** (len(widths) - 1)
         self.pool = nn.MaxPool2d(2)
         ins = [in_channels, *widths[:-1]]
@@ -80,7 +82,7 @@ class UNet(SegmentationModel):
 def level_widths(base_channels: int, depth: int) -> list[int]:
     """Channels doubling per level: base, 2 base, ..., 2^(depth-1) base."""
     if depth < 2 or base_channels < 1:
-        raise ValueError(f"need depth >= 2 and base_channels >= 1, got {depth}, {base_channels}")
+        raise ModelError(f"need depth >= 2 and base_channels >= 1, got {depth}, {base_channels}")
     return [base_channels * 2**level for level in range(depth)]
 
 
@@ -113,11 +115,31 @@ def unet(
     same padding and batch norm, and no conv bias before a norm. `dropout` is applied at the
     end of the contracting path as in the paper. `preset="reference"` gives the widespread
     PyTorch form (34,527,041 parameters for in=3, out=1).
+
+    Args:
+        in_channels, num_classes: image channels C and output channels K (1 for binary).
+        base_channels: width of the first level; level l has base_channels * 2^l.
+        depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
+        norm: batch, instance, group or none (`unetzoo.nn.factory.NORMS`).
+        upsample: transpose, nearest or bilinear (`unetzoo.nn.factory.UPSAMPLERS`).
+        dropout: dropout probability at the end of the contracting path.
+        bias: conv bias; None gives one only to convs without a norm after them.
+
+    Returns:
+        A `UNet`: `B x C x H x W` images of any H x W -> `B x K x H x W` logits.
+
+    Raises:
+        ModelError: an unknown norm or upsample, or depth < 2 (via `create_model`).
+
+    Example:
+        >>> model = create_model("unet", 3, 1, preset="tiny").eval()
+        >>> model(torch.randn(2, 3, 37, 45)).shape
+        torch.Size([2, 1, 37, 45])
     """
     widths = level_widths(base_channels, depth)
     return UNet(
         in_channels, num_classes, widths,
         block=partial(DoubleConv, norm=norm, bias=bias),
-        up=partial(UpSample, kind=upsample, norm=norm, bias=bias),
+        up=partial(create_upsample, upsample, norm=norm, bias=bias),
         bottleneck_dropout=dropout,
     )

@@ -13,31 +13,16 @@ pruned at inference to UNet++ L^k: only the nodes with i + j <= k run and head k
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
 
 from ..errors import ModelError
-from ..nn.blocks import DoubleConv, NormKind, UpSample
+from ..nn.blocks import DoubleConv
+from ..nn.factory import NormKind, UpKind, create_upsample
 from .base import SegmentationModel
 from .registry import register_model
 from .unet import level_widths
-
-UpKindPP = Literal["transpose", "bilinear", "nearest"]
-UP_KINDS_PP: tuple[str, ...] = ("transpose", "bilinear", "nearest")
-
-
-def nested_up(kind: UpKindPP, in_channels: int, out_channels: int) -> nn.Module:
-    """x2 up-sampling of a node for the level above: a 2x2 transposed conv (`in -> out`
-    channels, the original) or interpolation without a conv (channels kept, the common
-    PyTorch form; bilinear uses align_corners=True)."""
-    if kind == "transpose":
-        return UpSample(in_channels, out_channels, kind="transpose")
-    if kind in ("bilinear", "nearest"):
-        return nn.Upsample(scale_factor=2, mode=kind,
-                           align_corners=True if kind == "bilinear" else None)
-    raise ValueError(f"unknown upsample {kind!r}; choose one of {', '.join(UP_KINDS_PP)}")
 
 
 class UNetPlusPlus(SegmentationModel):
@@ -65,7 +50,7 @@ class UNetPlusPlus(SegmentationModel):
         num_classes: int,
         widths: Sequence[int],
         norm: NormKind = "batch",
-        upsample: UpKindPP = "transpose",
+        upsample: UpKind = "transpose",
         deep_supervision: bool = False,
         output_weights: Sequence[float] | None = None,
         prune_depth: int | None = None,
@@ -73,7 +58,7 @@ class UNetPlusPlus(SegmentationModel):
     ) -> None:
         super().__init__(in_channels, num_classes)
         if len(widths) < 2:
-            raise ValueError(f"UNet++ needs at least 2 levels, got widths {list(widths)}")
+            raise ModelError(f"UNet++ needs at least 2 levels, got widths {list(widths)}")
         n = len(widths) - 1
         self.full_depth = n
         self.deep_supervision = deep_supervision
@@ -90,7 +75,8 @@ class UNetPlusPlus(SegmentationModel):
                 for j in range(n - i + 1))
             for i in range(n + 1))
         self.ups = nn.ModuleList(
-            nn.ModuleList(nested_up(upsample, widths[i + 1], widths[i])
+            nn.ModuleList(create_upsample(upsample, widths[i + 1], widths[i], conv=False,
+                                            align_corners=True)
                           for _ in range(1, n - i + 1))
             for i in range(n))
         # heads on X^{0,j} for j in head_columns
@@ -101,11 +87,11 @@ class UNetPlusPlus(SegmentationModel):
             weights = (tuple(float(w) for w in output_weights) if output_weights is not None
                        else (1.0 / n,) * n)
             if len(weights) != n:
-                raise ValueError(f"output_weights needs {n} values (one per head), "
+                raise ModelError(f"output_weights needs {n} values (one per head), "
                                  f"got {len(weights)}")
             self.output_weights = weights
         elif output_weights is not None:
-            raise ValueError("output_weights needs deep_supervision=True")
+            raise ModelError("output_weights needs deep_supervision=True")
         self._prune_depth: int | None = None
         self.prune(prune_depth)
 
@@ -186,7 +172,7 @@ def unetpp(
     depth: int = 5,
     widths: Sequence[int] | None = None,
     norm: NormKind = "batch",
-    upsample: UpKindPP = "transpose",
+    upsample: UpKind = "transpose",
     deep_supervision: bool = False,
     output_weights: Sequence[float] | None = None,
     prune_depth: int | None = None,
@@ -203,6 +189,28 @@ def unetpp(
     `[X^{0,n} head, X^{0,1} head, ...]` in training mode with equal `output_weights` by
     default; `prune_depth` (or `model.prune(k)` after training) makes eval-mode forward run
     only UNet++ L^k.
+
+    Args:
+        in_channels, num_classes, norm, bias: as `unet`.
+        base_channels, depth: widths base_channels * 2^l over `depth` levels; the full
+            network is UNet++ L^(depth-1). `widths` gives them explicitly instead.
+        upsample: transpose (2x2 transposed conv), bilinear or nearest (no conv).
+        deep_supervision: a head on every top-row node; training mode returns a list.
+        output_weights: loss weight per head (default: equal, summing to 1).
+        prune_depth: eval-mode forward runs only UNet++ L^k (needs deep supervision).
+
+    Returns:
+        A `UNetPlusPlus`: `B x K x H x W` logits (with deep supervision, in training mode,
+        the list [head n, head 1, ..., head n-1]).
+
+    Raises:
+        ModelError: fewer than 2 levels, output_weights of the wrong length, or pruning
+            without deep supervision.
+
+    Example:
+        >>> model = create_model("unetpp", preset="tiny").eval()  # L^2, deep supervision
+        >>> model.prune(1).size_divisor, model(torch.randn(1, 3, 29, 35)).shape
+        (2, torch.Size([1, 1, 29, 35]))
     """
     return UNetPlusPlus(
         in_channels, num_classes,

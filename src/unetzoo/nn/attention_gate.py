@@ -16,18 +16,17 @@ skip's level and `g_coarse` the decoder feature one level below, before up-sampl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvNormAct, NormKind
+from .blocks import ConvNormAct
 
-GateKind = Literal["same_level", "coarse"]
-GATE_KINDS: tuple[str, ...] = ("same_level", "coarse")
+if TYPE_CHECKING:
+    from .factory import NormKind
 
 
 class AttentionGate(nn.Module):
@@ -97,15 +96,3 @@ class CoarseGate(AttentionGate):
         alpha = self.psi(F.relu(theta + phi))
         return F.interpolate(alpha, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
-
-def attention_gate(kind: GateKind = "coarse", norm: NormKind = "batch",
-                   bias: bool | None = None) -> Callable[[int, int, int], AttentionGate]:
-    """A `UNet` gate factory `(skip, up, coarse channels) -> gate` with F_int = skip / 2.
-
-    `norm` and `bias` apply to the same-level gate only (the coarse gate has no norm).
-    """
-    if kind == "same_level":
-        return lambda skip, up, coarse: SameLevelGate(skip, up, max(skip // 2, 1), norm, bias)
-    if kind == "coarse":
-        return lambda skip, up, coarse: CoarseGate(skip, coarse, max(skip // 2, 1))
-    raise ValueError(f"unknown gate {kind!r}; choose one of {', '.join(GATE_KINDS)}")

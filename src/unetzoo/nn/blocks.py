@@ -1,33 +1,14 @@
-"""Convolution blocks, normalisation and up-sampling shared by the U-Net family."""
+"""Convolution blocks and the up-sampling wrapper shared by the U-Net family."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-NormKind = Literal["batch", "instance", "group", "none"]
-UpKind = Literal["transpose", "nearest", "bilinear"]
-BlockFactory = Callable[[int, int], nn.Module]
-
-NORM_KINDS: tuple[str, ...] = ("batch", "instance", "group", "none")
-UP_KINDS: tuple[str, ...] = ("transpose", "nearest", "bilinear")
-
-
-def make_norm(kind: NormKind, channels: int) -> nn.Module:
-    """A 2D normalisation layer of the given kind (group norm: gcd(32, channels) groups)."""
-    if kind == "batch":
-        return nn.BatchNorm2d(channels)
-    if kind == "instance":
-        return nn.InstanceNorm2d(channels, affine=True)
-    if kind == "group":
-        return nn.GroupNorm(math.gcd(32, channels), channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORM_KINDS)}")
+if TYPE_CHECKING:
+    from .factory import NormKind
 
 
 class ConvNormAct(nn.Sequential):
@@ -50,11 +31,13 @@ class ConvNormAct(nn.Sequential):
         act: bool = True,
     ) -> None:
         padding = dilation * (kernel_size - 1) // 2
+        from .factory import create_norm  # factory builds on this module's blocks
+
         conv_bias = norm == "none" if bias is None else bias
         layers: list[nn.Module] = [
             nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                       dilation=dilation, groups=groups, bias=conv_bias),
-            make_norm(norm, out_channels),
+            create_norm(norm, out_channels),
         ]
         if act:
             layers.append(nn.ReLU(inplace=True))
@@ -82,30 +65,14 @@ class DoubleConv(nn.Sequential):
 
 
 class UpSample(nn.Module):
-    """x2 up-sampling that maps `in_channels` to `out_channels`.
+    """x2 up-sampling mapping `in_channels` to `out_channels`; `create_upsample` builds it.
 
-    transpose: the paper's 2x2 "up-convolution". nearest / bilinear: interpolate, then
-    3x3 conv -> norm -> ReLU (the widespread PyTorch form).
+    Holds the up-sampling module as `up` (the key checkpoints store its weights under).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kind: UpKind = "transpose",
-        norm: NormKind = "batch",
-        bias: bool | None = None,
-    ) -> None:
+    def __init__(self, up: nn.Module) -> None:
         super().__init__()
-        if kind == "transpose":
-            self.up: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
-        elif kind in ("nearest", "bilinear"):
-            interp = nn.Upsample(scale_factor=2, mode=kind,
-                                 align_corners=False if kind == "bilinear" else None)
-            self.up = nn.Sequential(interp, ConvNormAct(in_channels, out_channels, norm=norm,
-                                                        bias=bias))
-        else:
-            raise ValueError(f"unknown upsample {kind!r}; choose one of {', '.join(UP_KINDS)}")
+        self.up = up
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.up(x)

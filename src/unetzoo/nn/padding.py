@@ -1,8 +1,12 @@
 """Pad inputs to the size a network needs and crop its outputs back, so any H x W works.
 
-One rule for the models (`SegmentationModel` pads to its `size_divisor`), for exported graphs
-(traced through the model's own padding, so height and width stay dynamic in ONNX) and for
-graphs fixed to one input size (`engine.backends.ExportedModule`).
+The one pad-and-crop rule of unetzoo: the models (`SegmentationModel` pads to its
+`size_divisor`), exported graphs (traced through the model's own padding, so height and
+width stay dynamic in ONNX) and graphs fixed to one input size
+(`engine.backends.ExportedModule`) all use `run_padded`. The pads are traceable: under
+`torch.jit.trace` / `torch.onnx.export` they are recorded from the traced sizes (always,
+even when the traced input needs none), so a graph traced at one size pads correctly at
+every other.
 """
 
 from __future__ import annotations
@@ -37,7 +41,15 @@ def pad_to(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad the last two dims at the bottom/right up to the next multiple of `multiple`
-    (traceable with dynamic sizes, see `pad_to`)."""
+    (traceable with dynamic sizes, see `pad_to`).
+
+    Args:
+        x: `... x H x W`.
+        multiple: the size divisor (pixels); 1 or less returns `x` unchanged.
+
+    Returns:
+        `... x ceil(H / multiple) * multiple x ceil(W / multiple) * multiple`.
+    """
     if multiple <= 1:
         return x
     h, w = x.shape[-2:]

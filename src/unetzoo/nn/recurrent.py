@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
-from .blocks import ConvNormAct, NormKind
+from ..errors import ModelError
+from .blocks import ConvNormAct
+
+if TYPE_CHECKING:
+    from .factory import NormKind
 
 
 class RecurrentConv(nn.Module):
@@ -20,7 +26,7 @@ class RecurrentConv(nn.Module):
                  bias: bool | None = None) -> None:
         super().__init__()
         if t < 1:
-            raise ValueError(f"recurrence steps t must be >= 1, got {t}")
+            raise ModelError(f"recurrence steps t must be >= 1, got {t}")
         self.t = t
         self.f = ConvNormAct(channels, channels, norm=norm, bias=bias)
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
 from .blocks import ConvNormAct
 
 
@@ -73,7 +74,7 @@ class RSU(nn.Module):
     ) -> None:
         super().__init__()
         if height < 2:
-            raise ValueError(f"an RSU needs height >= 2, got {height}")
+            raise ModelError(f"an RSU needs height >= 2, got {height}")
         self.stem = rebnconv(in_channels, out_channels)
         self.refine = ResidualDepthwiseSeparable(out_channels) if depthwise_unit else nn.Identity()
         dilations = [2**i for i in range(height)] if dilated else [1] * (height - 1) + [2]

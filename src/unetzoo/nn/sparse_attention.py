@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
+
 
 def region_shape(height: int, width: int, region_size: int | None = None) -> tuple[int, int]:
     """The region (rows, cols) in tokens for a `height` x `width` map.
@@ -22,7 +24,7 @@ def region_shape(height: int, width: int, region_size: int | None = None) -> tup
     than a region is a single region without padding.
     """
     if region_size is not None and region_size < 1:
-        raise ValueError(f"region_size must be >= 1 or None, got {region_size}")
+        raise ModelError(f"region_size must be >= 1 or None, got {region_size}")
     height, width = int(height), int(width)  # plain ints also while tracing for export
     side = region_size if region_size is not None else max(1, round((height * width) ** (1 / 6)))
     return min(side, height), min(side, width)
@@ -64,11 +66,11 @@ class BiLevelRoutingAttention(nn.Module):
     ) -> None:
         super().__init__()
         if channels % num_heads:
-            raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
+            raise ModelError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
         if topk < 1:
-            raise ValueError(f"topk must be >= 1, got {topk}")
+            raise ModelError(f"topk must be >= 1, got {topk}")
         if local_kernel < 0 or (local_kernel and local_kernel % 2 == 0):
-            raise ValueError(f"local_kernel must be 0 or odd, got {local_kernel}")
+            raise ModelError(f"local_kernel must be 0 or odd, got {local_kernel}")
         region_shape(1, 1, region_size)  # validates region_size
         self.num_heads = num_heads
         self.topk = topk

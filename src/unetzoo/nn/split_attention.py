@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ModelError
 from .blocks import ConvNormAct
 
 
@@ -53,7 +54,7 @@ class SplitAttentionConv(nn.Module):
     ) -> None:
         super().__init__()
         if radix < 1 or groups < 1 or in_channels % (radix * groups) or out_channels % groups:
-            raise ValueError(f"split attention needs radix, groups >= 1, in_channels divisible "
+            raise ModelError(f"split attention needs radix, groups >= 1, in_channels divisible "
                              f"by radix * groups and out_channels by groups; got radix {radix}, "
                              f"groups {groups}, channels {in_channels} -> {out_channels}")
         self.radix, self.groups = radix, groups

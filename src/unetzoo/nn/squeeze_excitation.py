@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
-
 import torch
 from torch import nn
 
-SEKind = Literal["se", "scse"]
-SECombine = Literal["add", "max"]
-SE_KINDS: tuple[str, ...] = ("se", "scse")
-SE_COMBINES: tuple[str, ...] = ("add", "max")
+from ..errors import ModelError
+
+SE_COMBINES: tuple[str, ...] = ("add", "max")  # how scSE joins its two branches
 
 
 def se_hidden(channels: int, reduction: int, min_hidden: int = 4) -> int:
     """Hidden units of the excitation MLP: channels // reduction, at least `min_hidden`."""
     if reduction < 1:
-        raise ValueError(f"reduction must be >= 1, got {reduction}")
+        raise ModelError(f"reduction must be >= 1, got {reduction}")
     return max(channels // reduction, min_hidden)
 
 
@@ -53,11 +49,11 @@ class SpatialSE(nn.Module):
 class SCSE(nn.Module):
     """scSE: cSE(x) and sSE(x) combined by element-wise addition (Roy et al.) or maximum."""
 
-    def __init__(self, channels: int, reduction: int = 16, combine: SECombine = "add",
+    def __init__(self, channels: int, reduction: int = 16, combine: str = "add",
                  min_hidden: int = 4) -> None:
         super().__init__()
         if combine not in SE_COMBINES:
-            raise ValueError(f"unknown scSE combine {combine!r}; choose one of "
+            raise ModelError(f"unknown combine {combine!r}; choose one of "
                              f"{', '.join(SE_COMBINES)}")
         self.combine = combine
         self.cse = ChannelSE(channels, reduction, min_hidden)
@@ -67,12 +63,3 @@ class SCSE(nn.Module):
         c, s = self.cse(x), self.sse(x)
         return c + s if self.combine == "add" else torch.maximum(c, s)
 
-
-def squeeze_excitation(kind: SEKind = "se", reduction: int = 16,
-                       combine: SECombine = "add") -> Callable[[int], nn.Module]:
-    """A factory `channels -> recalibration module` of the given kind."""
-    if kind == "se":
-        return lambda channels: ChannelSE(channels, reduction)
-    if kind == "scse":
-        return lambda channels: SCSE(channels, reduction, combine)
-    raise ValueError(f"unknown squeeze-excitation {kind!r}; choose one of {', '.join(SE_KINDS)}")

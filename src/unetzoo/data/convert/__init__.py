@@ -35,8 +35,33 @@ def converter_options(name: str) -> dict[str, Any]:
 
 def convert_dataset(name: str, src: Path | str, dest: Path | str, *, overwrite: bool = False,
                     seed: int = 0, **options: Any) -> list[Pair]:
-    """Convert the public dataset `name` at `src` into `dest` (see the module docstring);
-    returns the pairs written. `dest` is replaced only once everything is written."""
+    """Convert the public dataset `name` at `src` into `dest` (see the module docstring).
+
+    Args:
+        name: a key of CONVERTERS (dsb2018, drive, cvc-clinicdb, kvasir-seg, isic2018,
+            cityscapes).
+        src: the dataset as distributed: a folder, a zip, or a folder of zips (never
+            modified, nothing extracted).
+        dest: the folder written (images/, masks/, split.csv, classes.yaml, ...); replaced
+            only once everything is written.
+        overwrite: replace a non-empty `dest`.
+        seed: the seed of the 80 / 10 / 10 split of datasets without an official one.
+        options: the converter's own options (`converter_options(name)`), e.g.
+            instances=True for dsb2018, fov=False for drive.
+
+    Returns:
+        The pairs written, with their splits.
+
+    Raises:
+        ConfigError: an unknown dataset or option; RunError: a non-empty `dest` without
+            `overwrite`, or `dest` and `src` inside each other; DataError: a source file
+            missing or unreadable, or a mask that is not what the format promises (named).
+
+    Example:
+        >>> pairs = convert_dataset("drive", "~/Downloads/DRIVE", "data/drive")  # doctest: +SKIP
+        >>> sorted({p.split for p in pairs})  # doctest: +SKIP
+        ['test', 'train', 'val']
+    """
     if name not in CONVERTERS:
         raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(CONVERTERS)}")
     allowed = converter_options(name)

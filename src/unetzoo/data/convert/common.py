@@ -1,5 +1,5 @@
-"""What the converters share: binary masks from the formats' mask files, size checks and
-the class map of a two-class dataset."""
+"""What the converters share: binary masks from the formats' mask files (read by the one
+binary rule of `data.masks`), size checks and the class map of a two-class dataset."""
 
 from __future__ import annotations
 
@@ -7,21 +7,15 @@ import numpy as np
 
 from ...errors import DataError
 from ..classmap import ClassMap
+from ..masks import binarize
 from .source import Source
 
 
-def to_binary(mask: np.ndarray) -> np.ndarray:
-    """0/255 uint8 of a stored binary mask: 0/1 masks as they are, anything else (JPEG or
-    anti-aliasing noise included) thresholded at half the value range."""
-    if mask.max(initial=0) <= 1:
-        return (mask > 0).astype(np.uint8) * 255
-    top = np.iinfo(mask.dtype).max if np.issubdtype(mask.dtype, np.integer) else 1.0
-    return (mask > top / 2).astype(np.uint8) * 255
-
-
 def binary_mask(source: Source, name: str, size: tuple[int, int]) -> np.ndarray:
-    """The 0/255 mask of member `name`, checked to be `size` (height, width)."""
-    mask = to_binary(source.gray_mask(name))
+    """The 0/255 mask of member `name` (its one foreground level, soft edges and JPEG noise
+    thresholded at half the level: `data.masks.binarize`), checked to be `size` (height,
+    width)."""
+    mask = binarize(source.gray_mask(name), source.where(name)) * np.uint8(255)
     check_size(source, name, mask, size)
     return mask
 

@@ -18,7 +18,7 @@ from ...errors import DataError, RunError
 from ...fileio import atomic_write_bytes, atomic_write_text
 from ..classmap import CLASS_MAP_FILE, ClassMap
 from ..layouts import Pair
-from ..split import make_split, write_split_csv
+from ..split import default_split, write_split_csv
 
 log = logging.getLogger("unetzoo")
 
@@ -85,8 +85,7 @@ class DatasetWriter:
             raise DataError("no samples found; is this the right source and dataset name?")
         pairs = sorted(self.pairs, key=lambda p: str(p.image))
         if all(p.split is None for p in pairs):
-            sizes = (0.8, 0.1) if len(pairs) >= 10 else (1.0, 0.0)
-            pairs = make_split(pairs, *sizes, seed=self.seed)
+            pairs = default_split(pairs, self.seed)
         write_split_csv(pairs, self.staging, self.staging / SPLIT_FILE)
         if class_map is not None:
             atomic_write_text(self.staging / CLASS_MAP_FILE, class_map.to_yaml())
