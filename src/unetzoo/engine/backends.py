@@ -14,6 +14,7 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,19 @@ def onnxruntime_runner(source: Path | bytes) -> Runner:
     return _onnxruntime(source)[0]
 
 
+@cache
+def openvino_core() -> Any:
+    """The process's one `openvino.Core` (each Core keeps its own plugins and thread pools;
+    OpenVINO expects one per application)."""
+    return require("openvino").Core()
+
+
 def openvino_runner(model: Any, precision: str = "fp32") -> Runner:
     """An OpenVINO model (`openvino.Model`, or a file OpenVINO reads) compiled for the CPU
     with inference precision `fp32` or `bf16` (OpenVINO's own default on CPUs with bf16
     units); INT8 layers of a quantised model stay INT8."""
     ov = require("openvino")
-    core = ov.Core()
+    core = openvino_core()
     if not isinstance(model, ov.Model):
         model = core.read_model(str(model) if isinstance(model, Path) else model)
     config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
@@ -116,7 +124,7 @@ def openvino_runner(model: Any, precision: str = "fp32") -> Runner:
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     output = compiled.output(0)
-    return lambda x: request.infer({0: x}, share_inputs=True)[output].copy()
+    return lambda x: request.infer({0: x})[output].copy()
 
 
 def _load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, str | None]:
@@ -144,8 +152,7 @@ def _torchscript(path: Path) -> tuple[Runner, str | None]:
 
 def _openvino(source: Path | bytes, precision: str) -> tuple[Runner, str | None]:
     """An OpenVINO IR file (or ONNX bytes) compiled for the CPU, and its metadata."""
-    ov = require("openvino")
-    model = ov.Core().read_model(str(source) if isinstance(source, Path) else source)
+    model = openvino_core().read_model(str(source) if isinstance(source, Path) else source)
     metadata = (model.get_rt_info([METADATA_KEY]).astype(str)
                 if model.has_rt_info([METADATA_KEY]) else None)
     return openvino_runner(model, precision), metadata

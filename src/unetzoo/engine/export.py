@@ -39,6 +39,7 @@ from .backends import (
     SUFFIXES,
     Runner,
     onnxruntime_runner,
+    openvino_core,
     openvino_runner,
     require,
     torchscript_runner,
@@ -175,10 +176,8 @@ def trace_openvino(model: nn.Module, size: tuple[int, int], where: str = "export
     """An OpenVINO model (`openvino.Model`, float32 weights) of `model`, checked in OpenVINO
     float32 against eager PyTorch: (model, fixed input size or None, max abs difference).
     Needs openvino (and not onnxruntime)."""
-    ov = require("openvino")
-
     def convert(onnx_bytes: bytes) -> tuple[Any, Runner]:
-        graph = ov.Core().read_model(onnx_bytes)
+        graph = openvino_core().read_model(onnx_bytes)
         return graph, openvino_runner(graph, "fp32")
 
     return _traced(model, size, where, convert)
