@@ -147,6 +147,12 @@ def test_predict_from_an_exported_file_alone_gives_the_checkpoint_masks(tmp_path
 
 
 # -- the fast path: backend auto and the OpenVINO cache -----------------------------------------
+@pytest.fixture(autouse=True)
+def _backend_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests test backend auto itself (conftest pins it to torch elsewhere)."""
+    monkeypatch.delenv("UNETZOO_BACKEND", raising=False)
+
+
 def _entries(folder: Path) -> list[Path]:
     return sorted(p for p in (folder / ".openvino").iterdir() if not p.name.startswith("."))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import ConfigError, UnetzooError
 from .backends import ExportedModule, format_of, open_exported, open_graph, openvino_runner
 from .export import checkpoint_for_export, trace_onnx, trace_openvino
-from .runtime import Runtime
+from .runtime import BACKENDS, Runtime
 
 log = logging.getLogger("unetzoo")
 
@@ -41,10 +42,13 @@ class OpenedModel:
 
 def choose_backend(runtime: Runtime) -> tuple[str, str]:
     """(backend, reason) for a checkpoint: the runtime's backend when given; for `auto`,
-    OpenVINO on a CPU where it is installed, unless torch options (--compile,
+    the environment variable UNETZOO_BACKEND when set (torch, onnxruntime or openvino),
+    else OpenVINO on a CPU where it is installed, unless torch options (--compile,
     --channels-last) or a GPU ask for torch."""
     if runtime.backend != "auto":
         return runtime.backend, "asked for"
+    if os.environ.get("UNETZOO_BACKEND") in BACKENDS[1:]:
+        return os.environ["UNETZOO_BACKEND"], "UNETZOO_BACKEND is set"
     if runtime.device.type != "cpu":
         return "torch", f"on {runtime.device.type}"
     if runtime.torch_options:
