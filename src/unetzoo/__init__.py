@@ -6,6 +6,8 @@
     metrics = unetzoo.evaluate(result.best_checkpoint, "data/", "split.csv", split="test")
     unetzoo.predict(result.best_checkpoint, "new_images/", "masks_out/")
     unetzoo.export(result.best_checkpoint, "onnx", "model.onnx")
+    unetzoo.save_pretrained(result.best_checkpoint, "my_model/")   # config.json + safetensors
+    checkpoint = unetzoo.from_pretrained("nuclei")                   # shipped, no download
 
 Attributes load on first use (PEP 562): `import unetzoo` costs almost nothing, and
 `import unetzoo.models` the models alone; the trainer, distributed and export stacks load when
@@ -32,6 +34,8 @@ _MODULES: dict[str, tuple[str | tuple[str, str], ...]] = {
     ".engine.infer": ("Predictor",),
     ".engine.predict": (("predict", "predict_paths"),),
     ".engine.train_setup": ("train",),
+    ".folders": ("from_pretrained", "save_pretrained"),
+    ".pretrained": ("list_pretrained",),
     ".errors": ("CheckpointError", "ConfigError", "DataError", "ExportError", "MaskValueError",
                 "MetricError",
                 "ModelError", "PeerError", "RunError", "TrainingError", "UnetzooError"),
@@ -86,4 +90,6 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these 
         TrainingError,
         UnetzooError,
     )
+    from .folders import from_pretrained, save_pretrained
     from .models import count_parameters, create_model, list_models, model_card, register_model
+    from .pretrained import list_pretrained

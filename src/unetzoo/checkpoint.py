@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import pickle
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from .data.transforms import Preprocessing
-from .errors import CheckpointError, ModelError, UnetzooError
+from .errors import CheckpointError, ConfigError, ModelError, UnetzooError
 from .fileio import atomic_write
 from .models import create_model
 from .task import Task, check_task
@@ -95,14 +96,76 @@ class Checkpoint:
             raise CheckpointError(f"incomplete checkpoint (missing {exc})", path) from exc
 
 
-def save_checkpoint(path: Path | str, checkpoint: Checkpoint) -> Path:
+def as_checkpoint(source: nn.Module | Checkpoint | Path | str, *, task: Task | None = None,
+                  class_names: Sequence[str] | None = None,
+                  preprocessing: Preprocessing | None = None,
+                  metrics: dict[str, Any] | None = None) -> Checkpoint:
+    """A `Checkpoint` of a model built with `create_model` (or a checkpoint, a checkpoint
+    file, a model folder or a pretrained name), with the given fields replaced.
+
+    A bare model has no training behind it, so its defaults are stated, not guessed: task
+    `binary` for one output channel and `multiclass` otherwise; class names `foreground`, or
+    `class0`, `class1`, ...; preprocessing: images scaled to [0, 1] and not normalised further
+    (mean 0, std 1), 256-pixel patches, tiled (`crop`) inference.
+
+    Args:
+        source: an `nn.Module` carrying `unetzoo_spec` (from `create_model`), a `Checkpoint`,
+            or anything `load_checkpoint` opens.
+        task, class_names, preprocessing, metrics: replace the source's values.
+
+    Returns:
+        The checkpoint (weights on the CPU; no training state for a bare model).
+
+    Raises:
+        ModelError: a module without `unetzoo_spec`. ConfigError: a task that does not fit
+            the number of output channels, or class names of the wrong count.
+    """
+    if isinstance(source, nn.Module):
+        spec = getattr(source, "unetzoo_spec", None)
+        if spec is None:
+            raise ModelError(f"{type(source).__name__} was not built with unetzoo.create_model "
+                             "(it has no unetzoo_spec to rebuild it from)")
+        classes, channels = int(spec["num_classes"]), int(spec["in_channels"])
+        default_task: Task = "binary" if classes == 1 else "multiclass"
+        checkpoint = Checkpoint(
+            model_spec=spec, task=default_task,
+            class_names=("foreground",) if classes == 1 else tuple(
+                f"class{i}" for i in range(classes)),
+            preprocessing=Preprocessing(channels, (0.0,) * channels, (1.0,) * channels),
+            state_dict={k: v.detach().cpu().clone() for k, v in source.state_dict().items()})
+    elif isinstance(source, Checkpoint):
+        checkpoint = source
+    else:
+        checkpoint = load_checkpoint(source)
+    changes: dict[str, Any] = {}
+    if task is not None:
+        changes["task"] = check_task(task, int(checkpoint.model_spec["num_classes"]))
+    if class_names is not None:
+        changes["class_names"] = tuple(class_names)
+    if preprocessing is not None:
+        changes["preprocessing"] = preprocessing
+    if metrics is not None:
+        changes["metrics"] = metrics
+    checkpoint = replace(checkpoint, **changes)
+    expected = 1 if checkpoint.task == "binary" else int(checkpoint.model_spec["num_classes"])
+    if len(checkpoint.class_names) != expected:
+        raise ConfigError(f"a {checkpoint.task} model with {checkpoint.model_spec['num_classes']}"
+                          f" output channel(s) needs {expected} class name(s), got "
+                          f"{len(checkpoint.class_names)}")
+    return checkpoint
+
+
+def save_checkpoint(path: Path | str, checkpoint: Checkpoint | nn.Module, **fields: Any) -> Path:
     """Write a checkpoint atomically (temporary file, fsync, rename): a kill mid-save keeps
     the previous file.
 
     Args:
         path: the file to write (its folder is created).
         checkpoint: model spec, task, classes, preprocessing, weights and, optionally, the
-            training state.
+            training state; or a model built with `create_model`, saved in one call with the
+            stated defaults of `as_checkpoint`.
+        fields: `task`, `class_names`, `preprocessing` or `metrics` replacing the
+            checkpoint's (see `as_checkpoint`).
 
     Returns:
         `path` as a `Path`.
@@ -114,7 +177,11 @@ def save_checkpoint(path: Path | str, checkpoint: Checkpoint) -> Path:
         >>> ckpt = load_checkpoint("runs/exp1/models/best.pt")
         >>> save_checkpoint("copy.pt", ckpt)
         PosixPath('copy.pt')
+        >>> save_checkpoint("bare.pt", create_model("unet"), class_names=["cell"])
+        PosixPath('bare.pt')
     """
+    if fields or not isinstance(checkpoint, Checkpoint):
+        checkpoint = as_checkpoint(checkpoint, **fields)
     buffer = io.BytesIO()
     torch.save(checkpoint.to_payload(), buffer)
     return atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
@@ -122,10 +189,14 @@ def save_checkpoint(path: Path | str, checkpoint: Checkpoint) -> Path:
 
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Load a checkpoint safely: `torch.load(weights_only=True)`, so the file can hold
-    nothing but tensors and plain values, and no code runs.
+    nothing but tensors and plain values, and no code runs. A model folder (`config.json` +
+    `model.safetensors`, see `unetzoo.folders`) or the name of a pretrained model shipped with
+    unetzoo (`unetzoo models --pretrained`) loads too, so everything that takes a checkpoint
+    takes those.
 
     Args:
-        path: a `.pt` file written by `save_checkpoint` (e.g. `models/best.pt`).
+        path: a `.pt` file written by `save_checkpoint` (e.g. `models/best.pt`), a model
+            folder, or a pretrained name.
 
     Returns:
         The `Checkpoint`: `build_model()` gives the model in eval mode on the CPU,
@@ -140,8 +211,17 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         >>> model = ckpt.build_model()  # B x C x H x W images -> B x K x H x W logits
     """
     path = Path(path)
+    if path.is_dir() or (not path.exists() and _is_pretrained_name(str(path))):
+        from .folders import from_pretrained  # folders builds on this module
+
+        return from_pretrained(path)
+    if not path.exists():
+        from .pretrained import PRETRAINED
+
+        raise CheckpointError(f"checkpoint not found (nor a pretrained model name: "
+                              f"{', '.join(PRETRAINED)})", path)
     if not path.is_file():
-        raise CheckpointError("checkpoint not found" if not path.exists() else "not a file", path)
+        raise CheckpointError("not a file", path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -152,3 +232,9 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint (truncated or not a checkpoint: "
                               f"{detail})", path) from exc
     return Checkpoint.from_payload(payload, path)
+
+
+def _is_pretrained_name(name: str) -> bool:
+    from .pretrained import PRETRAINED  # a registry of names: imports nothing heavy
+
+    return name in PRETRAINED

@@ -59,6 +59,7 @@ def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: A
 
 MONITORS = ("dice", "iou", "mdice", "miou", "loss")
 NAN_POLICIES = ("stop", "skip")
+LOGGERS = ("tensorboard", "none")
 
 
 @dataclass
@@ -106,6 +107,11 @@ class TrainConfig:
     preset: str | None = option(None, "model preset, e.g. reference or tiny")
     model_args: dict[str, Any] = option(None, "model keyword arguments as KEY=VALUE",
                                         factory=dict, metavar="KEY=VALUE")
+    init: str | None = option(None, "start from the weights of a pretrained model (nuclei), a "
+                              "model folder or a checkpoint, where names and shapes match (a "
+                              "head for other classes starts anew); its architecture and "
+                              "normalisation are used unless --model is given",
+                              metavar="NAME|DIR|CKPT")
     # optimisation
     loss: str = option("ce+dice", "bce, ce, dice, focal, tversky, or a sum such as bce+dice")
     batch: int = option(8, "samples per forward pass (one optimizer step of each process)",
@@ -145,6 +151,16 @@ class TrainConfig:
                                           "optimizer steps (default: after each epoch)", ge=1)
     nan_policy: str = option("stop", "on a non-finite loss: stop (the last good checkpoint is "
                              "kept) or skip the batch and count it", choices=NAN_POLICIES)
+    logger: str = option("tensorboard", "training logs: tensorboard (event files in "
+                         "RUN/tensorboard; `tensorboard --logdir RUN`) or none",
+                         choices=LOGGERS)
+    log_images_every: int = option(5, "log validation overlays every N epochs (0: never)",
+                                   ge=0)
+    mlflow: str | None = option(None, "also log to this MLflow tracking store: the config as "
+                                "parameters, metrics, overlays, the best checkpoint "
+                                "(sqlite:///mlflow.db, a folder, or a server URL)",
+                                metavar="URI")
+    mlflow_experiment: str = option("unetzoo", "MLflow experiment name")
     # runtime (also the runtime flags of eval, predict, bench and demo: RUNTIME_OPTIONS)
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto (bf16 where the hardware has it), fp32, bf16, fp16",

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once: os.umask can only be read by setting it
 
 
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
@@ -16,6 +27,7 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # what a plain open() gives, not mkstemp's 0600
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -24,12 +36,17 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_folder(path.parent)
+    return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable."""
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return path
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
@@ -38,3 +55,45 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path | str, overwrite: bool = False) -> Iterator[Path]:
+    """Build a folder in a temporary sibling and move it into place when the block ends
+    without an error: readers see the old folder or the new one, never a mix.
+
+    Args:
+        path: the folder to create (or, with `overwrite`, to replace).
+        overwrite: replace an existing `path`; the old folder is removed only after the new
+            one is in place.
+
+    Yields:
+        The temporary folder to write into.
+
+    Raises:
+        RunError: `path` exists (without `overwrite`) or is a file.
+    """
+    from .errors import RunError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError("exists and is not a folder", path)
+    if path.exists() and not overwrite and any(path.iterdir()):
+        raise RunError("exists and is not empty; pass --overwrite (overwrite=True) to replace "
+                       "it", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.parent / f"{tmp.name}.old"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_folder(path.parent)

@@ -27,8 +27,10 @@ from ..engine.runtime import BACKENDS
 
 log = logging.getLogger("unetzoo")
 
-TRAINED_MODEL = ("a checkpoint (.pt) or a file written by `unetzoo export` (.onnx, .xml, "
-                 ".torchscript)")
+TRAINED_MODEL = ("a checkpoint (.pt), a file written by `unetzoo export` (.onnx, .xml, "
+                 ".torchscript), a bioimage.io package (.zip, also from other tools), a model "
+                 "folder (config.json + model.safetensors) or a pretrained name (`unetzoo "
+                 "models --pretrained`, e.g. nuclei)")
 
 
 class DeprecatedAlias(argparse.Action):
@@ -64,7 +66,7 @@ def add_img_size_argument(parser: argparse.ArgumentParser, help: str,
 
 def add_trained_model_argument(parser: argparse.ArgumentParser, extra: str = "") -> None:
     """`--model` for commands that run trained weights."""
-    parser.add_argument("--model", required=True, metavar="CKPT|FILE",
+    parser.add_argument("--model", required=True, metavar="CKPT|FILE|DIR|NAME",
                         help=f"the trained model: {TRAINED_MODEL}{extra}")
 
 
@@ -78,15 +80,17 @@ def trained_model(value: str) -> Path:
     """
     from ..errors import CheckpointError, ConfigError
     from ..models import list_models
+    from ..pretrained import PRETRAINED
 
     path = Path(value)
-    if path.exists():
+    if path.exists() or value in PRETRAINED:
         return path
     if value in list_models():
         raise ConfigError(f"--model {value}: {value} is an architecture without trained "
                           f"weights; pass {TRAINED_MODEL}")
-    raise CheckpointError("trained model not found (pass a checkpoint or an exported file)",
-                          path)
+    raise CheckpointError(f"trained model not found (pass a checkpoint, an exported file, a "
+                          f"package, a model folder or a pretrained name: "
+                          f"{', '.join(PRETRAINED)})", path)
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:

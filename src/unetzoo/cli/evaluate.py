@@ -46,10 +46,12 @@ def run(args: argparse.Namespace) -> None:
 
     checkpoint = trained_model(args.model)
     if format_of(checkpoint):  # beside the file
-        default = checkpoint.resolve().parent / f"eval-{checkpoint.stem}-{{split}}"
-    else:  # runs/x/models/best.pt -> runs/x/eval-{split}
-        default = checkpoint.resolve().parent.parent / "eval-{split}"
-    out = args.out or str(default)
+        default = str(checkpoint.resolve().parent / f"eval-{checkpoint.stem}-{{split}}")
+    elif checkpoint.is_file():  # runs/x/models/best.pt -> runs/x/eval-{split}
+        default = str(checkpoint.resolve().parent.parent / "eval-{split}")
+    else:  # a model folder or a pretrained name
+        default = f"eval-{checkpoint.name}-{{split}}"
+    out = args.out or default
     result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, args.split, out,
                                  debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)

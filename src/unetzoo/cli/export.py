@@ -1,4 +1,5 @@
-"""`unetzoo export`: a checkpoint as ONNX, OpenVINO IR or TorchScript, parity-checked."""
+"""`unetzoo export`: a checkpoint as ONNX, OpenVINO IR or TorchScript (parity-checked), a
+BioImage Model Zoo package, or a model folder (config.json + model.safetensors)."""
 
 from __future__ import annotations
 
@@ -17,17 +18,24 @@ log = logging.getLogger("unetzoo")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "export", help="export a checkpoint to ONNX, OpenVINO or TorchScript",
+        "export", help="export a checkpoint to ONNX, OpenVINO, TorchScript, a bioimage.io "
+                       "package or a model folder",
         description="Writes a graph with dynamic batch, height and width (fixed height and "
                     "width for models whose graph depends on the size, e.g. sparse_unet) "
                     "carrying the checkpoint's task, classes and preprocessing, after checking "
                     "it against eager PyTorch (float32, max abs logit difference <= 1e-4). "
-                    "`unetzoo predict --model FILE` then needs nothing else.")
-    add_trained_model_argument(parser, "; export takes the checkpoint")
-    parser.add_argument("--format", required=True, choices=("onnx", "openvino", "torchscript"),
-                        help="onnx (*.onnx), openvino (*.xml + *.bin) or torchscript "
-                             "(*.torchscript)")
-    add_out_argument(parser, "file to write", required=True, metavar="PATH")
+                    "`unetzoo predict --model FILE` then needs nothing else. bioimageio writes a "
+                    "BioImage Model Zoo package (TorchScript + ONNX weights, test data, model "
+                    "card) for Fiji/deepImageJ, QuPath, ilastik and napari, tested with "
+                    "bioimageio.core; folder writes config.json + model.safetensors + "
+                    "README.md.")
+    add_trained_model_argument(parser, "; export takes the checkpoint, a model folder or a "
+                                       "pretrained name")
+    parser.add_argument("--format", required=True,
+                        choices=("onnx", "openvino", "torchscript", "bioimageio", "folder"),
+                        help="onnx (*.onnx), openvino (*.xml + *.bin), torchscript "
+                             "(*.torchscript), bioimageio (*.zip) or folder (a directory)")
+    add_out_argument(parser, "file or folder to write", required=True, metavar="PATH")
     add_img_size_argument(parser, "trace and check size (default: the checkpoint's patch "
                                   "size)")
     parser.add_argument("--prune-depth", type=int, default=None, metavar="K",
@@ -49,18 +57,50 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                       help="calibration patches (default 300)")
     int8.add_argument("--no-progress", dest="progress", action="store_false",
                       help="hide the accuracy check's progress bars")
+    share = parser.add_argument_group("bioimageio and folder")
+    share.add_argument("--author", action="append", default=[], metavar="NAME",
+                       help="an author (repeat for several; required for bioimageio)")
+    share.add_argument("--license", metavar="SPDX",
+                       help="licence of the weights, e.g. MIT or CC-BY-4.0 (required for "
+                            "bioimageio)")
+    share.add_argument("--cite", action="append", default=[], metavar="TEXT",
+                       help="a reference with its DOI, arXiv id or URL (repeatable); the "
+                            "architecture's paper is added")
+    share.add_argument("--name", help="display name (default: model and classes)")
+    share.add_argument("--description", help="one paragraph on what the model does")
+    share.add_argument("--sample-image", metavar="FILE",
+                       help="bioimageio: the image the test input is cropped from (default: "
+                            "a test image of the run's dataset); its pixel type is the input's")
+    share.add_argument("--no-test", dest="test", action="store_false",
+                       help="bioimageio: skip bioimageio.core's test of the package")
+    share.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                       help="folder: storage type of the weights (they load as float32)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from ..engine.export import export_checkpoint
+    from ..modelcard import CardInfo
 
+    card = dict(authors=args.author, license=args.license, cite=args.cite, name=args.name,
+                description=args.description)
+    share: dict = {}
+    if args.format == "bioimageio":
+        share = {**card, "sample_image": args.sample_image, "test": args.test}
+    elif args.format == "folder":
+        share = {"dtype": args.dtype, "card": CardInfo(
+            title=args.name, description=args.description, authors=tuple(args.author),
+            license=args.license, citations=tuple(args.cite))}
     result = export_checkpoint(trained_model(args.model), args.format, args.out,
                                args.img_size, args.overwrite, args.prune_depth, int8=args.int8,
                                dataset=args.dataset, csvfile=args.csvfile,
                                accept_drop=args.accept_drop, max_dice_drop=args.max_dice_drop,
                                calibration_images=args.calibration_images,
-                               progress=args.progress)
+                               progress=args.progress, **share)
+    if args.format in ("bioimageio", "folder"):
+        log.info(f"{args.model} -> {result.path} ({args.format}; {result.note}, "
+                 f"{result.seconds:.1f} s)")
+        return
     shape = ("dynamic height and width" if result.input_size is None
              else f"fixed {result.input_size[0]} x {result.input_size[1]} inputs")
     kind = f"{args.format}, INT8" if args.int8 else args.format

@@ -46,14 +46,15 @@ def format_of(path: Path) -> str | None:
     return next((f for f, s in SUFFIXES.items() if path.suffix.lower() == s), None)
 
 
-def require(module: str) -> Any:
-    """Import an optional runtime, with a one-line hint when it is missing."""
+def require(module: str, extra: str = "export") -> Any:
+    """Import an optional runtime, with a one-line hint (the unetzoo extra that installs it)
+    when it is missing."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ConfigError(f"{module} is not installed; pip install 'unetzoo[export]'") from exc
+        raise ConfigError(f"{module} is not installed; pip install 'unetzoo[{extra}]'") from exc
 
 
 class ExportedModule(nn.Module):

@@ -48,6 +48,7 @@ from .backends import (
 log = logging.getLogger("unetzoo")
 
 FORMATS: tuple[str, ...] = tuple(SUFFIXES)
+SHARE_FORMATS: tuple[str, ...] = ("bioimageio", "folder")  # engine/bioimageio.py, folders.py
 OPSET = 17
 TOLERANCE = 1e-4  # max abs logit difference allowed in float32
 Graph = TypeVar("Graph")
@@ -84,6 +85,7 @@ class ExportResult:
     max_abs_diff: float
     input_size: tuple[int, int] | None
     seconds: float
+    note: str = ""  # further checks, e.g. bioimageio.core's test
     quality: dict[str, Any] | None = None
 
 
@@ -282,13 +284,18 @@ def export_checkpoint(checkpoint: Path | str, fmt: str, out: Path | str,
                       dataset: Path | str | None = None, csvfile: Path | str | None = None,
                       accept_drop: bool = False, max_dice_drop: float | None = None,
                       calibration_images: int | None = None,
-                      progress: bool = False) -> ExportResult:
+                      progress: bool = False, **share: Any) -> ExportResult:
     """Export a checkpoint's model to a file that alone predicts
     (`unetzoo predict --model FILE`).
 
+    `bioimageio` (a BioImage Model Zoo package, `share`: authors, license, cite, ...) and
+    `folder` (config.json + model.safetensors + README.md, `share`: dtype, card) are written
+    by `engine.bioimageio.export_bioimageio` and `folders.save_pretrained`.
+
     Args:
         checkpoint: a `.pt` checkpoint written by `unetzoo train`.
-        fmt: `onnx` (`*.onnx`), `openvino` (`*.xml` + `*.bin`) or `torchscript`.
+        fmt: `onnx` (`*.onnx`), `openvino` (`*.xml` + `*.bin`), `torchscript`,
+            `bioimageio` or `folder`.
         out: the file to write.
         size: trace and check size in pixels (default: the checkpoint's patch size).
         overwrite: replace an existing `out`.
@@ -316,6 +323,8 @@ def export_checkpoint(checkpoint: Path | str, fmt: str, out: Path | str,
         >>> result.input_size is None  # dynamic: any B x C x H x W in, B x K x H x W out
         True
     """
+    if fmt in SHARE_FORMATS:
+        return _export_shared(checkpoint, fmt, Path(out), overwrite, prune_depth, share)
     info = load_checkpoint(checkpoint)
     model, info = checkpoint_for_export(info, prune_depth)
     if not int8:
@@ -328,3 +337,24 @@ def export_checkpoint(checkpoint: Path | str, fmt: str, out: Path | str,
                        overwrite=overwrite, dataset=dataset, csvfile=csvfile,
                        accept_drop=accept_drop, max_dice_drop=max_dice_drop,
                        calibration_images=calibration_images, progress=progress)
+
+
+def _export_shared(checkpoint: Path | str, fmt: str, out: Path, overwrite: bool,
+                   prune_depth: int | None, share: dict[str, Any]) -> ExportResult:
+    start = time.perf_counter()
+    if fmt == "bioimageio":
+        from .bioimageio import export_bioimageio
+
+        package = export_bioimageio(checkpoint, out, overwrite=overwrite,
+                                    prune_depth=prune_depth, **share)
+        return ExportResult(out, fmt, package.max_abs_diff, None, package.seconds,
+                            f"bioimageio.core test {package.test_status}")
+    from ..folders import save_pretrained
+
+    if prune_depth is not None:
+        raise ConfigError("--prune-depth applies to graph exports; a model folder keeps the "
+                          "whole network (prune it when predicting)")
+    save_pretrained(checkpoint, out, overwrite=overwrite, **share)
+    return ExportResult(out, fmt, 0.0, None, time.perf_counter() - start,
+                        f"weights {share.get('dtype', 'float32')}")
+

@@ -22,6 +22,8 @@ from torch import nn
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import ConfigError, UnetzooError
 from .backends import ExportedModule, format_of, open_exported, open_graph, openvino_runner
+from .bioimageio import is_package
+from .bioimageio_run import open_package
 from .export import checkpoint_for_export, trace_onnx, trace_openvino
 from .runtime import BACKENDS, Runtime
 
@@ -114,8 +116,10 @@ def open_checkpoint(checkpoint: Checkpoint, runtime: Runtime, prune_depth: int |
 
 def open_model(source: Path | str, runtime: Runtime, prune_depth: int | None = None
                ) -> OpenedModel:
-    """Open a model from a path: a checkpoint (`.pt`) or a file `unetzoo export` wrote
-    (`.onnx`, `.xml`, `.torchscript`), in the backend `runtime` asks for.
+    """Open a model from what a user names: a checkpoint (`.pt`), a model folder or a
+    pretrained name (`load_checkpoint`), a file `unetzoo export` wrote (`.onnx`, `.xml`,
+    `.torchscript`) or a BioImage Model Zoo package (`.zip`), in the backend `runtime` asks
+    for.
 
     Args:
         source: the file.
@@ -133,8 +137,18 @@ def open_model(source: Path | str, runtime: Runtime, prune_depth: int | None = N
             exported file.
     """
     path = Path(source)
-    if format_of(path) is None:
-        return open_checkpoint(load_checkpoint(path), runtime, prune_depth, path)
+    if is_package(path):
+        if prune_depth is not None:
+            raise ConfigError(f"{path}: --prune-depth needs a checkpoint; a package runs the "
+                              "network it was exported with")
+        backend = choose_backend(runtime)[0]
+        package = open_package(path, backend, runtime.precision)
+        used = runtime.for_backend("torch" if package.weights == "torchscript" else backend)
+        return OpenedModel(package.module, package.checkpoint, used,
+                           f"backend: {used.backend} ({path.name}, {package.weights} weights)")
+    if format_of(path) is None:  # a .pt file, a model folder or a pretrained name
+        return open_checkpoint(load_checkpoint(path), runtime, prune_depth,
+                               path if path.is_file() else None)
     if prune_depth is not None:
         raise ConfigError(f"{path}: --prune-depth needs a checkpoint; an exported file runs "
                           "the network it was exported with (`unetzoo export --prune-depth`)")

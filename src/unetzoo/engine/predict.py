@@ -125,7 +125,8 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
     each image's original size.
 
     Args:
-        checkpoint_path: a checkpoint (`.pt`) or a file written by `unetzoo export`.
+        checkpoint_path: a checkpoint (`.pt`), a model folder or pretrained name, a file
+            written by `unetzoo export`, or a BioImage Model Zoo package (`.zip`).
         source: an image file or a folder of images (any size; tiled when larger than the
             model's patch).
         output: the output folder. Masks are PNGs named after the input's stem: binary 0/255,
@@ -202,8 +203,10 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     checkpoint = predictor.checkpoint
     assert checkpoint is not None
     written: list[Path] = []
+    reader = getattr(predictor.model, "read_input", None)  # packages of other tools
     for path in progress_bar(files, "predict", "image", enabled=progress, leave=True):
-        image = read_image(path, checkpoint.preprocessing.in_channels)
+        image = reader(path) if reader else read_image(path,
+                                                       checkpoint.preprocessing.in_channels)
         labels = predictor.labels(image).numpy()
         targets = list(_targets(stems[path], output, checkpoint, levels))
         layers = labels if checkpoint.task == "multilabel" else [labels]

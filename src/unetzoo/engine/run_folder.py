@@ -23,7 +23,8 @@ NO_TRAINING_STATE = ("holds no training state (best.pt is for inference; resume 
 RUN_IDENTITY = ("model", "preset", "model_args", "task", "num_classes", "class_names",
                 "img_size", "resize_mode")
 RUN_OUTPUTS = ("models", "metrics.csv", "curves.png", "split.csv", "config.yaml", "train.log",
-               "test", "overlays", "report.html", "report", "dataset.json")
+               "test", "overlays", "report.html", "report", "dataset.json",
+               "tensorboard", "mlflow_run_id.txt")  # the last two: engine/loggers.py
 RUN_CONFIG = "config.yaml"  # written first by every run: a folder holding it is a run folder
 
 

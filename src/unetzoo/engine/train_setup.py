@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,17 @@ from ..config import TrainConfig, build_config
 from ..data.dataset import DatasetInfo
 from ..data.prepare import TrainData, prepare_data
 from ..data.split import write_split_csv
+from ..data.transforms import Preprocessing
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
 from ..models import count_parameters, create_model
+from ..pretrained import init_from
 from . import train_checkpoints
 from .callbacks import Callback
 from .distributed import Distributed, evaluate_sharded, missing_files
 from .evaluate import EvaluationResult, format_summary
 from .infer import InferenceOptions, Predictor
+from .loggers import logging_callbacks
 from .run_folder import RunPlan, check_run_dir, plan_run, prepare_run_dir
 from .runtime import Runtime
 from .trainer import Trainer, data_workers
@@ -128,6 +131,11 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
         cfg = plan.config
         check_run_dir(plan.run_dir, resume=plan.reuse_folder, overwrite=cfg.overwrite)
         checkpoint = plan.checkpoint
+        source = None
+        if cfg.init and checkpoint is None:  # read before anything is written
+            source = load_checkpoint(cfg.init)
+            cfg = init_config(cfg, source, given)
+            plan = replace(plan, config=cfg)
         data = prepare_data(cfg.dataset, cfg.csvfile, task=cfg.task,
                             num_classes=cfg.num_classes, class_names=cfg.class_names,
                             class_map=cfg.class_map, ignore_index=cfg.ignore_index,
@@ -136,6 +144,8 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
                             val_fraction=cfg.val_fraction, seed=cfg.seed,
                             img_size=cfg.img_size, resize_mode=cfg.resize_mode,
                             preprocessing=checkpoint.preprocessing if checkpoint else None)
+        if source is not None:
+            data.preprocessing = init_preprocessing(cfg, source, data.preprocessing)
         return plan, data
 
     plan, data = context.shared(plan_and_scan)
@@ -174,14 +184,46 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
 def build_model(config: TrainConfig, info: DatasetInfo, checkpoint: Checkpoint | None
                 ) -> nn.Module:
     """The network of a run: rebuilt from `checkpoint` when resuming, else from the config
-    with the dataset's channels and classes."""
+    with the dataset's channels and classes (initialised from `config.init` where names
+    and shapes match)."""
     if checkpoint is not None:
         spec = checkpoint.model_spec
         return create_model(spec["name"], spec["in_channels"], spec["num_classes"],
                             **spec["kwargs"])
-    return create_model(config.model, info.in_channels,
-                        1 if info.task == "binary" else info.num_classes,
-                        preset=config.preset, **config.model_args)
+    model = create_model(config.model, info.in_channels,
+                         1 if info.task == "binary" else info.num_classes,
+                         preset=config.preset, **config.model_args)
+    if config.init:
+        init_from(model, config.init)
+    return model
+
+
+def init_config(config: TrainConfig, source: Checkpoint, given: dict[str, Any]
+                ) -> TrainConfig:
+    """The config of a run started from `source` (`--init`): its architecture, unless the
+    run sets one (`--model`, `--preset` or `--model-args`)."""
+    spec = source.model_spec
+    own = "model" in given or config.preset or config.model_args or config.model != "unet"
+    if own:
+        return config
+    log.info(f"--init {config.init}: {spec['name']} with "
+             f"{', '.join(f'{k}={v}' for k, v in spec['kwargs'].items()) or 'defaults'}")
+    return replace(config, model=spec["name"], model_args=dict(spec["kwargs"]))
+
+
+def init_preprocessing(config: TrainConfig, source: Checkpoint, own: Preprocessing
+                       ) -> Preprocessing:
+    """With `--init`, the source's normalisation (what its weights learnt on) when the
+    channels agree; patch size and resize mode stay the run's."""
+    theirs = source.preprocessing
+    if theirs.in_channels != own.in_channels:
+        log.info(f"--init {config.init}: {theirs.in_channels} input channel(s) there, "
+                 f"{own.in_channels} here; normalisation from this dataset")
+        return own
+    log.info(f"--init {config.init}: its normalisation is kept (mean "
+             f"{', '.join(f'{m:.3g}' for m in theirs.mean)}, std "
+             f"{', '.join(f'{v:.3g}' for v in theirs.std)})")
+    return replace(own, mean=theirs.mean, std=theirs.std)
 
 
 def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
@@ -196,7 +238,8 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
                           yaml.safe_dump(config.to_dict(), sort_keys=False))
         atomic_write_text(run_dir / DATASET_FILE, json.dumps(dataset_facts(data), indent=2)
                           + "\n")
-    trainer = Trainer(config, data, model, run_dir, runtime, context, callbacks)
+    loggers = logging_callbacks(config, run_dir) if context.is_main else []
+    trainer = Trainer(config, data, model, run_dir, runtime, context, [*loggers, *callbacks])
     if checkpoint is not None:
         train_checkpoints.restore(trainer, checkpoint)
     params = count_parameters(model)

@@ -206,8 +206,15 @@ def read_log(path: Path) -> LogFacts:
     return facts
 
 
+def _loadable(path: Path) -> bool:
+    """A checkpoint file, a model folder or a pretrained name (what `load_checkpoint` opens)."""
+    from ..pretrained import PRETRAINED
+
+    return path.is_file() or (path / "config.json").is_file() or str(path) in PRETRAINED
+
+
 def _load_checkpoint(path: Path | None) -> Checkpoint | None:
-    if path is None or not path.is_file():
+    if path is None or not _loadable(path):
         return None
     try:
         return load_checkpoint(path)
@@ -226,7 +233,7 @@ def _evaluated_checkpoint(evaluation: Evaluation | None, run_dir: Path | None
     if not recorded:
         return run_dir / "models" / "best.pt" if run_dir else None
     path = Path(recorded)
-    if path.is_file():
+    if _loadable(path):
         return path
     moved = run_dir / "models" / path.name if run_dir else None
     if moved is not None and moved.is_file():

@@ -11,9 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,7 +23,7 @@ import torch
 from ..checkpoint import Checkpoint
 from ..config import TrainConfig
 from ..errors import RunError, UnetzooError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_folder, atomic_write_text
 from ..metrics import METRIC_NAMES
 from ..models import count_parameters, model_card
 from ..viz import class_colors
@@ -147,22 +144,10 @@ def check_outputs(html: Path, assets: Path, overwrite: bool) -> None:
 @contextmanager
 def staged_assets(assets: Path) -> Iterator[Path]:
     """A fresh folder to write the pictures into; on success it replaces `assets` (the old
-    folder is removed only once the new one is in place)."""
-    assets.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{assets.name}.", dir=assets.parent))
-    try:
+    folder is removed only once the new one is in place: `fileio.atomic_folder`)."""
+    with atomic_folder(assets, overwrite=True) as stage:
         (stage / MARKER).write_text("written by unetzoo report; replaced on every report\n")
         yield stage
-        old = None
-        if assets.exists():
-            old = assets.parent / f".{assets.name}.old-{os.getpid()}"
-            os.replace(assets, old)
-        os.replace(stage, assets)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
 
 
 def model_facts(checkpoint: Checkpoint | None, img_size: int | None) -> dict[str, Any]:

@@ -1,0 +1,179 @@
+"""Model cards: the README.md written beside shared weights (model folders, BioImage Model Zoo
+packages, the shipped pretrained models).
+
+A card says what the model is (architecture, paper, parameters), what it takes and gives
+(channels, normalisation, task, classes, threshold), how it was trained (the run's config)
+and how well it did (the run's validation row and, when the run was evaluated, its test
+metrics), plus the authors, licence and citations the person sharing it gives. The layout
+follows the Hugging Face model card sections people look for; the `## Validation` section
+is the one bioimage.io asks for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import Checkpoint
+from .models import count_parameters, model_card
+
+# training options shown on the card, in this order (the rest stays in config.json)
+TRAINING_KEYS: tuple[str, ...] = (
+    "dataset", "csvfile", "img_size", "resize_mode", "augment", "loss", "optimizer", "lr",
+    "weight_decay", "schedule", "warmup", "batch", "epoch", "steps_per_epoch", "precision",
+    "seed",
+)
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    """What a model card says beyond the checkpoint.
+
+    Attributes:
+        title: heading (default: "<model> for <classes>").
+        description: one paragraph under the heading.
+        authors: names, as given.
+        license: an SPDX identifier such as `MIT` or `CC-BY-4.0` (None: not stated).
+        citations: free-text references (a DOI or URL included as the user wrote it).
+        training_notes: markdown added to the training section (e.g. the recipe and the
+            command that reproduces the run).
+        test_metrics: an evaluation's `metrics.json` content (`unetzoo eval`, or the test
+            evaluation at the end of training); default: the checkpoint's `metrics["test"]`.
+        usage: shell lines shown under "How to use".
+        sections: further markdown sections (each starting with its `## ` heading).
+    """
+
+    title: str | None = None
+    description: str | None = None
+    authors: tuple[str, ...] = ()
+    license: str | None = None
+    citations: tuple[str, ...] = ()
+    training_notes: str | None = None
+    test_metrics: Mapping[str, Any] | None = None
+    usage: tuple[str, ...] = field(default_factory=tuple)
+    sections: tuple[str, ...] = field(default_factory=tuple)
+
+
+def run_test_metrics(checkpoint_path: Path | str) -> dict[str, Any] | None:
+    """The test metrics a training run wrote beside its checkpoint
+    (`RUN/models/best.pt` -> `RUN/test/metrics.json`), or None."""
+    path = Path(checkpoint_path).resolve().parent.parent / "test" / "metrics.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def with_run_metrics(checkpoint: Checkpoint, source: object) -> Checkpoint:
+    """`checkpoint` with the test metrics of its training run in `metrics["test"]`, when
+    `source` is a run's checkpoint file that was evaluated and the checkpoint has none yet."""
+    if "test" in checkpoint.metrics or not isinstance(source, (str, Path)):
+        return checkpoint
+    test = run_test_metrics(source)
+    return replace(checkpoint, metrics={**checkpoint.metrics, "test": test}) if test else \
+        checkpoint
+
+
+def default_title(checkpoint: Checkpoint) -> str:
+    classes = ", ".join(checkpoint.class_names)
+    return f"{checkpoint.model_spec['name']} ({checkpoint.task} segmentation of {classes})"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _metrics_table(test: Mapping[str, Any]) -> list[str]:
+    mean, glob = test.get("mean_over_images", {}), test.get("global", {})
+    names = [n for n in ("dice", "iou", "precision", "recall", "mdice", "miou") if n in glob]
+    lines = ["| metric | mean over images | dataset-global |", "|---|---|---|"]
+    lines += [f"| {n} | {mean.get(n, float('nan')):.4f} | {glob[n]:.4f} |" for n in names]
+    return lines
+
+
+def render_card(checkpoint: Checkpoint, info: CardInfo | None = None) -> str:
+    """The model card of `checkpoint` as markdown.
+
+    Args:
+        checkpoint: the model (weights are used only to count parameters).
+        info: authors, licence, citations, metrics and notes to add.
+
+    Returns:
+        The README.md text.
+    """
+    info = info or CardInfo()
+    spec, pre = checkpoint.model_spec, checkpoint.preprocessing
+    arch = model_card(spec["name"])
+    params = count_parameters(checkpoint.build_model()) if checkpoint.state_dict else None
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in spec["kwargs"].items()) or "defaults"
+    activation = "softmax over classes (argmax)" if checkpoint.task == "multiclass" else \
+        "sigmoid per channel, threshold 0.5"
+    lines = [f"# {info.title or default_title(checkpoint)}", ""]
+    if info.description:
+        lines += [info.description, ""]
+    lines += [
+        "## Model", "",
+        f"- Architecture: `{spec['name']}` ({arch.paper}, {arch.year}): {arch.adds}.",
+        f"- Arguments: {kwargs}.",
+        f"- Parameters: {params:,}." if params is not None else "- Parameters: see config.json.",
+        f"- Built and trained with unetzoo; the network returns logits, {activation}.",
+        "",
+        "## Input and output", "",
+        f"- Input: {pre.in_channels} channel(s), any height and width; pixel values scaled to "
+        "[0, 1] (8-bit / 255, 16-bit / 65535), then normalised per channel as "
+        "(x - mean) / std with mean " + ", ".join(f"{m:.4g}" for m in pre.mean) +
+        " and std " + ", ".join(f"{s:.4g}" for s in pre.std) + ".",
+        (f"- Patch size {pre.img_size}: larger images are predicted in overlapping "
+         f"{pre.img_size} x {pre.img_size} tiles with Gaussian-weighted blending, at native "
+         "resolution." if pre.resize_mode == "crop" else
+         f"- Images are resized to {pre.img_size} x {pre.img_size} and the prediction is "
+         "resized back."),
+        f"- Output: {checkpoint.task}, {len(checkpoint.class_names)} class(es): "
+        + ", ".join(f"`{c}`" for c in checkpoint.class_names) + ".",
+        "",
+        "## Training", "",
+    ]
+    config = checkpoint.config
+    if config:
+        lines += [f"- {k}: {_fmt(config[k])}" for k in TRAINING_KEYS
+                  if config.get(k) not in (None, "", [], {})]
+        if config.get("model_args"):
+            lines.append(f"- model_args: {config['model_args']}")
+    else:
+        lines.append("- Not trained with `unetzoo train` (no training config recorded).")
+    if info.training_notes:
+        lines += ["", info.training_notes.strip()]
+    lines += ["", "## Validation", ""]
+    best = {k: v for k, v in checkpoint.metrics.items()
+            if k.startswith("val_") and isinstance(v, float)}
+    if best:
+        epoch = checkpoint.metrics.get("epoch")
+        lines.append(f"Best validation epoch{f' ({epoch})' if epoch else ''}: " + ", ".join(
+            f"{k[4:]} {v:.4f}" for k, v in best.items()) + ".")
+    test = info.test_metrics or checkpoint.metrics.get("test")
+    if test and test.get("global"):
+        split = test.get("split") or "all images"
+        runtime = f", {test['runtime']}" if test.get("runtime") else ""
+        lines += ["", f"Test evaluation ({split} split, {test.get('images', '?')} images, "
+                      f"whole images at native resolution{runtime}):", "",
+                  *_metrics_table(test)]
+    if not best and not (test and test.get("global")):
+        lines.append("No validation or test metrics were recorded for these weights.")
+    lines += ["", "Measure it on your own labelled data with `unetzoo eval --model MODEL "
+                  "--dataset DIR`.", ""]
+    if info.usage:
+        lines += ["## How to use", "", "```bash", *info.usage, "```", ""]
+    for section in info.sections:
+        lines += [section.strip(), ""]
+    lines += ["## Licence and authors", "",
+              f"- Licence: {info.license or 'not stated by the authors'}.",
+              f"- Authors: {', '.join(info.authors) if info.authors else 'not stated'}."]
+    citations: Sequence[str] = (*info.citations, f"{arch.paper} ({arch.year}): the "
+                                f"{spec['name']} architecture.")
+    lines += ["", "## Citation", "", *[f"- {c}" for c in citations], ""]
+    return "\n".join(lines)
