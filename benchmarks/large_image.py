@@ -8,9 +8,14 @@ imports and first-call set-up excluded). The model is a U-Net at a
 reduced width (`--width`, default 32: 5 levels 32-512, 7.8 M parameters, 24.1 GFLOPs per
 256 x 256 tile) with random weights (speed and memory do not depend on them); tiles of 256
 with the default overlap 0.25 and batch 4, the default precision (bf16 where the CPU has
-it). Images are synthetic nuclei tiled to size, stored as uncompressed TIFF.
+it). Images are synthetic nuclei tiled to size, stored as uncompressed TIFF; `--shared` adds
+the real images of ../shared/data (the first isbi2012_em slice, 512 x 512, and the largest
+dsb2018 image) next to the synthetic sizes. Each image runs in every backend of
+`--backends` (`auto`, the default path: OpenVINO where installed, converted once and cached
+by the warm-up; `torch`: bf16 + channels-last), through the same tiling.
 
     PYTHONPATH=src python benchmarks/large_image.py --quick
+    PYTHONPATH=src python benchmarks/large_image.py --shared --sizes 8192   # ~15 min
 """
 
 from __future__ import annotations
@@ -54,6 +59,21 @@ def write_image(path: Path, side: int) -> None:
     tifffile.imwrite(path, np.tile(image, (reps, reps, 1))[:side, :side])
 
 
+def shared_images() -> list[Path]:
+    """The first isbi2012_em slice and the largest dsb2018 image (by pixels)."""
+    from PIL import Image
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "data"
+    found = []
+    isbi = sorted((root / "isbi2012_em" / "images").glob("*"))
+    if isbi:
+        found.append(isbi[0])
+    dsb = list((root / "dsb2018" / "images").glob("*"))
+    if dsb:
+        found.append(max(dsb, key=lambda p: (lambda s: s[0] * s[1])(Image.open(p).size)))
+    return found
+
+
 def predict(checkpoint: Path, image: Path, warm_up: Path, out: Path, extra: list[str]
             ) -> dict:
     """Predict `image` in a fresh process after a warm-up prediction of `warm_up`."""
@@ -74,6 +94,10 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32, help="U-Net base channels")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
     parser.add_argument("--patch", type=int, default=256)
+    parser.add_argument("--shared", action="store_true",
+                        help="also the real images of ../shared/data (512 and ~1024 px)")
+    parser.add_argument("--backends", nargs="+", default=["auto"],
+                        help="predict backends to run each image in (e.g. auto torch)")
     parser.add_argument("--args", nargs=argparse.REMAINDER, default=[],
                         help="extra predict flags, e.g. --args --precision fp32")
     args = parser.parse_args()
@@ -90,20 +114,33 @@ def main() -> None:
         checkpoint = save_checkpoint(folder / "model.pt", info)
         warm_up = folder / "warm_up.tif"
         write_image(warm_up, 2 * args.patch)
-        for side in sizes:
-            image = folder / f"image_{side}.tif"
-            write_image(image, side)
-            result = predict(checkpoint, image, warm_up, folder / "masks", args.args)
-            image.unlink()
-            tiles = len(tile_starts(side, args.patch, 0.25)) ** 2
-            megapixels = side * side / 1e6
-            rows.append({"side": side, "megapixels": megapixels, "tiles": tiles,
-                         "seconds": result["seconds"],
-                         "s/megapixel": result["seconds"] / megapixels,
-                         "ms/tile": 1e3 * result["seconds"] / tiles,
-                         "peak_rss_mb": result["peak_rss_mb"]})
-    base = rows[0]["s/megapixel"]
+        sources = [(path, None) for path in shared_images()] if args.shared else []
+        sources += [(folder / f"image_{side}.tif", side) for side in sizes]
+        for image, side in sources:
+            if side is not None:
+                write_image(image, side)
+            from PIL import Image
+
+            width_px, height_px = Image.open(image).size if side is None else (side, side)
+            tiles = len(tile_starts(height_px, args.patch, 0.25)) * len(
+                tile_starts(width_px, args.patch, 0.25))
+            megapixels = width_px * height_px / 1e6
+            for backend in args.backends:
+                result = predict(checkpoint, image, warm_up, folder / "masks",
+                                 ["--backend", backend, *args.args])
+                rows.append({"image": image.name if side is None else "synthetic",
+                             "size": f"{height_px} x {width_px}", "backend": backend,
+                             "megapixels": megapixels, "tiles": tiles,
+                             "seconds": result["seconds"],
+                             "megapixels/s": megapixels / result["seconds"],
+                             "s/megapixel": result["seconds"] / megapixels,
+                             "ms/tile": 1e3 * result["seconds"] / tiles,
+                             "peak_rss_mb": result["peak_rss_mb"]})
+                print(rows[-1], flush=True)
+            if side is not None:
+                image.unlink()
     for row in rows:
+        base = next(r for r in rows if r["backend"] == row["backend"])["s/megapixel"]
         row["time vs linear"] = row["s/megapixel"] / base
     result = {"machine_before": before, "machine_after": machine(), "width": width,
               "params": count_parameters(model), "patch": args.patch,
@@ -114,7 +151,8 @@ def main() -> None:
           f"{result['machine_after']['load_average'][0]:.2f} after; U-Net width {width} "
           f"({result['params']:,} parameters), patch {args.patch}, "
           f"flags {' '.join(args.args) or '(defaults)'}\n")
-    print(markdown(rows))
+    print(markdown(rows, ["image", "size", "backend", "tiles", "seconds", "megapixels/s",
+                          "ms/tile", "peak_rss_mb"]))
     print(f"\nwrote {path}")
 
 

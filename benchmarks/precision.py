@@ -25,8 +25,8 @@ from report import RESULTS, machine, markdown, write_json
 import unetzoo
 from unetzoo.engine.bench import bench, count_flops, peak_flops
 from unetzoo.engine.evaluate import evaluate_checkpoint
-from unetzoo.engine.export import to_backend
 from unetzoo.engine.infer import InferenceOptions
+from unetzoo.engine.models_io import to_backend
 from unetzoo.engine.runtime import Runtime
 from unetzoo.models import create_model
 

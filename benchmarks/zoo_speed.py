@@ -20,8 +20,9 @@ import statistics
 import torch
 from report import machine, markdown, write_json
 
+from unetzoo.engine.backends import open_graph
 from unetzoo.engine.bench import bench, count_flops
-from unetzoo.engine.export import open_graph, trace_onnx
+from unetzoo.engine.export import trace_onnx
 from unetzoo.engine.runtime import Runtime
 from unetzoo.models import count_parameters, create_model, list_models
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +53,13 @@ def test_export_then_predict_from_the_file_alone(tmp_path: Path, checkpoint: Pat
     assert len(expected) == 2
     for name, mask in masks(tmp_path / "onnx").items():
         assert np.array_equal(mask, expected[name])
-    assert run("eval", "--dataset", tmp_path / "data", "--model", onnx, *FAST) == 2
-    assert "eval takes the checkpoint" in capsys.readouterr().err
+    scores = []
+    for model in (checkpoint, onnx):  # an exported file evaluates like its checkpoint
+        out = tmp_path / f"eval-{model.suffix}"
+        assert run("eval", "--dataset", tmp_path / "data", "--model", model, "--split", "all",
+                   "--precision", "fp32", "--out", out, *FAST) == 0
+        scores.append(json.loads((out / "metrics.json").read_text())["global"]["dice"])
+    assert scores[0] == pytest.approx(scores[1], abs=1e-6)
 
 
 def test_predict_with_tta_and_post_processing(tmp_path: Path, checkpoint: Path) -> None:
@@ -144,3 +152,77 @@ def test_prune_depth_errors_name_the_problem(tmp_path: Path, checkpoint: Path, c
         assert run("predict", "--model", path, "--input", images, "--output",
                    tmp_path / "out", "--prune-depth", depth, *FAST) == 2
         assert message in capsys.readouterr().err
+
+
+CASES = Path(__file__).resolve().parents[3] / "shared" / "cases"
+
+
+def test_inputs_whose_names_clash_get_distinct_outputs(tmp_path: Path, checkpoint: Path,
+                                                       capsys) -> None:
+    """Case 20: scan.png + scan.tif and case.JPG + case.jpg are four pictures: four masks,
+    and the count printed is the count on disk."""
+    case = CASES / "20-predict-same-stem-outputs"
+    if not (case / "make.py").is_file():
+        pytest.skip(f"field cases not present at {CASES}")
+    work = tmp_path / "case" / "20"
+    work.mkdir(parents=True)
+    shutil.copy(CASES / "gen.py", tmp_path / "case" / "gen.py")
+    shutil.copy(case / "make.py", work / "make.py")
+    subprocess.run([sys.executable, "make.py"], cwd=work, check=True)
+    assert run("predict", "--model", checkpoint, "--input", work / "new", "--output",
+               tmp_path / "out", "--precision", "fp32", *FAST) == 0
+    printed = capsys.readouterr().out
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["case_jpg.png", "case_jpg_2.png", "scan_png.png", "scan_tif.png"]
+    assert "4 image(s)" in printed and "(4 files" in printed and "named apart" in printed
+    # each output is the prediction of its own input
+    for name, source in (("scan_png.png", "scan.png"), ("scan_tif.png", "scan.tif")):
+        alone = tmp_path / "alone" / name
+        assert run("predict", "--model", checkpoint, "--input", work / "new" / source,
+                   "--output", alone, "--precision", "fp32", *FAST) == 0
+        (single,) = alone.iterdir()
+        assert np.array_equal(np.asarray(Image.open(single)),
+                              np.asarray(Image.open(tmp_path / "out" / name)))
+
+
+def test_save_attention_tiles_large_images(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("attention_unet", 3, 1, preset="tiny")
+    _, info = tiny_checkpoint(num_classes=1)
+    info.model_spec, info.state_dict = model.unetzoo_spec, model.state_dict()
+    path = save_checkpoint(tmp_path / "att.pt", info)
+    images = write_pairs(tmp_path / "data", count=1, size=75) / "images"  # > patch 32: tiled
+    assert run("predict", "--model", path, "--input", images, "--output", tmp_path / "out",
+               "--save-attention", *FAST) == 0
+    maps = sorted((tmp_path / "out" / "attention").iterdir())
+    assert [p.name for p in maps] == ["img_000_gate1.png", "img_000_gate2.png"]
+    assert all(np.asarray(Image.open(p)).shape == (75, 75, 3) for p in maps)
+
+
+def test_predict_under_torchrun_shards_the_inputs(tmp_path: Path, checkpoint: Path) -> None:
+    """Two CPU processes: every output is written once, by one rank, and equals the
+    single-process output."""
+    from tests.engine.processes import finish, torchrun
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, size in enumerate([40, 70, 33, 90, 50]):  # some tiled, 5 over 2 ranks
+        source = write_pairs(tmp_path / f"d{i}", count=1, size=size, seed=i) / "images"
+        shutil.copy(source / "img_000.png", images / f"im{i}.png")
+    assert run("predict", "--model", checkpoint, "--input", images, "--output",
+               tmp_path / "single", "--precision", "fp32", *FAST) == 0
+    writes = tmp_path / "writes.txt"
+    process = torchrun(["--standalone", "--nproc-per-node", 2],
+                       ["predict", "--model", checkpoint, "--input", images, "--output",
+                        tmp_path / "multi", "--precision", "fp32", *FAST], writes=writes)
+    code, out, err = finish(process)
+    assert code == 0, err
+    assert "5 image(s)" in out and "(5 files" in out and out.count("image(s) ->") == 1
+    written = [line.split(" ", 1) for line in writes.read_text().splitlines()
+               if "/multi/" in line]
+    names = [Path(path).name for _, path in written]
+    assert sorted(names) == sorted(set(names)) and len(names) == 5
+    assert {rank for rank, _ in written} == {"0", "1"}
+    assert masks(tmp_path / "multi").keys() == masks(tmp_path / "single").keys()
+    for name, mask in masks(tmp_path / "multi").items():
+        assert np.array_equal(mask, masks(tmp_path / "single")[name])

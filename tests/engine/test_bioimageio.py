@@ -21,7 +21,8 @@ from tests.helpers import write_pairs
 from unetzoo.engine.bioimageio import export_bioimageio
 from unetzoo.engine.bioimageio_run import open_package
 from unetzoo.engine.infer import InferenceOptions, Predictor
-from unetzoo.engine.predict import load_model, predict_paths
+from unetzoo.engine.models_io import open_model
+from unetzoo.engine.predict import predict_paths
 from unetzoo.engine.runtime import Runtime
 from unetzoo.errors import ConfigError, ModelError, RunError
 from unetzoo.folders import save_pretrained
@@ -29,6 +30,12 @@ from unetzoo.folders import save_pretrained
 pytest.importorskip("bioimageio.core")
 pytest.importorskip("onnxruntime")
 TOLERANCE = 1e-4  # max abs logit difference between the formats, float32
+
+
+def load_model(source, options: InferenceOptions):
+    """The module and checkpoint of what `--model` names (engine.models_io.open_model)."""
+    opened = open_model(source, options.runtime, options.prune_depth)
+    return opened.module, opened.checkpoint
 
 
 def fp32(backend: str = "torch") -> InferenceOptions:

@@ -12,9 +12,11 @@ from PIL import Image
 
 from tests.helpers import write_pairs
 from unetzoo.checkpoint import Checkpoint, save_checkpoint
+from unetzoo.data.split import split_dataset
 from unetzoo.data.transforms import Preprocessing
-from unetzoo.engine import export
+from unetzoo.engine import export, models_io, ov_cache
 from unetzoo.engine.backends import open_exported
+from unetzoo.engine.evaluate import evaluate_checkpoint
 from unetzoo.engine.infer import InferenceOptions, Predictor
 from unetzoo.engine.predict import predict_paths
 from unetzoo.engine.runtime import Runtime
@@ -142,3 +144,127 @@ def test_predict_from_an_exported_file_alone_gives_the_checkpoint_masks(tmp_path
         for output in outputs:
             assert np.array_equal(np.asarray(Image.open(tmp_path / output / mask.name)),
                                   expected), output
+
+
+# -- the fast path: backend auto and the OpenVINO cache -----------------------------------------
+@pytest.fixture(autouse=True)
+def _backend_auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests test backend auto itself (conftest pins it to torch elsewhere)."""
+    monkeypatch.delenv("UNETZOO_BACKEND", raising=False)
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(p for p in (folder / ".openvino").iterdir() if not p.name.startswith("."))
+
+
+def test_auto_converts_a_checkpoint_once_and_reuses_the_checked_entry(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    model, info = tiny_checkpoint(num_classes=1)
+    path = save_checkpoint(tmp_path / "models" / "best.pt", info)
+    runtime = Runtime.resolve("cpu", "fp32", backend="auto")
+    first = models_io.open_model(path, runtime)
+    assert first.runtime.backend == "openvino" and "converted and checked" in first.note
+    (entry,) = _entries(path.parent)
+    second = models_io.open_model(path, runtime)
+    assert "cached conversion" in second.note and _entries(path.parent) == [entry]
+    x = torch.randn(2, 3, 41, 30)
+    torch.testing.assert_close(second.module(x), eager(model, x), atol=1e-4, rtol=0)
+    # another precision is another entry; the torch options ask for torch
+    models_io.open_model(path, Runtime.resolve("cpu", "bf16", backend="auto"))
+    assert len(_entries(path.parent)) == 2
+    forced = models_io.open_model(path, Runtime.resolve("cpu", "bf16", channels_last=True,
+                                                        backend="auto"))
+    assert forced.runtime.backend == "torch" and "torch options" in forced.note
+
+
+def test_a_corrupt_or_stale_entry_is_rebuilt_never_used(tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    model, info = tiny_checkpoint(num_classes=1)
+    path = save_checkpoint(tmp_path / "best.pt", info)
+    runtime = Runtime.resolve("cpu", "fp32", backend="auto")
+    models_io.open_model(path, runtime)
+    (entry,) = _entries(tmp_path)
+    weights = entry / "model.bin"
+    weights.write_bytes(weights.read_bytes()[:-8] + bytes(8))  # a flipped tail: other logits
+    again = models_io.open_model(path, runtime)
+    assert "converted and checked" in again.note
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(again.module(x), eager(model, x), atol=1e-4, rtol=0)
+    # training rewrites best.pt: the new content gets a new entry, the old one is removed
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    info.state_dict = model.state_dict()
+    save_checkpoint(path, info)
+    rewritten = models_io.open_model(path, runtime)
+    assert "converted and checked" in rewritten.note
+    (newer,) = _entries(tmp_path)
+    assert newer != entry
+    torch.testing.assert_close(rewritten.module(x), eager(model, x), atol=1e-4, rtol=0)
+
+
+def test_a_read_only_run_folder_caches_in_the_user_cache(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    pytest.importorskip("openvino")
+    _, info = tiny_checkpoint(num_classes=1)
+    path = save_checkpoint(tmp_path / "run" / "best.pt", info)
+    monkeypatch.setenv("UNETZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(ov_cache, "_writable", lambda folder: False)  # root ignores chmod
+    opened = models_io.open_model(path, Runtime.resolve("cpu", "fp32", backend="auto"))
+    assert str(tmp_path / "cache" / "openvino") in opened.note
+    assert not (tmp_path / "run" / ".openvino").exists()
+
+
+def test_auto_falls_back_to_torch_and_says_why(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    _, info = tiny_checkpoint(num_classes=1)
+    path = save_checkpoint(tmp_path / "best.pt", info)
+    runtime = Runtime.resolve("cpu", "fp32", channels_last=None, backend="auto")
+
+    def fails(*args, **kwargs):
+        raise export.ExportError("the graph differs")
+
+    monkeypatch.setattr(ov_cache, "trace_openvino", fails)
+    opened = models_io.open_model(path, runtime)
+    assert opened.runtime.backend == "torch"
+    assert "does not convert to OpenVINO (the graph differs)" in opened.note
+    with pytest.raises(export.ExportError):  # asked for explicitly: the error stands
+        models_io.open_model(path, Runtime.resolve("cpu", "fp32", backend="openvino"))
+    monkeypatch.setattr(models_io.importlib.util, "find_spec", lambda name: None)
+    opened = models_io.open_model(path, runtime)
+    assert opened.runtime.backend == "torch" and "openvino is not installed" in opened.note
+
+
+# -- INT8 ------------------------------------------------------------------------------------
+def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path) -> None:
+    pytest.importorskip("nncf")
+    from unetzoo.engine.quantize import QuantizationError
+
+    data = write_pairs(tmp_path / "data", count=10, size=40)
+    split_dataset(data, train_size=0.6, val_size=0.2, seed=0)
+    _, info = tiny_checkpoint(num_classes=1)
+    info.config = {"dataset": str(data), "csvfile": "split.csv", "seed": 0}
+    checkpoint = save_checkpoint(tmp_path / "run" / "models" / "best.pt", info)
+    out = tmp_path / "int8.xml"
+    with pytest.raises(QuantizationError, match="--accept-drop"):  # any drop refused
+        export.export_checkpoint(checkpoint, "openvino", out, int8=True, max_dice_drop=-1,
+                                 calibration_images=6)
+    assert not out.exists() and not out.with_suffix(".bin").exists()
+    result = export.export_checkpoint(checkpoint, "openvino", out, int8=True,
+                                      max_dice_drop=-1, accept_drop=True,
+                                      calibration_images=6)
+    report = result.quality
+    assert report is not None and report["accepted"] and report["images"] == 2
+    assert report["dice_drop"] == pytest.approx(report["float_dice"] - report["int8_dice"])
+    opened = open_exported(out, precision=report["int8_precision"])
+    assert opened.metadata["int8"]["int8_dice"] == report["int8_dice"]
+    # the file evaluates to the Dice its report gives (the same images and precision)
+    options = InferenceOptions(Runtime.resolve("cpu", report["int8_precision"],
+                                               backend="openvino"))
+    evaluated = evaluate_checkpoint(out, data, "split.csv", "val", options=options,
+                                    progress=False)
+    assert evaluated.summary["global"]["dice"] == report["int8_dice"]
+    with pytest.raises(ConfigError, match="--dataset"):
+        info.config = {"dataset": str(tmp_path / "gone")}
+        export.export_checkpoint(save_checkpoint(tmp_path / "other.pt", info), "openvino",
+                                 tmp_path / "x.xml", int8=True)

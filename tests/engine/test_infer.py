@@ -65,7 +65,8 @@ def test_a_tile_covering_the_whole_image_equals_whole_image_inference() -> None:
     with torch.no_grad():
         direct = predictor(img_size=64).model(image[None])[0]
     assert torch.allclose(whole, direct, atol=1e-6)
-    tiled_once = torch.cat(list(predictor(img_size=64)._tiled(image)), dim=1)
+    pred = predictor(img_size=64)
+    tiled_once = torch.cat(list(pred._tiled(image, pred._infer, 2)), dim=1)
     assert torch.allclose(tiled_once, direct, atol=1e-5)
 
 
@@ -76,7 +77,7 @@ def test_streamed_blend_equals_full_buffer_blend(size: tuple[int, int]) -> None:
     a tile."""
     image = torch.randn(3, *size)
     pred = predictor(img_size=32, overlap=0.5)
-    bands = list(pred._tiled(image))
+    bands = list(pred._tiled(image, pred._infer, pred.model_num_classes))
     assert all(band.shape[1] <= 32 for band in bands)
     assert sum(band.shape[1] for band in bands) == size[0]
     torch.testing.assert_close(torch.cat(bands, dim=1), reference_blend(pred, image),
@@ -198,3 +199,35 @@ def test_options_are_validated() -> None:
         InferenceOptions(FP32, batch_size=0)
     with pytest.raises(ConfigError, match="min-size"):
         PostProcessing(min_size=-1)
+
+
+def test_attention_maps_are_tiled_and_blended_like_the_outputs() -> None:
+    """A large image's attention maps are blended from tiles (bounded memory) exactly as
+    the outputs are; a tile covering the image gives the model's own maps."""
+    torch.manual_seed(0)
+    model = create_model("attention_unet", 3, 2, preset="tiny").eval()
+    image = torch.randn(3, 70, 90)
+    pred = predictor(img_size=32, overlap=0.5, model=model)
+    maps = pred.attention(image)
+    assert maps.shape == (2, 70, 90) and maps.min() >= 0 and maps.max() <= 1
+
+    def gates(batch: torch.Tensor) -> torch.Tensor:  # every map resized to the tile
+        found = model.attention_maps(batch)
+        return torch.cat([torch.nn.functional.interpolate(m, size=batch.shape[-2:],
+                                                          mode="bilinear") for m in found], 1)
+
+    _, height, width = image.shape
+    weight = gaussian_importance(32, 32)
+    total, norm = torch.zeros(2, height, width), torch.zeros(height, width)
+    for y in tile_starts(height, 32, 0.5):
+        for x in tile_starts(width, 32, 0.5):
+            with torch.no_grad():
+                total[:, y: y + 32, x: x + 32] += gates(image[None, :, y: y + 32,
+                                                              x: x + 32])[0] * weight
+            norm[y: y + 32, x: x + 32] += weight
+    torch.testing.assert_close(maps, total / norm, atol=1e-5, rtol=1e-5)
+    small = torch.randn(3, 24, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(pred.attention(small), gates(small[None])[0])
+    with pytest.raises(ConfigError, match="no attention maps"):
+        predictor(img_size=32).attention(small)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from unetzoo import checkpoint, fileio, viz
 from unetzoo.cli import main
-from unetzoo.engine import trainer
+from unetzoo.engine import predict, trainer
 
 ENV = os.environ
 RANK = ENV.get("RANK", "0")
@@ -74,7 +74,7 @@ def patch_writes() -> None:
                 return original(path, half_then_hang)
         return original(path, write)
 
-    for module in (fileio, checkpoint, viz):  # each bound the name at import
+    for module in (fileio, checkpoint, viz, predict):  # each bound the name at import
         module.atomic_write = atomic_write
 
 

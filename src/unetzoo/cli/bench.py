@@ -54,11 +54,12 @@ def run(args: argparse.Namespace) -> None:
     if isinstance(given.get("model_args"), list):
         given["model_args"] = parse_key_values(given["model_args"])
     options = check_values(given)
-    model, eager, name = resolve_bench_model(args.model, options.get("preset"), args.in_channels,
-                                             args.num_classes, runtime.backend,
-                                             runtime.precision, options.get("model_args"))
-    result = bench(model, runtime, args.img_size, args.batch, args.warmup, args.repeats,
-                   args.train, name, flops_model=eager)
+    chosen = resolve_bench_model(args.model, runtime, options.get("preset"), args.in_channels,
+                                 args.num_classes, args.img_size, args.train,
+                                 options.get("model_args"))
+    log.info(chosen.note)
+    result = bench(chosen.module, chosen.runtime, args.img_size, args.batch, args.warmup,
+                   args.repeats, args.train, chosen.name, flops_model=chosen.eager)
     log.info(result.format())
     if args.json:
         atomic_write_text(args.json, json.dumps(result.to_json(), indent=2) + "\n")

@@ -101,10 +101,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("backend")
-    group.add_argument("--backend", default=None, choices=BACKENDS,
-                       help="torch (default for checkpoints), or run an exported graph in "
-                            "onnxruntime or openvino (default for .onnx / .xml files; a "
-                            "checkpoint is exported on the fly)")
+    group.add_argument("--backend", default="auto", choices=BACKENDS,
+                       help="auto (default): OpenVINO on CPUs where it is installed and the "
+                            "model converts (converted once, cached next to the checkpoint), "
+                            "torch otherwise; an exported file runs in its format's backend. "
+                            "torch, onnxruntime or openvino force one")
     add_config_arguments(group, TrainConfig, only=("compile",), defaults=True)
 
 
@@ -130,17 +131,18 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def runtime_from(args: argparse.Namespace, model: str | Path | None = None) -> Any:
-    """The runtime the flags ask for; without --backend, an exported `model` file runs in
-    its format's backend and everything else in torch (TorchScript files in float32)."""
+    """The runtime the flags ask for (backend `auto` unless --backend says otherwise;
+    commands without --backend run torch); an exported `model` file runs in its format's
+    backend (TorchScript files in float32)."""
     from ..engine.backends import FORMAT_BACKEND, format_of
     from ..engine.runtime import Runtime
 
     options = check_values({k: getattr(args, k) for k in (*RUNTIME_OPTIONS, "compile")
                             if hasattr(args, k)})
-    backend = getattr(args, "backend", None)
+    backend = getattr(args, "backend", "torch")
     fmt = format_of(Path(model)) if model else None
-    if backend is None:
-        backend = FORMAT_BACKEND[fmt] if fmt else "torch"
+    if backend == "auto" and fmt:
+        backend = FORMAT_BACKEND[fmt]
     precision = "fp32" if fmt == "torchscript" else options["precision"]
     return Runtime.resolve(options["device"], precision, options["channels_last"],
                            options["threads"], compile=options.get("compile", False),

@@ -22,14 +22,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "accuracy, mDice per image and summarised.")
     parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
     parser.add_argument("--csvfile", metavar="F", help="CSV split (image,mask,split)")
-    add_trained_model_argument(parser, "; eval takes the checkpoint (with --backend "
-                                        "onnxruntime|openvino its graph is exported on the fly)")
+    add_trained_model_argument(parser, " (INT8 included): an exported file evaluates like "
+                                        "its checkpoint")
     parser.add_argument("--split", default=None,
                         help="split to evaluate: train, val, test or all (default: test when "
                              "the dataset has splits, else all images, and it says so)")
     add_out_argument(parser, "where metrics.json, per_image.csv and overlays go; {split} "
                              "becomes the split evaluated (default: eval-{split} in the "
-                             "checkpoint's run folder)")
+                             "checkpoint's run folder, eval-NAME-{split} beside an exported "
+                             "file)")
     parser.add_argument("--debug", action="store_true",
                         help="write image | ground truth | prediction overlays")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes")
@@ -42,16 +43,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     from ..engine.backends import format_of
     from ..engine.evaluate import evaluate_checkpoint, format_summary
-    from ..errors import ConfigError
 
     checkpoint = trained_model(args.model)
-    if format_of(checkpoint):
-        raise ConfigError("eval takes the checkpoint (add --backend onnxruntime or openvino "
-                          "to evaluate its exported graph); exported files run with predict",
-                          checkpoint)
-    out = args.out or (str(checkpoint.resolve().parent.parent / "eval-{split}")
-                       if checkpoint.is_file()  # else a model folder or a pretrained name
-                       else f"eval-{checkpoint.name}-{{split}}")
+    if format_of(checkpoint):  # beside the file
+        default = str(checkpoint.resolve().parent / f"eval-{checkpoint.stem}-{{split}}")
+    elif checkpoint.is_file():  # runs/x/models/best.pt -> runs/x/eval-{split}
+        default = str(checkpoint.resolve().parent.parent / "eval-{split}")
+    else:  # a model folder or a pretrained name
+        default = f"eval-{checkpoint.name}-{{split}}"
+    out = args.out or default
     result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, args.split, out,
                                  debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)

@@ -41,6 +41,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--prune-depth", type=int, default=None, metavar="K",
                         help="export only UNet++ L^K of a deep-supervised UNet++ (1..depth)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    int8 = parser.add_argument_group("INT8 (OpenVINO)")
+    int8.add_argument("--int8", action="store_true",
+                      help="quantise to INT8 (NNCF post-training quantisation) calibrated on "
+                           "training images, after checking the validation Dice against the "
+                           "float model (needs nncf)")
+    int8.add_argument("--dataset", metavar="DIR",
+                      help="images for calibration and the check (default: the run's)")
+    int8.add_argument("--csvfile", metavar="F", help="CSV split of --dataset")
+    int8.add_argument("--max-dice-drop", type=float, default=None, metavar="D",
+                      help="largest allowed drop of the validation global Dice (default 0.01)")
+    int8.add_argument("--accept-drop", action="store_true",
+                      help="write the INT8 model even when Dice drops by more")
+    int8.add_argument("--calibration-images", type=int, default=None, metavar="N",
+                      help="calibration patches (default 300)")
+    int8.add_argument("--no-progress", dest="progress", action="store_false",
+                      help="hide the accuracy check's progress bars")
     share = parser.add_argument_group("bioimageio and folder")
     share.add_argument("--author", action="append", default=[], metavar="NAME",
                        help="an author (repeat for several; required for bioimageio)")
@@ -76,12 +92,18 @@ def run(args: argparse.Namespace) -> None:
             title=args.name, description=args.description, authors=tuple(args.author),
             license=args.license, citations=tuple(args.cite))}
     result = export_checkpoint(trained_model(args.model), args.format, args.out,
-                               args.img_size, args.overwrite, args.prune_depth, **share)
+                               args.img_size, args.overwrite, args.prune_depth, int8=args.int8,
+                               dataset=args.dataset, csvfile=args.csvfile,
+                               accept_drop=args.accept_drop, max_dice_drop=args.max_dice_drop,
+                               calibration_images=args.calibration_images,
+                               progress=args.progress, **share)
     if args.format in ("bioimageio", "folder"):
         log.info(f"{args.model} -> {result.path} ({args.format}; {result.note}, "
                  f"{result.seconds:.1f} s)")
         return
     shape = ("dynamic height and width" if result.input_size is None
              else f"fixed {result.input_size[0]} x {result.input_size[1]} inputs")
-    log.info(f"{args.model} -> {result.path} ({args.format}, dynamic batch, {shape}; max abs "
-             f"difference to eager PyTorch {result.max_abs_diff:.2g}, {result.seconds:.1f} s)")
+    kind = f"{args.format}, INT8" if args.int8 else args.format
+    log.info(f"{args.model} -> {result.path} ({kind}, dynamic batch, {shape}; max abs "
+             f"difference to eager PyTorch {result.max_abs_diff:.2g}"
+             f"{' before quantisation' if args.int8 else ''}, {result.seconds:.1f} s)")

@@ -20,14 +20,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("predict", help="predict masks for images",
                             description="Writes one mask per image: binary 0/255 PNG, "
                                         "multiclass palette PNG of class indices, multilabel "
-                                        "one folder per class.")
+                                        "one folder per class. Inputs whose names differ only "
+                                        "in extension or case get distinct output names. "
+                                        "Under torchrun the inputs are shared out among the "
+                                        "processes.")
     add_trained_model_argument(parser, ", which alone is enough")
     parser.add_argument("--input", required=True, metavar="FILE|DIR", help="image or folder")
     add_out_argument(parser, "output folder", required=True)
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="probability threshold (binary, multilabel)")
     parser.add_argument("--save-attention", action="store_true",
-                        help="also write attention maps as heat maps (attention models)")
+                        help="also write attention maps as heat maps (gated models; tiled and "
+                             "blended like the masks; runs the torch backend)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     add_inference_arguments(parser)
     parser.set_defaults(run=run)
@@ -39,5 +43,6 @@ def run(args: argparse.Namespace) -> None:
     result = predict_paths(trained_model(args.model), args.input, args.out, inference_options(args),
                            save_attention=args.save_attention, overwrite=args.overwrite,
                            progress=args.progress)
-    log.info(f"{result.images} image(s) -> {args.out} ({len(result.written)} files, "
-             f"{result.seconds:.1f} s)")
+    if result.is_main:
+        log.info(f"{result.images} image(s) -> {args.out} ({result.files} files, "
+                 f"{result.seconds:.1f} s)")

@@ -23,14 +23,16 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint
 from ..data.transforms import Preprocessing
 from ..errors import ConfigError
 from ..losses import build_loss
 from ..models import count_parameters, create_model
-from .backends import format_of, open_exported
+from .backends import format_of
 from .infer import InferenceOptions, Predictor
+from .models_io import open_checkpoint, open_model
 from .runtime import DTYPES, Runtime
+from .schedules import build_optimizer
 from .step import OptimizerStep
 
 
@@ -124,25 +126,59 @@ class BenchResult:
         ])
 
 
-def resolve_bench_model(model: str, preset: str | None = None, in_channels: int = 3,
-                        num_classes: int = 1, backend: str = "torch", precision: str = "fp32",
-                        model_args: dict[str, Any] | None = None
-                        ) -> tuple[nn.Module, nn.Module, str]:
-    """(module to run, eager float32 twin for FLOP counting, display name) for a registered
-    model name (built with `preset`, then `model_args`), a checkpoint or an exported file."""
+@dataclass
+class BenchModel:
+    """A model to time: the module to run, its eager float32 twin (parameters and FLOPs),
+    a display name, the runtime it runs in (backend decided) and a line saying why."""
+
+    module: nn.Module
+    eager: nn.Module
+    name: str
+    runtime: Runtime
+    note: str
+
+
+def resolve_bench_model(model: str, runtime: Runtime, preset: str | None = None,
+                        in_channels: int = 3, num_classes: int = 1, size: int = 256,
+                        train: bool = False, model_args: dict[str, Any] | None = None
+                        ) -> BenchModel:
+    """The model `unetzoo bench` times: a registered model name (built with `preset`, then
+    `model_args`; weights seeded with 0, so its OpenVINO conversion is cached across runs),
+    a checkpoint or an exported file, opened
+    in the runtime's backend (`auto`: OpenVINO where installed, see `models_io`; training
+    always runs in torch).
+
+    Raises:
+        ConfigError: neither a file nor a registered name; a backend that cannot run it.
+    """
     path = Path(model)
-    if path.is_file() and format_of(path):
-        opened = open_exported(path, backend, precision)
+    if train:
+        if runtime.backend not in ("auto", "torch"):
+            raise ConfigError("training runs in torch; drop --backend for --train")
+        runtime = runtime.for_backend("torch")
+    if path.is_file() and format_of(path) is None:
+        checkpoint, name = load_checkpoint(path), path.name
+    elif path.is_file():
+        opened = open_model(path, runtime)
         spec = opened.checkpoint.model_spec
-        return opened.module, create_model(spec["name"], spec["in_channels"],
-                                           spec["num_classes"], **spec["kwargs"]), path.name
-    if path.is_file():
-        net = load_checkpoint(path).build_model()
-        return net, net, path.name
-    if preset is None and "/" in model:
-        raise ConfigError(f"{model!r}: neither a file nor a registered model name")
-    net = create_model(model, in_channels, num_classes, preset=preset, **(model_args or {}))
-    return net, net, model + (f" ({preset})" if preset else "")
+        eager = create_model(spec["name"], spec["in_channels"], spec["num_classes"],
+                             **spec["kwargs"])
+        return BenchModel(opened.module, eager, path.name, opened.runtime, opened.note)
+    else:
+        if preset is None and "/" in model:
+            raise ConfigError(f"{model!r}: neither a file nor a registered model name")
+        torch.manual_seed(0)
+        net = create_model(model, in_channels, num_classes, preset=preset, **(model_args or {}))
+        task = "binary" if num_classes == 1 else "multiclass"
+        names = tuple(f"class{i}" for i in range(max(num_classes, 2) if num_classes > 1 else 1))
+        pre = Preprocessing(in_channels, (0.0,) * in_channels, (1.0,) * in_channels, size)
+        checkpoint = Checkpoint(net.unetzoo_spec, task, names, pre,  # type: ignore[arg-type]
+                                net.state_dict())
+        name = model + (f" ({preset})" if preset else "")
+        path = None  # type: ignore[assignment]
+    opened = open_checkpoint(checkpoint, runtime, source=path)
+    return BenchModel(opened.module, checkpoint.build_model(), name, opened.runtime,
+                      opened.note)
 
 
 def _times(run, warmup: int, repeats: int, device: torch.device) -> list[float]:
@@ -173,12 +209,14 @@ def bench(model: nn.Module, runtime: Runtime, size: int = 256, batch: int = 1,
     x = torch.randn(batch, in_channels, size, size)
     flops = flops or count_flops(flops_model or model, x[:1])
     if train:
-        if runtime.backend != "torch":
+        if runtime.backend not in ("auto", "torch"):
             raise ConfigError("training runs in torch; drop --backend for --train")
+        runtime = runtime.for_backend("torch")
         run = _train_step(model, runtime, x)
     else:
         pre = Preprocessing(in_channels, (0.0,) * in_channels, (1.0,) * in_channels, size)
         predictor = Predictor(model, pre, "binary", InferenceOptions(runtime, batch_size=batch))
+        runtime = predictor.runtime
         run = lambda: predictor.forward(x)  # noqa: E731
     times = _times(run, warmup, repeats, runtime.device)
     median = statistics.median(times)
@@ -196,9 +234,11 @@ def bench(model: nn.Module, runtime: Runtime, size: int = 256, batch: int = 1,
         fraction_of_peak=work / median / peak)
 
 
-def _train_step(model: nn.Module, runtime: Runtime, x: torch.Tensor):
+def _train_step(model: nn.Module, runtime: Runtime, x: torch.Tensor,
+                fused: bool | None = None):
     """One training step as the trainer takes it (`OptimizerStep`: autocast, scaled loss,
-    AdamW) on `x` and a fixed random target."""
+    the trainer's AdamW with its defaults) on `x` and a fixed random target; `fused=False`
+    uses the unfused optimizer (the step before fused optimizers were the default)."""
     model = runtime.prepare_model(model).train()
     forward = torch.compile(model) if runtime.compile else model
     num_classes = int(getattr(model, "num_classes", 1))
@@ -207,7 +247,8 @@ def _train_step(model: nn.Module, runtime: Runtime, x: torch.Tensor):
     generator = torch.Generator().manual_seed(0)
     target = torch.randint(0, max(2, num_classes), (x.shape[0], *x.shape[2:]),
                            generator=generator)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = build_optimizer("adamw", model, lr=1e-4, weight_decay=1e-4, momentum=0.0,
+                                fused=fused)
     step = OptimizerStep(forward, model, loss_fn, optimizer, runtime,
                          getattr(model, "output_weights", None))
     return lambda: step.update(step.loss(x, target))

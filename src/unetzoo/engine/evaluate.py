@@ -26,6 +26,7 @@ from ..metrics import METRIC_NAMES, MetricAccumulator
 from ..progress import progress_bar
 from ..task import labels_from_logits
 from ..viz import class_colors, comparison_panel, save_png
+from .backends import format_of
 from .infer import InferenceOptions, Predictor
 
 
@@ -136,15 +137,17 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                         out_dir: Path | str | None = None, debug: bool = False,
                         options: InferenceOptions | None = None, workers: int = 0,
                         progress: bool = True) -> EvaluationResult:
-    """Evaluate a trained checkpoint on a dataset split: Dice, IoU, precision, recall,
-    specificity, F1, accuracy and mDice per image, averaged, and dataset-global.
+    """Evaluate a trained checkpoint (or a file `unetzoo export` wrote) on a dataset split:
+    Dice, IoU, precision, recall, specificity, F1, accuracy and mDice per image, averaged,
+    and dataset-global.
 
     The masks are read as the run read its training masks (its task, classes, stored values
     per class, class map, --instances, --mask-threshold; binary foreground levels are
     read from these masks), and a sample is encoded before anything runs.
 
     Args:
-        checkpoint_path: a unetzoo checkpoint (best.pt, epoch_last.pt).
+        checkpoint_path: a unetzoo checkpoint (best.pt, epoch_last.pt), or an exported file
+            (.onnx, .xml, INT8 included, .torchscript) that carries its checkpoint.
         dataset: the dataset folder (any layout `train` reads).
         csvfile: a CSV split relative to `dataset` (default: the layout's splits).
         split: train, val or test; None: the test split when the dataset has splits, else
@@ -152,7 +155,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
         out_dir: where metrics.json, per_image.csv and (with `debug`) overlays/ go, `{split}`
             replaced by the split evaluated ("all" for every image); None writes nothing.
         debug: write an image | ground truth | prediction panel per image.
-        options: runtime, tiling, TTA and post-processing (default: InferenceOptions()).
+        options: runtime and backend (default `auto`: OpenVINO where installed, converted
+            once and cached; see `Predictor.open`), tiling, TTA and post-processing.
         workers: data-loading processes.
         progress: a progress bar on a terminal (else one line when done).
 
@@ -172,12 +176,15 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
         >>> round(result.summary["global"]["dice"], 3)  # doctest: +SKIP
         0.874
     """
-    checkpoint = load_checkpoint(checkpoint_path)
+    exported = format_of(Path(checkpoint_path)) is not None
+    predictor = Predictor.open(checkpoint_path, options) if exported else None
+    checkpoint = predictor.checkpoint if predictor else load_checkpoint(checkpoint_path)
+    assert checkpoint is not None
     pairs, used_split = labelled_split(dataset, csvfile, split)
     reading = run_reading(checkpoint.task, checkpoint.model_spec["num_classes"], dataset, pairs,
                           checkpoint.config, checkpoint.mask_reading)
-    verify_pairs(pairs, reading)
-    predictor = Predictor.from_checkpoint(checkpoint, options)
+    verify_pairs(pairs, reading)  # before a checkpoint is converted for its backend
+    predictor = predictor or Predictor.open(checkpoint_path, options, checkpoint)
     data = SegmentationDataset(pairs, checkpoint.preprocessing, reading)
     out = Path(str(out_dir).replace("{split}", used_split or "all")) if out_dir else None
     result = evaluate(predictor, data, checkpoint.class_names,

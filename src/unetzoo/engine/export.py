@@ -1,14 +1,15 @@
-"""Export a model to ONNX, OpenVINO IR or TorchScript, with dynamic batch, height and width,
-and check the exported graph against eager PyTorch before the file is written.
+"""Turn a model into a graph: ONNX, OpenVINO IR or TorchScript, with dynamic batch, height
+and width, checked against eager PyTorch before anything is written.
 
-The graph is traced (the TorchScript-based tracer, opset 17: fast and faithful for these
-convolutional models) around a wrapper that pads the input to the model's `size_divisor`
-with traced sizes, so odd sizes work in the graph as they do in eager mode, and returns the
-main logits. A model whose graph depends on the input size beyond that (the sparse-attention
-region layout of `sparse_unet`) is detected by the parity check at a second size and
-exported for one fixed height and width (batch stays dynamic); predictors pad smaller tiles
-to it. The unetzoo metadata (the checkpoint without its weights) is embedded in the file:
-ONNX metadata, OpenVINO runtime info, TorchScript extra file.
+This module makes graphs; `engine/backends.py` runs them. The graph is traced (the
+TorchScript-based tracer, opset 17: fast and faithful for these convolutional models)
+through the model's own padding to its `size_divisor` (`nn.padding.run_padded`, traced with
+dynamic sizes), so odd sizes work in the graph as they do in eager mode. A model whose graph
+depends on the input size beyond that (the sparse-attention region layout of `sparse_unet`)
+is detected by the parity check at a second size and exported for one fixed height and width
+(batch stays dynamic); predictors pad smaller tiles to it. The unetzoo metadata (the
+checkpoint without its weights) is embedded in the file: ONNX metadata, OpenVINO runtime
+info, TorchScript extra file.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import logging
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import Checkpoint, load_checkpoint
@@ -36,8 +37,9 @@ from .backends import (
     EXPORT_VERSION,
     METADATA_KEY,
     SUFFIXES,
-    ExportedModule,
+    Runner,
     onnxruntime_runner,
+    openvino_core,
     openvino_runner,
     require,
     torchscript_runner,
@@ -49,33 +51,42 @@ FORMATS: tuple[str, ...] = tuple(SUFFIXES)
 SHARE_FORMATS: tuple[str, ...] = ("bioimageio", "folder")  # engine/bioimageio.py, folders.py
 OPSET = 17
 TOLERANCE = 1e-4  # max abs logit difference allowed in float32
+Graph = TypeVar("Graph")
 
 
 class Exportable(nn.Module):
-    """The model as exported: pads the input (with traced sizes) to the model's
-    `size_divisor`, returns the main logits cropped back."""
+    """The model as exported: its main logits (the model pads and crops itself)."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.divisor = int(getattr(model, "size_divisor", 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2:]
-        d = self.divisor
-        out = self.model(F.pad(x, (0, (d - width % d) % d, 0, (d - height % d) % d)))
-        out = out[0] if isinstance(out, (list, tuple)) else out
-        return out[..., :height, :width]
+        out = self.model(x)
+        return out[0] if isinstance(out, (list, tuple)) else out
 
 
 @dataclass
 class ExportResult:
+    """What `export_model` wrote.
+
+    Attributes:
+        path: the file (`.xml` for OpenVINO; its `.bin` lies beside it).
+        format: `onnx`, `openvino` or `torchscript`.
+        max_abs_diff: the largest logit difference to eager PyTorch in float32.
+        input_size: (height, width) of a graph fixed to one size; None when dynamic.
+        seconds: wall time of the export.
+        quality: for an INT8 export, the float and INT8 scores on the validation split
+            (`engine.quantize.QuantizationReport.to_json()`); None otherwise.
+    """
+
     path: Path
     format: str
     max_abs_diff: float
-    input_size: tuple[int, int] | None  # None: dynamic height and width
+    input_size: tuple[int, int] | None
     seconds: float
     note: str = ""  # further checks, e.g. bioimageio.core's test
+    quality: dict[str, Any] | None = None
 
 
 def _trace_onnx(model: nn.Module, sample: torch.Tensor, dynamic_size: bool) -> bytes:
@@ -89,12 +100,25 @@ def _trace_onnx(model: nn.Module, sample: torch.Tensor, dynamic_size: bool) -> b
     return buffer.getvalue()
 
 
-def _with_metadata(onnx_bytes: bytes, metadata: str) -> bytes:
+def with_onnx_metadata(onnx_bytes: bytes, metadata: str) -> bytes:
+    """The ONNX graph with the unetzoo metadata added to its metadata_props."""
     onnx = require("onnx")
     proto = onnx.load_from_string(onnx_bytes)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata
     return proto.SerializeToString()
+
+
+def export_metadata(info: Checkpoint, fixed: tuple[int, int] | None,
+                    extra: dict[str, Any] | None = None) -> str:
+    """The metadata every exported graph carries: the checkpoint without its weights and
+    training state, the input size the graph is fixed to (None: dynamic), and `extra`
+    (e.g. `int8`: the accuracy check of a quantised graph)."""
+    payload = {**info.to_payload(), "state_dict": {}, "train_state": None}
+    return json.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
+                       "input_size": list(fixed) if fixed else None,
+                       "opset": OPSET, "torch": torch.__version__, **(extra or {}),
+                       "checkpoint": payload})
 
 
 def _samples(size: tuple[int, int], in_channels: int) -> list[torch.Tensor]:
@@ -105,7 +129,7 @@ def _samples(size: tuple[int, int], in_channels: int) -> list[torch.Tensor]:
             torch.randn(1, in_channels, *odd, generator=generator)]
 
 
-def _max_diff(run, model: nn.Module, x: torch.Tensor) -> float:
+def _max_diff(run: Runner, model: nn.Module, x: torch.Tensor) -> float:
     with torch.inference_mode():
         expected = Exportable(model).eval()(x).numpy()
     try:
@@ -115,7 +139,7 @@ def _max_diff(run, model: nn.Module, x: torch.Tensor) -> float:
     return float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
 
 
-def _check(run, model: nn.Module, samples: list[torch.Tensor], where: str) -> float:
+def _check(run: Runner, model: nn.Module, samples: list[torch.Tensor], where: str) -> float:
     worst = max(_max_diff(run, model, x) for x in samples)
     if not worst <= TOLERANCE:
         raise ExportError(f"{where}: the exported graph differs from eager PyTorch by "
@@ -124,48 +148,92 @@ def _check(run, model: nn.Module, samples: list[torch.Tensor], where: str) -> fl
     return worst
 
 
-def trace_onnx(model: nn.Module, size: tuple[int, int], where: str = "export"
-               ) -> tuple[bytes, tuple[int, int] | None, float]:
-    """An ONNX graph of `model` (eval mode, float32, CPU) checked against eager PyTorch:
-    (bytes, fixed input size or None when dynamic, max abs difference)."""
+def _traced(model: nn.Module, size: tuple[int, int], where: str,
+            convert: Callable[[bytes], tuple[Graph, Runner]]
+            ) -> tuple[Graph, tuple[int, int] | None, float]:
+    """Trace `model` to ONNX, convert it (`convert(onnx) -> (graph, float32 runner)`) and
+    check it against eager PyTorch: dynamic height and width when the graph matches at a
+    second, odd size; otherwise fixed to `size`."""
     model = model.float().cpu().eval()
     in_channels = int(getattr(model, "in_channels", 3))
     fixed, odd = _samples(size, in_channels)
-    graph = _trace_onnx(model, fixed[:1], dynamic_size=True)
-    run = onnxruntime_runner(graph)
+    graph, run = convert(_trace_onnx(model, fixed[:1], dynamic_size=True))
     if _max_diff(run, model, odd) <= TOLERANCE:
         return graph, None, _check(run, model, [fixed, odd], where)
     log.info(f"{where}: the graph depends on the input size; exported for {size[0]} x "
              f"{size[1]} inputs only (batch stays dynamic)")
-    graph = _trace_onnx(model, fixed[:1], dynamic_size=False)
-    return graph, size, _check(onnxruntime_runner(graph), model, [fixed], where)
+    graph, run = convert(_trace_onnx(model, fixed[:1], dynamic_size=False))
+    return graph, size, _check(run, model, [fixed], where)
+
+
+def trace_onnx(model: nn.Module, size: tuple[int, int], where: str = "export"
+               ) -> tuple[bytes, tuple[int, int] | None, float]:
+    """An ONNX graph of `model` (eval mode, float32, CPU) checked in onnxruntime against
+    eager PyTorch: (bytes, fixed input size or None when dynamic, max abs difference)."""
+    return _traced(model, size, where, lambda g: (g, onnxruntime_runner(g)))
+
+
+def trace_openvino(model: nn.Module, size: tuple[int, int], where: str = "export") -> tuple[
+        Any, tuple[int, int] | None, float]:
+    """An OpenVINO model (`openvino.Model`, float32 weights) of `model`, checked in OpenVINO
+    float32 against eager PyTorch: (model, fixed input size or None, max abs difference).
+    Needs openvino (and not onnxruntime)."""
+    def convert(onnx_bytes: bytes) -> tuple[Any, Runner]:
+        graph = openvino_core().read_model(onnx_bytes)
+        return graph, openvino_runner(graph, "fp32")
+
+    return _traced(model, size, where, convert)
+
+
+def save_openvino(graph: Any, metadata: str, out: Path, atomic: bool = True) -> None:
+    """Write an OpenVINO model with `metadata` as `out` (.xml) + `out.with_suffix('.bin')`,
+    float32 weights kept. `atomic`: each file through a temporary file, weights first
+    (a folder that is renamed into place as a whole passes False)."""
+    ov = require("openvino")
+    graph.set_rt_info(metadata, [METADATA_KEY])
+    if not atomic:
+        ov.save_model(graph, str(out), compress_to_fp16=False)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / out.name
+        ov.save_model(graph, str(xml), compress_to_fp16=False)
+        atomic_write_bytes(out.with_suffix(".bin"), xml.with_suffix(".bin").read_bytes())
+        atomic_write_bytes(out, xml.read_bytes())
 
 
 def export_model(model: nn.Module, info: Checkpoint, fmt: str, out: Path | str,
                  size: int | None = None, overwrite: bool = False) -> ExportResult:
     """Export `model` (with `info`'s task, classes and preprocessing as metadata) to `out`,
     checked against eager PyTorch (float32, max abs logit difference <= 1e-4, at the
-    export size and, for dynamic graphs, at a second odd size) before anything is written."""
+    export size and, for dynamic graphs, at a second odd size) before anything is written.
+
+    Raises:
+        ConfigError: unknown format, a file name that does not fit it, a runtime missing.
+        RunError: `out` exists (without `overwrite`) or is a folder.
+        ExportError: the graph does not reproduce the model (nothing is written).
+    """
     out = Path(out)
-    _check_target(fmt, out, overwrite)
+    check_target(fmt, out, overwrite)
     start = time.perf_counter()
     side = size or info.preprocessing.img_size
-    graph, fixed, diff = trace_onnx(model, (side, side), where=str(out))
-    payload = {**info.to_payload(), "state_dict": {}, "train_state": None}
-    metadata = json.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-                           "input_size": list(fixed) if fixed else None,
-                           "opset": OPSET, "torch": torch.__version__, "checkpoint": payload})
-    samples = _samples((side, side), int(info.model_spec["in_channels"]))[: 1 if fixed else 2]
+    if fmt == "openvino":
+        graph, fixed, diff = trace_openvino(model, (side, side), where=str(out))
+        save_openvino(graph, export_metadata(info, fixed), out)
+        return ExportResult(out, fmt, diff, fixed, time.perf_counter() - start)
+    onnx_graph, fixed, diff = trace_onnx(model, (side, side), where=str(out))
+    metadata = export_metadata(info, fixed)
     if fmt == "onnx":
-        atomic_write_bytes(out, _with_metadata(graph, metadata))
-    elif fmt == "openvino":
-        diff = max(diff, _write_openvino(graph, metadata, out, model, samples))
+        atomic_write_bytes(out, with_onnx_metadata(onnx_graph, metadata))
     else:
-        diff = max(diff, _write_torchscript(model, metadata, out, samples, fixed))
+        samples = _samples((side, side), int(info.model_spec["in_channels"]))
+        diff = max(diff, _write_torchscript(model, metadata, out,
+                                            samples[: 1 if fixed else 2]))
     return ExportResult(out, fmt, diff, fixed, time.perf_counter() - start)
 
 
-def _check_target(fmt: str, out: Path, overwrite: bool) -> None:
+def check_target(fmt: str, out: Path, overwrite: bool) -> None:
+    """Refuse an unknown format, a mismatched suffix, an existing file (without
+    `overwrite`) or a folder, and a missing runtime, before any work."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose {', '.join(FORMATS)}")
     if out.suffix.lower() != SUFFIXES[fmt]:
@@ -174,32 +242,15 @@ def _check_target(fmt: str, out: Path, overwrite: bool) -> None:
         raise RunError("exists; pass --overwrite to replace it", out)
     if out.is_dir():
         raise RunError("is a folder; give a file name", out)
-    require("onnx")
-    require("onnxruntime")
     if fmt == "openvino":
         require("openvino")
-
-
-def _write_openvino(graph: bytes, metadata: str, out: Path, model: nn.Module,
-                    samples: list[torch.Tensor]) -> float:
-    """Convert the ONNX graph to IR (.xml + .bin, float32 weights), check it in float32,
-    then write both files atomically (weights first)."""
-    ov = require("openvino")
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "model.onnx"
-        onnx_path.write_bytes(graph)
-        ir = ov.convert_model(str(onnx_path))
-        ir.set_rt_info(metadata, [METADATA_KEY])
-        xml = Path(tmp) / out.name
-        ov.save_model(ir, str(xml), compress_to_fp16=False)
-        diff = _check(openvino_runner(xml, "fp32"), model, samples, str(out))
-        atomic_write_bytes(out.with_suffix(".bin"), xml.with_suffix(".bin").read_bytes())
-        atomic_write_bytes(out, xml.read_bytes())
-    return diff
+    else:
+        require("onnx")
+        require("onnxruntime")
 
 
 def _write_torchscript(model: nn.Module, metadata: str, out: Path,
-                       samples: list[torch.Tensor], fixed: tuple[int, int] | None) -> float:
+                       samples: list[torch.Tensor]) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export,
         # which cannot yet export these models with dynamic height and width
@@ -215,24 +266,77 @@ def _write_torchscript(model: nn.Module, metadata: str, out: Path,
     return diff
 
 
+def checkpoint_for_export(checkpoint: Checkpoint, prune_depth: int | None = None
+                          ) -> tuple[nn.Module, Checkpoint]:
+    """The model to export and the checkpoint its metadata describes (a pruned UNet++
+    records its prune depth, so the file rebuilds the network that was exported)."""
+    model = checkpoint.build_model(prune_depth)
+    if prune_depth is not None:
+        spec = checkpoint.model_spec
+        checkpoint = replace(checkpoint, model_spec={
+            **spec, "kwargs": {**spec["kwargs"], "prune_depth": prune_depth}})
+    return model, checkpoint
+
+
 def export_checkpoint(checkpoint: Path | str, fmt: str, out: Path | str,
                       size: int | None = None, overwrite: bool = False,
-                      prune_depth: int | None = None, **share: Any) -> ExportResult:
-    """Export a checkpoint's model (a deep-supervised UNet++ optionally pruned to
-    `prune_depth`); the file alone then predicts (`unetzoo predict --model FILE`).
+                      prune_depth: int | None = None, int8: bool = False,
+                      dataset: Path | str | None = None, csvfile: Path | str | None = None,
+                      accept_drop: bool = False, max_dice_drop: float | None = None,
+                      calibration_images: int | None = None,
+                      progress: bool = False, **share: Any) -> ExportResult:
+    """Export a checkpoint's model to a file that alone predicts
+    (`unetzoo predict --model FILE`).
 
     `bioimageio` (a BioImage Model Zoo package, `share`: authors, license, cite, ...) and
     `folder` (config.json + model.safetensors + README.md, `share`: dtype, card) are written
-    by `engine.bioimageio.export_bioimageio` and `folders.save_pretrained`."""
+    by `engine.bioimageio.export_bioimageio` and `folders.save_pretrained`.
+
+    Args:
+        checkpoint: a `.pt` checkpoint written by `unetzoo train`.
+        fmt: `onnx` (`*.onnx`), `openvino` (`*.xml` + `*.bin`), `torchscript`,
+            `bioimageio` or `folder`.
+        out: the file to write.
+        size: trace and check size in pixels (default: the checkpoint's patch size).
+        overwrite: replace an existing `out`.
+        prune_depth: export only UNet++ L^k of a deep-supervised UNet++ (1..depth).
+        int8: (openvino only) quantise to INT8 with NNCF post-training quantisation,
+            calibrated on training images, and write it only if the validation Dice drops
+            by at most `max_dice_drop` (see `engine.quantize`).
+        dataset, csvfile: the data for calibration and the accuracy check (default: the
+            dataset and split the checkpoint was trained with).
+        accept_drop: write the INT8 model even if its Dice drops by more.
+        max_dice_drop: the allowed drop of the validation global Dice (default 0.01).
+        calibration_images: training tiles used for calibration (default 300).
+        progress: progress bars for the INT8 accuracy check.
+
+    Returns:
+        An `ExportResult` (path, format, max abs logit difference to eager float32, fixed
+        input size or None, seconds, and for INT8 the float and INT8 scores).
+
+    Raises:
+        CheckpointError: the checkpoint cannot be read.
+        ConfigError, RunError, ExportError: see `export_model`; `engine.quantize` for INT8.
+
+    Example:
+        >>> result = export_checkpoint("runs/exp1/models/best.pt", "openvino", "unet.xml")
+        >>> result.input_size is None  # dynamic: any B x C x H x W in, B x K x H x W out
+        True
+    """
     if fmt in SHARE_FORMATS:
         return _export_shared(checkpoint, fmt, Path(out), overwrite, prune_depth, share)
     info = load_checkpoint(checkpoint)
-    model = info.build_model(prune_depth)
-    if prune_depth is not None:  # the metadata rebuilds the network that was exported
-        spec = info.model_spec
-        info = replace(info, model_spec={**spec, "kwargs": {**spec["kwargs"],
-                                                            "prune_depth": prune_depth}})
-    return export_model(model, info, fmt, out, size, overwrite)
+    model, info = checkpoint_for_export(info, prune_depth)
+    if not int8:
+        return export_model(model, info, fmt, out, size, overwrite)
+    from .quantize import export_int8
+
+    if fmt != "openvino":
+        raise ConfigError("--int8 writes OpenVINO IR: use --format openvino")
+    return export_int8(model, info, Path(out), Path(checkpoint), size=size,
+                       overwrite=overwrite, dataset=dataset, csvfile=csvfile,
+                       accept_drop=accept_drop, max_dice_drop=max_dice_drop,
+                       calibration_images=calibration_images, progress=progress)
 
 
 def _export_shared(checkpoint: Path | str, fmt: str, out: Path, overwrite: bool,
@@ -254,23 +358,3 @@ def _export_shared(checkpoint: Path | str, fmt: str, out: Path, overwrite: bool,
     return ExportResult(out, fmt, 0.0, None, time.perf_counter() - start,
                         f"weights {share.get('dtype', 'float32')}")
 
-
-def to_backend(model: nn.Module, backend: str, size: int, precision: str = "fp32"
-               ) -> ExportedModule:
-    """`model` exported on the fly (in memory / a temporary folder, parity-checked in
-    float32) and opened in `backend` (`onnxruntime` or `openvino`)."""
-    name = type(model).__name__
-    graph, fixed, _ = trace_onnx(model, (size, size), where=f"{name} for {backend}")
-    return open_graph(graph, backend, precision, int(getattr(model, "num_classes", 1)), fixed,
-                      name)
-
-
-def open_graph(graph: bytes, backend: str, precision: str, num_classes: int,
-               fixed: tuple[int, int] | None = None, name: str = "graph") -> ExportedModule:
-    """An in-memory ONNX graph opened in `backend` (`onnxruntime` or `openvino`)."""
-    if backend == "onnxruntime":
-        return ExportedModule(onnxruntime_runner(graph), num_classes, fixed, name)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        path.write_bytes(graph)
-        return ExportedModule(openvino_runner(path, precision), num_classes, fixed, name)

@@ -11,11 +11,13 @@ come out as uint8. Accumulation is float32 whatever the model's precision.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,9 +30,11 @@ from ..data.transforms import Preprocessing, Statistics
 from ..errors import ConfigError
 from ..task import Task, labels_from_probabilities, probabilities
 from .backends import ExportedModule
-from .export import to_backend
+from .models_io import open_checkpoint, open_model, to_backend
 from .postprocess import PostProcessing
 from .runtime import Runtime
+
+log = logging.getLogger("unetzoo")
 
 TTA_MODES: tuple[str, ...] = ("none", "flip", "flip-rot90")
 Image = torch.Tensor | np.ndarray  # normalised C x H x W tensor, or H x W x C in [0, 1]
@@ -98,7 +102,7 @@ class InferenceOptions:
     prune_depth: run only UNet++ L^k of a deep-supervised UNet++ checkpoint.
     """
 
-    runtime: Runtime = field(default_factory=Runtime.resolve)
+    runtime: Runtime = field(default_factory=lambda: Runtime.resolve(backend="auto"))
     batch_size: int = 4
     overlap: float = 0.25
     threshold: float = 0.5
@@ -148,18 +152,49 @@ class Predictor:
     Images are normalised `C x H x W` tensors, or `H x W x C` float arrays in [0, 1] as read
     from disk (normalised tile by tile: no full-size copy). In `crop` mode an image larger
     than the patch size is tiled with patch-sized windows (overlap as given, Gaussian-weighted
-    blending, `batch_size` tiles per forward pass); smaller images go through whole. In
-    `resize` mode the image is resized to the patch size and the output resized back.
-    With a non-torch backend the model is exported on the fly (or is an opened export).
+    blending, `batch_size` tiles per forward pass through the model or graph); smaller images
+    go through whole. In `resize` mode the image is resized to the patch size and the output
+    resized back. Memory stays bounded (see the module docstring).
+
+    `Predictor.open(path)` is the fast path: a checkpoint runs in OpenVINO where it is
+    installed (converted once, cached, checked against PyTorch) and in torch otherwise; an
+    exported file runs in its backend. A PyTorch module given directly runs in torch, or is
+    exported on the fly for an explicit `onnxruntime` / `openvino` runtime.
+
+    Args:
+        model: a PyTorch model returning logits, or an `ExportedModule`.
+        preprocessing: normalisation, patch size and resize mode (from the checkpoint).
+        task: `binary`, `multiclass` or `multilabel`.
+        options: runtime, tiling batch and overlap, threshold, TTA, post-processing.
+
+    Raises:
+        ConfigError: more than 256 classes (labels are uint8), bad options.
+        ExportError: an explicit non-torch backend whose graph differs from PyTorch.
+
+    Example:
+        >>> predictor = Predictor.open("runs/exp1/models/best.pt")  # logs the backend
+        >>> image = read_image("scan.png", 3)            # H x W x 3 float32 in [0, 1]
+        >>> predictor.labels(image).shape                # uint8, binary / multiclass
+        torch.Size([H, W])
+        >>> predictor.probabilities(image).shape         # float32 in [0, 1]
+        torch.Size([K, H, W])
     """
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing, task: Task,
-                 options: InferenceOptions | None = None) -> None:
-        self.options = options or InferenceOptions()
-        self.runtime = self.options.runtime
-        if self.runtime.backend != "torch" and not isinstance(model, ExportedModule):
-            model = to_backend(model, self.runtime.backend, preprocessing.img_size,
-                               self.runtime.precision)
+                 options: InferenceOptions | None = None,
+                 checkpoint: Checkpoint | None = None) -> None:
+        options = options or InferenceOptions()
+        runtime = options.runtime
+        if isinstance(model, ExportedModule):
+            runtime = replace(runtime, channels_last=False)  # a graph has no memory format
+        elif runtime.backend in ("auto", "torch"):
+            runtime = runtime.for_backend("torch")
+        else:
+            model = to_backend(model, runtime.backend, preprocessing.img_size,
+                               runtime.for_backend(runtime.backend).precision)
+            runtime = runtime.for_backend(runtime.backend)
+        self.options = replace(options, runtime=runtime)
+        self.runtime = runtime
         self.model = self.runtime.prepare_model(model).eval()
         if task == "multiclass" and self.model_num_classes > 256:
             raise ConfigError(f"labels are uint8: at most 256 classes, got "
@@ -167,16 +202,37 @@ class Predictor:
         self._module = torch.compile(self.model) if self.runtime.compile else self.model
         self.preprocessing = preprocessing
         self.task = task
+        self.checkpoint = checkpoint
         self._tta = tta_transforms(self.options.tta)
         self._stats: Statistics | None = None
         self.model_seconds = 0.0
 
     @classmethod
+    def open(cls, source: Path | str, options: InferenceOptions | None = None,
+             checkpoint: Checkpoint | None = None) -> Predictor:
+        """A predictor for a checkpoint or an exported file, in the backend the options
+        ask for (default `auto`: OpenVINO where installed and the model converts, else
+        torch); logs one line saying which backend runs and why. `checkpoint`: the
+        checkpoint file `source` already loaded (it is not read again)."""
+        options = options or InferenceOptions()
+        if checkpoint is not None and checkpoint.state_dict:
+            opened = open_checkpoint(checkpoint, options.runtime, options.prune_depth,
+                                     Path(source))
+        else:
+            opened = open_model(source, options.runtime, options.prune_depth)
+        log.info(opened.note)
+        return cls(opened.module, opened.checkpoint.preprocessing, opened.checkpoint.task,
+                   replace(options, runtime=opened.runtime), opened.checkpoint)
+
+    @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, options: InferenceOptions | None = None
                         ) -> Predictor:
-        depth = options.prune_depth if options else None
-        return cls(checkpoint.build_model(depth), checkpoint.preprocessing, checkpoint.task,
-                   options)
+        """A predictor for an in-memory checkpoint (OpenVINO conversions of it are cached
+        in the user cache folder; see `Predictor.open` for the backend)."""
+        options = options or InferenceOptions()
+        opened = open_checkpoint(checkpoint, options.runtime, options.prune_depth)
+        return cls(opened.module, checkpoint.preprocessing, checkpoint.task,
+                   replace(options, runtime=opened.runtime), opened.checkpoint)
 
     @property
     def model_num_classes(self) -> int:
@@ -218,8 +274,10 @@ class Predictor:
             return image[:, y: y + height, x: x + width]
         return self.preprocessing.to_tensor(image[y: y + height, x: x + width], self._stats)
 
-    def _tiled(self, image: Image) -> Iterator[torch.Tensor]:
-        """Blended outputs in bands of rows `K x rows x W`, top to bottom."""
+    def _tiled(self, image: Image, infer: Callable[[torch.Tensor], torch.Tensor],
+               channels: int) -> Iterator[torch.Tensor]:
+        """Blended outputs of `infer` (`B x C x h x w` -> `B x channels x h x w`) in bands
+        of rows `channels x rows x W`, top to bottom."""
         height, width = self._size(image)
         size = self.preprocessing.img_size
         th, tw = min(size, height), min(size, width)
@@ -233,10 +291,10 @@ class Predictor:
             norm_x[x: x + tw] += wx
         weight = gaussian_importance(th, tw)
         tiles = [(y, x) for y in ys for x in xs]
-        band, top = torch.zeros(self.model_num_classes, 0, width), 0  # band row 0 = image row top
+        band, top = torch.zeros(channels, 0, width), 0  # band row 0 = image row top
         for i in range(0, len(tiles), self.options.batch_size):
             group = tiles[i: i + self.options.batch_size]
-            outputs = self._infer(torch.stack([self._crop(image, y, x, th, tw) for y, x in group]))
+            outputs = infer(torch.stack([self._crop(image, y, x, th, tw) for y, x in group]))
             for (y, x), out in zip(group, outputs, strict=True):
                 if y > top:  # no later tile reaches the rows above y: they are final
                     yield band[:, : y - top] / (norm_y[top:y, None] * norm_x)
@@ -247,8 +305,11 @@ class Predictor:
                 band[:, y - top: y - top + th, x: x + tw] += out * weight
         yield band / (norm_y[top:, None] * norm_x)
 
-    def _bands(self, image: Image) -> Iterator[torch.Tensor]:
-        """Outputs (logits, or probabilities with TTA) in bands of rows, top to bottom."""
+    def _bands(self, image: Image, infer: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               channels: int | None = None) -> Iterator[torch.Tensor]:
+        """Outputs of `infer` (default: logits, or probabilities with TTA) in bands of rows,
+        top to bottom: resized, whole, or tiled and blended."""
+        infer = infer or self._infer
         height, width = self._size(image)
         # a tile of an image read from disk is normalised as its whole image is
         self._stats = self.preprocessing.statistics(image) \
@@ -258,12 +319,33 @@ class Predictor:
             small = F.interpolate(self._crop(image, 0, 0, height, width)[None],
                                   size=(size, size), mode="bilinear", align_corners=False,
                                   antialias=True)
-            yield F.interpolate(self._infer(small), size=(height, width), mode="bilinear",
+            yield F.interpolate(infer(small), size=(height, width), mode="bilinear",
                                 align_corners=False)[0]
         elif height <= size and width <= size:
-            yield self._infer(self._crop(image, 0, 0, height, width)[None])[0]
+            yield infer(self._crop(image, 0, 0, height, width)[None])[0]
         else:
-            yield from self._tiled(image)
+            yield from self._tiled(image, infer, channels or self.model_num_classes)
+
+    @property
+    def attention_levels(self) -> int:
+        """Attention maps the model has (0 for models without gates and exported graphs)."""
+        if isinstance(self.model, ExportedModule) or not hasattr(self.model, "attention_maps"):
+            return 0
+        return len(self.model.gates)  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def _attention_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """Every gate's attention map of a `B x C x h x w` batch, each resized to h x w
+        (bilinear): `B x levels x h x w` float32 on the CPU (timed)."""
+        start = time.perf_counter()
+        with self.runtime.autocast():
+            maps = self.model.attention_maps(  # type: ignore[operator]
+                self.runtime.prepare_input(batch))
+        size = batch.shape[-2:]
+        out = torch.cat([F.interpolate(m.float(), size=size, mode="bilinear",
+                                       align_corners=False) for m in maps], dim=1).cpu()
+        self.model_seconds += time.perf_counter() - start
+        return out
 
     def _probabilities(self, band: torch.Tensor) -> torch.Tensor:
         return band if self.blends_probabilities else probabilities(band[None], self.task)[0]
@@ -290,3 +372,18 @@ class Predictor:
         post = self.options.postprocess
         return torch.from_numpy(post.apply(labels.numpy(), self.task)) if post.enabled \
             else labels
+
+    def attention(self, image: Image) -> torch.Tensor:
+        """The attention maps of a gated model (Attention U-Net, R2AttU-Net), coarse to
+        fine, each resized to the image: float32 `levels x H x W` in [0, 1]. Large images
+        are tiled and blended exactly like the outputs (bounded memory); no TTA.
+
+        Raises:
+            ConfigError: the model has no attention maps here (no gates, or an exported
+                graph / non-torch backend).
+        """
+        levels = self.attention_levels
+        if not levels:
+            raise ConfigError("this model has no attention maps here (only gated models in "
+                              "the torch backend have them; use --backend torch)")
+        return torch.cat(list(self._bands(image, self._attention_batch, levels)), dim=1)

@@ -1,36 +1,47 @@
 """Predict masks for new images and write them at each image's original size, from a
-checkpoint or from an exported file alone (ONNX, OpenVINO IR, TorchScript)."""
+checkpoint or from an exported file alone (ONNX, OpenVINO IR, TorchScript); under torchrun
+the inputs are sharded across the processes."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint
 from ..data.io import is_image_file, read_image
-from ..errors import ConfigError, DataError, RunError
+from ..errors import DataError, RunError
 from ..fileio import atomic_write
 from ..progress import progress_bar
 from ..viz import class_colors, heatmap, save_png
-from .backends import format_of, open_exported
-from .bioimageio import is_package
-from .bioimageio_run import open_package
+from .distributed import Distributed
 from .infer import InferenceOptions, Predictor
+
+log = logging.getLogger("unetzoo")
 
 
 @dataclass
 class PredictResult:
+    """What `predict_paths` wrote.
+
+    Attributes:
+        written: the files this process wrote (all of them in a single process).
+        images: the input images, over all processes.
+        seconds: wall time of the prediction loop (this process).
+        files: the files written, over all processes (each exists once).
+        is_main: this is the only or the first process (the one that reports).
+    """
+
     written: list[Path]
     images: int
     seconds: float
+    files: int = 0
+    is_main: bool = True
 
 
 def input_images(source: Path) -> list[Path]:
@@ -43,6 +54,35 @@ def input_images(source: Path) -> list[Path]:
     if not files:
         raise DataError("no image files in folder", source)
     return files
+
+
+def output_stems(files: list[Path]) -> dict[Path, str]:
+    """The output name (stem) of each input: its own stem, unless another input has the same
+    stem ignoring case (`scan.png` and `scan.tif`, `case.JPG` and `case.jpg`); those are
+    named by stem and lower-cased extension (`scan_png`, `scan_tif`), and a number is added
+    where that still clashes (`case_jpg`, `case_jpg_2`, in input order). No two outputs differ
+    only in case, so none overwrites another, on case-insensitive file systems too."""
+    groups: dict[str, list[Path]] = {}
+    for path in files:
+        groups.setdefault(path.stem.lower(), []).append(path)
+    stems = {p: p.stem for p in files}
+    taken = {stem.lower() for stem, group in groups.items() if len(group) == 1}
+    for group in (g for g in groups.values() if len(g) > 1):
+        for path in group:
+            base = f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+            name, count = base, 1
+            while name.lower() in taken:
+                count += 1
+                name = f"{base}_{count}"
+            taken.add(name.lower())
+            stems[path] = name
+    renamed = [p for p in files if stems[p] != p.stem]
+    if renamed:
+        shown = ", ".join(f"{p.name} -> {stems[p]}.png" for p in renamed[:4])
+        log.info(f"{len(renamed)} inputs share a name apart from the extension or case; "
+                 f"their outputs are named apart: {shown}"
+                 f"{', ...' if len(renamed) > 4 else ''}")
+    return stems
 
 
 def _write_labels(path: Path, labels: np.ndarray, checkpoint: Checkpoint) -> None:
@@ -67,74 +107,114 @@ def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) ->
         yield output / "attention" / f"{stem}_gate{level + 1}.png"
 
 
-def load_model(model: Path | str, options: InferenceOptions) -> tuple[nn.Module, Checkpoint]:
-    """The model of a checkpoint (file, model folder or pretrained name), of an exported file
-    (`.onnx`, `.xml`, `.torchscript`) or of a BioImage Model Zoo package (`.zip`) opened in
-    the options' backend, and the checkpoint it describes (for exported files and packages:
-    without weights). A package of another tool brings its own input reader (`read_input`)."""
-    path = Path(model)
-    if is_package(path):
-        if options.prune_depth is not None:
-            raise ConfigError(f"{path}: --prune-depth needs a checkpoint; a package runs the "
-                              "network it was exported with")
-        opened = open_package(path, options.runtime.backend, options.runtime.precision)
-        return opened.module, opened.checkpoint
-    if format_of(path) is None:
-        checkpoint = load_checkpoint(path)
-        return checkpoint.build_model(options.prune_depth), checkpoint
-    if options.prune_depth is not None:
-        raise ConfigError(f"{path}: --prune-depth needs a checkpoint; an exported file runs "
-                          "the network it was exported with (`unetzoo export --prune-depth`)")
-    exported = open_exported(path, options.runtime.backend, options.runtime.precision)
-    return exported.module, exported.checkpoint
-
-
-def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path | str,
-                  options: InferenceOptions | None = None, save_attention: bool = False,
-                  overwrite: bool = False, progress: bool = True) -> PredictResult:
-    """Write one mask per input image (multilabel: one folder per class) into `output`.
-
-    `checkpoint_path` is a checkpoint or an exported file. Existing files are never replaced
-    unless `overwrite`; `save_attention` also writes the attention maps of models that have
-    them as heat-map PNGs.
-    """
-    options = options or InferenceOptions()
-    files = input_images(Path(source))
-    model, checkpoint = load_model(checkpoint_path, options)
-    output = Path(output)
-    levels = 0
-    if save_attention:
-        if not hasattr(model, "attention_maps") or options.runtime.backend != "torch":
-            raise RunError(f"model {checkpoint.model_spec['name']!r} has no attention maps "
-                           "here (exported graphs and non-torch backends never have them)")
-        levels = len(model.gates)  # type: ignore[arg-type]
-    clashes = [t for f in files for t in _targets(f.stem, output, checkpoint, levels)
+def _check_outputs(files: list[Path], stems: dict[Path, str], output: Path,
+                   checkpoint: Checkpoint, levels: int, overwrite: bool) -> None:
+    clashes = [t for f in files for t in _targets(stems[f], output, checkpoint, levels)
                if t.exists()]
     if clashes and not overwrite:
         raise RunError(f"{len(clashes)} output file(s) exist, e.g. {clashes[0]}; pass "
                        "--overwrite to replace them or choose another --output", output)
     if output.resolve() in {f.parent.resolve() for f in files}:
         raise RunError("output folder is the input folder; choose another --output", output)
-    predictor = Predictor(model, checkpoint.preprocessing, checkpoint.task, options)
-    reader = getattr(model, "read_input", None)  # packages of other tools normalise per image
+
+
+def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path | str,
+                  options: InferenceOptions | None = None, save_attention: bool = False,
+                  overwrite: bool = False, progress: bool = True) -> PredictResult:
+    """Write one mask per input image (multilabel: one folder per class) into `output`, at
+    each image's original size.
+
+    Args:
+        checkpoint_path: a checkpoint (`.pt`), a model folder or pretrained name, a file
+            written by `unetzoo export`, or a BioImage Model Zoo package (`.zip`).
+        source: an image file or a folder of images (any size; tiled when larger than the
+            model's patch).
+        output: the output folder. Masks are PNGs named after the input's stem: binary 0/255,
+            multiclass palette PNGs whose values are class indices, multilabel one 0/255 PNG
+            per class in `output/<class>/`. Inputs whose stems clash (`scan.png`,
+            `scan.tif`) get distinct names (`scan_png.png`, `scan_tif.png`; logged).
+        options: runtime and backend (default `auto`: OpenVINO where installed, converted
+            once and cached next to the checkpoint; torch otherwise), tiling, TTA,
+            threshold, post-processing.
+        save_attention: also write each gate's attention map (gated models, torch backend)
+            as a heat-map PNG `output/attention/<stem>_gate<k>.png`, tiled like the masks.
+        overwrite: replace existing output files (otherwise refused before any work).
+        progress: show a progress bar.
+
+    Returns:
+        A `PredictResult`: the files written (each exactly once), the number of images and
+        the seconds spent. Under torchrun each process predicts every N-th input and writes
+        its own outputs; `files` and `images` count all processes.
+
+    Raises:
+        DataError: no input images, an unreadable image.
+        RunError: outputs exist (without `overwrite`), output folder = input folder,
+            attention maps asked of a model without them.
+        CheckpointError, ConfigError: an unusable model file or option.
+
+    Example:
+        >>> result = predict_paths("runs/exp1/models/best.pt", "scans/", "masks/")
+        >>> result.files  # one H x W uint8 PNG per input image (binary task)
+        12
+    """
+    options = options or InferenceOptions()
+    if save_attention and options.runtime.backend == "auto":
+        log.info("--save-attention: attention maps come from the PyTorch model, so the "
+                 "torch backend runs")
+        options = replace(options, runtime=options.runtime.for_backend("torch"))
+    files = input_images(Path(source))
+    output = Path(output)
+    context = Distributed.start()
+    level = log.level
+    if not context.is_main:
+        log.setLevel(logging.ERROR)
+    try:
+        opened: list[Predictor] = []
+        # rank 0 opens first (it makes the OpenVINO cache entry once), then every other rank
+        context.shared(lambda: opened.append(Predictor.open(checkpoint_path, options)))
+        predictor = context.agreed(lambda: opened[0] if opened else
+                                   Predictor.open(checkpoint_path, options))
+        checkpoint = predictor.checkpoint
+        assert checkpoint is not None
+        levels = predictor.attention_levels if save_attention else 0
+        if save_attention and not levels:
+            raise RunError(f"model {checkpoint.model_spec['name']!r} has no attention maps "
+                           "here (only gated models in the torch backend have them; add "
+                           "--backend torch)")
+        stems = output_stems(files)
+        # every rank checks before any rank writes (agreed waits for all of them)
+        context.agreed(lambda: _check_outputs(files, stems, output, checkpoint, levels,
+                                              overwrite))
+        shard = files[context.rank::context.world_size]
+        start = time.perf_counter()
+        written = _predict_files(predictor, shard, stems, output, levels,
+                                 progress and context.is_main)
+        seconds = time.perf_counter() - start
+        counts = context.gather((len(written), len(shard)))
+    finally:
+        log.setLevel(level)
+        context.stop()
+    return PredictResult(written, sum(c[1] for c in counts), seconds,
+                         sum(c[0] for c in counts), context.is_main)
+
+
+def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, str],
+                   output: Path, levels: int, progress: bool) -> list[Path]:
+    checkpoint = predictor.checkpoint
+    assert checkpoint is not None
     written: list[Path] = []
-    start = time.perf_counter()
+    reader = getattr(predictor.model, "read_input", None)  # packages of other tools
     for path in progress_bar(files, "predict", "image", enabled=progress, leave=True):
         image = reader(path) if reader else read_image(path,
                                                        checkpoint.preprocessing.in_channels)
         labels = predictor.labels(image).numpy()
-        targets = list(_targets(path.stem, output, checkpoint, levels))
+        targets = list(_targets(stems[path], output, checkpoint, levels))
         layers = labels if checkpoint.task == "multilabel" else [labels]
         for target, layer in zip(targets[: len(layers)], layers, strict=True):
             _write_labels(target, layer, checkpoint)
         if levels:
-            with torch.inference_mode(), predictor.runtime.autocast():
-                tensor = checkpoint.preprocessing.to_tensor(image)[None]
-                maps = predictor.model.attention_maps(  # type: ignore[operator]
-                    predictor.runtime.prepare_input(tensor))
+            maps = predictor.attention(image).numpy()
             for target, amap in zip(targets[-levels:], maps, strict=True):
-                full = F.interpolate(amap.float().cpu(), size=image.shape[:2], mode="bilinear",
-                                     align_corners=False)[0, 0].numpy()
-                save_png(target, heatmap(full))
+                save_png(target, heatmap(amap))
         written += targets
-    return PredictResult(written, len(files), time.perf_counter() - start)
+    return written

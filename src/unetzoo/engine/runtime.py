@@ -4,13 +4,15 @@
 with native bf16 instructions (AVX512-BF16 or AMX) and on GPUs that support it, float16
 with a gradient scaler on older GPUs, float32 elsewhere. Inference can also run on an
 exported graph: `onnxruntime` (float32) or `openvino` (bf16 by default where the CPU has it,
-as OpenVINO itself chooses), both on the CPU.
+as OpenVINO itself chooses), both on the CPU. Backend `auto` (the default for inference from
+a checkpoint or a model name) becomes `openvino` on CPUs where it is installed and the model
+converts, `torch` otherwise (`engine.models_io.choose_backend`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from ..errors import ConfigError
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnxruntime", "openvino")
 
 
 @cache
@@ -98,7 +100,11 @@ class Runtime:
 
     `backend` is where inference runs: `torch` (eager, or `compile` for torch.compile), or an
     exported graph in `onnxruntime` or `openvino` (CPU only; the model is exported on the fly
-    when given as a PyTorch model). Training always runs in torch.
+    when given as a PyTorch model), or `auto`: not decided yet (precision and memory format
+    are those torch would use); `engine.models_io` decides when it opens a model, and a
+    PyTorch module handed to a `Predictor` runs in torch. Training always runs in torch.
+    `torch_options` records that `--compile` or `--channels-last` / `--no-channels-last`
+    were given: torch options, so `auto` then means torch.
     """
 
     device: torch.device
@@ -106,6 +112,7 @@ class Runtime:
     channels_last: bool
     compile: bool = False
     backend: str = "torch"
+    torch_options: bool = False
 
     @classmethod
     def resolve(cls, device: str = "auto", precision: str = "auto",
@@ -116,7 +123,7 @@ class Runtime:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose {', '.join(BACKENDS)}")
         dev = resolve_device(device)
-        if backend != "torch":
+        if backend not in ("torch", "auto"):
             if dev.type != "cpu":
                 raise ConfigError(f"the {backend} backend runs on the CPU; use --device cpu "
                                   "or --backend torch")
@@ -126,8 +133,19 @@ class Runtime:
         if threads:
             torch.set_num_threads(threads)
         prec = resolve_precision(precision, dev, backend)
-        memory = resolve_channels_last(channels_last, dev, prec) and backend == "torch"
-        return cls(dev, prec, memory, compile, backend)
+        memory = resolve_channels_last(channels_last, dev, prec) and backend in ("torch", "auto")
+        return cls(dev, prec, memory, compile, backend,
+                   torch_options=compile or channels_last is not None)
+
+    def for_backend(self, backend: str) -> Runtime:
+        """This runtime running in `backend` (decided from `auto`): exported graphs have no
+        memory format, and onnxruntime runs float32."""
+        if backend == self.backend:
+            return self
+        if backend == "torch":
+            return replace(self, backend=backend)
+        precision = "fp32" if backend == "onnxruntime" else self.precision
+        return replace(self, backend=backend, precision=precision, channels_last=False)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.precision)

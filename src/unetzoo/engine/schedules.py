@@ -11,11 +11,12 @@ from torch import nn
 
 from ..errors import ConfigError
 
+# name -> (groups, lr, momentum, **options such as fused=True) -> optimizer
 _OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": lambda groups, lr, momentum: torch.optim.Adam(groups, lr=lr),
-    "adamw": lambda groups, lr, momentum: torch.optim.AdamW(groups, lr=lr),
-    "sgd": lambda groups, lr, momentum: torch.optim.SGD(groups, lr=lr, momentum=momentum,
-                                                        nesterov=momentum > 0),
+    "adam": lambda groups, lr, momentum, **o: torch.optim.Adam(groups, lr=lr, **o),
+    "adamw": lambda groups, lr, momentum, **o: torch.optim.AdamW(groups, lr=lr, **o),
+    "sgd": lambda groups, lr, momentum, **o: torch.optim.SGD(groups, lr=lr, momentum=momentum,
+                                                             nesterov=momentum > 0, **o),
 }
 OPTIMIZERS: tuple[str, ...] = tuple(_OPTIMIZERS)
 
@@ -31,8 +32,12 @@ SCHEDULES: tuple[str, ...] = tuple(_SCHEDULES)
 
 
 def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
-                    momentum: float) -> torch.optim.Optimizer:
+                    momentum: float, fused: bool | None = None) -> torch.optim.Optimizer:
     """Adam, AdamW or SGD (Nesterov when `momentum` > 0); no weight decay on norms and biases.
+
+    `fused` (default: wherever PyTorch has the kernel, i.e. float parameters on CPU or
+    CUDA) updates every parameter in one fused kernel per group instead of a chain of
+    element-wise ops over the parameter list; `False` gives the unfused (foreach) form.
 
     Raises:
         ConfigError: `name` is not one of `OPTIMIZERS`.
@@ -45,7 +50,11 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
             (no_decay if param.ndim <= 1 else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return _OPTIMIZERS[name](groups, lr, momentum)
+    if fused is None:
+        params = decay + no_decay
+        fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda")
+                                     for p in params)
+    return _OPTIMIZERS[name](groups, lr, momentum, **({"fused": True} if fused else {}))
 
 
 def check_schedule(schedule: str) -> None:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from ..nn.padding import Output, crop_to, pad_to_multiple
+from ..nn.padding import Output, run_padded
 
 
 class SegmentationModel(nn.Module):
@@ -35,5 +35,4 @@ class SegmentationModel(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ModelError(f"{type(self).__name__} expects B x {self.in_channels} x H x W input, "
                              f"got shape {tuple(x.shape)}")
-        height, width = x.shape[-2:]
-        return crop_to(self.forward_padded(pad_to_multiple(x, self.size_divisor)), height, width)
+        return run_padded(self.forward_padded, x, multiple=self.size_divisor)

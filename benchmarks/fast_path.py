@@ -1,0 +1,257 @@
+"""The fastest path by default (issue 12): latency of the default `predict` path and of INT8
+against torch bf16 + channels-last, test Dice of each, and training throughput (a report,
+not a test).
+
+Parts (one command each; `--quick` checks a part in a minute with tiny models):
+
+- `latency`: each model at its reference preset (weights seeded), 256 x 256, batch 1:
+  torch fp32, torch bf16 + channels-last (the default before), the default predict path
+  (backend `auto`: OpenVINO where installed, converted and cached as `predict` does) and
+  OpenVINO INT8 (NNCF, calibrated on isbi2012_em training patches). Settings interleaved in
+  every round on a possibly shared machine; medians; ratios to torch bf16 + CL and fp32.
+- `accuracy`: each zoo model (benchmarks/zoo.py widths and recipe, a fixed number of
+  optimizer steps) trained on dsb2018_96 and isbi2012_em, exported to INT8 with the accuracy
+  check on the validation split, then test Dice / IoU in torch fp32, torch bf16, the default
+  path and INT8, and their latencies at 256 x 256.
+- `train`: training throughput of the reference U-Net at 256 x 256, batch 4, in the default
+  setting: the step as it was (unfused optimizer) against the step as it is.
+
+    PYTHONPATH=src python benchmarks/fast_path.py latency --quick
+    PYTHONPATH=src python benchmarks/fast_path.py latency                 # U-Net, ~5 min
+    PYTHONPATH=src python benchmarks/fast_path.py latency --models all    # zoo, ~1 h
+    PYTHONPATH=src python benchmarks/fast_path.py accuracy --budget 0.4   # zoo, ~2.5 h
+    PYTHONPATH=src python benchmarks/fast_path.py accuracy --models unet  # ~20 min
+    PYTHONPATH=src python benchmarks/fast_path.py train                   # ~10 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from report import machine, markdown, write_json
+
+from unetzoo.checkpoint import Checkpoint, load_checkpoint
+from unetzoo.data.layouts import find_pairs
+from unetzoo.data.transforms import Preprocessing
+from unetzoo.engine.backends import ExportedModule, open_exported, openvino_runner
+from unetzoo.engine.bench import _times, _train_step, bench, count_flops
+from unetzoo.engine.evaluate import evaluate_checkpoint
+from unetzoo.engine.export import export_checkpoint, trace_openvino
+from unetzoo.engine.infer import InferenceOptions
+from unetzoo.engine.models_io import open_checkpoint
+from unetzoo.engine.quantize import CalibrationTiles, quantize_graph
+from unetzoo.engine.runtime import Runtime
+from unetzoo.models import count_parameters, create_model, list_models
+
+SHARED = next((p / "shared" / "data" for p in Path(__file__).resolve().parents
+               if (p / "shared" / "data").is_dir()), Path("shared/data"))
+TORCH = {"torch fp32": {"precision": "fp32", "channels_last": False, "backend": "torch"},
+         "torch bf16 + CL": {"precision": "auto", "channels_last": True, "backend": "torch"}}
+BASE = "torch bf16 + CL"
+
+
+def _time(runnable: dict[str, tuple[Runtime, torch.nn.Module]], eager: torch.nn.Module,
+          size: int, rounds: int, repeats: int) -> dict[str, float]:
+    """Median latency (ms) per setting, settings interleaved in every round; each round's
+    median is kept in ROUNDS."""
+    flops = count_flops(eager, torch.randn(1, eager.in_channels, size, size))
+    times: dict[str, list[float]] = {label: [] for label in runnable}
+    for _ in range(rounds):
+        for label, (runtime, module) in runnable.items():
+            result = bench(module, runtime, size, 1, warmup=1, repeats=repeats,
+                           flops_model=eager, flops=flops)
+            times[label].append(result.latency_ms)
+    ROUNDS.append({label: [round(t, 1) for t in v] for label, v in times.items()})
+    return {label: statistics.median(v) for label, v in times.items()}
+
+
+ROUNDS: list[dict[str, list[float]]] = []
+
+
+def _ratios(latency: dict[str, float]) -> dict[str, float]:
+    base, fp32 = latency[BASE], latency["torch fp32"]
+    out = {}
+    for label, ms in latency.items():
+        out[f"{label} ms"] = ms
+        out[f"{label} / bf16+CL"] = ms / base
+        out[f"{label} / fp32"] = ms / fp32
+    return out
+
+
+def calibration(info: Checkpoint, count: int) -> CalibrationTiles:
+    """Patches of isbi2012_em training images (random images when it is absent)."""
+    root = SHARED / "isbi2012_em"
+    if (root / "split.csv").is_file():
+        pairs = [p for p in find_pairs(root, "split.csv") if p.split == "train"]
+        return CalibrationTiles(pairs, info, count)
+    raise SystemExit(f"{root} not found: INT8 calibration needs real images")
+
+
+def latency_part(names: list[str], preset: str, size: int, rounds: int, repeats: int,
+                 calibration_count: int) -> list[dict[str, Any]]:
+    default = Runtime.resolve("cpu", "auto", backend="auto")
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        model = create_model(name, 3, 1, preset=preset).eval()
+        info = Checkpoint(model.unetzoo_spec, "binary", ("foreground",),  # type: ignore[arg-type]
+                          Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=size),
+                          model.state_dict())
+        runnable = {label: (Runtime.resolve("cpu", **kw), model) for label, kw in TORCH.items()}
+        opened = open_checkpoint(info, default)
+        runnable["default predict path"] = (opened.runtime, opened.module)
+        start = time.perf_counter()
+        graph, fixed, _ = trace_openvino(model, (size, size), where=name)
+        int8 = quantize_graph(graph, calibration(info, calibration_count))
+        quantise_s = time.perf_counter() - start
+        ov = Runtime.resolve("cpu", "auto", backend="openvino")
+        runnable["openvino int8"] = (ov, ExportedModule(openvino_runner(int8, ov.precision),
+                                                        1, fixed, name))
+        latency = _time(runnable, model, size, rounds, repeats)
+        row = {"model": name, "preset": preset, "params": count_parameters(model),
+               "default path": opened.note, "int8 seconds to make": quantise_s,
+               **_ratios(latency)}
+        rows.append(row)
+        print(f"{name}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in latency.items()),
+              flush=True)
+    return rows
+
+
+def accuracy_part(names: list[str], datasets: list[str], budget: float, quick: bool,
+                  rounds: int, repeats: int) -> list[dict[str, Any]]:
+    from zoo import RECIPE, ZOO, budgets
+
+    import unetzoo
+
+    settings = budgets(budget, quick)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            model_name, kwargs, width = ZOO[name]
+            for dataset in datasets:
+                root = SHARED / dataset
+                run = Path(tmp) / f"{dataset}-{name}"
+                trained = unetzoo.train(dataset=str(root), csvfile="split.csv",
+                                        model=model_name, model_args=kwargs, out=str(run),
+                                        progress=False, test=False, **RECIPE,
+                                        **settings[dataset])
+                best = trained.best_checkpoint
+                int8_path = run / "int8.xml"
+                report = export_checkpoint(best, "openvino", int8_path, int8=True,
+                                           accept_drop=True,
+                                           calibration_images=16 if quick else None).quality
+                scores, modules = {}, {}
+                options = {**{label: Runtime.resolve("cpu", **kw) for label, kw in
+                              TORCH.items()},
+                           "default predict path": Runtime.resolve("cpu", backend="auto")}
+                for label, runtime in options.items():
+                    result = evaluate_checkpoint(best, root, "split.csv", "test",
+                                                 options=InferenceOptions(runtime),
+                                                 progress=False)
+                    scores[label] = result.summary
+                result = evaluate_checkpoint(int8_path, root, "split.csv", "test",
+                                             progress=False)
+                scores["openvino int8"] = result.summary
+                checkpoint = load_checkpoint(best)
+                eager = checkpoint.build_model()
+                for label, kw in TORCH.items():
+                    modules[label] = (Runtime.resolve("cpu", **kw), eager)
+                opened = open_checkpoint(checkpoint, Runtime.resolve("cpu", backend="auto"),
+                                         source=best)
+                modules["default predict path"] = (opened.runtime, opened.module)
+                exported = open_exported(int8_path, precision=report["int8_precision"])
+                modules["openvino int8"] = (Runtime.resolve("cpu", "auto", backend="openvino"),
+                                            exported.module)
+                latency = _time(modules, eager, 256, rounds, repeats)
+                row = {"model": name, "width": width, "dataset": dataset,
+                       "steps": settings[dataset]["epoch"] * settings[dataset]["steps_per_epoch"],
+                       "val int8 check": report, **_ratios(latency)}
+                for label, summary in scores.items():
+                    row[f"{label} dice"] = summary["global"]["dice"]
+                    row[f"{label} iou"] = summary["global"]["iou"]
+                    row[f"{label} dice/image"] = summary["mean_over_images"]["dice"]
+                row["int8 - fp32 dice"] = row["openvino int8 dice"] - row["torch fp32 dice"]
+                rows.append(row)
+                print({k: v for k, v in row.items() if k != "val int8 check"}, flush=True)
+    return rows
+
+
+def train_part(preset: str, size: int, batch: int, rounds: int, repeats: int
+               ) -> list[dict[str, Any]]:
+    """Images/s of the default training step with the unfused optimizer (the step before)
+    and as it is now, interleaved rounds, medians."""
+    runtime = Runtime.resolve("cpu", "auto")
+    x = torch.randn(batch, 3, size, size)
+    steps = {}
+    for label, fused in (("before: unfused AdamW", False), ("now: fused AdamW", None)):
+        torch.manual_seed(0)
+        steps[label] = _train_step(create_model("unet", 3, 1, preset=preset), runtime, x,
+                                   fused=fused)
+    results: dict[str, list[float]] = {label: [] for label in steps}
+    for _ in range(rounds):
+        for label, step in steps.items():
+            seconds = statistics.median(_times(step, 1, repeats, runtime.device))
+            results[label].append(batch / seconds)
+    base = statistics.median(next(iter(results.values())))
+    return [{"step": label, "images/s": statistics.median(v),
+             "x before": statistics.median(v) / base, "rounds": v}
+            for label, v in results.items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("part", choices=("latency", "accuracy", "train"))
+    parser.add_argument("--quick", action="store_true", help="tiny models, a few steps")
+    parser.add_argument("--models", default="unet",
+                        help="comma-separated model names, or `all` (the whole zoo)")
+    parser.add_argument("--datasets", default="dsb2018_96,isbi2012_em")
+    parser.add_argument("--budget", type=float, default=0.4, help="accuracy: see zoo.py")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per round")
+    parser.add_argument("--calibration", type=int, default=300, help="INT8 patches")
+    args = parser.parse_args()
+    names = list_models() if args.models == "all" else args.models.split(",")
+    before = machine()
+    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine_before": before,
+                              "part": args.part, "quick": args.quick}
+    if args.part == "latency":
+        preset, size = ("tiny", 64) if args.quick else ("reference", 256)
+        rows = latency_part(["unet"] if args.quick else names, preset, size,
+                            2 if args.quick else args.rounds, args.repeats,
+                            16 if args.quick else args.calibration)
+        columns = ["model", *(f"{k} ms" for k in (*TORCH, "default predict path",
+                                                   "openvino int8")),
+                   "default predict path / bf16+CL", "openvino int8 / bf16+CL",
+                   "openvino int8 / fp32"]
+    elif args.part == "accuracy":
+        datasets = [d for d in args.datasets.split(",") if (SHARED / d / "split.csv").is_file()]
+        from zoo import ZOO
+
+        chosen = list(ZOO) if args.models == "all" else names
+        rows = accuracy_part(["unet"] if args.quick else chosen,
+                             datasets[:1] if args.quick else datasets, args.budget,
+                             args.quick, 1 if args.quick else args.rounds, args.repeats)
+        columns = ["model", "dataset", "steps", "torch fp32 dice", "torch bf16 + CL dice",
+                   "default predict path dice", "openvino int8 dice", "int8 - fp32 dice",
+                   "default predict path / bf16+CL", "openvino int8 / bf16+CL"]
+    else:
+        preset, size = ("tiny", 64) if args.quick else ("reference", 256)
+        rows = train_part(preset, size, 4, 2 if args.quick else args.rounds, args.repeats)
+        columns = ["step", "images/s", "x before"]
+    result.update(rows=rows, rounds_ms=ROUNDS, machine_after=machine())
+    path = write_json(f"fast_path_{args.part}" + ("_quick" if args.quick else ""), result)
+    print(f"\n{before['cpu']}, {before['threads']} threads, bf16 units {before['bf16_units']}, "
+          f"load average {before['load_average'][0]:.2f} before, "
+          f"{result['machine_after']['load_average'][0]:.2f} after\n")
+    print(markdown(rows, columns))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""INT8 post-training quantisation with a measured accuracy check.
+
+`export_int8` converts a model to OpenVINO (float32, checked against PyTorch), quantises it
+with NNCF's post-training quantisation (`nncf.quantize`: min-max statistics of activations
+on calibration inputs, symmetric INT8 weights and activations, fast bias correction)
+calibrated on patches of the run's training images, then evaluates the float model and the
+INT8 model on the run's validation split with the ordinary evaluation code and writes the
+INT8 file only if its dataset-global Dice is at most `MAX_DICE_DROP` below the float
+model's (or with `accept_drop`). The scores of both models go into the file's metadata and
+the result.
+
+NNCF: Kozlov et al., "Neural Network Compression Framework for fast model inference",
+arXiv:2002.08679; API `nncf.quantize(model, nncf.Dataset(items, transform))`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ..checkpoint import Checkpoint
+from ..data.dataset import SegmentationDataset, check_files, spread_sample, verify_pairs
+from ..data.io import read_image
+from ..data.layouts import Pair, find_pairs
+from ..data.prepare import run_reading
+from ..data.split import assign_splits
+from ..errors import ConfigError, UnetzooError
+from .backends import ExportedModule, openvino_runner, require
+from .evaluate import evaluate
+from .export import ExportResult, check_target, export_metadata, save_openvino, trace_openvino
+from .infer import InferenceOptions, Predictor
+from .runtime import Runtime
+
+log = logging.getLogger("unetzoo")
+
+MAX_DICE_DROP = 0.01  # the largest drop of validation global Dice an INT8 export may have
+CALIBRATION_IMAGES = 300  # NNCF's default subset size
+
+
+class QuantizationError(UnetzooError):
+    """The INT8 model loses more accuracy than allowed; nothing was written."""
+
+
+@dataclass
+class QuantizationReport:
+    """Float and INT8 scores on the validation split (dataset-global and mean per image).
+
+    `float` runs OpenVINO in float32; `int8` runs the quantised model in `int8_precision`
+    (the precision `predict` uses for it by default: INT8 layers plus bf16 or fp32 for the
+    rest). Drops are float minus INT8.
+    """
+
+    images: int
+    split: str
+    calibration_tiles: int
+    float_dice: float
+    float_iou: float
+    int8_dice: float
+    int8_iou: float
+    float_dice_per_image: float
+    int8_dice_per_image: float
+    dice_drop: float
+    iou_drop: float
+    max_dice_drop: float
+    int8_precision: str
+    accepted: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        return (f"validation ({self.images} {self.split} images): Dice {self.float_dice:.4f} "
+                f"float -> {self.int8_dice:.4f} INT8 (drop {self.dice_drop:+.4f}, allowed "
+                f"{self.max_dice_drop:g}); IoU {self.float_iou:.4f} -> {self.int8_iou:.4f} "
+                f"(drop {self.iou_drop:+.4f})")
+
+
+def _data(info: Checkpoint, checkpoint_path: Path, dataset: Path | str | None,
+          csvfile: Path | str | None) -> tuple[Path, list[Pair], list[Pair], str]:
+    """(dataset, training pairs, validation pairs, split name) of the run, as training
+    assigned them (the run's csv, else its saved split.csv, else the seeded split)."""
+    config = info.config
+    if dataset is None:
+        dataset = config.get("dataset")
+        csvfile = csvfile or config.get("csvfile")
+        if csvfile is None and (checkpoint_path.parent.parent / "split.csv").is_file():
+            csvfile = checkpoint_path.parent.parent / "split.csv"
+    if not dataset or not Path(dataset).is_dir():
+        raise ConfigError(f"INT8 calibration and the accuracy check need the run's images: "
+                          f"the checkpoint's dataset {dataset!r} is not here; pass "
+                          "--dataset DIR (and --csvfile F)", checkpoint_path)
+    root = Path(dataset)
+    pairs = find_pairs(root, csvfile)
+    train, val, test, _ = assign_splits(pairs, float(config.get("val_fraction", 0.1)),
+                                        int(config.get("seed", 0)))
+    split = "val"
+    if not val:
+        val, split = test, "test"
+        log.info(f"{root}: no validation split; the INT8 accuracy check uses the test split")
+    val = [p for p in val if p.labelled]
+    if not train or not val:
+        raise ConfigError("INT8 needs training images (calibration) and labelled validation "
+                          f"images (accuracy check); found {len(train)} and {len(val)}", root)
+    return root, train, val, split
+
+
+class CalibrationTiles:
+    """Up to `count` normalised `1 x C x s x s` float32 patches of the training images
+    (one seeded random crop per image, images spread over the set and reused when there
+    are fewer than `count`), read lazily each time NNCF iterates."""
+
+    def __init__(self, pairs: list[Pair], info: Checkpoint, count: int, seed: int = 0) -> None:
+        self.pre = info.preprocessing
+        self.images = [p.image for p in spread_sample(pairs, count)]
+        self.count = count if len(self.images) < count else len(self.images)
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng(self.seed)
+        size = self.pre.img_size
+        for i in range(self.count):
+            image = read_image(self.images[i % len(self.images)], self.pre.in_channels)
+            if self.pre.resize_mode == "resize":
+                tensor = nn.functional.interpolate(self.pre.to_tensor(image)[None],
+                                                   size=(size, size), mode="bilinear",
+                                                   align_corners=False, antialias=True)
+                yield tensor.numpy()
+                continue
+            height, width = image.shape[:2]
+            y = int(rng.integers(0, max(1, height - size + 1)))
+            x = int(rng.integers(0, max(1, width - size + 1)))
+            yield self.pre.to_tensor(image[y: y + size, x: x + size])[None].numpy()
+
+
+def quantize_graph(graph: Any, tiles: CalibrationTiles) -> Any:
+    """`graph` (an `openvino.Model`) quantised to INT8 by NNCF post-training quantisation
+    (CPU target, default mixed preset: symmetric weights and activations) on `tiles`."""
+    nncf = require("nncf")
+    nncf.set_log_level(logging.ERROR)
+    return nncf.quantize(graph, nncf.Dataset(tiles), subset_size=len(tiles),
+                         target_device=nncf.TargetDevice.CPU)
+
+
+def _scores(graph: Any, precision: str, info: Checkpoint, fixed: tuple[int, int] | None,
+            data: SegmentationDataset, progress: bool) -> dict[str, Any]:
+    module = ExportedModule(openvino_runner(graph, precision),
+                            info.model_spec["num_classes"], fixed, "int8 check")
+    runtime = Runtime.resolve("cpu", precision, backend="openvino")
+    predictor = Predictor(module, info.preprocessing, info.task, InferenceOptions(runtime))
+    return evaluate(predictor, data, info.class_names, progress=progress).summary
+
+
+def export_int8(model: nn.Module, info: Checkpoint, out: Path, checkpoint_path: Path,
+                size: int | None = None, overwrite: bool = False,
+                dataset: Path | str | None = None, csvfile: Path | str | None = None,
+                accept_drop: bool = False, max_dice_drop: float | None = None,
+                calibration_images: int | None = None, progress: bool = False
+                ) -> ExportResult:
+    """Quantise `model` to INT8 OpenVINO IR at `out` after an accuracy check.
+
+    Args:
+        model: the float32 model (eval mode) built from `info`.
+        info: its checkpoint (config: dataset, csvfile, seed, val_fraction of the run).
+        out: the `.xml` to write (with its `.bin`).
+        checkpoint_path: the checkpoint file (its run folder may hold `split.csv`).
+        size: trace size (default: the patch size).
+        overwrite: replace an existing `out`.
+        dataset, csvfile: override the run's data.
+        accept_drop: write the model even when Dice drops by more than allowed.
+        max_dice_drop: allowed drop of the validation global Dice (default `MAX_DICE_DROP`).
+        calibration_images: calibration patches (default `CALIBRATION_IMAGES`).
+        progress: progress bars during the evaluation.
+
+    Returns:
+        An `ExportResult` whose `quality` holds the `QuantizationReport`.
+
+    Raises:
+        QuantizationError: the Dice drop exceeds the threshold (nothing written).
+        ConfigError: the data is missing, nncf or openvino not installed.
+        RunError: `out` exists (without `overwrite`).
+        ExportError: the float graph differs from PyTorch.
+    """
+    check_target("openvino", out, overwrite)
+    require("nncf")
+    start = time.perf_counter()
+    allowed = MAX_DICE_DROP if max_dice_drop is None else max_dice_drop
+    root, train, val, split = _data(info, checkpoint_path, dataset, csvfile)
+    reading = run_reading(info.task, info.model_spec["num_classes"], root, val, info.config,
+                          info.mask_reading)
+    check_files(val)
+    verify_pairs(val, reading)
+    side = size or info.preprocessing.img_size
+    graph, fixed, diff = trace_openvino(model, (side, side), where=str(out))
+    tiles = CalibrationTiles(train, info, calibration_images or CALIBRATION_IMAGES)
+    log.info(f"INT8: calibrating on {len(tiles)} patches of {len(tiles.images)} training "
+             f"images of {root}")
+    quantised = quantize_graph(graph, tiles)
+    data = SegmentationDataset(val, info.preprocessing, reading)
+    int8_precision = Runtime.resolve("cpu", "auto", backend="openvino").precision
+    base = _scores(graph, "fp32", info, fixed, data, progress)
+    low = _scores(quantised, int8_precision, info, fixed, data, progress)
+    report = QuantizationReport(
+        images=len(val), split=split, calibration_tiles=len(tiles),
+        float_dice=base["global"]["dice"], float_iou=base["global"]["iou"],
+        int8_dice=low["global"]["dice"], int8_iou=low["global"]["iou"],
+        float_dice_per_image=base["mean_over_images"]["dice"],
+        int8_dice_per_image=low["mean_over_images"]["dice"],
+        dice_drop=base["global"]["dice"] - low["global"]["dice"],
+        iou_drop=base["global"]["iou"] - low["global"]["iou"],
+        max_dice_drop=allowed, int8_precision=int8_precision, accepted=False)
+    log.info(f"INT8: {report.format()}")
+    if report.dice_drop > allowed and not accept_drop:
+        raise QuantizationError(f"INT8 lowers the validation Dice by {report.dice_drop:.4f} "
+                                f"(float {report.float_dice:.4f}, INT8 {report.int8_dice:.4f}; "
+                                f"allowed {allowed:g}): not written; pass --accept-drop to "
+                                "write it anyway", out)
+    report.accepted = True
+    save_openvino(quantised, export_metadata(info, fixed, {"int8": report.to_json()}), out)
+    return ExportResult(out, "openvino", diff, fixed, time.perf_counter() - start,
+                        quality=report.to_json())
