@@ -28,7 +28,9 @@ from typing import Any, Literal
 import pydantic
 import yaml
 
-from .data.transforms import AUGMENT_LEVELS, RESIZE_MODES
+from .data.cache import CACHE_MODES
+from .data.transforms import AUGMENT_LEVELS, NORMALIZATIONS, RESIZE_MODES
+from .engine.infer import TTA_MODES
 from .engine.runtime import PRECISIONS
 from .engine.schedules import OPTIMIZERS, SCHEDULES
 from .errors import ConfigError
@@ -39,7 +41,8 @@ from .task import TASKS
 
 def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: Any = None,
            metavar: str | None = None, factory: Any = None, ge: float | None = None,
-           gt: float | None = None, lt: float | None = None) -> Any:
+           gt: float | None = None, lt: float | None = None, command_line: bool = True
+           ) -> Any:
     """A config field: its default, command-line help, aliases, choices and bounds.
 
     Args:
@@ -49,8 +52,10 @@ def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: A
         choices: the accepted values (checked, and listed in the help).
         metavar: the flag's value name in the help.
         ge, gt, lt: bounds of a number: >= ge, > gt, < lt (None values always pass).
+        command_line: False for an option that only YAML and the API set (no flag).
     """
     meta = {"help": help, "aliases": aliases, "choices": choices, "metavar": metavar,
+            "command_line": command_line,
             "bounds": {k: v for k, v in (("ge", ge), ("gt", gt), ("lt", lt)) if v is not None}}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
@@ -81,6 +86,10 @@ class TrainConfig:
     resize_mode: str = option("crop", "crop: random patches, whole-image tiled inference; "
                               "resize: resize every image to img-size", choices=RESIZE_MODES)
     augment: str = option("default", "augmentation strength", choices=AUGMENT_LEVELS)
+    normalize: str = option("dataset", "dataset: the training images' mean and std per "
+                            "channel; image: each image standardised by its own; percentile: "
+                            "each image clipped to its 0.5-99.5th percentiles, then "
+                            "standardised", choices=NORMALIZATIONS)
     val_fraction: float = option(0.1, "fraction carved from train for validation when the "
                                  "split has no val rows", ge=0, lt=1)
     workers: int = option(-1, "data-loading processes (-1: one per two cores, at most 4)",
@@ -96,6 +105,9 @@ class TrainConfig:
     mask_threshold: float | None = option(None, "binary masks: stored values above this are "
                                           "foreground (e.g. 0.5 for probability maps; default: "
                                           "decided from the masks)", metavar="T")
+    cache: str = option("auto", "decode (and resize) each image once: memory, disk (a cache "
+                        "folder keyed by file content, $UNETZOO_CACHE_DIR or ~/.cache/unetzoo), "
+                        "off, or auto (memory when it fits)", choices=CACHE_MODES)
     full_check: bool = option(False, "read every image and mask before training (default: "
                               "headers of up to 20,000 pairs and the pixels of 256 spread "
                               "ones; the rest is checked as it is loaded: unreadable training "
@@ -135,6 +147,21 @@ class TrainConfig:
     monitor: str = option("dice", "validation metric that selects the best checkpoint (loss: "
                           "the lowest validation loss)",
                           choices=MONITORS)
+    ema: float | None = option(None, "keep an exponential moving average of the weights with "
+                               "this decay (e.g. 0.999); validation, best.pt and inference use "
+                               "it", gt=0, lt=1)
+    fg_oversample: float = option(0.0, "fraction of training patches centred on a "
+                                  "foreground pixel (crop mode; sparse objects), 0..1", ge=0)
+    test_tta: str = option("none", "test-time augmentation of the final test evaluation",
+                           choices=TTA_MODES)
+    time_budget: float | None = option(None, "train for this many minutes (wall clock, "
+                                       "validation included; then the test evaluation): the "
+                                       "schedule is laid over the budget from measured step "
+                                       "times, and recipe options not given come from "
+                                       "`unetzoo plan`", metavar="MINUTES", gt=0)
+    plan: dict[str, Any] | None = option(None, "the plan the recipe came from (written by "
+                                         "`unetzoo plan`; recorded in checkpoints)",
+                                         command_line=False)
     # run
     out: str | None = option(None, "run folder (default: runs/<model>-<date-time>)",
                              aliases=("--output",), metavar="DIR")
@@ -189,6 +216,8 @@ class TrainConfig:
                               "start when it holds no checkpoint yet")
         if self.warmup >= self.epoch:
             raise ConfigError(f"--warmup must be in [0, epoch), got {self.warmup}")
+        if self.fg_oversample > 1:
+            raise ConfigError(f"--fg-oversample must be <= 1, got {self.fg_oversample}")
         build_loss(self.loss, "multiclass" if self.task == "multiclass" else "binary")
         resolve_kwargs(self.model, self.preset, **self.model_args)
         return self
@@ -426,7 +455,7 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
     same way. Unset flags stay absent from the namespace unless `defaults` is true.
     """
     for f in fields(cls):
-        if only is not None and f.name not in only:
+        if (only is not None and f.name not in only) or not f.metadata.get("command_line", True):
             continue
         meta = f.metadata
         names = [f"--{flag(f.name)}", *meta.get("aliases", ())]

@@ -238,3 +238,20 @@ def test_spread_sample_includes_both_ends() -> None:
 
     assert spread_sample(list(range(10)), 4) == [0, 3, 6, 9]
     assert spread_sample([1, 2], 5) == [1, 2]
+
+
+def test_foreground_oversampling_puts_foreground_in_every_patch():
+    import numpy as np
+
+    from unetzoo.data.transforms import train_transform
+
+    image = np.zeros((200, 200, 3), np.float32)
+    mask = np.zeros((200, 200), np.uint8)
+    mask[150:154, 20:24] = 1  # one small object in a large image
+    always = train_transform(32, "crop", "none", fg_oversample=1.0)
+    uniform = train_transform(32, "crop", "none")
+    always.set_random_seed(0)
+    uniform.set_random_seed(0)
+    hits = [always(image=image, mask=mask)["mask"].max() for _ in range(20)]
+    assert all(h == 1 for h in hits)
+    assert sum(uniform(image=image, mask=mask)["mask"].max() for _ in range(20)) < 10

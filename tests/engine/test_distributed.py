@@ -123,3 +123,21 @@ def test_shards_of_all_ranks_make_the_global_batches() -> None:
     assert merged == one
     assert list(ShardSampler(10, batch=4, steps=3, seed=1, epoch=2, start=2)) == one[8:]
     assert one != list(ShardSampler(10, batch=4, steps=3, seed=1, epoch=3))
+
+
+def test_ranks_agree_on_when_a_time_budget_ends(tmp_path, single):
+    """Each rank measures its own step times; they must still stop after the same step
+    and validate at the same epochs, or the collectives would hang."""
+    data, _ = single
+    run = tmp_path / "run"
+    launcher = ["--nnodes", 1, "--nproc-per-node", 2, "--rdzv-backend", "c10d",
+                "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "unetzoo-budget"]
+    options = {k: v for k, v in OPTIONS.items() if k != "epoch"}  # the budget decides
+    node = torchrun(launcher, ["train", "--dataset", data, "--out", run, "--batch",
+                               PER_PROCESS_BATCH, *flags(options), "--time-budget", 0.15,
+                               "--threads", 1])
+    code, out, err = finish(node)
+    assert code == 0, err
+    assert out.count("stopped by the budget") == 1 and "x 2 processes" in out
+    state = unetzoo.load_checkpoint(run / "models" / "epoch_last.pt").train_state
+    assert state["budget"]["steps"] == state["step"] > 0

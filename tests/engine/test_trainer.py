@@ -67,3 +67,20 @@ def test_callbacks_are_called_at_start_after_each_epoch_and_at_the_end(tmp_path:
     # 10 pairs: a seeded 8 / 1 / 1 split; batch 4 -> 2 steps per epoch
     assert recorder.events == [("start", 0, 0), ("epoch", 1, 2, False), ("epoch", 2, 4, True),
                                ("end", 2, True)]
+
+
+def test_ema_weights_are_saved_and_resume_exactly(tmp_path: Path) -> None:
+    data = write_pairs(tmp_path / "data", count=10, size=40)
+    options = {**COMMON, "schedule": "constant", "ema": 0.9}
+    straight = unetzoo.train(dataset=str(data), epoch=3, out=str(tmp_path / "a"), **options)
+    unetzoo.train(dataset=str(data), epoch=2, out=str(tmp_path / "b"), **options)
+    resumed = unetzoo.train(resume=str(tmp_path / "b"), epoch=3)
+    a, b = (unetzoo.load_checkpoint(r.last_checkpoint) for r in (straight, resumed))
+    for key in a.state_dict:  # the moving averages
+        assert torch.equal(a.state_dict[key], b.state_dict[key]), key
+    for key in a.train_state["model"]:  # the trained weights
+        assert torch.equal(a.train_state["model"][key], b.train_state["model"][key]), key
+    # the checkpoint's weights are the average, not the trained weights
+    conv = next(k for k in a.state_dict if k.endswith("weight") and a.state_dict[k].ndim == 4)
+    assert not torch.equal(a.state_dict[conv], a.train_state["model"][conv])
+    assert a.train_state["ema_averaged"] == 3 * 2  # 10 train images: 2 steps per epoch

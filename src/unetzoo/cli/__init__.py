@@ -20,14 +20,15 @@ from . import (
     export,
     inspect,
     models,
+    plan,
     predict,
     report,
     split,
     train,
 )
 
-COMMANDS = (demo, train, evaluate, predict, export, bench, split, convert, inspect, models,
-            report, compare)
+COMMANDS = (demo, train, plan, evaluate, predict, export, bench, split, convert, inspect,
+            models, report, compare)
 
 
 DEBUG_ENV = "UNETZOO_DEBUG"

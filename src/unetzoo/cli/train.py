@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from ..config import TrainConfig, add_config_arguments, build_config
+from ..config import TrainConfig, add_config_arguments, build_config, load_yaml
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> None:
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
     config = build_config(given, args.config)
+    explicit = set(given) | set(load_yaml(args.config) if args.config else {})
     try:
-        train(config, given=given)
+        train(config, given=given, explicit=explicit)
     except TrainingInterrupted as exc:
         raise SystemExit(exc.exit_code) from None

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError, MaskValueError
 from ..task import Task, check_task
+from .cache import SampleCache
 from .classmap import Color
 from .io import ImageHeader, check_file, read_header, read_image
 from .layouts import Pair, report
@@ -226,12 +227,13 @@ class SegmentationDataset(Dataset):
     (albumentations and the global `random` / NumPy generators alike), so augmentation does
     not depend on worker count, process or resume point. With `skip_bad`, a sample that
     cannot be read is logged with its path and replaced by the next readable one; a mask
-    value the reading cannot hold (MaskValueError) always stops, naming the file.
+    value the reading cannot hold (MaskValueError) always stops, naming the file. With a
+    `cache` (see `data.cache`), files are decoded once rather than every epoch.
     """
 
     def __init__(self, pairs: Sequence[Pair], preprocessing: Preprocessing,
                  reading: MaskReading | None, transform=None, seed: int | None = None,
-                 skip_bad: bool = False) -> None:
+                 skip_bad: bool = False, cache: SampleCache | None = None) -> None:
         self.pairs = list(pairs)
         self.preprocessing = preprocessing
         self.reading = reading
@@ -239,6 +241,7 @@ class SegmentationDataset(Dataset):
         self.seed = seed
         self.skip_bad = skip_bad
         self.epoch = 0
+        self.cache = cache
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -264,19 +267,27 @@ class SegmentationDataset(Dataset):
     def load(self, index: int) -> dict[str, torch.Tensor | str]:
         """Sample `index`, raising DataError naming the file when it cannot be used."""
         pair = self.pairs[index]
-        image = read_image(pair.image, self.preprocessing.in_channels)
-        mask = None
-        if pair.labelled and self.reading is not None:
-            mask = load_target(pair, self.reading, image.shape[:2])
+        image, mask = self.cache.get(index) if self.cache else self.read(index)
+        stats = self.preprocessing.statistics(image)  # of the whole image, before cropping
         if self.transform is not None:
             image, mask = self._augment(index, image, mask)
         sample: dict[str, torch.Tensor | str] = {
-            "image": self.preprocessing.to_tensor(image), "name": pair.name}
+            "image": self.preprocessing.to_tensor(image, stats), "name": pair.name}
         if mask is not None:
             if mask.ndim == 3:  # multilabel H x W x K -> K x H x W
                 mask = mask.transpose(2, 0, 1)
             sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask)).long()
         return sample
+
+    def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """The image (`H x W x C` float32 in [0, 1]) and target (None when unlabelled) of
+        sample `index`, as stored: no transform, no normalisation."""
+        pair = self.pairs[index]
+        image = read_image(pair.image, self.preprocessing.in_channels)
+        mask = None
+        if pair.labelled and self.reading is not None:
+            mask = load_target(pair, self.reading, image.shape[:2])
+        return image, mask
 
     def _augment(self, index: int, image: np.ndarray, mask: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
 from ..task import Task
+from .cache import SampleCache, choose_mode
 from .classmap import find_class_map
 from .dataset import (
     SAMPLE_SIZE,
@@ -25,7 +26,7 @@ from .dataset import (
 from .layouts import Pair, find_pairs
 from .masks import MaskOptions, MaskReading
 from .split import assign_splits
-from .transforms import Preprocessing, ResizeMode
+from .transforms import Preprocessing, ResizeMode, resize_transform
 
 log = logging.getLogger("unetzoo")
 
@@ -41,6 +42,8 @@ class TrainData:
     info: DatasetInfo
     preprocessing: Preprocessing
     new_split: bool = False
+    cache: str = "auto"  # see data.cache: auto, memory, disk or off
+    _caches: dict[tuple, SampleCache] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def reading(self) -> MaskReading:
@@ -51,9 +54,39 @@ class TrainData:
     def dataset(self, pairs: list[Pair], transform=None, seed: int | None = None
                 ) -> SegmentationDataset:
         """A dataset of `pairs`; with a (training) `transform`, unreadable samples met while
-        training are logged and skipped rather than stopping the epoch."""
-        return SegmentationDataset(pairs, self.preprocessing, self.reading, transform, seed,
+        training are logged and skipped rather than stopping the epoch. Unless `cache` is
+        off, files are decoded (and, for training in resize mode, resized) once per run."""
+        data = SegmentationDataset(pairs, self.preprocessing, self.reading, transform, seed,
                                    skip_bad=transform is not None)
+        data.cache = self.sample_cache(data, resized=transform is not None and
+                                       self.preprocessing.resize_mode == "resize")
+        return data
+
+    def sample_cache(self, data: SegmentationDataset, resized: bool) -> SampleCache | None:
+        """The cache of `data`'s pairs, made at its first use and kept for the run."""
+        if self.cache == "off" or not data.pairs:
+            return None
+        size = self.preprocessing.img_size if resized else None
+        key = (tuple(p.image for p in data.pairs), size)
+        if key not in self._caches:
+            channels = self.preprocessing.in_channels
+            mode, why = choose_mode(self.cache, data.pairs, channels, size)
+            reader = data.read
+            if size is not None:
+                resize = resize_transform(size)
+
+                def reader(index: int) -> tuple:
+                    image, target = data.read(index)
+                    out = resize(image=image, mask=target) if target is not None else \
+                        resize(image=image)
+                    return out["image"], out.get("mask")
+
+            # what shapes a target (not the survey's wording or size)
+            rule = replace(self.reading, evidence="", surveyed=0)
+            settings = f"channels={channels}|resize={size}|{rule!r}"
+            self._caches[key] = SampleCache(data.pairs, reader, mode, settings)
+            log.info("sample cache for %d images: %s (%s)", len(data.pairs), mode, why)
+        return self._caches[key]
 
 
 def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
@@ -62,15 +95,17 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
                  ignore_index: int | None = None, instances: bool = False,
                  mask_threshold: float | None = None, full_check: bool = False,
                  val_fraction: float = 0.1, seed: int = 0, img_size: int = 256,
-                 resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None
-                 ) -> TrainData:
+                 resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None,
+                 cache: str = "auto", normalization: str = "dataset") -> TrainData:
     """Find pairs, assign splits, check the files (all of them with `full_check`, else
     headers and a sample: see `data.dataset`), and fix the preprocessing (normalisation
     from the training images) unless one is given (resume).
 
     The class map is `class_map`, else `classes.yaml` in the dataset folder when present.
     Test images without masks are left out of the test evaluation. `info.reading` says how
-    the masks are read (task, classes, evidence; see `data.masks`).
+    the masks are read (task, classes, evidence; see `data.masks`). `cache` says how decoded
+    samples are kept (see `data.cache`); `normalization` how images are normalised (see
+    `Preprocessing`).
     """
     if not dataset:
         raise ConfigError("--dataset is required")
@@ -90,8 +125,9 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
     info = scan_dataset(train + val + test, options, class_names, full=full_check)
     if preprocessing is None:
         mean, std = channel_statistics(train, info.in_channels)
-        preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode)
-    return TrainData(root, train, val, test, info, preprocessing, made)
+        preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode,
+                                      normalization)
+    return TrainData(root, train, val, test, info, preprocessing, made, cache)
 
 
 def run_reading(task: Task, num_classes: int, dataset: str | Path, pairs: Sequence[Pair],

@@ -28,6 +28,9 @@ NO_UPDATE_CHECK = "NO_ALBUMENTATIONS_UPDATE"
 ResizeMode = Literal["crop", "resize"]
 RESIZE_MODES: tuple[str, ...] = ("crop", "resize")
 AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "default", "strong")
+NORMALIZATIONS: tuple[str, ...] = ("dataset", "image", "percentile")
+STAT_PIXELS = 1 << 18  # pixels per image enough for its statistics (a strided sample)
+Statistics = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class Preprocessing:
     resize_mode: `crop` trains on random `img_size` crops and predicts whole images (tiled
     when larger than a patch); `resize` resizes every image to `img_size` and resizes the
     prediction back to the image's size.
+    normalization: `dataset` subtracts `mean` and divides by `std` (per channel, measured on
+    the training images); `image` standardises each whole image per channel with its own
+    mean and std (images of mixed brightness or modality); `percentile` first clips each
+    channel of each image to its 0.5th..99.5th percentiles (microscopy, 16-bit data: hot
+    pixels and saturated spots), then standardises it.
     """
 
     in_channels: int
@@ -44,6 +52,7 @@ class Preprocessing:
     std: tuple[float, ...]
     img_size: int = 256
     resize_mode: ResizeMode = "crop"
+    normalization: str = "dataset"
 
     def __post_init__(self) -> None:
         if len(self.mean) != self.in_channels or len(self.std) != self.in_channels:
@@ -52,22 +61,48 @@ class Preprocessing:
         if self.resize_mode not in RESIZE_MODES:
             raise ConfigError(f"unknown resize mode {self.resize_mode!r}; choose "
                               f"{' or '.join(RESIZE_MODES)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ConfigError(f"unknown normalization {self.normalization!r}; choose "
+                              f"{', '.join(NORMALIZATIONS)}")
 
-    def normalize(self, image: np.ndarray) -> np.ndarray:
-        """`H x W x C` float in [0, 1] -> normalised float32."""
-        mean = np.asarray(self.mean, np.float32)
-        std = np.asarray(self.std, np.float32)
-        return (image - mean) / std
+    def statistics(self, image: np.ndarray) -> Statistics:
+        """(offset, scale, low, high) per channel that normalise `image`, a whole `H x W x C`
+        image: computed before cropping or tiling, so that a patch or a tile is normalised
+        as its image is. `low` and `high` (clipping bounds) are None except for
+        `percentile`; the image's own values are used except for `dataset`."""
+        if self.normalization == "dataset":
+            return np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32), \
+                None, None
+        flat = image.reshape(-1, image.shape[-1])
+        flat = flat[:: max(1, len(flat) // STAT_PIXELS)]
+        low = high = None
+        if self.normalization == "percentile":
+            low, high = np.percentile(flat, [0.5, 99.5], axis=0).astype(np.float32)
+            flat = np.clip(flat, low, high)
+        std = np.maximum(flat.std(0), 1e-3).astype(np.float32)
+        return flat.mean(0).astype(np.float32), std, low, high
 
-    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        """`H x W x C` float in [0, 1] -> normalised `C x H x W` float32 tensor."""
-        return torch.from_numpy(np.ascontiguousarray(self.normalize(image).transpose(2, 0, 1)))
+    def normalize(self, image: np.ndarray, stats: Statistics | None = None) -> np.ndarray:
+        """`H x W x C` float in [0, 1] -> normalised float32, with `stats` from
+        `statistics()` of the image it comes from (default: of `image` itself)."""
+        offset, scale, low, high = stats if stats is not None else self.statistics(image)
+        if low is not None:
+            image = np.clip(image, low, high)
+        return (image - offset) / scale
+
+    def to_tensor(self, image: np.ndarray, stats: Statistics | None = None) -> torch.Tensor:
+        """`H x W x C` float in [0, 1] -> normalised `C x H x W` float32 tensor (see
+        `normalize`)."""
+        return torch.from_numpy(np.ascontiguousarray(
+            self.normalize(image, stats).transpose(2, 0, 1), dtype=np.float32))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """The preprocessing saved by `to_dict` (checkpoints from before `normalization`
+        existed normalise with the dataset's statistics, as they were trained)."""
         return cls(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
 
 
@@ -87,21 +122,36 @@ def albumentations() -> ModuleType:
             os.environ[NO_UPDATE_CHECK] = before
 
 
+def resize_transform(img_size: int) -> A.Resize:
+    """The resize of `resize` mode (bilinear image, nearest-neighbour mask), done once per
+    image by the sample cache and again (a no-op at that size) by `train_transform`."""
+    return albumentations().Resize(img_size, img_size)
+
+
 def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "default",
-                    ignore_index: int = IGNORE_INDEX) -> A.Compose:
+                    ignore_index: int = IGNORE_INDEX, fg_oversample: float = 0.0) -> A.Compose:
     """Random patches of `img_size` with flips, 90-degree rotations, scale/rotate and
-    brightness/contrast; padding added to reach the patch size is ignored in the loss."""
+    brightness/contrast; padding added to reach the patch size is ignored in the loss.
+
+    In crop mode a fraction `fg_oversample` of the patches contains foreground (centred
+    near a random foreground pixel when the mask has one), as nnU-Net oversamples
+    foreground for sparse objects (Isensee et al. 2021)."""
     import cv2
 
     A = albumentations()
     if augment not in AUGMENT_LEVELS:
         raise ConfigError(f"unknown augment level {augment!r}; choose {', '.join(AUGMENT_LEVELS)}")
     if resize_mode == "resize":
-        size: list[A.BasicTransform] = [A.Resize(img_size, img_size)]
+        size: list[A.BasicTransform] = [resize_transform(img_size)]
     else:
+        crop: A.BasicTransform = A.RandomCrop(img_size, img_size)
+        if fg_oversample > 0:
+            crop = A.OneOf([A.CropNonEmptyMaskIfExists(img_size, img_size,
+                                                       ignore_values=[ignore_index],
+                                                       p=fg_oversample),
+                            A.RandomCrop(img_size, img_size, p=1 - fg_oversample)], p=1)
         size = [A.PadIfNeeded(img_size, img_size, border_mode=cv2.BORDER_CONSTANT, fill=0,
-                              fill_mask=ignore_index),
-                A.RandomCrop(img_size, img_size)]
+                              fill_mask=ignore_index), crop]
     if augment == "none":
         return A.Compose(size)
     strength = {"light": 0.5, "default": 1.0, "strong": 1.5}[augment]

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import Checkpoint
-from ..data.transforms import Preprocessing
+from ..data.transforms import Preprocessing, Statistics
 from ..errors import ConfigError
 from ..task import Task, labels_from_probabilities, probabilities
 from .backends import ExportedModule
@@ -204,6 +204,7 @@ class Predictor:
         self.task = task
         self.checkpoint = checkpoint
         self._tta = tta_transforms(self.options.tta)
+        self._stats: Statistics | None = None
         self.model_seconds = 0.0
 
     @classmethod
@@ -271,7 +272,7 @@ class Predictor:
     def _crop(self, image: Image, y: int, x: int, height: int, width: int) -> torch.Tensor:
         if isinstance(image, torch.Tensor):
             return image[:, y: y + height, x: x + width]
-        return self.preprocessing.to_tensor(image[y: y + height, x: x + width])
+        return self.preprocessing.to_tensor(image[y: y + height, x: x + width], self._stats)
 
     def _tiled(self, image: Image, infer: Callable[[torch.Tensor], torch.Tensor],
                channels: int) -> Iterator[torch.Tensor]:
@@ -310,6 +311,9 @@ class Predictor:
         top to bottom: resized, whole, or tiled and blended."""
         infer = infer or self._infer
         height, width = self._size(image)
+        # a tile of an image read from disk is normalised as its whole image is
+        self._stats = self.preprocessing.statistics(image) \
+            if isinstance(image, np.ndarray) else None
         size = self.preprocessing.img_size
         if self.preprocessing.resize_mode == "resize":
             small = F.interpolate(self._crop(image, 0, 0, height, width)[None],

@@ -57,28 +57,71 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
     return _OPTIMIZERS[name](groups, lr, momentum, **({"fused": True} if fused else {}))
 
 
-def lr_factor(schedule: str, total_steps: int, warmup_steps: int, steps_per_epoch: int,
-              step_size: int = 30, gamma: float = 0.5, power: float = 0.9
-              ) -> Callable[[int], float]:
-    """The multiplier of the peak learning rate at optimizer step `s` (0-based).
+def check_schedule(schedule: str) -> None:
+    """Raise ConfigError for a schedule that is not one of `SCHEDULES`."""
+    if schedule not in _SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+
+
+def factor_at(schedule: str, step: int, total_steps: int, warmup_steps: int,
+              steps_per_epoch: int, step_size: int = 30, gamma: float = 0.5,
+              power: float = 0.9) -> float:
+    """The multiplier of the peak learning rate at optimizer step `step` (0-based) of a run
+    of `total_steps`.
 
     Warm-up: (s + 1) / warmup_steps for the first `warmup_steps` steps. Then, with
     p = (s - warmup_steps) / (total_steps - warmup_steps): cosine 0.5 (1 + cos(pi p)),
     poly (1 - p)^power, step gamma^(s // (steps_per_epoch * step_size)), constant 1.
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    options = {"gamma": gamma, "steps_per_epoch": steps_per_epoch, "step_size": step_size,
+               "power": power}
+    return _SCHEDULES[schedule](progress, step, options)
+
+
+def lr_factor(schedule: str, total_steps: int, warmup_steps: int, steps_per_epoch: int,
+              step_size: int = 30, gamma: float = 0.5, power: float = 0.9
+              ) -> Callable[[int], float]:
+    """The multiplier of the peak learning rate at optimizer step `s` (0-based), as
+    `factor_at` gives it for a run of `total_steps`.
 
     Raises:
         ConfigError: `schedule` is not one of `SCHEDULES`.
     """
-    if schedule not in _SCHEDULES:
-        raise ConfigError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    after_warmup = _SCHEDULES[schedule]
-    options = {"gamma": gamma, "steps_per_epoch": steps_per_epoch, "step_size": step_size,
-               "power": power}
+    check_schedule(schedule)
+    return lambda step: factor_at(schedule, step, total_steps, warmup_steps, steps_per_epoch,
+                                  step_size, gamma, power)
 
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return after_warmup(progress, step, options)
 
-    return factor
+class BudgetSchedule:
+    """A schedule laid over a time budget: the run's length in steps (`total`) is
+    re-estimated as step times are measured (see `engine.budget`). The warm-up is
+    `warmup_steps`, at most a tenth of the first estimate of the length, and stays fixed
+    from then on. Called with the step like `lr_factor`'s functions.
+
+    Raises:
+        ConfigError: `schedule` is not one of `SCHEDULES`.
+    """
+
+    def __init__(self, schedule: str, warmup_steps: int, steps_per_epoch: int,
+                 step_size: int = 30, gamma: float = 0.5, power: float = 0.9) -> None:
+        check_schedule(schedule)
+        self.schedule, self.warmup_steps = schedule, warmup_steps
+        self.steps_per_epoch, self.step_size = steps_per_epoch, step_size
+        self.gamma, self.power = gamma, power
+        self.total = 1
+        self.warmup: int | None = None
+
+    def set_total(self, total: int) -> None:
+        """The run's estimated length in optimizer steps."""
+        self.total = max(1, total)
+        if self.warmup is None:
+            self.warmup = min(self.warmup_steps, self.total // 10)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup is None:  # before the first estimate: the warm-up's start
+            return min(1.0, (step + 1) / max(1, self.warmup_steps))
+        return factor_at(self.schedule, step, self.total, self.warmup,
+                         self.steps_per_epoch, self.step_size, self.gamma, self.power)

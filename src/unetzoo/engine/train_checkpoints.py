@@ -24,6 +24,7 @@ from ..checkpoint import Checkpoint, save_checkpoint
 from ..errors import CheckpointError, RunError
 from ..fileio import atomic_write_text
 from ..viz import save_curves
+from .budget import TimeBudget
 from .run_folder import NO_TRAINING_STATE
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ def training_state(trainer: Trainer) -> dict[str, Any]:
         "scheduler": trainer.scheduler.state_dict(),
         "scaler": trainer.step_fn.scaler.state_dict(),
         "history": trainer.history,
+        **({"budget": trainer.budget.state()} if trainer.budget is not None else {}),
+        **({"model": _cpu(trainer.model), "ema_averaged": int(trainer.ema.n_averaged)}
+           if trainer.ema is not None else {}),
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))},
     }
@@ -50,15 +54,21 @@ def training_state(trainer: Trainer) -> dict[str, Any]:
 
 def build_checkpoint(trainer: Trainer, with_state: bool, metrics: dict[str, Any]) -> Checkpoint:
     """The checkpoint of the trainer's model now: weights, model spec, task, classes,
-    preprocessing, config and `metrics`, plus the training state when `with_state`."""
+    preprocessing, config and `metrics`, plus the training state when `with_state`. The
+    weights are those to use (the moving average with `ema`; the trained weights are then
+    in the training state)."""
     info = trainer.data.info
     return Checkpoint(
         model_spec=trainer.model.unetzoo_spec, task=info.task, class_names=info.class_names,
         preprocessing=trainer.data.preprocessing,
-        state_dict={k: v.detach().cpu() for k, v in trainer.model.state_dict().items()},
+        state_dict=_cpu(trainer.inference_model),
         config=trainer.config.to_dict(), metrics=metrics,
         train_state=training_state(trainer) if with_state else None,
         class_colors=info.class_colors, mask_reading=trainer.data.reading.to_dict())
+
+
+def _cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def restore(trainer: Trainer, checkpoint: Checkpoint) -> None:
@@ -73,7 +83,13 @@ def restore(trainer: Trainer, checkpoint: Checkpoint) -> None:
     state = checkpoint.train_state
     if not state:
         raise CheckpointError(NO_TRAINING_STATE)
-    trainer.model.load_state_dict(checkpoint.state_dict)
+    trainer.model.load_state_dict(state.get("model", checkpoint.state_dict))
+    if trainer.ema is not None:
+        trainer.ema.module.load_state_dict(checkpoint.state_dict)
+        trainer.ema.n_averaged.fill_(state.get("ema_averaged", 0))
+    if trainer.budget is not None:
+        trainer.budget = TimeBudget.from_state(trainer.config.time_budget,  # type: ignore[arg-type]
+                                               state.get("budget"))
     trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.scheduler.load_state_dict(state["scheduler"])
     trainer.step_fn.scaler.load_state_dict(state["scaler"])

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import random
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from .distributed import Distributed, evaluate_sharded, missing_files
 from .evaluate import EvaluationResult, format_summary
 from .infer import InferenceOptions, Predictor
 from .loggers import logging_callbacks
+from .plan import plan_config
 from .run_folder import RunPlan, check_run_dir, plan_run, prepare_run_dir
 from .runtime import Runtime
 from .trainer import Trainer, data_workers
@@ -78,7 +80,8 @@ def seed_everything(seed: int) -> None:
 
 
 def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = None,
-          callbacks: list[Callback] | None = None, **options: Any) -> TrainResult:
+          callbacks: list[Callback] | None = None, explicit: Collection[str] | None = None,
+          **options: Any) -> TrainResult:
     """Train a model from a config (or keyword options) and evaluate it on the test split.
 
     With `resume`, the run continues with its saved config; options given explicitly
@@ -90,6 +93,9 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
             (`train(dataset="data/", model="unet", epoch=50)`).
         given: the options the user set explicitly (they override a resumed run's config).
         callbacks: extra `Callback`s (loggers, reports) called by the trainer.
+        explicit: the options the user chose (default: those of `given`); with a
+            `time_budget` and no `plan` in the config, every other recipe option comes from
+            `unetzoo plan` (see `engine.plan`).
         **options: `TrainConfig` fields, when `config` is None.
 
     Returns:
@@ -118,14 +124,16 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
     try:
         from ..report.callback import ReportCallback  # the report imports the engine
 
-        return _train(config, given or {}, context, [*(callbacks or []), ReportCallback()])
+        chosen = set(explicit if explicit is not None else (given or {}))
+        return _train(config, given or {}, context, [*(callbacks or []), ReportCallback()],
+                      chosen)
     finally:
         log.setLevel(level)
         context.stop()
 
 
 def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
-           callbacks: list[Callback]) -> TrainResult:
+           callbacks: list[Callback], explicit: set[str]) -> TrainResult:
     def plan_and_scan() -> tuple[RunPlan, TrainData]:
         plan = plan_run(config, given)
         cfg = plan.config
@@ -143,9 +151,16 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
                             full_check=cfg.full_check,
                             val_fraction=cfg.val_fraction, seed=cfg.seed,
                             img_size=cfg.img_size, resize_mode=cfg.resize_mode,
-                            preprocessing=checkpoint.preprocessing if checkpoint else None)
+                            preprocessing=checkpoint.preprocessing if checkpoint else None,
+                            cache=cfg.cache, normalization=cfg.normalize)
         if source is not None:
             data.preprocessing = init_preprocessing(cfg, source, data.preprocessing)
+        elif cfg.time_budget and cfg.plan is None and checkpoint is None:
+            planned, data, recipe = plan_config(cfg, data, explicit)
+            plan = replace(plan, config=planned)
+            log.info("recipe from `unetzoo plan` (explicit options kept):")
+            for reason in recipe.reasons:
+                log.info(f"  {reason}")
         return plan, data
 
     plan, data = context.shared(plan_and_scan)
@@ -213,8 +228,8 @@ def init_config(config: TrainConfig, source: Checkpoint, given: dict[str, Any]
 
 def init_preprocessing(config: TrainConfig, source: Checkpoint, own: Preprocessing
                        ) -> Preprocessing:
-    """With `--init`, the source's normalisation (what its weights learnt on) when the
-    channels agree; patch size and resize mode stay the run's."""
+    """With `--init`, the source's normalisation (statistics and mode: what its weights
+    learnt on) when the channels agree; patch size and resize mode stay the run's."""
     theirs = source.preprocessing
     if theirs.in_channels != own.in_channels:
         log.info(f"--init {config.init}: {theirs.in_channels} input channel(s) there, "
@@ -223,7 +238,7 @@ def init_preprocessing(config: TrainConfig, source: Checkpoint, own: Preprocessi
     log.info(f"--init {config.init}: its normalisation is kept (mean "
              f"{', '.join(f'{m:.3g}' for m in theirs.mean)}, std "
              f"{', '.join(f'{v:.3g}' for v in theirs.std)})")
-    return replace(own, mean=theirs.mean, std=theirs.std)
+    return replace(own, mean=theirs.mean, std=theirs.std, normalization=theirs.normalization)
 
 
 def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
@@ -248,9 +263,12 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     log.info(f"  {info.task}, {len(info.class_names)} class(es), {info.in_channels} channel(s); "
              f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)} images")
     log.info(f"  masks: {data.reading.evidence}")
+    length = f"time budget {config.time_budget:g} min" if config.time_budget else \
+        f"{config.epoch} epochs"
     log.info(f"  patch {config.img_size} ({config.resize_mode}), batch {config.batch}"
-             f"{processes}, {trainer.steps_per_epoch} steps/epoch, {config.epoch} epochs, "
-             f"loss {config.loss}, {config.optimizer} lr {config.lr:g} ({config.schedule})")
+             f"{processes}, {trainer.steps_per_epoch} steps/epoch, {length}, "
+             f"loss {config.loss}, {config.optimizer} lr {config.lr:g} ({config.schedule})"
+             f"{f', EMA {config.ema:g}' if config.ema else ''}")
     log.info(f"  runtime: {runtime.describe()}")
     log.info(f"  run folder: {run_dir}{_resume_note(trainer) if checkpoint else ''}")
     trainer.fit()
@@ -282,8 +300,8 @@ def _test(config: TrainConfig, runtime: Runtime, data: TrainData, context: Distr
           best_path: Path) -> EvaluationResult:
     """The best checkpoint on the test split (sharded across processes)."""
     best = context.shared(lambda: load_checkpoint(best_path))
-    predictor = Predictor.from_checkpoint(best, InferenceOptions(runtime,
-                                                                batch_size=config.batch))
+    predictor = Predictor.from_checkpoint(best, InferenceOptions(runtime, batch_size=config.batch,
+                                                                tta=config.test_tta))
     return evaluate_sharded(context, predictor, data, data.test, data.info.class_names,
                             workers=data_workers(config.workers), progress=config.progress)
 

@@ -21,22 +21,25 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from ..config import TrainConfig
+from ..data.cache import estimate_pixels
 from ..data.prepare import TrainData
 from ..data.transforms import train_transform
 from ..errors import TrainingError  # re-exported: TrainingError lived here
 from ..losses import build_loss
 from ..progress import progress_bar
 from . import train_checkpoints
+from .budget import TimeBudget
 from .callbacks import Callback, CallbackList
 from .distributed import Distributed, ShardSampler, evaluate_sharded
 from .evaluate import EvaluationResult
 from .infer import InferenceOptions, Predictor
 from .preemption import StopRequest, TrainingInterrupted, ignore_stop_signals_in_worker
 from .runtime import Runtime
-from .schedules import build_optimizer, lr_factor
+from .schedules import BudgetSchedule, build_optimizer, lr_factor
 from .step import OptimizerStep
 
 __all__ = ["EpochProgress", "Trainer", "TrainingError", "TrainingInterrupted"]
@@ -61,6 +64,26 @@ def data_workers(requested: int) -> int:
     return min(4, (os.cpu_count() or 2) // 2) if requested < 0 else requested
 
 
+def ema_update(decay: float):
+    """The moving-average update of `torch.optim.swa_utils.AveragedModel` with decay
+    min(decay, (1 + n) / (10 + n)) after n updates, so that a short run's average is not
+    stuck near the initial weights (the warm-up of TensorFlow's ExponentialMovingAverage)."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: Any) -> None:
+        count = int(n)
+        rate = min(decay, (1 + count) / (10 + count))
+        floating = [(a, c) for a, c in zip(averaged, current, strict=True)
+                    if a.is_floating_point()]
+        if floating:
+            torch._foreach_lerp_([a for a, _ in floating], [c for _, c in floating], 1 - rate)
+        for a, c in zip(averaged, current, strict=True):
+            if not a.is_floating_point():
+                a.copy_(c)  # counters such as BatchNorm's num_batches_tracked
+
+    return update
+
+
 class Trainer:
     """Fits a model: one object per run (per process), driven by `fit()`.
 
@@ -72,6 +95,10 @@ class Trainer:
         runtime: device, precision and memory format.
         context: the distributed context (one process when omitted).
         callbacks: features called at the start, after each epoch and at the end.
+
+    With `config.time_budget` a `TimeBudget` decides the number of steps (the schedule is
+    laid over it), when validation runs and when training stops; with `config.ema` an
+    exponential moving average of the weights is validated and saved.
     """
 
     def __init__(self, config: TrainConfig, data: TrainData, model: nn.Module, run_dir: Path,
@@ -83,6 +110,9 @@ class Trainer:
         self.runtime = runtime
         self.context = context or Distributed()
         self.callbacks = CallbackList(callbacks or [], self.context.is_main)
+        # the budget's clock starts before the sample cache is filled: that counts too
+        self.budget = TimeBudget(config.time_budget) if config.time_budget else None
+        self.budget_done = False
         model = runtime.prepare_model(model)
         if config.sync_bn and self.context.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -94,15 +124,27 @@ class Trainer:
         forward = torch.compile(self.ddp) if config.compile else self.ddp
         self.train_set = data.dataset(
             data.train, train_transform(config.img_size, config.resize_mode,  # type: ignore[arg-type]
-                                        config.augment), seed=config.seed)
+                                        config.augment, fg_oversample=config.fg_oversample),
+            seed=config.seed)
         self.global_batch = config.batch * self.context.world_size
         self.steps_per_epoch = config.steps_per_epoch or max(
             1, len(self.train_set) // self.global_batch)
         self.optimizer = build_optimizer(config.optimizer, model, config.lr,
                                          config.weight_decay, config.momentum)
-        factor = lr_factor(config.schedule, config.epoch * self.steps_per_epoch,
-                           config.warmup * self.steps_per_epoch, self.steps_per_epoch,
-                           config.step_size, config.gamma, config.poly_power)
+        self.budget_schedule: BudgetSchedule | None = None
+        if self.budget is not None:
+            factor = self.budget_schedule = BudgetSchedule(
+                config.schedule, config.warmup * self.steps_per_epoch, self.steps_per_epoch,
+                config.step_size, config.gamma, config.poly_power)
+            # what one validation runs, per process, against one training step
+            self.val_pixels = estimate_pixels(data.val) // self.context.world_size
+            self.step_pixels = config.batch * config.img_size**2
+        else:
+            factor = lr_factor(config.schedule, config.epoch * self.steps_per_epoch,
+                               config.warmup * self.steps_per_epoch, self.steps_per_epoch,
+                               config.step_size, config.gamma, config.poly_power)
+        self.ema = AveragedModel(model, multi_avg_fn=ema_update(config.ema),
+                                 use_buffers=True) if config.ema else None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.step_fn = OptimizerStep(forward, model, build_loss(config.loss, data.info.task),
                                      self.optimizer, runtime,
@@ -116,6 +158,11 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.stop = StopRequest(announce=self.context.is_main)
         self.saved_step = -1
+
+    @property
+    def inference_model(self) -> nn.Module:
+        """The weights to validate and save: the moving average with `ema`, else the model."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def last_path(self) -> Path:
@@ -149,9 +196,14 @@ class Trainer:
                            "step", initial=first, total=self.steps_per_epoch,
                            enabled=self.config.progress and self.context.is_main)
         base, started = progress.seconds, time.perf_counter()
+        last = started
         for index, batch in enumerate(bar, start=first):
             stop = self.train_step(batch, epoch, index)
-            progress.seconds = base + time.perf_counter() - started
+            now = time.perf_counter()
+            progress.seconds = base + now - started
+            if self.budget is not None:
+                self.budget.observe_step(now - last)
+                last = now
             if progress.losses:
                 bar.set_postfix(loss=f"{progress.loss_sum / progress.losses:.4f}")
             if stop:
@@ -160,27 +212,50 @@ class Trainer:
             if every and self.step % every == 0 and self.step != self.saved_step and \
                     index + 1 < self.steps_per_epoch:
                 self._save_last(self.history[-1] if self.history else {})
+            if self.budget_done:
+                break
 
     def train_step(self, batch: dict[str, Any], epoch: int, index: int) -> bool:
         """One optimizer step on this rank's share of a global batch. The ranks agree on
         the batch's loss, on whether it is finite everywhere, and on whether a stop was
-        asked for; returns that last answer."""
+        asked for; returns that last answer. With a time budget they also agree on whether
+        it is spent (after this step) and on rank 0's estimate of the run's length."""
         loss = self.step_fn.loss(batch["image"], batch["mask"])
         value = float(loss.detach())
         finite = math.isfinite(value)
-        total, bad, stop = self.context.reduce_sum(
-            [value if finite else 0.0, 0.0 if finite else 1.0, float(self.stop.signum > 0)],
-            self.runtime.device)
+        spent, length = self._budget_votes()
+        total, bad, stop, spent, length = self.context.reduce_sum(
+            [value if finite else 0.0, 0.0 if finite else 1.0, float(self.stop.signum > 0),
+             spent, length], self.runtime.device)
+        if self.budget_schedule is not None and length:
+            self.budget_schedule.set_total(int(length))
+        self.budget_done = self.budget_done or spent > 0
         self.progress.samples += self.global_batch
         if bad:
             self._non_finite(batch, epoch, index, None if finite else value)
             return bool(stop)
         self.step_fn.update(loss)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.scheduler.step()
         self.step += 1
         self.progress.loss_sum += total / self.context.world_size
         self.progress.losses += 1
         return bool(stop)
+
+    def _budget_votes(self) -> tuple[float, float]:
+        """(1 if the budget is spent after this step else 0, the run's length in steps on
+        rank 0 else 0): summed over the ranks, every rank takes the same decisions."""
+        if self.budget is None:
+            return 0.0, 0.0
+        reserve = self._validation_estimate()
+        length = self.budget.total_steps(self.step + 1, reserve) if self.context.is_main else 0
+        return float(self.budget.exhausted(reserve)), float(length)
+
+    def _validation_estimate(self) -> float:
+        if self.budget is None or not self.data.val:
+            return 0.0
+        return self.budget.validation_estimate(self.val_pixels, self.step_pixels)
 
     def _non_finite(self, batch: dict[str, Any], epoch: int, index: int,
                     value: float | None) -> None:
@@ -203,7 +278,8 @@ class Trainer:
         the validation split (None without one)."""
         if not self.data.val:
             return None
-        predictor = Predictor(self.model, self.data.preprocessing, self.data.info.task,
+        predictor = Predictor(self.inference_model, self.data.preprocessing,
+                              self.data.info.task,
                               InferenceOptions(self.runtime, batch_size=self.config.batch))
         result = evaluate_sharded(self.context, predictor, self.data, self.data.val,
                                   self.data.info.class_names,
@@ -244,8 +320,11 @@ class Trainer:
             TrainingInterrupted: SIGINT / SIGTERM (after saving where training stands).
         """
         self.callbacks.on_train_start(self)
+        if self.budget is not None and self.budget.remaining <= 0:
+            log.info("the time budget is spent: nothing left to train")
+            self.budget_done = True
         with self.stop:
-            while self.epoch < self.config.epoch:
+            while self.epoch < self.config.epoch and not self.budget_done:
                 self._epoch(self.epoch + 1)
                 if self.context.reduce_sum([float(self.stop.signum > 0)],
                                            self.runtime.device)[0]:
@@ -253,6 +332,20 @@ class Trainer:
         if self.context.is_main and not self.best_path.exists():
             # no validation ever ran: the last weights are the best known
             train_checkpoints.save(self, self.best_path, False, self.history[-1])
+        if self.budget is not None:
+            log.info(self.budget.summary(self.step / self.steps_per_epoch, self.budget_done))
+
+    def _want_validation(self, epoch: int) -> bool:
+        """Validate after `epoch`? Every `val_every` epochs and after the last; under a
+        time budget only while validation stays within its share (rank 0 decides)."""
+        final = epoch == self.config.epoch or self.budget_done
+        if not (epoch % self.config.val_every == 0 or final):
+            return False
+        if self.budget is None or not self.data.val:
+            return True
+        wanted = self.budget.should_validate(self._validation_estimate(), final)
+        vote = float(wanted) if self.context.is_main else 0.0
+        return self.context.reduce_sum([vote], self.runtime.device)[0] > 0
 
     def _epoch(self, epoch: int) -> None:
         if self.progress.lr is None:
@@ -263,11 +356,15 @@ class Trainer:
             raise TrainingError(f"every batch of epoch {epoch} had a non-finite loss; the last "
                                 f"good checkpoint is kept in {self.run_dir / 'models'}")
         start = time.perf_counter()
-        result = self.validate() if epoch % self.config.val_every == 0 or \
-            epoch == self.config.epoch else None
+        result = self.validate() if self._want_validation(epoch) else None
+        if result is not None and self.budget is not None:
+            self.budget.observe_validation(time.perf_counter() - start)
         train_loss = progress.loss_sum / progress.losses
         row: dict[str, Any] = {"epoch": epoch, "lr": progress.lr, "train_loss": train_loss,
                                "seconds": progress.seconds + time.perf_counter() - start}
+        if self.budget is not None:
+            row["steps"] = self.step
+            row["elapsed_min"] = self.budget.elapsed / 60
         if self.config.nan_policy == "skip":
             row["skipped"] = progress.skipped
         if result is not None:
@@ -291,8 +388,12 @@ class Trainer:
 
 def epoch_line(row: dict[str, Any], config: TrainConfig, improved: bool) -> str:
     """The console line of one epoch."""
-    width = len(str(config.epoch))
-    text = f"epoch {row['epoch']:>{width}}/{config.epoch}  loss {row['train_loss']:.4f}"
+    if config.time_budget:
+        text = (f"epoch {row['epoch']:>3} ({row['elapsed_min']:.1f}/{config.time_budget:g} "
+                f"min, step {row['steps']})  loss {row['train_loss']:.4f}")
+    else:
+        width = len(str(config.epoch))
+        text = f"epoch {row['epoch']:>{width}}/{config.epoch}  loss {row['train_loss']:.4f}"
     if "val_dice" in row:
         text += (f"  val dice {row['val_dice']:.4f} iou {row['val_iou']:.4f} "
                  f"(per image {row['val_dice_per_image']:.4f}) loss {row['val_loss']:.4f}")

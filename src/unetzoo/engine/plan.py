@@ -1,0 +1,215 @@
+"""A training recipe chosen from the dataset's and the machine's fingerprints.
+
+`make_plan` is a pure function of a `DatasetFingerprint`, a `MachineFingerprint` and a time
+budget: every choice (model width, patch, batch, patches per epoch, sampling,
+normalisation, augmentation, loss, schedule, validation, test-time augmentation) comes with
+the reason for it, so the plan can be printed, written as a YAML that `unetzoo train
+--config` takes, and tested on synthetic fingerprints. The rules follow nnU-Net's
+(Isensee et al., Nature Methods 2021) where they apply to 2-D images, scaled to what a CPU
+or a GPU does in the budget; docs/recipes.md lists them with the measurements behind them.
+
+`plan_config` applies a plan to a run: options the user gave explicitly keep their values.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import TrainConfig, build_config
+from ..data.fingerprint import (
+    DatasetFingerprint,
+    MachineFingerprint,
+    fingerprint_dataset,
+    fingerprint_machine,
+)
+from ..data.prepare import TrainData
+from ..fileio import atomic_write_text
+
+PLAN_VERSION = 1
+DEFAULT_MINUTES = 15.0
+MAX_PATCHES_PER_IMAGE = 16  # an epoch covers a large image with at most this many patches
+SPARSE_FOREGROUND = 0.02  # foreground pixel fraction below which patches oversample it
+
+
+@dataclass
+class RecipePlan:
+    """Training options (TrainConfig fields) and the reasons for them."""
+
+    options: dict[str, Any]
+    reasons: list[str]
+    dataset: DatasetFingerprint
+    machine: MachineFingerprint
+    minutes: float
+
+    def record(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the plan: fingerprints, reasons, the options chosen."""
+        return {"version": PLAN_VERSION, "minutes": self.minutes,
+                "options": copy.deepcopy(self.options),
+                "reasons": self.reasons, "dataset": self.dataset.to_dict(),
+                "machine": self.machine.to_dict()}
+
+    def to_yaml(self, dataset: str | None = None, csvfile: str | None = None) -> str:
+        """A YAML that `unetzoo train --config` takes (the plan recorded under `plan`)."""
+        head = {k: v for k, v in (("dataset", dataset), ("csvfile", csvfile)) if v}
+        reasons = "".join(f"# {line}\n" for line in self.reasons)
+        body = yaml.safe_dump({**head, **self.options, "plan": self.record()},
+                              sort_keys=False)
+        return f"# unetzoo plan (version {PLAN_VERSION})\n{reasons}{body}"
+
+
+def _multiple(value: float, step: int = 16) -> int:
+    return max(step, math.ceil(value / step) * step)
+
+
+@dataclass
+class _Choices:
+    options: dict[str, Any] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)
+
+    def set(self, reason: str, **options: Any) -> None:
+        self.options.update(options)
+        self.reasons.append(reason)
+
+
+def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
+              minutes: float | None = None) -> RecipePlan:
+    """The recipe for `data` on `machine` in `minutes` of training (default 15).
+
+    Args:
+        data: the training set's fingerprint.
+        machine: the machine's fingerprint.
+        minutes: the time budget (wall clock, validation included).
+
+    Returns:
+        A RecipePlan whose options are TrainConfig fields.
+    """
+    minutes = float(minutes or DEFAULT_MINUTES)
+    gpu = machine.gpu is not None
+    c = _Choices()
+    where = f"GPU {machine.gpu}" if gpu else (
+        f"{machine.cores} CPU cores, bf16 {machine.bf16}")
+    c.reasons.append(f"{data.count} training images, median {data.median_width}x"
+                     f"{data.median_height}, {data.channels} channel(s), {data.bit_depth}-bit; "
+                     f"{where}; {minutes:g} min")
+
+    # patch: whole images when they are small and of one size, else a patch the machine can
+    # take many steps with, large enough for 4 object diameters of context
+    diameter = 2 * math.sqrt(data.object_area / math.pi) if data.object_area else 0.0
+    side = min(data.median_height, data.median_width)
+    cap = (512 if machine.gpu_memory_gb >= 24 else 256) if gpu else 128
+    if data.max_side <= 256 and data.min_side == data.max_side:
+        patch = _multiple(side)
+        c.set(f"patch {patch}: whole images (all {data.max_side} px or less, one size)",
+              img_size=patch, resize_mode="crop")
+    else:
+        context = _multiple(4 * diameter, 32)
+        patch = min(max(cap, min(context, 2 * cap)), _multiple(side))
+        why = f"{cap} on {'this GPU' if gpu else 'a CPU'}"
+        if context > cap and patch > cap:
+            why += f", raised to {patch} for 4 object diameters ({diameter:.0f} px)"
+        if patch == _multiple(side) and patch < cap:
+            why = "the median image side"
+        c.set(f"patch {patch} ({why}); whole images are tiled at inference",
+              img_size=patch, resize_mode="crop")
+
+    # model width: a CPU gains more from steps than from width in minutes
+    if gpu:
+        width = 64 if minutes >= 60 and machine.gpu_memory_gb >= 16 else 32
+    else:
+        width = 32 if minutes >= 30 else 16
+    c.set(f"unet base width {width}, instance norm ({'GPU' if gpu else 'CPU'}, {minutes:g} "
+          f"min: more steps beat more width)", model="unet", preset=None,
+          model_args={"base_channels": width, "norm": "instance"})
+
+    # batch and patches per epoch (an epoch covers each image's area about once)
+    batch = 8
+    if gpu:
+        batch = max(8, min(32, int(16 * (256 / patch) ** 2 * machine.gpu_memory_gb / 16)))
+    per_image = min(MAX_PATCHES_PER_IMAGE, max(1.0, data.median_area / patch**2))
+    steps = max(1, math.ceil(data.count * per_image / batch))
+    c.set(f"batch {batch}; {steps} steps per epoch ({per_image:.1f} patches per image)",
+          batch=batch, steps_per_epoch=steps)
+
+    # foreground oversampling only for really sparse objects in patches smaller than the
+    # images: on the shared datasets (foreground 13-78%) it is not shown to help yet
+    if patch**2 < data.median_area and (data.foreground_fraction < SPARSE_FOREGROUND or
+                                        data.sparse_images > 0.5):
+        c.set(f"a third of the patches on foreground (foreground "
+              f"{data.foreground_fraction:.1%} of pixels, {data.sparse_images:.0%} of images "
+              "almost empty, patches smaller than images)", fg_oversample=0.33)
+    else:
+        c.set("uniform patch sampling", fg_oversample=0.0)
+
+    # normalisation
+    mixed = 0.1 < data.foreground_brighter < 0.9
+    if data.bit_depth >= 16:
+        c.set(f"percentile normalisation per image ({data.bit_depth}-bit data)",
+              normalize="percentile")
+    elif data.brightness_spread > 1.0 or mixed:
+        c.set(f"per-image normalisation (image brightness differs between images: spread "
+              f"{data.brightness_spread:.2f}; foreground brighter in "
+              f"{data.foreground_brighter:.0%} of images)", normalize="image")
+    else:
+        c.set(f"dataset normalisation (brightness spread {data.brightness_spread:.2f})",
+              normalize="dataset")
+
+    augment = "light" if data.count >= 5000 else "default"
+    c.set(f"{augment} augmentation ({data.count} images)", augment=augment)
+
+    if data.task == "multiclass":
+        rare = min(data.class_frequencies[1:], default=1.0)
+        c.set(f"loss ce+dice ({data.num_classes} classes, rarest {rare:.2%} of pixels)",
+              loss="ce+dice")
+    else:
+        c.set("loss bce+dice", loss="bce+dice")
+
+    c.set("adamw lr 1e-3, cosine decay over the budget, a short warm-up",
+          optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", warmup=1,
+          ema=None)
+    c.set("validation after each epoch while it stays under 15% of the time spent; best "
+          "by Dice; flip TTA on the test split",
+          val_every=1, monitor="dice", test_tta="flip", epoch=100_000, time_budget=minutes)
+    return RecipePlan(c.options, c.reasons, data, machine, minutes)
+
+
+def plan_for(data: TrainData, minutes: float | None = None,
+             machine: MachineFingerprint | None = None) -> RecipePlan:
+    """Fingerprint the training split of `data` (and this machine) and plan."""
+    fingerprint = fingerprint_dataset(data.train, data.reading, data.info.in_channels)
+    return make_plan(fingerprint, machine or fingerprint_machine(), minutes)
+
+
+def plan_config(config: TrainConfig, data: TrainData, explicit: set[str]
+                ) -> tuple[TrainConfig, TrainData, RecipePlan]:
+    """`config` with the plan's options for every recipe option not in `explicit`, the
+    data with the planned preprocessing, and the plan (recorded in `config.plan`). When
+    the model is explicit, the plan's width options (made for its own model) are not used.
+
+    Raises:
+        ConfigError: an explicit option does not fit the planned ones.
+        DataError: none of the sampled training images can be read.
+    """
+    plan = plan_for(data, config.time_budget)
+    if "model" in explicit:  # the plan's width options are for its own model
+        explicit = explicit | {"preset", "model_args"}
+    values = {k: v for k, v in config.to_dict().items() if k in explicit or
+              k not in plan.options}
+    values.update({k: v for k, v in plan.options.items() if k not in explicit})
+    values["plan"] = plan.record()
+    planned = build_config(values)
+    data.preprocessing = replace(data.preprocessing, img_size=planned.img_size,
+                                 resize_mode=planned.resize_mode,
+                                 normalization=planned.normalize)
+    data.cache = planned.cache
+    return planned, data, plan
+
+
+def write_plan(plan: RecipePlan, path: Path, dataset: str | None, csvfile: str | None) -> None:
+    """Write `plan` atomically as a YAML for `unetzoo train --config` (see `to_yaml`)."""
+    atomic_write_text(path, plan.to_yaml(dataset, csvfile))

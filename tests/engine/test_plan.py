@@ -1,0 +1,130 @@
+"""The planner's decisions on small synthetic fingerprints, and `unetzoo plan`."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import write_pairs
+from unetzoo.cli import main
+from unetzoo.config import build_config
+from unetzoo.data.fingerprint import DatasetFingerprint, MachineFingerprint
+from unetzoo.data.prepare import prepare_data
+from unetzoo.engine.plan import make_plan, plan_for
+
+CPU = MachineFingerprint(cores=2, bf16="avx512_bf16", memory_gb=24)
+GPU = MachineFingerprint(cores=8, bf16="none", gpu="A100", gpu_memory_gb=40, memory_gb=64)
+NUCLEI = DatasetFingerprint(
+    count=500, sampled=128, task="binary", num_classes=1, channels=3, bit_depth=8,
+    median_height=96, median_width=96, min_side=96, max_side=96, mean=(0.2,) * 3,
+    std=(0.2,) * 3, p01=(0.0,) * 3, p99=(0.9,) * 3, brightness_spread=0.4,
+    foreground_brighter=1.0, foreground_fraction=0.15, sparse_images=0.0, object_area=20.0,
+    objects_per_image=20.0, class_frequencies=(0.15,))
+
+
+def test_tiny_images_of_one_size_train_whole():
+    tiny = replace(NUCLEI, median_height=40, median_width=40, min_side=40, max_side=40)
+    options = make_plan(tiny, CPU, 15).options
+    assert options["img_size"] == 48 and options["resize_mode"] == "crop"  # 40 -> multiple of 16
+    assert options["steps_per_epoch"] == 500 // 8 + 1  # one patch per image
+    assert options["fg_oversample"] == 0.0  # the patch is the whole image
+    assert options["normalize"] == "dataset"
+    assert options["model_args"] == {"base_channels": 16, "norm": "instance"}
+    assert options["loss"] == "bce+dice" and options["time_budget"] == 15
+
+
+def test_huge_images_get_cpu_sized_patches_and_more_patches_per_epoch():
+    huge = replace(NUCLEI, count=16, median_height=4000, median_width=6000, min_side=3000,
+                   max_side=8000, object_area=200.0)
+    options = make_plan(huge, CPU, 15).options
+    assert options["img_size"] == 128
+    assert options["steps_per_epoch"] == 16 * 16 // 8  # capped at 16 patches per image
+    gpu = make_plan(huge, GPU, 60).options
+    assert gpu["img_size"] == 512 and gpu["model_args"]["base_channels"] == 64
+    assert gpu["batch"] >= 8
+
+
+def test_large_objects_raise_the_patch_for_context():
+    cells = replace(NUCLEI, median_height=1024, median_width=1024, min_side=1024,
+                    max_side=1024, object_area=3.14159 * 30**2)  # diameter 60 px
+    assert make_plan(cells, CPU, 15).options["img_size"] == 256  # 4 diameters, at most 2 x 128
+
+
+def test_sparse_objects_in_large_images_oversample_foreground():
+    sparse = replace(NUCLEI, median_height=1000, median_width=1000, min_side=900,
+                     max_side=1100, foreground_fraction=0.01, sparse_images=0.6)
+    plan = make_plan(sparse, CPU, 15)
+    assert plan.options["fg_oversample"] == pytest.approx(0.33)
+    assert any("foreground" in r for r in plan.reasons)
+    dense = replace(sparse, foreground_fraction=0.14, sparse_images=0.01)  # like dsb2018
+    assert make_plan(dense, CPU, 15).options["fg_oversample"] == 0.0
+
+
+def test_sixteen_bit_data_is_percentile_normalised_and_mixed_brightness_per_image():
+    assert make_plan(replace(NUCLEI, bit_depth=16), CPU).options["normalize"] == "percentile"
+    mixed = replace(NUCLEI, foreground_brighter=0.8)  # fluorescence and brightfield
+    assert make_plan(mixed, CPU).options["normalize"] == "image"
+    assert make_plan(replace(NUCLEI, brightness_spread=3.0), CPU).options["normalize"] == \
+        "image"
+
+
+def test_many_classes_use_cross_entropy_and_the_plan_is_a_valid_config():
+    classes = replace(NUCLEI, task="multiclass", num_classes=12,
+                      class_frequencies=(0.5, *([0.5 / 11] * 11)))
+    plan = make_plan(classes, CPU, 5)
+    assert plan.options["loss"] == "ce+dice" and plan.options["time_budget"] == 5
+    config = build_config({**plan.options, "task": "multiclass", "plan": plan.record()})
+    assert config.plan["options"]["loss"] == "ce+dice"
+    assert make_plan(replace(NUCLEI, count=20_000), CPU).options["augment"] == "light"
+
+
+def test_plan_from_a_dataset_and_the_command(tmp_path: Path, capsys):
+    data_dir = write_pairs(tmp_path / "data", count=12, size=48)
+    data = prepare_data(data_dir, cache="off")
+    plan = plan_for(data, 2, machine=CPU)
+    assert plan.dataset.count == len(data.train) and plan.dataset.channels == 3
+    assert 0 < plan.dataset.foreground_fraction < 1 and plan.dataset.object_area > 0
+    out = tmp_path / "plan.yaml"
+    assert main(["plan", str(data_dir), "--time-budget", "2", "--out", str(out)]) == 0
+    written = yaml.safe_load(out.read_text())
+    assert written["time_budget"] == 2 and written["img_size"] == 48
+    assert written["plan"]["dataset"]["count"] == len(data.train)
+    assert "patch 48" in capsys.readouterr().out
+    assert main(["plan", str(data_dir), "--out", str(out)]) == 2  # never replaced silently
+    build_config({}, out)  # train --config takes it
+
+
+def test_sixteen_bit_microscopy_is_fingerprinted_and_planned(tmp_path: Path):
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i in range(6):
+        image = rng.integers(100, 400, (64, 64)).astype(np.uint16)
+        mask = np.zeros((64, 64), np.uint8)
+        mask[10 + i: 20 + i, 30:40] = 255  # a 10 x 10 object
+        image[mask > 0] += 3000
+        tifffile.imwrite(tmp_path / "images" / f"s{i}.tif", image)
+        Image.fromarray(mask).save(tmp_path / "masks" / f"s{i}.png")
+    data = prepare_data(tmp_path, cache="off")
+    plan = plan_for(data, 5, machine=CPU)
+    assert plan.dataset.bit_depth == 16 and plan.dataset.object_area == 100
+    assert plan.dataset.foreground_brighter == 1.0
+    assert plan.dataset.foreground_fraction == pytest.approx(100 / 64**2)
+    assert plan.options["normalize"] == "percentile"
+
+
+def test_multiclass_class_frequencies_are_measured(tmp_path: Path):
+    data = prepare_data(write_pairs(tmp_path / "mc", count=8, size=40, multiclass=True),
+                        cache="off")
+    plan = plan_for(data, 3, machine=CPU)
+    frequencies = plan.dataset.class_frequencies
+    assert len(frequencies) == 3 and sum(frequencies) == pytest.approx(1.0)
+    assert frequencies[0] > 0.5 and min(frequencies[1:]) > 0  # background, two classes
+    assert plan.options["loss"] == "ce+dice"
