@@ -320,7 +320,9 @@ class Trainer:
             TrainingInterrupted: SIGINT / SIGTERM (after saving where training stands).
         """
         self.callbacks.on_train_start(self)
-        if self.budget is not None and self.budget.remaining <= 0:
+        # the rule that stopped the last session: no room for one more step (at the
+        # earlier sessions' step time) and the last validation
+        if self.budget is not None and self.budget.exhausted(self._validation_estimate()):
             log.info("the time budget is spent: nothing left to train")
             self.budget_done = True
         with self.stop:
