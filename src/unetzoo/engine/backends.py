@@ -11,6 +11,7 @@ Each file is read once: the metadata comes from the object the runtime loaded.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Checkpoint
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, ModelError
 from ..nn.padding import run_padded
 
 EXPORT_FORMAT = "unetzoo-export"
@@ -115,7 +116,11 @@ def openvino_core() -> Any:
 def openvino_runner(model: Any, precision: str = "fp32") -> Runner:
     """An OpenVINO model (`openvino.Model`, or a file OpenVINO reads) compiled for the CPU
     with inference precision `fp32` or `bf16` (OpenVINO's own default on CPUs with bf16
-    units); INT8 layers of a quantised model stay INT8."""
+    units); INT8 layers of a quantised model stay INT8.
+
+    Each input shape is checked once against the graph before it runs (`_shape_check`):
+    a shape the graph cannot take raises `ModelError` instead of running.
+    """
     ov = require("openvino")
     core = openvino_core()
     if not isinstance(model, ov.Model):
@@ -125,7 +130,54 @@ def openvino_runner(model: Any, precision: str = "fp32") -> Runner:
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     output = compiled.output(0)
-    return lambda x: request.infer({0: x})[output].copy()
+    check = _shape_check(model)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        check(x.shape)
+        return request.infer({0: x})[output].copy()
+
+    return run
+
+
+def _shape_check(model: Any) -> Callable[[tuple[int, ...]], None]:
+    """A check that `model` takes an input of a shape, by OpenVINO's shape inference on a
+    copy of the graph (each shape once; a graph without dynamic axes needs none).
+
+    OpenVINO's CPU plugin does not check input shapes itself when it runs on one thread
+    (2026.4: `INFERENCE_NUM_THREADS` 1, or a process allowed one core): a dynamic graph fed
+    a shape its shape inference rejects (a reshape pattern of another size, a fixed axis of
+    another length) runs anyway, reading and writing past its buffers, and the corrupted
+    heap crashes the process later (a segfault in another model's `infer`).
+
+    Raises (from the check):
+        ModelError: the graph cannot take an input of that shape.
+    """
+    if not model.is_dynamic():
+        return lambda shape: None  # OpenVINO checks static inputs itself on every path
+    accepted: set[tuple[int, ...]] = set()
+    declared = model.input(0).get_partial_shape()
+
+    def check(shape: tuple[int, ...]) -> None:
+        if shape in accepted:
+            return
+        try:
+            model.clone().reshape({0: list(shape)})
+        except Exception as exc:  # OpenVINO raises its own types for failed shape checks
+            raise ModelError(f"this OpenVINO graph (input {declared}) cannot take a "
+                             f"{' x '.join(map(str, shape))} input ({_shape_error(str(exc))})"
+                             ) from exc
+        accepted.add(shape)
+
+    return check
+
+
+def _shape_error(message: str) -> str:
+    """What an OpenVINO shape-inference error says failed, in one line: the node and the
+    last line of the message."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    node = re.search(r"with friendly_name '([^']+)'", message)
+    what = lines[-1] if lines else "shape inference failed"
+    return f"{node.group(1)}: {what}" if node else what
 
 
 def _load_torchscript(path: Path) -> tuple[torch.jit.ScriptModule, str | None]:
