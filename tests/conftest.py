@@ -19,10 +19,6 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 torch.set_num_threads(1)
 # OpenVINO conversions of in-memory checkpoints are cached here, not in the user's cache.
 os.environ.setdefault("UNETZOO_CACHE_DIR", tempfile.mkdtemp(prefix="unetzoo-test-cache-"))
-# Backend auto means torch in the tests, except where a test removes this to test OpenVINO:
-# OpenVINO inference alternating with torch training in one long process has crashed
-# (segfault, intermittent; see the speed stream's report).
-os.environ.setdefault("UNETZOO_BACKEND", "torch")
 
 
 SLOW_TIMEOUT = 900  # seconds; the default for other tests is pyproject's `timeout`
