@@ -110,3 +110,39 @@ def test_deep_supervision_weights() -> None:
     assert mean.item() == pytest.approx(single.item())
     with pytest.raises(ConfigError, match="2 model outputs but 3"):
         deep_supervision_loss(loss, [logits, logits], target, [1, 1, 1])
+
+
+def test_lovasz_hinge_is_the_jaccard_loss_on_unit_margin_mistakes() -> None:
+    # logits +-1: a right pixel has hinge error 0, a wrong one 2, and the Lovasz extension
+    # is positively homogeneous, so the loss is 2 x (1 - IoU) of the hard prediction
+    target = torch.tensor([[[1, 1, 0, 0]]])
+    logits = torch.tensor([[[[1.0, -1.0, 1.0, -1.0]]]])  # predicted {0, 2}: IoU 1/3
+    lovasz = build_loss("lovasz", "binary")
+    assert lovasz(logits, target).item() == pytest.approx(2 * (1 - 1 / 3), abs=1e-6)
+    perfect = torch.tensor([[[[1.0, 1.0, -1.0, -1.0]]]])
+    assert lovasz(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
+    # per image, then the mean over the batch (the mean IoU over images)
+    both = lovasz(torch.cat([logits, perfect]), torch.cat([target, target]))
+    assert both.item() == pytest.approx((2 * (1 - 1 / 3) + 0) / 2, abs=1e-6)
+    # an ignored pixel, however wrong, takes no part
+    ignored = lovasz(torch.tensor([[[[1.0, -1.0, 1.0, -1.0, 5.0]]]]),
+                     torch.tensor([[[1, 1, 0, 0, IGNORE_INDEX]]]))
+    assert ignored.item() == pytest.approx(2 * (1 - 1 / 3), abs=1e-6)
+
+
+def test_lovasz_hinge_gradient_pushes_the_wrong_pixels() -> None:
+    target = torch.tensor([[[1, 1, 0, 0]]])
+    logits = torch.tensor([[[[1.0, -1.0, 1.0, -1.0]]]], requires_grad=True)
+    build_loss("bce+lovasz", "binary")(logits, target).backward()
+    grad = logits.grad.flatten()
+    assert grad[1] < 0 < grad[2]  # raise the missed foreground, lower the false positive
+
+
+def test_lovasz_softmax_averages_the_jaccard_loss_of_present_classes() -> None:
+    target = torch.tensor([[[0, 0, 1, 1]]])
+    predicted = torch.tensor([0, 1, 1, 2])
+    logits = (F.one_hot(predicted, 3).T.float() * 2 * BIG - BIG)[None, :, None, :]
+    # class 0: IoU 1/2; class 1: IoU 1/3; class 2 is not in the target (left out)
+    expected = ((1 - 1 / 2) + (1 - 1 / 3)) / 2
+    loss = build_loss("lovasz", "multiclass")(logits, target)
+    assert loss.item() == pytest.approx(expected, abs=1e-5)

@@ -125,7 +125,8 @@ class TrainConfig:
                               "normalisation are used unless --model is given",
                               metavar="NAME|DIR|CKPT")
     # optimisation
-    loss: str = option("ce+dice", "bce, ce, dice, focal, tversky, or a sum such as bce+dice")
+    loss: str = option("ce+dice", "bce, ce, dice, focal, tversky, lovasz, or a sum such as "
+                                  "bce+dice")
     batch: int = option(8, "samples per forward pass (one optimizer step of each process)",
                         aliases=("--batch-size",),
                         ge=1)

@@ -6,6 +6,7 @@ in float32 whatever the autocast dtype, and excludes ignored pixels.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -122,6 +123,65 @@ class DiceLoss(TverskyLoss):
         super().__init__(task, ignore_index, alpha=0.5, beta=0.5, smooth=smooth)
 
 
+def lovasz_jaccard_gradient(truth_sorted: torch.Tensor) -> torch.Tensor:
+    """The gradient of the Lovasz extension of the Jaccard loss at pixels sorted by
+    decreasing error (Berman et al., CVPR 2018, Eq. 8 and Alg. 1), per row.
+
+    Args:
+        truth_sorted: `R x N` {0, 1} float ground truth in the order of decreasing error.
+
+    Returns:
+        `R x N` weights g with g_i = J(first i errors) - J(first i - 1 errors), where
+        J(k errors) = 1 - |truth minus errors| / |truth union errors|: the loss is
+        sum_i g_i * error_i (errors sorted).
+    """
+    total = truth_sorted.sum(1, keepdim=True)
+    intersection = total - truth_sorted.cumsum(1)
+    union = total + (1 - truth_sorted).cumsum(1)
+    jaccard = 1 - intersection / union.clamp_min(1e-6)
+    return torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], 1)
+
+
+class LovaszLoss(_TaskLoss):
+    """The Lovasz loss, a convex surrogate of 1 - IoU (Berman, Rannen Triki and Blaschko,
+    "The Lovasz-Softmax loss", CVPR 2018), computed per image and averaged over the batch,
+    so that it optimises the IoU of each image (the mean over images) rather than of the
+    batch.
+
+    Binary and multilabel: the Lovasz hinge, with hinge errors max(0, 1 - logit * sign)
+    (sign +1 on foreground, -1 on background) per image and channel. Multiclass: the
+    Lovasz-softmax, with errors |onehot - probability| per class, averaged over the classes
+    present in the image (background included). Ignored pixels take no part.
+    """
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.task == "multiclass":
+            probs, onehot, valid = _one_hot_and_valid(logits, target, self.task,
+                                                      self.ignore_index)
+            errors = (onehot - probs).abs()
+            present = (onehot * valid).flatten(2).amax(2).flatten()  # B*K
+        else:
+            if self.task == "binary":
+                target = target.unsqueeze(1)
+            valid = (target != self.ignore_index).float()
+            onehot = target.where(valid.bool(), 0).float()
+            errors = 1 - logits * (2 * onehot - 1)
+            present = None
+        errors = errors.flatten(2).flatten(0, 1)  # one row per image and channel
+        truth = onehot.flatten(2).flatten(0, 1)
+        errors = errors.masked_fill(valid.expand_as(onehot).flatten(2).flatten(0, 1) == 0,
+                                    -math.inf)
+        errors_sorted, order = errors.sort(1, descending=True)
+        grad = lovasz_jaccard_gradient(truth.gather(1, order))
+        per_row = (F.relu(errors_sorted) * grad).sum(1)
+        if present is None:
+            return per_row.mean()
+        weights = present / present.view(logits.shape[0], -1).sum(1).clamp_min(1).repeat_interleave(
+            logits.shape[1])
+        return (per_row * weights).sum() / logits.shape[0]
+
+
 class SumLoss(nn.Module):
     """The sum of several losses, e.g. BCE + Dice."""
 
@@ -142,12 +202,13 @@ _LOSSES: dict[str, Callable[[Task, int], nn.Module]] = {
     "dice": DiceLoss,
     "focal": FocalLoss,
     "tversky": TverskyLoss,
+    "lovasz": LovaszLoss,
 }
-LOSS_NAMES: tuple[str, ...] = (*_LOSSES, "bce+dice", "ce+dice")
+LOSS_NAMES: tuple[str, ...] = (*_LOSSES, "bce+dice", "ce+dice", "bce+lovasz")
 
 
 def build_loss(name: str, task: Task, ignore_index: int = IGNORE_INDEX) -> nn.Module:
-    """A loss by name: bce, ce, dice, focal, tversky, or a sum such as bce+dice.
+    """A loss by name: bce, ce, dice, focal, tversky, lovasz, or a sum such as bce+dice.
 
     `bce` is for binary and multilabel tasks, `ce` for multiclass; each is accepted for the
     other task and means the matching cross-entropy.
