@@ -194,8 +194,16 @@ def find_folder_pairs(root: Path, split: str | None = None,
         raise DataError(f"no images folder; expected one of: {', '.join(IMAGE_DIRS)}", root)
     images = _list_images(images_dir, problems)
     if not images:
-        report(problems, DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found",
-                                   images_dir))
+        try:
+            nested = sorted(e.name for e in os.scandir(images_dir)
+                            if e.is_dir() and not e.name.startswith("."))
+        except OSError:  # already reported by _list_images
+            nested = []
+        why = (f"; it holds folders ({', '.join(nested[:5])}{', ...' if len(nested) > 5 else ''})"
+               ", which are not searched: list the pairs in a CSV split (--csvfile, columns "
+               "image,mask,split, paths relative to the dataset)" if nested else "")
+        report(problems, DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found"
+                                   + why, images_dir))
         return []
     roi_dir = _subfolder(root, ROI_DIRS)
     rois = _match(images, roi_dir, problems, "region-of-interest mask") if roi_dir else {}
