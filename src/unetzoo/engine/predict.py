@@ -52,6 +52,12 @@ def input_images(source: Path) -> list[Path]:
         raise DataError("input not found", source)
     files = sorted(p for p in source.iterdir() if p.is_file() and is_image_file(p))
     if not files:
+        nested = sorted(p.name for p in source.iterdir()
+                        if p.is_dir() and not p.name.startswith("."))
+        if nested:
+            raise DataError(f"no image files in folder; it holds folders ({', '.join(nested[:5])}"
+                            f"{', ...' if len(nested) > 5 else ''}), which are not searched: "
+                            "give one of them as --input", source)
         raise DataError("no image files in folder", source)
     return files
 
