@@ -172,7 +172,9 @@ def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str |
             without masks.
     """
     pairs = find_pairs(dataset, csvfile)
-    where = Path(csvfile) if csvfile else Path(dataset)
+    where = Path(dataset)
+    if csvfile:  # named as find_pairs found it: as given, else relative to the dataset
+        where = Path(csvfile) if Path(csvfile).is_file() else where / csvfile
     found = sorted({p.split for p in pairs if p.split})
     if split == "all" or (split is None and not found):
         chosen, used = pairs, None
@@ -185,8 +187,10 @@ def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str |
                             "(<run>/split.csv)", where)
         chosen, used = [p for p in pairs if p.split == wanted], wanted
         if not chosen:
-            raise DataError(f"no rows of split {wanted!r}; the split has: "
-                            f"{', '.join(sorted({p.split or 'none' for p in pairs}))}", where)
+            has = sorted({p.split or "none" for p in pairs})
+            raise DataError(f"no rows of split {wanted!r}; the split has: {', '.join(has)}; "
+                            f"pass --split {found[-1]} (or "
+                            "--split all for every image)", where)
     unlabelled = [p for p in chosen if not p.labelled]
     if unlabelled:
         raise DataError("has no mask to evaluate against (use `unetzoo predict` for "
