@@ -248,6 +248,8 @@ def find_split_folder_pairs(root: Path, problems: list[DataError] | None = None)
 
 def _inside(root: Path, value: str, row: int, csvfile: Path) -> Path:
     path = Path(value) if Path(value).is_absolute() else root / value
+    if not path.exists() and "\\" in value and not Path(value).is_absolute():
+        path = root / value.replace("\\", "/")  # a CSV written on Windows (images\a.png)
     if not path.exists():  # the CSV and the file system may spell the name in NFC or NFD
         for form in ("NFC", "NFD"):
             other = Path(unicodedata.normalize(form, str(path)))
