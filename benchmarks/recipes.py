@@ -30,6 +30,7 @@ from report import RESULTS, machine, markdown, write_json
 
 import unetzoo
 from unetzoo.checkpoint import load_checkpoint
+from unetzoo.data.dataset import SegmentationDataset
 from unetzoo.data.prepare import TrainData, prepare_data
 from unetzoo.engine.infer import InferenceOptions, Predictor
 from unetzoo.engine.plan import plan_for
@@ -67,7 +68,8 @@ def probability_maps(checkpoint: Path, data: TrainData, split: str, tta: str,
     runtime = Runtime.resolve(threads=threads)
     predictor = Predictor.from_checkpoint(ckpt, InferenceOptions(runtime, tta=tta))
     pairs = data.val if split == "val" else data.test
-    dataset = data.dataset(pairs)
+    # normalised as the run was trained (its checkpoint's preprocessing), not as `data` is
+    dataset = SegmentationDataset(pairs, ckpt.preprocessing, data.reading)
     out = []
     for index in range(len(dataset)):
         sample = dataset[index]
