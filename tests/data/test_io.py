@@ -50,6 +50,21 @@ def test_multipage_tiff_is_refused(tmp_path: Path) -> None:
         read_image(tmp_path / "stack.tif")
 
 
+def test_tiff_pages_appended_as_series_are_refused_not_dropped(tmp_path: Path) -> None:
+    # Two pages written one by one form two series; reading the first alone dropped the
+    # second channel without a word.
+    tifffile.imwrite(tmp_path / "two.tif", np.zeros((8, 9), np.uint8))
+    tifffile.imwrite(tmp_path / "two.tif", np.full((8, 9), 7, np.uint8), append=True)
+    with pytest.raises(DataError, match=r"two.tif: is a multi-page TIFF \(2 images of 9x8"):
+        read_image(tmp_path / "two.tif")
+    with pytest.raises(DataError, match="multi-page"):
+        image_size(tmp_path / "two.tif")
+    # A smaller second series (a thumbnail) is not a channel: the image reads as one.
+    tifffile.imwrite(tmp_path / "thumb.tif", np.full((8, 9), 3, np.uint8))
+    tifffile.imwrite(tmp_path / "thumb.tif", np.zeros((2, 2), np.uint8), append=True)
+    assert read_image(tmp_path / "thumb.tif").shape == (8, 9, 1)
+
+
 def test_exif_rotated_jpeg_is_upright(tmp_path: Path) -> None:
     img = Image.fromarray(np.zeros((10, 20, 3), np.uint8))
     exif = img.getexif()

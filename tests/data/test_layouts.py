@@ -61,6 +61,33 @@ def test_empty_and_missing_folders(tmp_path: Path) -> None:
         find_pairs(tmp_path / "nope")
 
 
+def test_csv_paths_written_on_windows_are_found(tmp_path: Path) -> None:
+    # images\a.png from a CSV made on Windows was "not found" on Linux and macOS.
+    png(tmp_path / "images" / "a.png")
+    png(tmp_path / "masks" / "a.png")
+    (tmp_path / "split.csv").write_text("image,mask,split\r\n"
+                                        "images\\a.png,masks\\a.png,train\r\n")
+    (pair,) = find_pairs(tmp_path, "split.csv")
+    assert pair.image == tmp_path / "images" / "a.png"
+    assert pair.mask == tmp_path / "masks" / "a.png"
+    (tmp_path / "bad.csv").write_text("image,mask,split\nimages\\b.png,masks\\a.png,train\n")
+    with pytest.raises(DataError, match=r"row 2: file 'images\\\\b.png' not found"):
+        find_pairs(tmp_path, "bad.csv")
+
+
+def test_nested_image_folders_are_named_with_the_csv_flag(tmp_path: Path) -> None:
+    # images/<case>/x.png was read as "class folders" with no images and no hint.
+    for sub in ("caseA", "caseB/deep"):
+        png(tmp_path / "images" / sub / "a.png")
+        png(tmp_path / "masks" / sub / "a.png")
+    with pytest.raises(DataError) as err:
+        find_pairs(tmp_path)
+    assert str(err.value) == (
+        f"{tmp_path / 'images'}: no images (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff) found; "
+        "it holds folders (caseA, caseB), which are not searched: list the pairs in a CSV "
+        "split (--csvfile, columns image,mask,split, paths relative to the dataset)")
+
+
 def test_non_image_files_are_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
     png(tmp_path / "images" / "a.png")
     png(tmp_path / "masks" / "a.png")

@@ -51,9 +51,10 @@ def test_eval_of_a_split_the_csv_does_not_have_is_an_error(tmp_path: Path) -> No
     (data / "split.csv").write_text("image,mask,split\n" + "\n".join(rows) + "\n")
     result = evaluate_checkpoint(checkpoint_file(tmp_path), data, "split.csv", progress=False)
     assert (result.extra["split"], result.summary["images"]) == ("test", 1)
-    with pytest.raises(DataError, match=r"split.csv: no rows of split 'val'; the split has: "
-                                        r"test, train"):
+    with pytest.raises(DataError) as err:
         evaluate_checkpoint(checkpoint_file(tmp_path), data, "split.csv", "val", progress=False)
+    assert str(err.value) == (f"{data / 'split.csv'}: no rows of split 'val'; the split has: "
+                              "test, train; pass --split train (or --split all for every image)")
 
 
 def test_cli_eval_names_the_folder_after_the_split_it_evaluated(tmp_path: Path, capsys) -> None:
@@ -153,3 +154,25 @@ def test_monitor_loss_selects_by_validation_loss(tmp_path: Path) -> None:
 def test_validation_loss_is_the_mean_over_images() -> None:
     result = EvaluationResult({}, [], 1.0, 1.0, losses=[0.2, 0.4])
     assert result.loss == pytest.approx(0.3) and result.to_json()["loss"] == pytest.approx(0.3)
+
+
+def test_eval_refuses_masks_whose_objects_are_the_runs_void_value(tmp_path: Path) -> None:
+    # A 4-class model (255 = void) evaluated on 0/255 binary masks ignored every object and
+    # scored a background-only model Dice 1.0 on those images, exit 0.
+    from unetzoo.data.layouts import find_pairs
+    from unetzoo.data.prepare import run_reading
+
+    recorded = {"task": "multiclass", "num_classes": 4, "rule": "index",
+                "evidence": "multiclass: 4 classes", "values": [0, 1, 2, 3], "ignore": [255]}
+    data = write_pairs(tmp_path / "binary", count=3, size=16)  # masks 0/255
+    with pytest.raises(DataError) as err:
+        run_reading("multiclass", 4, data, find_pairs(data), {}, recorded)
+    assert str(err.value) == (f"{data / 'masks' / 'img_000.png'}: holds only 0 and 255, which "
+                              "the model reads as void; so do 3 of 3 masks, none with a class "
+                              "label beside it: their objects would go unscored (the model: "
+                              "multiclass: 4 classes)")
+    void_row = np.zeros((16, 16), np.uint8)
+    void_row[0], void_row[5:9, 5:9] = 255, 2  # a void border beside a class, as trained
+    Image.fromarray(void_row).save(data / "masks" / "img_001.png")
+    reading = run_reading("multiclass", 4, data, find_pairs(data), {}, recorded)
+    assert (reading.values, reading.ignore) == ((0, 1, 2, 3), (255,))

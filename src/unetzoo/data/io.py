@@ -147,6 +147,15 @@ def _tiff_layout(tif, path: Path) -> _TiffLayout:
     series = tif.series[0]
     axes = series.axes
     shape = dict(zip(axes, series.shape, strict=True))
+    # Pages appended one by one (tifffile's `append=True`, some microscope writers) make one
+    # series each: more images of the first one's size are channels or slices, never to be
+    # dropped. Other sizes (a thumbnail, a slide label) are not pixels of this image.
+    alike = [s for s in tif.series[1:] if s.shape[-2:] == series.shape[-2:]]
+    if alike:
+        raise DataError(f"is a multi-page TIFF ({1 + len(alike)} images of "
+                        f"{shape['X']}x{shape['Y']} stored as separate series): they do not say "
+                        "whether they are channels or z-slices; save one 2D image per file "
+                        "(channels as H x W x C, or an ImageJ hyperstack with axes CYX)", path)
     extra = set(axes) - {"Y", "X", "S"}
     page = series.pages[0] if series.pages else tif.pages[0]
     if extra and extra != _CHANNEL_AXES:

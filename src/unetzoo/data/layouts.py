@@ -194,8 +194,16 @@ def find_folder_pairs(root: Path, split: str | None = None,
         raise DataError(f"no images folder; expected one of: {', '.join(IMAGE_DIRS)}", root)
     images = _list_images(images_dir, problems)
     if not images:
-        report(problems, DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found",
-                                   images_dir))
+        try:
+            nested = sorted(e.name for e in os.scandir(images_dir)
+                            if e.is_dir() and not e.name.startswith("."))
+        except OSError:  # already reported by _list_images
+            nested = []
+        why = (f"; it holds folders ({', '.join(nested[:5])}{', ...' if len(nested) > 5 else ''})"
+               ", which are not searched: list the pairs in a CSV split (--csvfile, columns "
+               "image,mask,split, paths relative to the dataset)" if nested else "")
+        report(problems, DataError(f"no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found"
+                                   + why, images_dir))
         return []
     roi_dir = _subfolder(root, ROI_DIRS)
     rois = _match(images, roi_dir, problems, "region-of-interest mask") if roi_dir else {}
@@ -240,6 +248,8 @@ def find_split_folder_pairs(root: Path, problems: list[DataError] | None = None)
 
 def _inside(root: Path, value: str, row: int, csvfile: Path) -> Path:
     path = Path(value) if Path(value).is_absolute() else root / value
+    if not path.exists() and "\\" in value and not Path(value).is_absolute():
+        path = root / value.replace("\\", "/")  # a CSV written on Windows (images\a.png)
     if not path.exists():  # the CSV and the file system may spell the name in NFC or NFD
         for form in ("NFC", "NFD"):
             other = Path(unicodedata.normalize(form, str(path)))

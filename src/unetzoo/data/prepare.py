@@ -24,7 +24,7 @@ from .dataset import (
     spread_sample,
 )
 from .layouts import Pair, find_pairs
-from .masks import MaskOptions, MaskReading
+from .masks import MaskOptions, MaskReading, format_values, survey_pair
 from .split import assign_splits
 from .transforms import Preprocessing, ResizeMode, resize_transform
 
@@ -146,6 +146,8 @@ def run_reading(task: Task, num_classes: int, dataset: str | Path, pairs: Sequen
     config = config or {}
     if recorded and recorded.get("rule") in ("index", "colour", "class-map"):
         reading = MaskReading.from_dict(dict(recorded))
+        if reading.rule == "index":
+            _check_void_beside_labels(reading, spread_sample(list(pairs), SAMPLE_SIZE))
     else:
         given = config.get("class_map")
         root = Path(dataset)
@@ -161,6 +163,31 @@ def run_reading(task: Task, num_classes: int, dataset: str | Path, pairs: Sequen
     return reading
 
 
+def _check_void_beside_labels(reading: MaskReading, pairs: Sequence[Pair]) -> None:
+    """Refuse masks where the run's void value is the only non-zero value and never sits
+    beside class labels: their objects would be ignored, and every such image would score as
+    if nothing had been missed (a 0/255 binary dataset under a run that reads 255 as void)."""
+    void = set(reading.ignore)
+    if not void:
+        return
+    alone: list[tuple[Path, list[int]]] = []
+    for pair in pairs:
+        if pair.mask is None:
+            continue
+        facts = survey_pair(pair).masks[0]
+        labels = set(facts.nonzero.tolist())
+        if labels & void and labels - void:
+            return  # void beside labels, as in the run's own data
+        if labels and labels <= void:
+            alone.append((pair.mask, sorted(labels)))
+    if alone:
+        path, values = alone[0]
+        raise DataError(f"holds only 0 and {format_values(values)}, which the model reads as "
+                        f"void; so do {len(alone)} of {len(pairs)} masks, none with a class "
+                        "label beside it: their objects would go unscored (the model: "
+                        f"{reading.evidence})", path)
+
+
 def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str | None
                    ) -> tuple[list[Pair], str | None]:
     """The labelled pairs of one split and the split used: `split` None evaluates the test
@@ -172,7 +199,9 @@ def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str |
             without masks.
     """
     pairs = find_pairs(dataset, csvfile)
-    where = Path(csvfile) if csvfile else Path(dataset)
+    where = Path(dataset)
+    if csvfile:  # named as find_pairs found it: as given, else relative to the dataset
+        where = Path(csvfile) if Path(csvfile).is_file() else where / csvfile
     found = sorted({p.split for p in pairs if p.split})
     if split == "all" or (split is None and not found):
         chosen, used = pairs, None
@@ -185,8 +214,10 @@ def labelled_split(dataset: str | Path, csvfile: str | Path | None, split: str |
                             "(<run>/split.csv)", where)
         chosen, used = [p for p in pairs if p.split == wanted], wanted
         if not chosen:
-            raise DataError(f"no rows of split {wanted!r}; the split has: "
-                            f"{', '.join(sorted({p.split or 'none' for p in pairs}))}", where)
+            has = sorted({p.split or "none" for p in pairs})
+            raise DataError(f"no rows of split {wanted!r}; the split has: {', '.join(has)}; "
+                            f"pass --split {found[-1]} (or "
+                            "--split all for every image)", where)
     unlabelled = [p for p in chosen if not p.labelled]
     if unlabelled:
         raise DataError("has no mask to evaluate against (use `unetzoo predict` for "

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from ..checkpoint import Checkpoint
-from ..data.io import is_image_file, read_image
+from ..data.io import is_image_file, read_header, read_image
 from ..errors import DataError, RunError
 from ..fileio import atomic_write
 from ..progress import progress_bar
@@ -52,6 +52,12 @@ def input_images(source: Path) -> list[Path]:
         raise DataError("input not found", source)
     files = sorted(p for p in source.iterdir() if p.is_file() and is_image_file(p))
     if not files:
+        nested = sorted(p.name for p in source.iterdir()
+                        if p.is_dir() and not p.name.startswith("."))
+        if nested:
+            raise DataError(f"no image files in folder; it holds folders ({', '.join(nested[:5])}"
+                            f"{', ...' if len(nested) > 5 else ''}), which are not searched: "
+                            "give one of them as --input", source)
         raise DataError("no image files in folder", source)
     return files
 
@@ -204,9 +210,12 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     assert checkpoint is not None
     written: list[Path] = []
     reader = getattr(predictor.model, "read_input", None)  # packages of other tools
+    wanted = checkpoint.preprocessing.in_channels
+    converted: list[Path] = []
     for path in progress_bar(files, "predict", "image", enabled=progress, leave=True):
-        image = reader(path) if reader else read_image(path,
-                                                       checkpoint.preprocessing.in_channels)
+        image = reader(path) if reader else read_image(path, wanted)
+        if not reader and read_header(path).channels != wanted:
+            converted.append(path)
         labels = predictor.labels(image).numpy()
         targets = list(_targets(stems[path], output, checkpoint, levels))
         layers = labels if checkpoint.task == "multilabel" else [labels]
@@ -217,4 +226,9 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
             for target, amap in zip(targets[-levels:], maps, strict=True):
                 save_png(target, heatmap(amap))
         written += targets
+    if converted:
+        how = ("gray replicated to 3 channels" if wanted == 3 else
+               "colour converted to gray (luminance)")
+        log.info(f"{len(converted)} of {len(files)} image(s) did not have the model's {wanted} "
+                 f"channel(s): {how} (e.g. {converted[0].name})")
     return written
