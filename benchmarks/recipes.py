@@ -54,6 +54,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-fg": {"fg_oversample": 0.0},
     "lr-2e-3": {"lr": 2e-3},
     "strong-aug": {"augment": "strong"},
+    "lovasz": {"loss": "bce+lovasz"},
 }
 
 

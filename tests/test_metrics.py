@@ -67,3 +67,29 @@ def test_multilabel_counts_per_label() -> None:
     assert counts[0, 0].tolist() == [1, 1, 0, 0]
     assert counts[0, 1].tolist() == [2, 0, 0, 0]
     assert headline(counts, "multilabel")["dice"].item() == pytest.approx((2 / 3 + 1) / 2)
+
+
+def test_a_class_absent_and_not_predicted_leaves_the_mean_over_classes() -> None:
+    # 4 classes; the image holds classes 1 and 2, class 3 is nowhere: a model that predicts
+    # only background scores 0 (not the 1/3 a free 1.0 for class 3 would give)
+    target = torch.tensor([[[1, 1, 2, 2, 0, 0]]])
+    background = torch.zeros_like(target)
+    scores = headline(confusion_counts(background, target, "multiclass", 4), "multiclass")
+    assert scores["dice"].item() == 0.0
+    assert scores["iou"].item() == 0.0
+    assert scores["mdice"].item() == pytest.approx((2 * 2 / (2 * 2 + 4) + 0 + 0) / 3)
+    # a class predicted where it is absent is in play: it scores 0 and counts
+    pred = torch.tensor([[[1, 1, 2, 2, 3, 0]]])
+    scores = headline(confusion_counts(pred, target, "multiclass", 4), "multiclass")
+    assert scores["dice"].item() == pytest.approx((1 + 1 + 0) / 3)
+    # the same rule dataset-global: class 3 absent from the whole split
+    metrics = MetricAccumulator("multiclass", 4, ("bg", "a", "b", "c"))
+    metrics.update(torch.tensor([[[1, 1, 0, 0, 0, 0]]]), target, ["x"])
+    summary = metrics.summary()
+    assert summary["global"]["dice"] == pytest.approx((1 + 0) / 2)
+    assert summary["per_class"]["c"]["dice"] == 1.0  # the per-class rule is unchanged
+    # multilabel: the mean over the labels in play
+    target = torch.tensor([[[[1, 1, 0]], [[0, 0, 0]]]])
+    pred = torch.tensor([[[[1, 0, 0]], [[0, 0, 0]]]])
+    scores = headline(confusion_counts(pred, target, "multilabel", 2), "multilabel")
+    assert scores["dice"].item() == pytest.approx(2 / 3)

@@ -7,7 +7,11 @@ was predicted (TP + FP + FN = 0), else 0.0.
 Headline scores: binary reports the foreground class; multiclass the mean over foreground
 classes 1..K-1; multilabel the mean over labels. `mdice` / `miou` are the mean over all
 classes including background (the mmsegmentation convention: for a binary task the mean of
-background and foreground).
+background and foreground). A mean over classes takes only the classes in play (in the
+target or the prediction: TP + FP + FN > 0), as nnU-Net and MONAI's `ignore_empty` do, so a
+class that is absent from an image (or, dataset-global, from the whole split) and was not
+predicted neither lifts nor lowers the score; with no class in play the mean is 1.0. The
+per-class scores keep the 1.0 of the rule above.
 """
 
 from __future__ import annotations
@@ -79,19 +83,29 @@ def scores_from_counts(counts: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def mean_over_classes(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The mean of `... x C` per-class scores over the classes in play (TP + FP + FN > 0 in
+    the `... x C x 4` counts); 1.0 where no class is in play."""
+    in_play = counts[..., :3].sum(-1) > 0
+    number = in_play.sum(-1)
+    total = (scores * in_play).sum(-1)
+    return torch.where(number > 0, total / number.clamp_min(1), torch.ones_like(total))
+
+
 def headline(counts: torch.Tensor, task: Task) -> dict[str, torch.Tensor]:
     """The headline metrics (see the module docstring) from `... x C x 4` counts."""
     per_class = scores_from_counts(counts)
     if task == "multilabel":
-        out = {k: v.mean(-1) for k, v in per_class.items()}
+        out = {k: mean_over_classes(v, counts) for k, v in per_class.items()}
     else:
         fg = slice(1, None)
-        out = {k: v[..., fg].mean(-1) for k, v in per_class.items()}
+        out = {k: mean_over_classes(v[..., fg], counts[..., fg, :])
+               for k, v in per_class.items()}
         tp = counts[..., 0].double().sum(-1)
         total = (counts[..., 0] + counts[..., 2]).double().sum(-1)  # every valid pixel once
         out["accuracy"] = torch.where(total > 0, tp / total.clamp_min(1), torch.ones_like(tp))
-    out["mdice"] = per_class["dice"].mean(-1)
-    out["miou"] = per_class["iou"].mean(-1)
+    out["mdice"] = mean_over_classes(per_class["dice"], counts)
+    out["miou"] = mean_over_classes(per_class["iou"], counts)
     return out
 
 
