@@ -95,13 +95,33 @@ def test_the_run_records_its_reading_and_eval_re_applies_it(tmp_path: Path) -> N
         masks.append(m)
     data = corpus.write_masks(tmp_path / "data", masks)
     run = unetzoo.train(dataset=str(data), out=str(tmp_path / "r"), epoch=1, **OPTIONS)
-    recorded = json.loads((run.run_dir / "dataset.json").read_text())["masks"]
+    decided = json.loads((run.run_dir / "dataset.json").read_text())
+    recorded = decided["masks"]
     assert (recorded["rule"], recorded["values"]) == ("index", [0, 128, 255])
+    assert decided["images"] == "8 RGB"  # nothing converted or dropped: nothing more said
     assert load_checkpoint(run.best_checkpoint).mask_reading["values"] == [0, 128, 255]
     result = evaluate_checkpoint(run.best_checkpoint, data, split="all", progress=False)
     assert result.extra["masks"] == ("multiclass: 3 classes, stored 0, 128, 255 -> classes "
                                      "0..2 (evenly spaced values)")
     assert set(result.summary["per_class"]) == {"background", "class1", "class2"}
+    assert result.extra["images"] == "8 RGB"
+
+
+def test_train_and_eval_say_how_image_channels_are_read(tmp_path: Path, caplog) -> None:
+    data = write_pairs(tmp_path / "data", count=6, size=32)  # RGB images
+    for name in ("img_000.png", "img_001.png"):  # two gray+alpha images among them
+        path = data / "images" / name
+        gray = np.asarray(Image.open(path).convert("L"))
+        Image.fromarray(np.stack([gray, np.full_like(gray, 200)], -1), "LA").save(path)
+    with caplog.at_level("INFO", logger="unetzoo"):
+        run = unetzoo.train(dataset=str(data), out=str(tmp_path / "r"), epoch=1, **OPTIONS)
+    said = ("4 RGB, 2 gray+alpha; 2 with a declared alpha channel: the alpha is dropped "
+            "(transparency, not an input channel; save without alpha or as a TIFF to keep "
+            "it); 2 gray: replicated to 3 channels")
+    assert f"  images: {said}" in caplog.messages
+    assert json.loads((run.run_dir / "dataset.json").read_text())["images"] == said
+    result = evaluate_checkpoint(run.best_checkpoint, data, split="all", progress=False)
+    assert result.extra["images"] == said
 
 
 # -- resume from a checkpoint file ------------------------------------------------------------

@@ -40,10 +40,12 @@ def test_channel_conversion_is_said_in_one_line(tmp_path: Path, caplog) -> None:
     (tmp_path / "in").mkdir()
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "in" / "gray.png")
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "in" / "rgb.png")
+    Image.fromarray(np.zeros((16, 16, 2), np.uint8), "LA").save(tmp_path / "in" / "la.png")
     options = InferenceOptions(Runtime.resolve("cpu", "fp32", channels_last=False))
     with caplog.at_level("INFO", logger="unetzoo"):
         result = predict_paths(model, tmp_path / "in", tmp_path / "out", options=options,
                                progress=False)
-    assert result.files == 2
-    assert ("1 of 2 image(s) did not have the model's 3 channel(s): gray replicated to 3 "
-            "channels (e.g. gray.png)") in caplog.messages
+    assert result.files == 3
+    assert ("images: 1 gray, 1 gray+alpha, 1 RGB; 1 with a declared alpha channel: the alpha "
+            "is dropped (transparency, not an input channel; save without alpha or as a TIFF "
+            "to keep it); 2 gray: replicated to 3 channels") in caplog.messages

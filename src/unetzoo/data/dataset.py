@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class DatasetInfo:
     reading: MaskReading | None = field(default=None, compare=False)
     pixels_checked: int = 0  # pairs whose pixels were read before training
     headers_checked: int = 0  # pairs whose headers were read before training
+    images: str = ""  # how the images' channels are read (`channel_evidence`)
 
 
 def default_class_names(task: Task, num_classes: int) -> tuple[str, ...]:
@@ -97,24 +99,38 @@ def pair_headers(pair: Pair, problems: list[DataError] | None = None
     return image, masks
 
 
-def check_headers(pairs: Sequence[Pair]) -> int:
-    """Compare image and mask sizes from file headers; the largest channel count."""
-    channels = 1
-    for pair in pairs:
-        image, _ = pair_headers(pair)
-        channels = max(channels, image.channels if image else 1)
-    return channels
+def check_headers(pairs: Sequence[Pair]) -> list[ImageHeader]:
+    """Compare image and mask sizes from file headers; the images' headers."""
+    return [image for image in (pair_headers(pair)[0] for pair in pairs) if image]
 
 
-def check_files(pairs: Sequence[Pair], full: bool = False) -> tuple[int, int]:
+def check_files(pairs: Sequence[Pair], full: bool = False) -> list[ImageHeader]:
     """Check that every file exists, is non-empty and has a supported extension, and compare
     sizes from the headers of up to `HEADER_LIMIT` pairs (all with `full`, else a spread
-    sample beyond the limit). Returns (largest channel count, pairs whose headers were read)."""
+    sample beyond the limit). Returns the image headers read."""
     for pair in pairs:
         for path in (pair.image, *pair.mask_files):
             check_file(path)
     headers = pairs if full or len(pairs) <= HEADER_LIMIT else spread_sample(pairs, SAMPLE_SIZE)
-    return check_headers(headers), len(headers)
+    return check_headers(headers)
+
+
+def channel_evidence(headers: Sequence[ImageHeader], channels: int) -> str:
+    """One line on how the images (`headers`, of all images or a sample) become the model's
+    `channels` input channels: their kinds, a declared alpha channel dropped (transparency,
+    not a channel), gray replicated to 3 channels, colour converted to gray (luminance).
+    Nothing is left unsaid: `read_image` does exactly these conversions."""
+    kinds = Counter(header.kind for header in headers)
+    line = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common()) or "none read"
+    alpha = sum(n for kind, n in kinds.items() if kind in ("gray+alpha", "RGBA"))
+    notes = [f"{n} {how}" for n, how in (
+        (alpha, "with a declared alpha channel: the alpha is dropped (transparency, not an "
+                "input channel; save without alpha or as a TIFF to keep it)"),
+        (sum(h.channels == 1 for h in headers) if channels == 3 else 0,
+         "gray: replicated to 3 channels"),
+        (sum(h.channels == 3 for h in headers) if channels == 1 else 0,
+         "colour: converted to gray (luminance)")) if n]
+    return f"{line}; {'; '.join(notes)}" if notes else line
 
 
 def read_masks(pairs: Sequence[Pair], options: MaskOptions | None = None) -> MaskReading:
@@ -166,19 +182,21 @@ def scan_dataset(pairs: Sequence[Pair], options: MaskOptions | None = None,
     if not pairs:
         raise DataError("the dataset has no samples")
     options = options or MaskOptions()
-    channels, headers = check_files(pairs, full)
+    headers = check_files(pairs, full)
     sample = pairs if full else spread_sample(pairs, SAMPLE_SIZE)
     reading = read_masks(sample, options)
     num_classes = reading.num_classes
     check_task(reading.task, num_classes)
-    channels = max(channels, verify_pairs(sample, reading, full=True))
+    channels = max(max((h.channels for h in headers), default=1),
+                   verify_pairs(sample, reading, full=True))
     names = tuple(class_names or reading.class_names or
                   default_class_names(reading.task, num_classes))
     if len(names) != (1 if reading.task == "binary" else num_classes):
         raise DataError(f"{len(names)} class names given for {num_classes} classes")
     cmap = options.class_map
     return DatasetInfo(channels, reading.task, num_classes, names,
-                       cmap.colors if cmap else None, reading, len(sample), headers)
+                       cmap.colors if cmap else None, reading, len(sample), len(headers),
+                       channel_evidence(headers, channels))
 
 
 def channel_statistics(pairs: Sequence[Pair], channels: int, limit: int = 64

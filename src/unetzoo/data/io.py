@@ -384,7 +384,8 @@ class ImageHeader:
     def kind(self) -> str:
         """A few words on the channels: gray, gray+alpha, RGB, RGBA or N channels."""
         if self.channels == 3:
-            return "RGBA" if "A" in self.mode else "RGB"
+            return "RGBA" if self.mode in ("RGBA", "RGBa", "PA") or "alpha" in self.mode \
+                else "RGB"
         if self.channels == 1:
             return "gray+alpha" if self.mode in ("LA", "La") or "alpha" in self.mode else "gray"
         return f"{self.channels}-channel"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint
-from ..data.dataset import SegmentationDataset, verify_pairs
+from ..data.dataset import SegmentationDataset, channel_evidence, check_files, verify_pairs
 from ..data.prepare import labelled_split, run_reading
 from ..fileio import atomic_write_text
 from ..metrics import METRIC_NAMES, MetricAccumulator
@@ -28,6 +29,8 @@ from ..task import labels_from_logits
 from ..viz import class_colors, comparison_panel, save_png
 from .backends import format_of
 from .infer import InferenceOptions, Predictor
+
+log = logging.getLogger("unetzoo")
 
 
 @dataclass
@@ -184,6 +187,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     reading = run_reading(checkpoint.task, checkpoint.model_spec["num_classes"], dataset, pairs,
                           checkpoint.config, checkpoint.mask_reading)
     verify_pairs(pairs, reading)  # before a checkpoint is converted for its backend
+    images = channel_evidence(check_files(pairs), checkpoint.preprocessing.in_channels)
+    log.info(f"images: {images}")
     predictor = predictor or Predictor.open(checkpoint_path, options, checkpoint)
     data = SegmentationDataset(pairs, checkpoint.preprocessing, reading)
     out = Path(str(out_dir).replace("{split}", used_split or "all")) if out_dir else None
@@ -192,7 +197,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                       progress=progress, class_colors_given=checkpoint.class_colors)
     result.extra = {"checkpoint": str(checkpoint_path), "dataset": str(dataset),
                     "csvfile": str(csvfile) if csvfile else None,
-                    "split": used_split or "all", "masks": reading.evidence,
+                    "split": used_split or "all", "images": images,
+                    "masks": reading.evidence,
                     "runtime": predictor.runtime.describe(),
                     "inference": predictor.options.to_dict(), "out": str(out) if out else None}
     if split is None and used_split is None:

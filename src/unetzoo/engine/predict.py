@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image
 
 from ..checkpoint import Checkpoint
-from ..data.io import is_image_file, read_header, read_image
+from ..data.dataset import channel_evidence
+from ..data.io import ImageHeader, is_image_file, read_header, read_image
 from ..errors import DataError, RunError
 from ..fileio import atomic_write
 from ..progress import progress_bar
@@ -211,11 +212,11 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     written: list[Path] = []
     reader = getattr(predictor.model, "read_input", None)  # packages of other tools
     wanted = checkpoint.preprocessing.in_channels
-    converted: list[Path] = []
+    headers: list[ImageHeader] = []
     for path in progress_bar(files, "predict", "image", enabled=progress, leave=True):
         image = reader(path) if reader else read_image(path, wanted)
-        if not reader and read_header(path).channels != wanted:
-            converted.append(path)
+        if not reader:
+            headers.append(read_header(path))
         labels = predictor.labels(image).numpy()
         targets = list(_targets(stems[path], output, checkpoint, levels))
         layers = labels if checkpoint.task == "multilabel" else [labels]
@@ -226,9 +227,7 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
             for target, amap in zip(targets[-levels:], maps, strict=True):
                 save_png(target, heatmap(amap))
         written += targets
-    if converted:
-        how = ("gray replicated to 3 channels" if wanted == 3 else
-               "colour converted to gray (luminance)")
-        log.info(f"{len(converted)} of {len(files)} image(s) did not have the model's {wanted} "
-                 f"channel(s): {how} (e.g. {converted[0].name})")
+    images = channel_evidence(headers, wanted)
+    if ";" in images:  # something was converted or dropped: say it
+        log.info(f"images: {images}")
     return written

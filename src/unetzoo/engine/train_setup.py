@@ -262,6 +262,7 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     log.info(f"unetzoo train: {config.model} ({params / 1e6:.2f} M parameters) on {data.root}")
     log.info(f"  {info.task}, {len(info.class_names)} class(es), {info.in_channels} channel(s); "
              f"train {len(data.train)} / val {len(data.val)} / test {len(data.test)} images")
+    log.info(f"  images: {info.images}")
     log.info(f"  masks: {data.reading.evidence}")
     length = f"time budget {config.time_budget:g} min" if config.time_budget else \
         f"{config.epoch} epochs"
@@ -293,7 +294,8 @@ def dataset_facts(data: TrainData) -> dict[str, Any]:
     return {"dataset": str(data.root), "in_channels": info.in_channels,
             "class_names": list(info.class_names), "masks": data.reading.to_dict(),
             "splits": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-            "pixels_checked": info.pixels_checked, "headers_checked": info.headers_checked}
+            "images": info.images, "pixels_checked": info.pixels_checked,
+            "headers_checked": info.headers_checked}
 
 
 def _test(config: TrainConfig, runtime: Runtime, data: TrainData, context: Distributed,
