@@ -196,3 +196,25 @@ def test_eval_refuses_masks_whose_objects_are_the_runs_void_value(tmp_path: Path
     Image.fromarray(void_row).save(data / "masks" / "img_001.png")
     reading = run_reading("multiclass", 4, data, find_pairs(data), {}, recorded)
     assert (reading.values, reading.ignore) == ((0, 1, 2, 3), (255,))
+
+
+def test_a_class_only_in_the_val_split_is_said_before_training(tmp_path: Path,
+                                                               caplog) -> None:
+    data = write_pairs(tmp_path / "data", count=8, size=32, multiclass=True)  # classes 0..2
+    rows = ["image,mask,split"]
+    for i in range(8):
+        split = "train" if i < 6 else "val"
+        if split == "val":  # class 3 only here
+            path = data / "masks" / f"img_{i:03d}.png"
+            mask = np.asarray(Image.open(path)).copy()
+            mask[:4, :4] = 3
+            Image.fromarray(mask).save(path)
+        rows.append(f"images/img_{i:03d}.png,masks/img_{i:03d}.png,{split}")
+    (data / "split.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="unetzoo"):
+        unetzoo.train(dataset=str(data), csvfile="split.csv", out=str(tmp_path / "r"),
+                      epoch=1, **OPTIONS)
+    assert (f"class 'class3' has no pixels in the 6 training masks read; it is only in 2 "
+            f"val/test mask(s), e.g. {data / 'masks' / 'img_006.png'}: move such images into "
+            "the training split. The model cannot learn it") in caplog.messages
+    assert not [m for m in caplog.messages if "class1" in m or "class2" in m]

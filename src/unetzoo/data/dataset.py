@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -25,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError, MaskValueError
-from ..task import Task, check_task
+from ..task import IGNORE_INDEX, Task, check_task
 from .cache import SampleCache
 from .classmap import Color
 from .io import ImageHeader, check_file, read_header, read_image
@@ -55,6 +56,9 @@ class DatasetInfo:
     pixels_checked: int = 0  # pairs whose pixels were read before training
     headers_checked: int = 0  # pairs whose headers were read before training
     images: str = ""  # how the images' channels are read (`channel_evidence`)
+    # pixels per class of each labelled pair read (by image path; `target_class_pixels`)
+    class_pixels: dict[Path, np.ndarray] = field(default_factory=dict, compare=False,
+                                                 repr=False)
 
 
 def default_class_names(task: Task, num_classes: int) -> tuple[str, ...]:
@@ -146,15 +150,61 @@ def read_masks(pairs: Sequence[Pair], options: MaskOptions | None = None) -> Mas
     return decide([survey_pair(p, options.ignore, rgb) for p in pairs if p.labelled], options)
 
 
-def verify_pairs(pairs: Sequence[Pair], reading: MaskReading, full: bool = False) -> int:
-    """Read and encode the sample (every pair with `full`); the largest channel count."""
+def verify_pairs(pairs: Sequence[Pair], reading: MaskReading, full: bool = False,
+                 class_pixels: dict[Path, np.ndarray] | None = None) -> int:
+    """Read and encode the sample (every pair with `full`); the largest channel count. With
+    `class_pixels`, each labelled pair's pixels per class (`target_class_pixels`) are put
+    there, keyed by image path."""
     channels = 1
     for pair in pairs if full else spread_sample(pairs, SAMPLE_SIZE):
         image = read_image(pair.image)
         channels = max(channels, image.shape[2])
         if pair.labelled:
-            load_target(pair, reading, image.shape[:2])
+            target = load_target(pair, reading, image.shape[:2])
+            if class_pixels is not None:
+                class_pixels[pair.image] = target_class_pixels(target, reading)
     return channels
+
+
+def target_class_pixels(target: np.ndarray, reading: MaskReading) -> np.ndarray:
+    """Pixels per class (`K`, int64) of an encoded target (`H x W` class indices, or
+    `H x W x K` 0/1 for multilabel); ignored pixels are not counted."""
+    if target.ndim == 3:
+        return (target == 1).sum((0, 1)).astype(np.int64)
+    classes = 2 if reading.task == "binary" else reading.num_classes
+    valid = target[target != IGNORE_INDEX].ravel().astype(np.int64)
+    return np.bincount(valid, minlength=classes)[:classes]
+
+
+def classes_not_in_training(info: DatasetInfo, train: Sequence[Pair],
+                            others: Sequence[Pair], total: int) -> list[str]:
+    """One line for each class (foreground classes; every label when multilabel) that has
+    no pixels in the training masks read, saying where it is found (val / test masks) or
+    that it is found nowhere: a model cannot learn such a class, and its scores would mean
+    nothing. `total` is the number of pairs, to say whether the masks read were a sample."""
+    if info.task == "binary" or not info.class_pixels:
+        return []
+    pixels = info.class_pixels
+    train_read = [pixels[p.image] for p in train if p.image in pixels]
+    if not train_read:
+        return []
+    in_train = np.sum(train_read, axis=0)
+    read = len(pixels)
+    sample = f" (a sample of the {total} pairs; --full-check reads them all)" \
+        if read < total else ""
+    lines = []
+    first = 1 if info.task == "multiclass" else 0
+    for k in range(first, len(in_train)):
+        if in_train[k]:
+            continue
+        found = [p for p in others if p.image in pixels and pixels[p.image][k] > 0]
+        example = (*found[0].mask_files, found[0].image)[0] if found else None
+        where = (f"it is only in {len(found)} val/test mask(s), e.g. {example}: move such "
+                 "images into the training split" if found else
+                 "nor in any val/test mask read")
+        lines.append(f"class {info.class_names[k]!r} has no pixels in the {len(train_read)} "
+                     f"training masks read{sample}; {where}. The model cannot learn it")
+    return lines
 
 
 def scan_dataset(pairs: Sequence[Pair], options: MaskOptions | None = None,
@@ -187,8 +237,9 @@ def scan_dataset(pairs: Sequence[Pair], options: MaskOptions | None = None,
     reading = read_masks(sample, options)
     num_classes = reading.num_classes
     check_task(reading.task, num_classes)
+    class_pixels: dict[Path, np.ndarray] = {}
     channels = max(max((h.channels for h in headers), default=1),
-                   verify_pairs(sample, reading, full=True))
+                   verify_pairs(sample, reading, full=True, class_pixels=class_pixels))
     names = tuple(class_names or reading.class_names or
                   default_class_names(reading.task, num_classes))
     if len(names) != (1 if reading.task == "binary" else num_classes):
@@ -196,7 +247,7 @@ def scan_dataset(pairs: Sequence[Pair], options: MaskOptions | None = None,
     cmap = options.class_map
     return DatasetInfo(channels, reading.task, num_classes, names,
                        cmap.colors if cmap else None, reading, len(sample), len(headers),
-                       channel_evidence(headers, channels))
+                       channel_evidence(headers, channels), class_pixels)
 
 
 def channel_statistics(pairs: Sequence[Pair], channels: int, limit: int = 64

@@ -19,6 +19,7 @@ from .dataset import (
     SegmentationDataset,
     channel_statistics,
     check_files,
+    classes_not_in_training,
     read_masks,
     scan_dataset,
     spread_sample,
@@ -123,6 +124,8 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
     options = MaskOptions(task, num_classes, find_class_map(root, class_map),  # type: ignore[arg-type]
                           ignore_index, instances, mask_threshold)
     info = scan_dataset(train + val + test, options, class_names, full=full_check)
+    for line in classes_not_in_training(info, train, val + test, len(train + val + test)):
+        log.warning(line)
     if preprocessing is None:
         mean, std = channel_statistics(train, info.in_channels)
         preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode,
