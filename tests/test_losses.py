@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from unetzoo.errors import ConfigError
-from unetzoo.losses import build_loss, deep_supervision_loss
+from unetzoo.losses import build_loss, deep_supervision_loss, loss_name
 from unetzoo.task import IGNORE_INDEX
 
 BIG = 30.0  # a logit so large that sigmoid/softmax are 0 or 1 in float32
@@ -146,3 +146,10 @@ def test_lovasz_softmax_averages_the_jaccard_loss_of_present_classes() -> None:
     expected = ((1 - 1 / 2) + (1 - 1 / 3)) / 2
     loss = build_loss("lovasz", "multiclass")(logits, target)
     assert loss.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_loss_name_says_which_cross_entropy_runs() -> None:
+    assert loss_name("ce+dice", "binary") == "bce+dice"
+    assert loss_name("BCE + Dice", "multiclass") == "ce+dice"
+    assert loss_name("ce", "multilabel") == "bce"
+    assert loss_name("focal+lovasz", "binary") == "focal+lovasz"

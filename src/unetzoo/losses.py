@@ -207,6 +207,15 @@ _LOSSES: dict[str, Callable[[Task, int], nn.Module]] = {
 LOSS_NAMES: tuple[str, ...] = (*_LOSSES, "bce+dice", "ce+dice", "bce+lovasz")
 
 
+def loss_name(name: str, task: Task) -> str:
+    """The loss `name` as it runs for `task`: `ce` and `bce` both name the task's
+    cross-entropy (`bce` for binary and multilabel, `ce` for multiclass), e.g.
+    `loss_name("ce+dice", "binary") == "bce+dice"`."""
+    entropy = "ce" if task == "multiclass" else "bce"
+    return "+".join(entropy if p in ("ce", "bce") else p
+                    for p in (p.strip().lower() for p in name.split("+")))
+
+
 def build_loss(name: str, task: Task, ignore_index: int = IGNORE_INDEX) -> nn.Module:
     """A loss by name: bce, ce, dice, focal, tversky, lovasz, or a sum such as bce+dice.
 

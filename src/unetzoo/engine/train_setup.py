@@ -30,6 +30,7 @@ from ..data.split import write_split_csv
 from ..data.transforms import Preprocessing
 from ..errors import ConfigError
 from ..fileio import atomic_write_text
+from ..losses import loss_name
 from ..models import count_parameters, create_model
 from ..pretrained import init_from
 from . import train_checkpoints
@@ -268,7 +269,8 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
         f"{config.epoch} epochs"
     log.info(f"  patch {config.img_size} ({config.resize_mode}), batch {config.batch}"
              f"{processes}, {trainer.steps_per_epoch} steps/epoch, {length}, "
-             f"loss {config.loss}, {config.optimizer} lr {config.lr:g} ({config.schedule})"
+             f"loss {loss_name(config.loss, info.task)}, {config.optimizer} lr "
+             f"{config.lr:g} ({config.schedule})"
              f"{f', EMA {config.ema:g}' if config.ema else ''}")
     log.info(f"  runtime: {runtime.describe()}")
     log.info(f"  run folder: {run_dir}{_resume_note(trainer) if checkpoint else ''}")
