@@ -129,7 +129,7 @@ def channel_evidence(headers: Sequence[ImageHeader], channels: int) -> str:
     alpha = sum(n for kind, n in kinds.items() if kind in ("gray+alpha", "RGBA"))
     notes = [f"{n} {how}" for n, how in (
         (alpha, "with a declared alpha channel: the alpha is dropped (transparency, not an "
-                "input channel; save without alpha or as a TIFF to keep it)"),
+                "input channel; to keep it, save it as a TIFF sample not declared alpha)"),
         (sum(h.channels == 1 for h in headers) if channels == 3 else 0,
          "gray: replicated to 3 channels"),
         (sum(h.channels == 3 for h in headers) if channels == 1 else 0,
