@@ -166,7 +166,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     Returns:
         The EvaluationResult: `summary` ({"mean_over_images": ..., "global": ...,
         "per_class": ..., "images": N}), per-image rows, FPS, seconds, and `extra` with the
-        checkpoint, dataset, split evaluated ("all" for every image) and runtime.
+        checkpoint, dataset, split evaluated ("all" for every image), runtime, the masks' and
+        the images' reading (`masks`, `image_channels`: `channel_evidence`).
 
     Raises:
         CheckpointError: the checkpoint cannot be read. DataError: a split that does not
@@ -197,7 +198,7 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                       progress=progress, class_colors_given=checkpoint.class_colors)
     result.extra = {"checkpoint": str(checkpoint_path), "dataset": str(dataset),
                     "csvfile": str(csvfile) if csvfile else None,
-                    "split": used_split or "all", "images": images,
+                    "split": used_split or "all", "image_channels": images,
                     "masks": reading.evidence,
                     "runtime": predictor.runtime.describe(),
                     "inference": predictor.options.to_dict(), "out": str(out) if out else None}
