@@ -171,6 +171,12 @@ def test_a_class_folder_missing_from_training_names_its_own_mask(tmp_path: Path)
             "class 'stroma' has no pixels in the 2 training masks read; it is only in 1 "
             f"val/test mask(s), e.g. {tmp_path / 'stroma' / 'v.png'}: move such images into "
             "the training split. The model cannot learn it"]
+    # masks read as a sample (3 of 40 pairs): the verdict is not claimed for unread masks
+    assert classes_not_in_training(info, pairs[:2], pairs[2:], 40) == [
+        "class 'stroma' has no pixels in the 2 training masks read (a sample of the 40 pairs; "
+        f"--full-check reads them all); it is only in 1 val/test mask(s), e.g. "
+        f"{tmp_path / 'stroma' / 'v.png'}: move such images into the training split. If the "
+        "training masks not read lack it too, the model cannot learn it"]
 
 
 def test_multilabel_samples_are_k_by_h_by_w_through_augmentation(tmp_path: Path) -> None:

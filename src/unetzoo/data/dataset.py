@@ -210,8 +210,10 @@ def classes_not_in_training(info: DatasetInfo, train: Sequence[Pair],
         where = (f"it is only in {len(found)} val/test mask(s), e.g. {example}: move such "
                  "images into the training split" if found else
                  "nor in any val/test mask read")
+        verdict = ("If the training masks not read lack it too, the model cannot learn it"
+                   if sample else "The model cannot learn it")
         lines.append(f"class {info.class_names[k]!r} has no pixels in the {len(train_read)} "
-                     f"training masks read{sample}; {where}. The model cannot learn it")
+                     f"training masks read{sample}; {where}. {verdict}")
     return lines
 
 
