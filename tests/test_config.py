@@ -106,7 +106,7 @@ def test_a_wrong_yaml_value_is_one_line_naming_file_and_key(tmp_path: Path, yaml
     ({"lr": -1.0}, r"^--lr must be > 0, got -1.0$"),
     ({"lr": "nan"}, r"^--lr expects a number, got 'nan'$"),
     ({"val_fraction": 1}, r"^--val-fraction must be < 1, got 1$"),
-    ({"loss": "lovasz"}, "unknown loss"),
+    ({"loss": "hausdorff"}, "unknown loss"),
     ({"optimizer": "lion"}, r"^--optimizer expects one of adam, adamw, sgd, got 'lion'$"),
     ({"precision": "int8"}, r"^--precision expects one of auto, fp32, bf16, fp16"),
     ({"warmup": 5, "epoch": 5}, r"^--warmup must be in \[0, epoch\), got 5$"),
