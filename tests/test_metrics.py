@@ -93,3 +93,18 @@ def test_a_class_absent_and_not_predicted_leaves_the_mean_over_classes() -> None
     pred = torch.tensor([[[[1, 0, 0]], [[0, 0, 0]]]])
     scores = headline(confusion_counts(pred, target, "multilabel", 2), "multilabel")
     assert scores["dice"].item() == pytest.approx(2 / 3)
+
+
+def test_the_console_table_marks_a_class_absent_from_masks_and_predictions() -> None:
+    from unetzoo.engine.evaluate import EvaluationResult, format_summary
+
+    metrics = MetricAccumulator("multiclass", 4, ("bg", "a", "b", "c"))
+    target = torch.tensor([[[1, 1, 2, 2, 0, 0]]])
+    metrics.update(torch.tensor([[[1, 1, 0, 0, 0, 0]]]), target, ["x"])
+    result = EvaluationResult(metrics.summary(), metrics.per_image(), 1.0, 1.0,
+                              counts=metrics.stacked())
+    rows = format_summary(result).splitlines()
+    assert "dice             0.5000     0.5000" in rows  # (1 + 0) / 2: c is not in play
+    assert ("c                  1.0000   1.0000  absent: in no mask, never predicted; left out "
+            "of the means") in rows
+    assert "b                  0.0000   0.0000" in rows

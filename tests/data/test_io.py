@@ -120,6 +120,22 @@ def test_palette_image_reads_as_colour_and_rgba_mask_drops_alpha(tmp_path: Path)
     assert read_mask(tmp_path / "m.png").tolist() == [[255, 0], [0, 0]]
 
 
+def test_a_palette_transparency_is_said_as_the_alpha_it_becomes(tmp_path: Path) -> None:
+    from unetzoo.data.dataset import channel_evidence
+    from unetzoo.data.io import read_header
+
+    image = Image.fromarray(np.array([[0, 1], [2, 3]], np.uint8), "P")
+    image.putpalette([v for k in range(4) for v in (60 * k, 60 * k, 60 * k)])
+    image.save(tmp_path / "plain.png")
+    image.save(tmp_path / "clear.png", transparency=0)  # tRNS: read as RGBA, alpha dropped
+    assert read_image(tmp_path / "clear.png")[1, 0].tolist() == pytest.approx([120 / 255] * 3)
+    headers = [read_header(tmp_path / name) for name in ("plain.png", "clear.png")]
+    assert [h.kind for h in headers] == ["RGB", "RGBA"]
+    assert channel_evidence(headers, 3) == (
+        "1 RGB, 1 RGBA; 1 with a declared alpha channel: the alpha is dropped (transparency, "
+        "not an input channel; to keep it, save it as a TIFF sample not declared alpha)")
+
+
 def test_headers_give_size_channels_and_bit_depth(tmp_path: Path) -> None:
     from unetzoo.data.io import read_header
 

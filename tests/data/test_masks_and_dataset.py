@@ -149,6 +149,36 @@ def test_class_folder_task_is_detected_and_overridable(tmp_path: Path) -> None:
         scan_dataset(overlapping, MaskOptions(task="multiclass"))
 
 
+def test_a_class_folder_missing_from_training_names_its_own_mask(tmp_path: Path) -> None:
+    from unetzoo.data.dataset import classes_not_in_training
+
+    for folder in ("images", "tumor", "stroma"):
+        (tmp_path / folder).mkdir()
+    pairs = []
+    for name, tumor, stroma in (("a", 1, 0), ("b", 1, 0), ("v", 0, 1)):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / f"{name}.png")
+        paths = (tmp_path / "tumor" / f"{name}.png", tmp_path / "stroma" / f"{name}.png")
+        for path, on in zip(paths, (tumor, stroma), strict=True):
+            mask = np.zeros((8, 8), np.uint8)
+            mask[:2, :2] = 255 * on
+            Image.fromarray(mask).save(path)
+        pairs.append(Pair(tmp_path / "images" / f"{name}.png", split="val" if name == "v"
+                          else "train", class_masks=paths, class_names=("tumor", "stroma")))
+    for task, first in (("multiclass", 1), ("multilabel", 0)):
+        info = scan_dataset(pairs, MaskOptions(task=task))  # type: ignore[arg-type]
+        assert info.class_names[first:] == ("tumor", "stroma")
+        assert classes_not_in_training(info, pairs[:2], pairs[2:], 3) == [
+            "class 'stroma' has no pixels in the 2 training masks read; it is only in 1 "
+            f"val/test mask(s), e.g. {tmp_path / 'stroma' / 'v.png'}: move such images into "
+            "the training split. The model cannot learn it"]
+    # masks read as a sample (3 of 40 pairs): the verdict is not claimed for unread masks
+    assert classes_not_in_training(info, pairs[:2], pairs[2:], 40) == [
+        "class 'stroma' has no pixels in the 2 training masks read (a sample of the 40 pairs; "
+        f"--full-check reads them all); it is only in 1 val/test mask(s), e.g. "
+        f"{tmp_path / 'stroma' / 'v.png'}: move such images into the training split. If the "
+        "training masks not read lack it too, the model cannot learn it"]
+
+
 def test_multilabel_samples_are_k_by_h_by_w_through_augmentation(tmp_path: Path) -> None:
     from tests.data.builders import write_class_folders
 

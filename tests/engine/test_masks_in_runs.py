@@ -104,7 +104,8 @@ def test_the_run_records_its_reading_and_eval_re_applies_it(tmp_path: Path) -> N
     assert result.extra["masks"] == ("multiclass: 3 classes, stored 0, 128, 255 -> classes "
                                      "0..2 (evenly spaced values)")
     assert set(result.summary["per_class"]) == {"background", "class1", "class2"}
-    assert result.extra["images"] == "8 RGB"
+    assert result.extra["image_channels"] == "8 RGB"
+    assert result.to_json()["images"] == 8  # metrics.json keeps the image count
 
 
 def test_train_and_eval_say_how_image_channels_are_read(tmp_path: Path, caplog) -> None:
@@ -116,12 +117,12 @@ def test_train_and_eval_say_how_image_channels_are_read(tmp_path: Path, caplog) 
     with caplog.at_level("INFO", logger="unetzoo"):
         run = unetzoo.train(dataset=str(data), out=str(tmp_path / "r"), epoch=1, **OPTIONS)
     said = ("4 RGB, 2 gray+alpha; 2 with a declared alpha channel: the alpha is dropped "
-            "(transparency, not an input channel; save without alpha or as a TIFF to keep "
-            "it); 2 gray: replicated to 3 channels")
+            "(transparency, not an input channel; to keep it, save it as a TIFF sample not "
+            "declared alpha); 2 gray: replicated to 3 channels")
     assert f"  images: {said}" in caplog.messages
     assert json.loads((run.run_dir / "dataset.json").read_text())["images"] == said
     result = evaluate_checkpoint(run.best_checkpoint, data, split="all", progress=False)
-    assert result.extra["images"] == said
+    assert result.extra["image_channels"] == said
 
 
 # -- resume from a checkpoint file ------------------------------------------------------------

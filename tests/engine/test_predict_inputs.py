@@ -47,5 +47,5 @@ def test_channel_conversion_is_said_in_one_line(tmp_path: Path, caplog) -> None:
                                progress=False)
     assert result.files == 3
     assert ("images: 1 gray, 1 gray+alpha, 1 RGB; 1 with a declared alpha channel: the alpha "
-            "is dropped (transparency, not an input channel; save without alpha or as a TIFF "
-            "to keep it); 2 gray: replicated to 3 channels") in caplog.messages
+            "is dropped (transparency, not an input channel; to keep it, save it as a TIFF "
+            "sample not declared alpha); 2 gray: replicated to 3 channels") in caplog.messages

@@ -129,7 +129,7 @@ def channel_evidence(headers: Sequence[ImageHeader], channels: int) -> str:
     alpha = sum(n for kind, n in kinds.items() if kind in ("gray+alpha", "RGBA"))
     notes = [f"{n} {how}" for n, how in (
         (alpha, "with a declared alpha channel: the alpha is dropped (transparency, not an "
-                "input channel; save without alpha or as a TIFF to keep it)"),
+                "input channel; to keep it, save it as a TIFF sample not declared alpha)"),
         (sum(h.channels == 1 for h in headers) if channels == 3 else 0,
          "gray: replicated to 3 channels"),
         (sum(h.channels == 3 for h in headers) if channels == 1 else 0,
@@ -176,6 +176,14 @@ def target_class_pixels(target: np.ndarray, reading: MaskReading) -> np.ndarray:
     return np.bincount(valid, minlength=classes)[:classes]
 
 
+def _mask_showing(pair: Pair, folder: int) -> Path:
+    """The mask file of `pair` that holds class folder `folder` (class-folder layouts), else
+    its mask (or its image)."""
+    if 0 <= folder < len(pair.class_masks):
+        return pair.class_masks[folder]
+    return (*pair.mask_files, pair.image)[0]
+
+
 def classes_not_in_training(info: DatasetInfo, train: Sequence[Pair],
                             others: Sequence[Pair], total: int) -> list[str]:
     """One line for each class (foreground classes; every label when multilabel) that has
@@ -198,12 +206,14 @@ def classes_not_in_training(info: DatasetInfo, train: Sequence[Pair],
         if in_train[k]:
             continue
         found = [p for p in others if p.image in pixels and pixels[p.image][k] > 0]
-        example = (*found[0].mask_files, found[0].image)[0] if found else None
+        example = _mask_showing(found[0], k - first) if found else None
         where = (f"it is only in {len(found)} val/test mask(s), e.g. {example}: move such "
                  "images into the training split" if found else
                  "nor in any val/test mask read")
+        verdict = ("If the training masks not read lack it too, the model cannot learn it"
+                   if sample else "The model cannot learn it")
         lines.append(f"class {info.class_names[k]!r} has no pixels in the {len(train_read)} "
-                     f"training masks read{sample}; {where}. The model cannot learn it")
+                     f"training masks read{sample}; {where}. {verdict}")
     return lines
 
 

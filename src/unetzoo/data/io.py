@@ -418,6 +418,8 @@ def read_header(path: Path, data: bytes | None = None) -> ImageHeader:
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1) if img.format in ("JPEG", "MPO") else 1
             mode = img.mode
+            if mode == "P" and "transparency" in img.info:  # read as RGBA, alpha dropped
+                mode = "PA"
     except DataError:
         raise
     except Exception as exc:  # PIL and tifffile raise many types for broken headers

@@ -128,8 +128,13 @@ def format_summary(result: EvaluationResult, title: str = "") -> str:
     per_class = result.summary.get("per_class", {})
     if len(per_class) > 2:
         lines.append(f"{'class':<16} {'dice':>8} {'iou':>8}  (global)")
-        for name, scores in per_class.items():
-            lines.append(f"{name:<16} {scores['dice']:>8.4f} {scores['iou']:>8.4f}")
+        # a class in no mask and never predicted scores 1.0 but is left out of the means
+        absent = [] if result.counts is None else \
+            (result.counts.sum(0)[:, :3].sum(-1) == 0).tolist()
+        for c, (name, scores) in enumerate(per_class.items()):
+            note = "  absent: in no mask, never predicted; left out of the means" \
+                if c < len(absent) and absent[c] else ""
+            lines.append(f"{name:<16} {scores['dice']:>8.4f} {scores['iou']:>8.4f}{note}")
     lines.append(f"{result.summary['images']} images, {result.fps:.1f} images/s model "
                  f"throughput (FPS), {result.seconds:.1f} s in all")
     return "\n".join(lines)
@@ -166,7 +171,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     Returns:
         The EvaluationResult: `summary` ({"mean_over_images": ..., "global": ...,
         "per_class": ..., "images": N}), per-image rows, FPS, seconds, and `extra` with the
-        checkpoint, dataset, split evaluated ("all" for every image) and runtime.
+        checkpoint, dataset, split evaluated ("all" for every image), runtime, the masks' and
+        the images' reading (`masks`, `image_channels`: `channel_evidence`).
 
     Raises:
         CheckpointError: the checkpoint cannot be read. DataError: a split that does not
@@ -197,7 +203,7 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                       progress=progress, class_colors_given=checkpoint.class_colors)
     result.extra = {"checkpoint": str(checkpoint_path), "dataset": str(dataset),
                     "csvfile": str(csvfile) if csvfile else None,
-                    "split": used_split or "all", "images": images,
+                    "split": used_split or "all", "image_channels": images,
                     "masks": reading.evidence,
                     "runtime": predictor.runtime.describe(),
                     "inference": predictor.options.to_dict(), "out": str(out) if out else None}
