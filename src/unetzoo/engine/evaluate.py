@@ -77,7 +77,8 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
     """Predict every image at its full size and score it against its mask.
 
     FPS counts images per second of model time (tiling included), excluding file reading.
-    With `debug_dir`, writes an image | ground truth | prediction panel per image there.
+    With `debug_dir`, writes an image | ground truth | prediction panel per image there (the
+    image as read: `dataset` is set to keep its pixels).
     With `loss` (validation), each image's loss on the whole-image logits is kept too
     (`EvaluationResult.loss` is their mean); the predictor must then run without TTA.
     Progress: a bar on a terminal, else one line at the end (see `unetzoo.progress`).
@@ -88,6 +89,7 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
     predictor.model_seconds = 0.0
     losses: list[float] | None = [] if loss is not None else None
     start = time.perf_counter()
+    dataset.keep_pixels = dataset.keep_pixels or debug_dir is not None
     loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=_unbatched)
     for sample in progress_bar(loader, "evaluate", "image", enabled=progress, summary=True):
         target = sample["mask"]
@@ -104,10 +106,7 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
             pred = predictor.labels(sample["image"])
         metrics.update(pred[None], target[None], [sample["name"]])
         if debug_dir is not None:
-            pre = predictor.preprocessing
-            image = sample["image"].numpy().transpose(1, 2, 0) * np.asarray(pre.std) + np.asarray(
-                pre.mean)
-            panel = comparison_panel(image, target.numpy(), pred.numpy(), colors,
+            panel = comparison_panel(sample["pixels"].numpy(), target.numpy(), pred.numpy(), colors,
                                      binary=predictor.task == "binary")
             save_png(debug_dir / f"{sample['name']}.png", panel)
     seconds = time.perf_counter() - start
