@@ -60,8 +60,10 @@ class CardInfo:
 
 def run_test_metrics(checkpoint_path: Path | str) -> dict[str, Any] | None:
     """The test metrics a training run wrote beside its checkpoint
-    (`RUN/models/best.pt` -> `RUN/test/metrics.json`), or None."""
-    path = Path(checkpoint_path).resolve().parent.parent / "test" / "metrics.json"
+    (`RUN/models/best.pt` or `RUN` itself -> `RUN/test/metrics.json`), or None."""
+    given = Path(checkpoint_path)
+    run = given if given.is_dir() else given.resolve().parent.parent
+    path = run / "test" / "metrics.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, run_checkpoint
 from ..data.dataset import SegmentationDataset, channel_evidence, check_files, verify_pairs
 from ..data.prepare import labelled_split, run_reading
 from ..fileio import atomic_write_text
@@ -153,8 +153,9 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     read from these masks), and a sample is encoded before anything runs.
 
     Args:
-        checkpoint_path: a unetzoo checkpoint (best.pt, epoch_last.pt), or an exported file
-            (.onnx, .xml, INT8 included, .torchscript) that carries its checkpoint.
+        checkpoint_path: a unetzoo checkpoint (best.pt, epoch_last.pt), a training run's
+            folder (its models/best.pt), or an exported file (.onnx, .xml, INT8 included,
+            .torchscript) that carries its checkpoint.
         dataset: the dataset folder (any layout `train` reads).
         csvfile: a CSV split relative to `dataset` (default: the layout's splits).
         split: train, val or test; None: the test split when the dataset has splits, else
@@ -184,7 +185,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
         >>> round(result.summary["global"]["dice"], 3)  # doctest: +SKIP
         0.874
     """
-    exported = format_of(Path(checkpoint_path)) is not None
+    checkpoint_path = run_checkpoint(checkpoint_path)
+    exported = format_of(checkpoint_path) is not None
     predictor = Predictor.open(checkpoint_path, options) if exported else None
     checkpoint = predictor.checkpoint if predictor else load_checkpoint(checkpoint_path)
     assert checkpoint is not None
