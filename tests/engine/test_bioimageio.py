@@ -347,6 +347,11 @@ def test_each_normalisation_gives_the_package_unetzoos_probabilities(
         image.astype(np.float32) / 255).numpy()
     assert theirs.shape == ours.shape == (1, *image.shape[:2])
     assert np.abs(theirs - ours).max() <= PROBABILITY_TOLERANCE
+    opened = open_package(package)  # unetzoo runs its own package with the checkpoint's
+    assert opened.checkpoint.preprocessing == checkpoint.preprocessing
+    again = Predictor(opened.module, opened.checkpoint.preprocessing, opened.checkpoint.task,
+                      fp32()).probabilities(image.astype(np.float32) / 255).numpy()
+    assert np.abs(again - ours).max() <= PROBABILITY_TOLERANCE
     if normalization == "image":  # the image tells the normalisations apart
         fixed = replace(checkpoint, preprocessing=replace(checkpoint.preprocessing,
                                                           normalization="dataset"))
