@@ -80,3 +80,23 @@ def test_foreign_and_missing_files(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "none.pt")
+
+
+def test_a_run_folder_loads_its_best_checkpoint_and_names_what_it_lacks(tmp_path: Path,
+                                                                        caplog) -> None:
+    from unetzoo.checkpoint import run_checkpoint
+
+    run = tmp_path / "run"
+    (run / "models").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: unet\n")
+    with pytest.raises(CheckpointError, match="no checkpoint in models/"):
+        load_checkpoint(run)
+    save_checkpoint(run / "models" / "best.pt", make_checkpoint())
+    with caplog.at_level("INFO", logger="unetzoo"):
+        loaded = load_checkpoint(run)
+    assert loaded.preprocessing == make_checkpoint().preprocessing
+    assert f"{run}: a training run folder; using its best checkpoint" in caplog.text
+    folder = tmp_path / "folder"  # a model folder (config.json) is not a run folder
+    (folder / "models").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert run_checkpoint(folder) == folder and run_checkpoint("nuclei") == Path("nuclei")

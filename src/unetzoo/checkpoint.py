@@ -7,6 +7,7 @@ unpickled, so a downloaded checkpoint cannot run code. Written atomically.
 from __future__ import annotations
 
 import io
+import logging
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,10 @@ from .errors import CheckpointError, ConfigError, ModelError, UnetzooError
 from .fileio import atomic_write
 from .models import create_model
 from .task import Task, check_task
+
+log = logging.getLogger("unetzoo")
+
+RUN_CHECKPOINT = Path("models") / "best.pt"  # what a run folder stands for
 
 FORMAT = "unetzoo-checkpoint"
 VERSION = 1
@@ -187,6 +192,36 @@ def save_checkpoint(path: Path | str, checkpoint: Checkpoint | nn.Module, **fiel
     return atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
 
 
+def run_checkpoint(path: Path | str) -> Path:
+    """The checkpoint a `--model` path names: a training run's folder (what `train` prints
+    as "run folder": no `config.json`, a `models/` folder or `config.yaml`) stands for its
+    `models/best.pt`, said in one line; any other path is returned as given.
+
+    Args:
+        path: what the user named (a file, a folder or a pretrained name).
+
+    Returns:
+        `RUN/models/best.pt` for a run folder, else `path`.
+
+    Raises:
+        CheckpointError: a run folder without `models/best.pt`, naming what it holds.
+    """
+    path = Path(path)
+    if not path.is_dir() or (path / "config.json").is_file() or not (
+            (path / "models").is_dir() or (path / "config.yaml").is_file()):
+        return path
+    best = path / RUN_CHECKPOINT
+    if best.is_file():
+        log.info(f"{path}: a training run folder; using its best checkpoint {best}")
+        return best
+    models = path / "models"
+    held = sorted(p.name for p in models.glob("*.pt")) if models.is_dir() else []
+    found = (f"models/ holds {', '.join(held)}: pass one with --model" if held else
+             "no checkpoint in models/ (the run saved none yet)")
+    raise CheckpointError(f"a training run folder without {RUN_CHECKPOINT.as_posix()}; {found}",
+                          path)
+
+
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Load a checkpoint safely: `torch.load(weights_only=True)`, so the file can hold
     nothing but tensors and plain values, and no code runs. A model folder (`config.json` +
@@ -195,8 +230,9 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
     takes those.
 
     Args:
-        path: a `.pt` file written by `save_checkpoint` (e.g. `models/best.pt`), a model
-            folder, or a pretrained name.
+        path: a `.pt` file written by `save_checkpoint` (e.g. `models/best.pt`), a training
+            run's folder (its `models/best.pt`, see `run_checkpoint`), a model folder, or a
+            pretrained name.
 
     Returns:
         The `Checkpoint`: `build_model()` gives the model in eval mode on the CPU,
@@ -204,13 +240,14 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
 
     Raises:
         CheckpointError: the file is missing, truncated, not a unetzoo checkpoint, written by
-            a newer unetzoo, or holds objects other than tensors and plain values.
+            a newer unetzoo, or holds objects other than tensors and plain values; a run
+            folder without `models/best.pt`.
 
     Example:
         >>> ckpt = load_checkpoint("runs/exp1/models/best.pt")
         >>> model = ckpt.build_model()  # B x C x H x W images -> B x K x H x W logits
     """
-    path = Path(path)
+    path = run_checkpoint(path)
     if path.is_dir() or (not path.exists() and _is_pretrained_name(str(path))):
         from .folders import from_pretrained  # folders builds on this module
 

@@ -226,3 +226,40 @@ def test_predict_under_torchrun_shards_the_inputs(tmp_path: Path, checkpoint: Pa
     assert masks(tmp_path / "multi").keys() == masks(tmp_path / "single").keys()
     for name, mask in masks(tmp_path / "multi").items():
         assert np.array_equal(mask, masks(tmp_path / "single")[name])
+
+
+def test_every_command_taking_a_trained_model_takes_a_run_folder(tmp_path: Path,
+                                                                 checkpoint: Path,
+                                                                 capsys) -> None:
+    """`--model RUN` (what train prints as "run folder") is RUN/models/best.pt, said once;
+    a run folder without it names what it holds."""
+    pytest.importorskip("onnxruntime")
+    data = write_pairs(tmp_path / "data", count=2, size=40)
+    run_dir = tmp_path / "run"
+    (run_dir / "models").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("model: unet\n")
+    shutil.copy(checkpoint, run_dir / "models" / "best.pt")
+    said = "a training run folder; using its best checkpoint"
+    for name, model in (("file", run_dir / "models" / "best.pt"), ("run", run_dir)):
+        assert run("predict", "--model", model, "--input", data / "images", "--output",
+                   tmp_path / f"pred-{name}", "--precision", "fp32", *FAST) == 0
+        assert (said in "".join(capsys.readouterr())) == (name == "run")
+    got, expected = masks(tmp_path / "pred-run"), masks(tmp_path / "pred-file")
+    assert sorted(got) == sorted(expected) and len(got) == 2
+    assert all(np.array_equal(got[n], expected[n]) for n in got)
+    assert run("eval", "--dataset", data, "--model", run_dir, "--split", "all",
+               "--precision", "fp32", "--no-report", *FAST) == 0
+    assert (run_dir / "eval-all" / "metrics.json").is_file()  # beside the run, as for best.pt
+    assert run("export", "--model", run_dir, "--format", "onnx", "--out",
+               tmp_path / "m.onnx") == 0
+    assert open_exported(tmp_path / "m.onnx", "onnxruntime").checkpoint.preprocessing == \
+        load_checkpoint(checkpoint).preprocessing
+    assert run("bench", "--model", run_dir, "--img-size", "32", "--repeats", "1", "--warmup",
+               "0", "--backend", "torch", *FAST) == 0
+    assert said in "".join(capsys.readouterr())
+    (run_dir / "models" / "best.pt").rename(run_dir / "models" / "epoch_last.pt")
+    assert run("predict", "--model", run_dir, "--input", data / "images", "--output",
+               tmp_path / "none", *FAST) == 2
+    err = capsys.readouterr().err
+    assert "without models/best.pt; models/ holds epoch_last.pt: pass one with --model" in err
+    assert len(err.strip().splitlines()) == 1 and str(run_dir) in err

@@ -296,3 +296,86 @@ def test_export_refuses_what_bioimage_io_cannot_take(run, tmp_path: Path) -> Non
     with pytest.raises(RunError, match="overwrite"):
         export_bioimageio(best, tmp_path / "b.zip", authors=["A"], license="MIT")
     assert (tmp_path / "b.zip").read_bytes() == b"keep"
+
+
+def dim_image(data: Path, size: int) -> np.ndarray:
+    """A dim, low-contrast crop of a training image with a few saturated hot pixels: its
+    statistics are far from the dataset's, so only per-image normalisation reads it as the
+    model was trained to."""
+    bright = np.asarray(Image.open(sorted((data / "images").iterdir())[0]))[:size, :size, :3]
+    dim = (bright.astype(np.float32) * 0.2 + 12).round().astype(np.uint8)
+    dim[[3, 17, 29], [5, 22, 11]] = 255
+    return dim
+
+
+def package_probabilities(package: Path, image: np.ndarray) -> np.ndarray:
+    """`K x H x W` probabilities of bioimageio.core running `package` on stored pixels."""
+    from bioimageio.core import predict
+    from bioimageio.spec import load_model_description
+
+    result = predict(model=load_model_description(package), inputs=image.transpose(2, 0, 1)[None])
+    return result.members["probabilities"].data.to_numpy()[0]
+
+
+PROBABILITY_TOLERANCE = 1e-4  # package (ONNX / TorchScript, bioimage.io ops) vs unetzoo, fp32
+
+
+@pytest.mark.parametrize("normalization", ["dataset", "image"])
+def test_each_normalisation_gives_the_package_unetzoos_probabilities(
+        run, package: Path, tmp_path: Path, normalization: str) -> None:
+    from dataclasses import replace
+
+    best, data = run
+    checkpoint = unetzoo.load_checkpoint(best)
+    checkpoint = replace(checkpoint, preprocessing=replace(checkpoint.preprocessing,
+                                                           normalization=normalization))
+    if normalization != "dataset":  # the dataset package was tested above
+        out = tmp_path / "model.zip"
+        result = export_bioimageio(checkpoint, out, authors=["A"], license="MIT")
+        assert result.test_status == "passed" and out.is_file()  # bioimageio.core's test
+        package = out
+    with zipfile.ZipFile(package) as archive:
+        rdf = yaml.safe_load(archive.read("rdf.yaml"))
+        card = archive.read("README.md").decode()
+    steps = [p["id"] for p in rdf["inputs"][0]["preprocessing"] if p["id"] != "ensure_dtype"]
+    assert steps == {"dataset": ["fixed_zero_mean_unit_variance"],
+                     "image": ["zero_mean_unit_variance"]}[normalization]
+    assert ("whole image's own" in card) == (normalization != "dataset")
+    image = dim_image(data, checkpoint.preprocessing.img_size)  # one patch: no tiling
+    theirs = package_probabilities(package, image)
+    ours = Predictor.from_checkpoint(checkpoint, fp32()).probabilities(
+        image.astype(np.float32) / 255).numpy()
+    assert theirs.shape == ours.shape == (1, *image.shape[:2])
+    assert np.abs(theirs - ours).max() <= PROBABILITY_TOLERANCE
+    opened = open_package(package)  # unetzoo runs its own package with the checkpoint's
+    assert opened.checkpoint.preprocessing == checkpoint.preprocessing
+    again = Predictor(opened.module, opened.checkpoint.preprocessing, opened.checkpoint.task,
+                      fp32()).probabilities(image.astype(np.float32) / 255).numpy()
+    assert np.abs(again - ours).max() <= PROBABILITY_TOLERANCE
+    if normalization == "image":  # the image tells the normalisations apart
+        fixed = replace(checkpoint, preprocessing=replace(checkpoint.preprocessing,
+                                                          normalization="dataset"))
+        other = Predictor.from_checkpoint(fixed, fp32()).probabilities(
+            image.astype(np.float32) / 255).numpy()
+        assert np.abs(other - ours).max() > 100 * PROBABILITY_TOLERANCE
+
+
+@pytest.mark.parametrize("normalization,why", [
+    ("percentile", "compute every per-image mean and std on the unclipped input"),
+    ("polarity", "no bioimage.io preprocessing step does it")])
+def test_a_normalisation_bioimage_io_cannot_express_is_refused_by_name(
+        run, tmp_path: Path, monkeypatch, normalization: str, why: str) -> None:
+    """bioimageio.core standardises with the statistics of the input as given (before any
+    clip), so clip-then-standardise has no package form; a future normalisation neither."""
+    from dataclasses import replace
+
+    from unetzoo.data import transforms
+
+    monkeypatch.setattr(transforms, "NORMALIZATIONS", (*transforms.NORMALIZATIONS, "polarity"))
+    checkpoint = unetzoo.load_checkpoint(run[0])
+    checkpoint = replace(checkpoint, preprocessing=replace(checkpoint.preprocessing,
+                                                           normalization=normalization))
+    with pytest.raises(ConfigError, match=f"normalization '{normalization}' cannot be written "
+                                          rf"as bioimage\.io preprocessing \(.*{why}"):
+        export_bioimageio(checkpoint, tmp_path / "p.zip", authors=["A"], license="MIT")
+    assert not (tmp_path / "p.zip").exists()

@@ -112,3 +112,25 @@ def test_init_loads_matching_weights_and_says_what_it_loaded(
     assert ours.preprocessing.mean == theirs.preprocessing.mean
     first = "encoder.0.0.0.weight"  # lr 1e-12: still the source's weights
     assert torch.allclose(ours.state_dict[first], theirs.state_dict[first], atol=1e-9)
+
+
+def test_tensorboard_overlays_show_the_original_pixels_of_per_image_normalised_runs(
+        data: Path, tmp_path: Path) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    unetzoo.train(dataset=str(data), out=str(tmp_path / "run"), epoch=1, log_images_every=1,
+                  test=False, normalize="image", **COMMON)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = [t for t in events.Tags()["images"] if t.startswith("val_overlay/")]
+    assert tags
+    for tag in tags:
+        name = tag.split("/", 1)[1]
+        original = np.asarray(Image.open(data / "images" / f"{name}.png").convert("RGB"))
+        panel = np.asarray(Image.open(io.BytesIO(events.Images(tag)[0].encoded_image_string)))
+        height, width = original.shape[:2]
+        np.testing.assert_array_equal(panel[14: 14 + height, :width, :3], original)

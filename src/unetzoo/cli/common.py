@@ -27,10 +27,11 @@ from ..engine.runtime import BACKENDS
 
 log = logging.getLogger("unetzoo")
 
-TRAINED_MODEL = ("a checkpoint (.pt), a file written by `unetzoo export` (.onnx, .xml, "
-                 ".torchscript), a bioimage.io package (.zip, also from other tools), a model "
-                 "folder (config.json + model.safetensors) or a pretrained name (`unetzoo "
-                 "models --pretrained`, e.g. nuclei)")
+TRAINED_MODEL = ("a checkpoint (.pt), a training run folder (its models/best.pt), a file "
+                 "written by `unetzoo export` (.onnx, .xml, .torchscript), a bioimage.io "
+                 "package (.zip, also from other tools), a model folder (config.json + "
+                 "model.safetensors) or a pretrained name (`unetzoo models --pretrained`, e.g. "
+                 "nuclei)")
 
 
 class DeprecatedAlias(argparse.Action):
@@ -71,20 +72,22 @@ def add_trained_model_argument(parser: argparse.ArgumentParser, extra: str = "")
 
 
 def trained_model(value: str) -> Path:
-    """The path of a trained model given as `--model`; a one-line error for an architecture
-    name (which has no weights) or a missing file.
+    """The path of a trained model given as `--model` (a training run's folder stands for
+    its `models/best.pt`: `unetzoo.checkpoint.run_checkpoint`); a one-line error for an
+    architecture name (which has no weights) or a missing file.
 
     Raises:
         ConfigError: `value` names an architecture rather than a trained model.
-        CheckpointError: no such file.
+        CheckpointError: no such file; a run folder without `models/best.pt`.
     """
+    from ..checkpoint import run_checkpoint
     from ..errors import CheckpointError, ConfigError
     from ..models import list_models
     from ..pretrained import PRETRAINED
 
     path = Path(value)
     if path.exists() or value in PRETRAINED:
-        return path
+        return run_checkpoint(path)
     if value in list_models():
         raise ConfigError(f"--model {value}: {value} is an architecture without trained "
                           f"weights; pass {TRAINED_MODEL}")

@@ -307,13 +307,18 @@ class SegmentationDataset(Dataset):
     not depend on worker count, process or resume point. With `skip_bad`, a sample that
     cannot be read is logged with its path and replaced by the next readable one; a mask
     value the reading cannot hold (MaskValueError) always stops, naming the file. With a
-    `cache` (see `data.cache`), files are decoded once rather than every epoch.
+    `cache` (see `data.cache`), files are decoded once rather than every epoch. With
+    `keep_pixels`, samples also hold `pixels`: the image as shown to people (`H x W x C`
+    float32 in [0, 1], after the transform, before normalisation), for overlays: a per-image
+    normalisation cannot be undone with the dataset's mean and std.
     """
 
     def __init__(self, pairs: Sequence[Pair], preprocessing: Preprocessing,
                  reading: MaskReading | None, transform=None, seed: int | None = None,
-                 skip_bad: bool = False, cache: SampleCache | None = None) -> None:
+                 skip_bad: bool = False, cache: SampleCache | None = None,
+                 keep_pixels: bool = False) -> None:
         self.pairs = list(pairs)
+        self.keep_pixels = keep_pixels
         self.preprocessing = preprocessing
         self.reading = reading
         self.transform = transform
@@ -352,6 +357,8 @@ class SegmentationDataset(Dataset):
             image, mask = self._augment(index, image, mask)
         sample: dict[str, torch.Tensor | str] = {
             "image": self.preprocessing.to_tensor(image, stats), "name": pair.name}
+        if self.keep_pixels:
+            sample["pixels"] = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
         if mask is not None:
             if mask.ndim == 3:  # multilabel H x W x K -> K x H x W
                 mask = mask.transpose(2, 0, 1)

@@ -16,14 +16,13 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, run_checkpoint
 from ..data.transforms import Preprocessing
 from ..errors import ConfigError
 from ..losses import build_loss
@@ -144,14 +143,14 @@ def resolve_bench_model(model: str, runtime: Runtime, preset: str | None = None,
                         ) -> BenchModel:
     """The model `unetzoo bench` times: a registered model name (built with `preset`, then
     `model_args`; weights seeded with 0, so its OpenVINO conversion is cached across runs),
-    a checkpoint or an exported file, opened
+    a checkpoint, a training run's folder (its models/best.pt) or an exported file, opened
     in the runtime's backend (`auto`: OpenVINO where installed, see `models_io`; training
     always runs in torch).
 
     Raises:
         ConfigError: neither a file nor a registered name; a backend that cannot run it.
     """
-    path = Path(model)
+    path = run_checkpoint(model)
     if train:
         if runtime.backend not in ("auto", "torch"):
             raise ConfigError("training runs in torch; drop --backend for --train")

@@ -5,12 +5,16 @@ Written with the `bioimageio.spec` library (model description format 0.5) and ch
 `bioimageio.core`'s own test before the file is written. A package holds:
 
 - `rdf.yaml`: inputs `batch, channel, y, x` of the stored pixel type (uint8 or uint16, as in
-  the sample image) with the checkpoint's normalisation as `fixed_zero_mean_unit_variance`
-  along the channel axis (mean and std scaled to the pixel range, so
-  `(x / 255 - mean) / std` becomes `(x - 255 mean) / (255 std)`); outputs of the same size
-  with `sigmoid` (binary, multilabel) or `softmax` (multiclass) as postprocessing, so the
-  package gives probabilities; sizes `min + n * step` with step = the network's size
-  divisor (fixed sizes for graphs exported for one size);
+  the sample image) with the checkpoint's normalisation as bioimage.io preprocessing
+  (`package_preprocessing`): `dataset` as `fixed_zero_mean_unit_variance` along the channel
+  axis (mean and std scaled to the pixel range, so `(x / 255 - mean) / std` becomes
+  `(x - 255 mean) / (255 std)`); `image` as `zero_mean_unit_variance` over `y, x` (each
+  image, each channel). `percentile` (clip, then standardise) and any other normalisation
+  are refused, naming it and why (`check_normalization`): bioimageio.core measures every
+  per-image statistic on the input as given, so no step can standardise a clipped image.
+  Outputs of the same size with `sigmoid` (binary, multilabel) or `softmax` (multiclass)
+  as postprocessing, so the package gives probabilities; sizes `min + n * step` with
+  step = the network's size divisor (fixed sizes for graphs exported for one size);
 - TorchScript and ONNX weights (unetzoo exports, each checked against eager PyTorch);
 - a test input (a crop of a real image: `sample_image`, else one from the run's dataset,
   else a generated one) and the output unetzoo computes for it in float32;
@@ -36,6 +40,7 @@ from torch import nn
 
 from ..checkpoint import Checkpoint, as_checkpoint
 from ..data.io import read_array, read_image
+from ..data.transforms import Preprocessing
 from ..errors import ConfigError, RunError
 from ..fileio import atomic_write_bytes
 from ..modelcard import CardInfo, default_title, render_card, with_run_metrics
@@ -231,6 +236,7 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
     arch_citation = _citation(v, checkpoint_paper(checkpoint))
     citations = [_citation(v, c) for c in cite]
     pre, task = checkpoint.preprocessing, checkpoint.task
+    check_normalization(pre, Path(source) if isinstance(source, (str, Path)) else None)
     divisor = int(getattr(model, "size_divisor", 1))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -247,7 +253,8 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
             citations=tuple(cite),
             usage=(f"unetzoo predict --model {out.name} --input images/ --output masks/",
                    f"bioimageio test {out.name}"),
-            sections=(_bioimageio_section(dtype, task, fixed, divisor, origin),))
+            sections=(_bioimageio_section(dtype, task, fixed, divisor, origin,
+                                           pre.normalization != "dataset"),))
         (tmp / "README.md").write_text(render_card(checkpoint, card), encoding="utf-8")
         inputs, outputs = _tensor_descrs(v, checkpoint, tmp, dtype, divisor, fixed)
         metadata = {"format": EXPORT_FORMAT, "checkpoint": {
@@ -310,6 +317,72 @@ def _write_test_data(tmp: Path, model: nn.Module, checkpoint: Checkpoint,
     return dtype, origin
 
 
+PACKAGE_NORMALIZATIONS = ("dataset", "image")  # what bioimage.io preprocessing can express
+# Why others cannot be: bioimageio.core (0.11) measures every per-sample statistic on the input
+# as given, before the first step (proc_setup puts UpdateStats first), so a standardisation
+# after a clip uses the unclipped image's mean and std.
+NOT_EXPRESSIBLE = {
+    "percentile": "it standardises each image after clipping it to its own percentiles, and "
+                  "bioimage.io tools (bioimageio.core) compute every per-image mean and std "
+                  "on the unclipped input"}
+
+
+def check_normalization(pre: Preprocessing, where: Path | None = None) -> None:
+    """Raise unless bioimage.io preprocessing reproduces `pre.normalization`
+    (`PACKAGE_NORMALIZATIONS`).
+
+    Raises:
+        ConfigError: one line naming the normalisation, why it cannot be expressed, and the
+            formats that carry it (unetzoo runs those with the checkpoint's normalisation).
+    """
+    if pre.normalization in PACKAGE_NORMALIZATIONS:
+        return
+    why = NOT_EXPRESSIBLE.get(pre.normalization, "no bioimage.io preprocessing step does it")
+    raise ConfigError(f"normalization {pre.normalization!r} cannot be written as bioimage.io "
+                      f"preprocessing ({why}); export --format onnx, torchscript or folder "
+                      "(unetzoo runs them with it), or train with --normalize image", where)
+
+
+def package_preprocessing(v: Any, pre: Preprocessing, dtype: str) -> list[Any]:
+    """The bioimage.io preprocessing of stored `dtype` pixels that gives the network the
+    input `pre.normalize` gives it (unetzoo scales pixels to [0, 1] first; the steps take
+    the stored values):
+
+    - `dataset`: `fixed_zero_mean_unit_variance` along the channel axis, mean and std
+      scaled to the pixel range (`(x / 255 - mean) / std` = `(x - 255 mean) / (255 std)`);
+    - `image`: `zero_mean_unit_variance` over axes `y, x`: each sample (the whole image,
+      before any tiling) by its own mean and std per channel. Standardisation does not
+      depend on the pixel range, except through eps: bioimage.io divides by `std + 1e-6`
+      (bioimageio.core ignores a given eps), unetzoo by `max(std, 1e-3)` on [0, 1] values;
+      equal within a relative 4e-6 (uint8), 1e-3 (float input) for every image whose std is
+      above 1e-3 of the pixel range (a quarter of one 8-bit level); a nearly constant image
+      has its odd pixels amplified more. unetzoo measures an image of more than
+      `data.transforms.STAT_PIXELS` pixels on a strided sample of them, bioimage.io on all.
+
+    Args:
+        v: `bioimageio.spec.model.v0_5`.
+        pre: the checkpoint's preprocessing.
+        dtype: the input's stored pixel type (`PIXEL_RANGES`).
+
+    Returns:
+        The steps, starting and ending with `ensure_dtype` float32.
+
+    Raises:
+        ConfigError: a normalisation bioimage.io cannot express (`check_normalization`).
+    """
+    check_normalization(pre)
+    to_float = v.EnsureDtypeDescr(kwargs=v.EnsureDtypeKwargs(dtype="float32"))
+    if pre.normalization == "image":
+        step = v.ZeroMeanUnitVarianceDescr(kwargs=v.ZeroMeanUnitVarianceKwargs(
+            axes=[v.AxisId("y"), v.AxisId("x")]))
+    else:
+        scale = PIXEL_RANGES[dtype]
+        step = v.FixedZeroMeanUnitVarianceDescr(kwargs=v.FixedZeroMeanUnitVarianceAlongAxisKwargs(
+            mean=[m * scale for m in pre.mean], std=[s * scale for s in pre.std],
+            axis=v.AxisId("channel")))
+    return [to_float, step, to_float]
+
+
 def _tensor_descrs(v: Any, checkpoint: Checkpoint, tmp: Path, dtype: str, divisor: int,
                    fixed: tuple[int, int] | None) -> tuple[Any, Any]:
     """The input (stored pixels, the checkpoint's normalisation) and output (probabilities)
@@ -327,12 +400,7 @@ def _tensor_descrs(v: Any, checkpoint: Checkpoint, tmp: Path, dtype: str, diviso
         sample_tensor=v.FileDescr(source=tmp / "sample_input.png"),
         data=v.IntervalOrRatioDataDescr(type=dtype, range=(0, scale) if dtype != "float32"
                                         else (None, None)),
-        preprocessing=[
-            v.EnsureDtypeDescr(kwargs=v.EnsureDtypeKwargs(dtype="float32")),
-            v.FixedZeroMeanUnitVarianceDescr(kwargs=v.FixedZeroMeanUnitVarianceAlongAxisKwargs(
-                mean=[m * scale for m in pre.mean], std=[s * scale for s in pre.std],
-                axis=v.AxisId("channel"))),
-            v.EnsureDtypeDescr(kwargs=v.EnsureDtypeKwargs(dtype="float32"))])
+        preprocessing=package_preprocessing(v, pre, dtype))
     outputs = v.OutputTensorDescr(
         id=v.TensorId("probabilities"),
         description=f"{task} class probabilities; "
@@ -363,8 +431,12 @@ def _package_name(text: str) -> str:
     return name if len(name) >= 5 else f"unetzoo {name}".strip()
 
 
+PER_IMAGE_NOTE = (", computed per whole image: give the tool the whole image, not tiles "
+                  "normalised one by one")
+
+
 def _bioimageio_section(dtype: str, task: Task, fixed: tuple[int, int] | None, divisor: int,
-                        origin: str) -> str:
+                        origin: str, per_image: bool) -> str:
     sizes = (f"exactly {fixed[0]} x {fixed[1]} pixels" if fixed else
              f"any height and width that are multiples of {divisor}")
     output = "softmax over classes (take the argmax)" if task == "multiclass" else \
@@ -373,7 +445,7 @@ def _bioimageio_section(dtype: str, task: Task, fixed: tuple[int, int] | None, d
         "## In bioimage.io tools (deepImageJ, QuPath, ilastik, napari)\n\n"
         f"- Input `image`: axes batch, channel, y, x; {dtype} pixel values as stored in the "
         f"image file; {sizes} (larger images: tile them). The package's preprocessing "
-        "applies unetzoo's normalisation.\n"
+        f"applies unetzoo's normalisation{PER_IMAGE_NOTE if per_image else ''}.\n"
         f"- Output `probabilities`: the same size; postprocessing is the {output}.\n"
         f"- Test input: a crop of {origin}; its expected output was computed by unetzoo "
         "(float32 PyTorch), and the TorchScript and ONNX weights reproduce it "

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, run_checkpoint
 from ..data.dataset import SegmentationDataset, channel_evidence, check_files, verify_pairs
 from ..data.prepare import labelled_split, run_reading
 from ..fileio import atomic_write_text
@@ -77,7 +77,8 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
     """Predict every image at its full size and score it against its mask.
 
     FPS counts images per second of model time (tiling included), excluding file reading.
-    With `debug_dir`, writes an image | ground truth | prediction panel per image there.
+    With `debug_dir`, writes an image | ground truth | prediction panel per image there (the
+    image as read: `dataset` is set to keep its pixels).
     With `loss` (validation), each image's loss on the whole-image logits is kept too
     (`EvaluationResult.loss` is their mean); the predictor must then run without TTA.
     Progress: a bar on a terminal, else one line at the end (see `unetzoo.progress`).
@@ -88,6 +89,7 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
     predictor.model_seconds = 0.0
     losses: list[float] | None = [] if loss is not None else None
     start = time.perf_counter()
+    dataset.keep_pixels = dataset.keep_pixels or debug_dir is not None
     loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=_unbatched)
     for sample in progress_bar(loader, "evaluate", "image", enabled=progress, summary=True):
         target = sample["mask"]
@@ -104,10 +106,7 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
             pred = predictor.labels(sample["image"])
         metrics.update(pred[None], target[None], [sample["name"]])
         if debug_dir is not None:
-            pre = predictor.preprocessing
-            image = sample["image"].numpy().transpose(1, 2, 0) * np.asarray(pre.std) + np.asarray(
-                pre.mean)
-            panel = comparison_panel(image, target.numpy(), pred.numpy(), colors,
+            panel = comparison_panel(sample["pixels"].numpy(), target.numpy(), pred.numpy(), colors,
                                      binary=predictor.task == "binary")
             save_png(debug_dir / f"{sample['name']}.png", panel)
     seconds = time.perf_counter() - start
@@ -154,8 +153,9 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     read from these masks), and a sample is encoded before anything runs.
 
     Args:
-        checkpoint_path: a unetzoo checkpoint (best.pt, epoch_last.pt), or an exported file
-            (.onnx, .xml, INT8 included, .torchscript) that carries its checkpoint.
+        checkpoint_path: a unetzoo checkpoint (best.pt, epoch_last.pt), a training run's
+            folder (its models/best.pt), or an exported file (.onnx, .xml, INT8 included,
+            .torchscript) that carries its checkpoint.
         dataset: the dataset folder (any layout `train` reads).
         csvfile: a CSV split relative to `dataset` (default: the layout's splits).
         split: train, val or test; None: the test split when the dataset has splits, else
@@ -185,7 +185,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
         >>> round(result.summary["global"]["dice"], 3)  # doctest: +SKIP
         0.874
     """
-    exported = format_of(Path(checkpoint_path)) is not None
+    checkpoint_path = run_checkpoint(checkpoint_path)
+    exported = format_of(checkpoint_path) is not None
     predictor = Predictor.open(checkpoint_path, options) if exported else None
     checkpoint = predictor.checkpoint if predictor else load_checkpoint(checkpoint_path)
     assert checkpoint is not None

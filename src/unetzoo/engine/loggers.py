@@ -63,16 +63,15 @@ def validation_overlays(trainer: Trainer, count: int = OVERLAYS) -> dict[str, np
     predictor = Predictor(model, data.preprocessing, data.info.task,
                           InferenceOptions(trainer.runtime, batch_size=trainer.config.batch))
     colors = class_colors(max(data.info.num_classes, 2) + 1, data.info.class_colors)
-    pre = data.preprocessing
     panels = {}
     try:
         dataset = data.dataset(pairs)
+        dataset.keep_pixels = True
         for index in range(len(dataset)):
             sample = dataset[index]
             pred = predictor.labels(sample["image"]).numpy()
-            image = sample["image"].numpy().transpose(1, 2, 0) * np.asarray(pre.std) + \
-                np.asarray(pre.mean)
-            panel = comparison_panel(image, sample["mask"].numpy(), pred, colors,
+            panel = comparison_panel(sample["pixels"].numpy(), sample["mask"].numpy(), pred,
+                                     colors,
                                      binary=data.info.task == "binary")
             scale = MAX_SIDE / max(panel.shape[:2])
             if scale < 1:

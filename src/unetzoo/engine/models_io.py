@@ -19,7 +19,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..checkpoint import Checkpoint, load_checkpoint, run_checkpoint
 from ..errors import ConfigError, UnetzooError
 from .backends import ExportedModule, format_of, open_exported, open_graph, openvino_runner
 from .bioimageio import is_package
@@ -116,10 +116,10 @@ def open_checkpoint(checkpoint: Checkpoint, runtime: Runtime, prune_depth: int |
 
 def open_model(source: Path | str, runtime: Runtime, prune_depth: int | None = None
                ) -> OpenedModel:
-    """Open a model from what a user names: a checkpoint (`.pt`), a model folder or a
-    pretrained name (`load_checkpoint`), a file `unetzoo export` wrote (`.onnx`, `.xml`,
-    `.torchscript`) or a BioImage Model Zoo package (`.zip`), in the backend `runtime` asks
-    for.
+    """Open a model from what a user names: a checkpoint (`.pt`), a training run's folder
+    (its `models/best.pt`), a model folder or a pretrained name (`load_checkpoint`), a file
+    `unetzoo export` wrote (`.onnx`, `.xml`, `.torchscript`) or a BioImage Model Zoo package
+    (`.zip`), in the backend `runtime` asks for.
 
     Args:
         source: the file.
@@ -136,7 +136,7 @@ def open_model(source: Path | str, runtime: Runtime, prune_depth: int | None = N
         ConfigError: a backend that cannot run the file, or `prune_depth` with an
             exported file.
     """
-    path = Path(source)
+    path = run_checkpoint(source)
     if is_package(path):
         if prune_depth is not None:
             raise ConfigError(f"{path}: --prune-depth needs a checkpoint; a package runs the "
