@@ -83,12 +83,18 @@ def scores_from_counts(counts: torch.Tensor) -> dict[str, torch.Tensor]:
     }
 
 
+def in_play(counts: torch.Tensor) -> torch.Tensor:
+    """`... x C` bool from `... x C x 4` counts: the class is in a mask or predicted
+    (TP + FP + FN > 0). A class not in play scores 1.0 and is left out of means."""
+    return counts[..., :3].sum(-1) > 0
+
+
 def mean_over_classes(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """The mean of `... x C` per-class scores over the classes in play (TP + FP + FN > 0 in
-    the `... x C x 4` counts); 1.0 where no class is in play."""
-    in_play = counts[..., :3].sum(-1) > 0
-    number = in_play.sum(-1)
-    total = (scores * in_play).sum(-1)
+    """The mean of `... x C` per-class scores over the classes in play (see `in_play`);
+    1.0 where no class is in play."""
+    in_play_ = in_play(counts)
+    number = in_play_.sum(-1)
+    total = (scores * in_play_).sum(-1)
     return torch.where(number > 0, total / number.clamp_min(1), torch.ones_like(total))
 
 
@@ -165,6 +171,7 @@ class MetricAccumulator:
         total = counts.sum(0)
         glob = headline(total, self.task)
         per_class = scores_from_counts(total)
+        playing = in_play(total)
         classes = self.class_names
         if self.task == "binary":
             classes = ["background", *classes[-1:]]
@@ -172,7 +179,8 @@ class MetricAccumulator:
             "images": len(self.names),
             "mean_over_images": {k: float(per_image[k].mean()) for k in METRIC_NAMES},
             "global": {k: float(glob[k]) for k in METRIC_NAMES},
-            "per_class": {name: {k: float(v[c]) for k, v in per_class.items() if k != "f1"}
+            "per_class": {name: {**{k: float(v[c]) for k, v in per_class.items() if k != "f1"},
+                                 "absent": not bool(playing[c])}
                           for c, name in enumerate(classes)},
         }
         if self.confusion is not None:

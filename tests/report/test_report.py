@@ -42,7 +42,7 @@ from unetzoo.report.machine import machine_line
 from unetzoo.report.page import ASSETS, MARKER, is_generated, write_page_safely
 from unetzoo.viz import FN, FP, IGNORED, TN, TP, error_codes
 
-from .conftest import TINY
+from .conftest import TINY, write_large_run
 
 
 def page_data(html: Path) -> dict:
@@ -337,3 +337,22 @@ def test_pictures_that_differ_from_the_scores_are_flagged(binary_runs: tuple[Pat
     assert text.count("re-predicted dice") == 1  # on the one card whose score was changed
     data = page_data(html)
     assert data["assets"] and data["assets"][0]["scores"]["model"] != 0.123456
+
+
+def test_the_class_table_marks_a_class_in_no_mask_and_never_predicted(tmp_path: Path) -> None:
+    run = write_large_run(tmp_path / "run", images=3, epochs=2)
+    metrics = MetricAccumulator("multiclass", 3, ("bg", "cell", "debris"))
+    metrics.update(torch.tensor([[[1, 1, 0, 0]]]), torch.tensor([[[1, 0, 0, 0]]]), ["x"])
+    summary = metrics.summary()
+    assert summary["per_class"]["debris"]["absent"] is True
+    assert summary["per_class"]["cell"]["absent"] is False
+    assert summary["per_class"]["debris"]["dice"] == 1.0  # the documented per-class value
+    metrics_file = run / "test" / "metrics.json"
+    stored = json.loads(metrics_file.read_text())
+    metrics_file.write_text(json.dumps({**stored, "per_class": summary["per_class"]}))
+    text = write_report(run).read_text()
+    row = re.search(r"<tr[^>]*><td>debris[^\n]*?</tr>", text)
+    assert row is not None and "(absent)" in row.group(0)
+    assert "1.000" not in row.group(0) and row.group(0).count("<td>-</td>") == 6
+    cell = re.search(r"<tr><td>cell</td>.*?</tr>", text)
+    assert cell is not None and "<td>-</td>" not in cell.group(0)

@@ -127,12 +127,9 @@ def format_summary(result: EvaluationResult, title: str = "") -> str:
     per_class = result.summary.get("per_class", {})
     if len(per_class) > 2:
         lines.append(f"{'class':<16} {'dice':>8} {'iou':>8}  (global)")
-        # a class in no mask and never predicted scores 1.0 but is left out of the means
-        absent = [] if result.counts is None else \
-            (result.counts.sum(0)[:, :3].sum(-1) == 0).tolist()
-        for c, (name, scores) in enumerate(per_class.items()):
+        for name, scores in per_class.items():
             note = "  absent: in no mask, never predicted; left out of the means" \
-                if c < len(absent) and absent[c] else ""
+                if scores.get("absent") else ""
             lines.append(f"{name:<16} {scores['dice']:>8.4f} {scores['iou']:>8.4f}{note}")
     lines.append(f"{result.summary['images']} images, {result.fps:.1f} images/s model "
                  f"throughput (FPS), {result.seconds:.1f} s in all")
