@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -263,3 +264,27 @@ def test_every_command_taking_a_trained_model_takes_a_run_folder(tmp_path: Path,
     err = capsys.readouterr().err
     assert "without models/best.pt; models/ holds epoch_last.pt: pass one with --model" in err
     assert len(err.strip().splitlines()) == 1 and str(run_dir) in err
+
+
+def test_post_processing_that_empties_every_prediction_is_said(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture
+                                                                ) -> None:
+    _, info = tiny_checkpoint(num_classes=1)
+    state = dict(info.state_dict)
+    head = [k for k in state if k.endswith("bias")][-1]
+    state[head] = torch.full_like(state[head], 20.0)  # every pixel foreground
+    checkpoint = save_checkpoint(tmp_path / "best.pt", replace(info, state_dict=state))
+    data = write_pairs(tmp_path / "data", count=3, size=40)
+    with caplog.at_level("WARNING", logger="unetzoo"):
+        assert run("eval", "--dataset", data, "--model", checkpoint, "--split", "all",
+                   "--min-size", "5000", "--out", tmp_path / "e", *FAST) == 0
+        assert run("predict", "--model", checkpoint, "--input", data / "images", "--output",
+                   tmp_path / "p", "--min-size", "5000", *FAST) == 0
+        assert run("predict", "--model", checkpoint, "--input", data / "images", "--output",
+                   tmp_path / "q", "--min-size", "100", *FAST) == 0  # 1600 px objects stay
+    said = [r.getMessage() for r in caplog.records if "--min-size" in r.getMessage()]
+    assert said == ["post-processing (--min-size 5000) removed every predicted foreground "
+                    "pixel of 3 of 3 image(s): their masks are empty because of it; lower "
+                    "--min-size or leave it out"] * 2
+    assert all(not m.any() for m in masks(tmp_path / "p").values())
+    assert all(m.all() for m in masks(tmp_path / "q").values())

@@ -87,6 +87,7 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
     metrics = MetricAccumulator(predictor.task, num_classes, class_names)
     colors = class_colors(max(num_classes, 2) + 1, class_colors_given)
     predictor.model_seconds = 0.0
+    predictor.emptied = 0
     losses: list[float] | None = [] if loss is not None else None
     start = time.perf_counter()
     dataset.keep_pixels = dataset.keep_pixels or debug_dir is not None
@@ -97,11 +98,8 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
             logits = predictor.logits(sample["image"])
             with torch.no_grad():
                 losses.append(float(loss(logits[None], target[None])))
-            pred = labels_from_logits(logits[None], predictor.task,
-                                      predictor.options.threshold)[0].to(torch.uint8)
-            post = predictor.options.postprocess
-            if post.enabled:
-                pred = torch.from_numpy(post.apply(pred.numpy(), predictor.task))
+            pred = predictor.postprocess(labels_from_logits(
+                logits[None], predictor.task, predictor.options.threshold)[0].to(torch.uint8))
         else:
             pred = predictor.labels(sample["image"])
         metrics.update(pred[None], target[None], [sample["name"]])
@@ -111,6 +109,8 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
             save_png(debug_dir / f"{sample['name']}.png", panel)
     seconds = time.perf_counter() - start
     images = len(metrics.names)
+    if warning := predictor.options.postprocess.emptied_warning(predictor.emptied, images):
+        log.warning(warning)
     fps = images / predictor.model_seconds if predictor.model_seconds > 0 else float("nan")
     return EvaluationResult(metrics.summary(), metrics.per_image(), fps, seconds,
                             counts=metrics.stacked(), losses=losses)

@@ -206,6 +206,7 @@ class Predictor:
         self._tta = tta_transforms(self.options.tta)
         self._stats: Statistics | None = None
         self.model_seconds = 0.0
+        self.emptied = 0  # images whose every predicted pixel post-processing removed
 
     @classmethod
     def open(cls, source: Path | str, options: InferenceOptions | None = None,
@@ -369,9 +370,18 @@ class Predictor:
                                            self.options.threshold)[0].to(torch.uint8)
                  for b in self._bands(image)]
         labels = torch.cat(bands, dim=-2)
+        return self.postprocess(labels)
+
+    def postprocess(self, labels: torch.Tensor) -> torch.Tensor:
+        """`labels` after the options' post-processing; counts in `emptied` the images it
+        leaves without foreground that had some (see `PostProcessing.emptied_warning`)."""
         post = self.options.postprocess
-        return torch.from_numpy(post.apply(labels.numpy(), self.task)) if post.enabled \
-            else labels
+        if not post.enabled:
+            return labels
+        out = torch.from_numpy(post.apply(labels.numpy(), self.task))
+        if bool(labels.any()) and not bool(out.any()):
+            self.emptied += 1
+        return out
 
     def attention(self, image: Image) -> torch.Tensor:
         """The attention maps of a gated model (Attention U-Net, R2AttU-Net), coarse to

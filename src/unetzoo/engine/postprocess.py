@@ -66,6 +66,16 @@ class PostProcessing:
     def enabled(self) -> bool:
         return self.min_size > 1 or self.fill_holes
 
+    def emptied_warning(self, emptied: int, images: int) -> str | None:
+        """The one line that says post-processing removed every predicted pixel of
+        `emptied` of `images` images (None when it removed none): scores and written masks
+        of those images are empty because of `--min-size`, not because of the model."""
+        if not emptied:
+            return None
+        return (f"post-processing (--min-size {self.min_size}) removed every predicted "
+                f"foreground pixel of {emptied} of {images} image(s): their masks are empty "
+                "because of it; lower --min-size or leave it out")
+
     def _mask(self, mask: np.ndarray) -> np.ndarray:
         mask = remove_small_components(mask, self.min_size)
         return fill_holes(mask) if self.fill_holes else mask

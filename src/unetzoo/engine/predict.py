@@ -227,6 +227,8 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
             for target, amap in zip(targets[-levels:], maps, strict=True):
                 save_png(target, heatmap(amap))
         written += targets
+    if warning := predictor.options.postprocess.emptied_warning(predictor.emptied, len(files)):
+        log.warning(warning)
     images = channel_evidence(headers, wanted)
     if ";" in images:  # something was converted or dropped: say it
         log.info(f"images: {images}")
