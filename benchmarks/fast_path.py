@@ -30,6 +30,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from unetzoo.engine.infer import InferenceOptions
 from unetzoo.engine.models_io import open_checkpoint
 from unetzoo.engine.quantize import CalibrationTiles, quantize_graph
 from unetzoo.engine.runtime import Runtime
+from unetzoo.errors import UnetzooError
 from unetzoo.models import count_parameters, create_model, list_models
 
 SHARED = next((p / "shared" / "data" for p in Path(__file__).resolve().parents
@@ -124,7 +126,9 @@ def latency_part(names: list[str], preset: str, size: int, rounds: int, repeats:
 
 
 def accuracy_part(names: list[str], datasets: list[str], budget: float, quick: bool,
-                  rounds: int, repeats: int) -> list[dict[str, Any]]:
+                  rounds: int, repeats: int, save: Callable[[list[dict[str, Any]]], Any]
+                  ) -> list[dict[str, Any]]:
+    """Rows of the `accuracy` part (see the module docstring); `save(rows)` after each."""
     from zoo import RECIPE, ZOO, budgets
 
     import unetzoo
@@ -143,9 +147,19 @@ def accuracy_part(names: list[str], datasets: list[str], budget: float, quick: b
                                         **settings[dataset])
                 best = trained.best_checkpoint
                 int8_path = run / "int8.xml"
-                report = export_checkpoint(best, "openvino", int8_path, int8=True,
-                                           accept_drop=True,
-                                           calibration_images=16 if quick else None).quality
+                steps = settings[dataset]["epoch"] * settings[dataset]["steps_per_epoch"]
+                try:
+                    report = export_checkpoint(best, "openvino", int8_path, int8=True,
+                                               accept_drop=True,
+                                               calibration_images=16 if quick else None
+                                               ).quality
+                except UnetzooError as exc:  # a model that does not convert: said, not fatal
+                    rows.append({"model": name, "width": width, "dataset": dataset,
+                                 "steps": steps, "openvino int8 dice": "does not convert",
+                                 "error": str(exc)})
+                    print(f"{name} on {dataset}: {exc}", flush=True)
+                    save(rows)
+                    continue
                 scores, modules = {}, {}
                 options = {**{label: Runtime.resolve("cpu", **kw) for label, kw in
                               TORCH.items()},
@@ -169,8 +183,7 @@ def accuracy_part(names: list[str], datasets: list[str], budget: float, quick: b
                 modules["openvino int8"] = (Runtime.resolve("cpu", "auto", backend="openvino"),
                                             exported.module)
                 latency = _time(modules, eager, 256, rounds, repeats)
-                row = {"model": name, "width": width, "dataset": dataset,
-                       "steps": settings[dataset]["epoch"] * settings[dataset]["steps_per_epoch"],
+                row = {"model": name, "width": width, "dataset": dataset, "steps": steps,
                        "val int8 check": report, **_ratios(latency)}
                 for label, summary in scores.items():
                     row[f"{label} dice"] = summary["global"]["dice"]
@@ -179,6 +192,7 @@ def accuracy_part(names: list[str], datasets: list[str], budget: float, quick: b
                 row["int8 - fp32 dice"] = row["openvino int8 dice"] - row["torch fp32 dice"]
                 rows.append(row)
                 print({k: v for k, v in row.items() if k != "val int8 check"}, flush=True)
+                save(rows)
     return rows
 
 
@@ -214,12 +228,14 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.4, help="accuracy: see zoo.py")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per round")
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--calibration", type=int, default=300, help="INT8 patches")
     args = parser.parse_args()
     names = list_models() if args.models == "all" else args.models.split(",")
     before = machine()
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine_before": before,
-                              "part": args.part, "quick": args.quick}
+                              "part": args.part, "quick": args.quick, "budget": args.budget}
+    name = f"fast_path_{args.part}" + ("_quick" if args.quick else "") + args.tag
     if args.part == "latency":
         preset, size = ("tiny", 64) if args.quick else ("reference", 256)
         rows = latency_part(["unet"] if args.quick else names, preset, size,
@@ -234,9 +250,12 @@ def main() -> None:
         from zoo import ZOO
 
         chosen = list(ZOO) if args.models == "all" else names
+        def save(rows: list[dict[str, Any]]) -> None:
+            write_json(name, {**result, "rows": rows, "partial": True})
+
         rows = accuracy_part(["unet"] if args.quick else chosen,
                              datasets[:1] if args.quick else datasets, args.budget,
-                             args.quick, 1 if args.quick else args.rounds, args.repeats)
+                             args.quick, 1 if args.quick else args.rounds, args.repeats, save)
         columns = ["model", "dataset", "steps", "torch fp32 dice", "torch bf16 + CL dice",
                    "default predict path dice", "openvino int8 dice", "int8 - fp32 dice",
                    "default predict path / bf16+CL", "openvino int8 / bf16+CL"]
@@ -245,7 +264,7 @@ def main() -> None:
         rows = train_part(preset, size, 4, 2 if args.quick else args.rounds, args.repeats)
         columns = ["step", "images/s", "x before"]
     result.update(rows=rows, rounds_ms=ROUNDS, machine_after=machine())
-    path = write_json(f"fast_path_{args.part}" + ("_quick" if args.quick else ""), result)
+    path = write_json(name, result)
     print(f"\n{before['cpu']}, {before['threads']} threads, bf16 units {before['bf16_units']}, "
           f"load average {before['load_average'][0]:.2f} before, "
           f"{result['machine_after']['load_average'][0]:.2f} after\n")

@@ -268,3 +268,26 @@ def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path) -> None:
         info.config = {"dataset": str(tmp_path / "gone")}
         export.export_checkpoint(save_checkpoint(tmp_path / "other.pt", info), "openvino",
                                  tmp_path / "x.xml", int8=True)
+
+
+def test_the_parity_check_scales_with_the_logits() -> None:
+    """float32 rounding grows with |logit| (a trained DPSAU2-Net gives ~1e5 on noise, and
+    eager PyTorch on 1 and 2 threads differs by 0.2 there): the bound is relative to
+    max(1, max |logit|), so such a graph passes while an error on unit logits is caught."""
+    model, _ = tiny_checkpoint(num_classes=1)
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    logits = eager(export.Exportable(model).eval(), x).numpy()
+    scale = 1e5 / float(np.abs(logits).max())
+    with torch.no_grad():  # logits ~ 1e5: the head's weights and bias scaled
+        head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        head.weight.mul_(scale)
+        head.bias.mul_(scale)
+    big = eager(export.Exportable(model).eval(), x).numpy()
+    assert 0.5e5 < np.abs(big).max() < 2e5
+    assert export._max_diff(lambda a: big + 0.5, model, x) == pytest.approx(
+        0.5 / np.abs(big).max(), rel=1e-3)  # 5e-6: rounding at this scale, accepted
+    assert export._max_diff(lambda a: big + 0.5, model, x) <= export.TOLERANCE
+    small, _ = tiny_checkpoint(num_classes=1)
+    unit = eager(export.Exportable(small).eval(), x).numpy()
+    assert np.abs(unit).max() < 1.0
+    assert export._max_diff(lambda a: unit + 0.01, small, x) == pytest.approx(0.01, rel=1e-3)

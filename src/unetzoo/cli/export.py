@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Writes a graph with dynamic batch, height and width (fixed height and "
                     "width for models whose graph depends on the size, e.g. sparse_unet) "
                     "carrying the checkpoint's task, classes and preprocessing, after checking "
-                    "it against eager PyTorch (float32, max abs logit difference <= 1e-4). "
+                    "it against eager PyTorch (float32, max logit difference <= 1e-4 of "
+                    "max(1, max |logit|)). "
                     "`unetzoo predict --model FILE` then needs nothing else. bioimageio writes a "
                     "BioImage Model Zoo package (TorchScript + ONNX weights, test data, model "
                     "card) for Fiji/deepImageJ, QuPath, ilastik and napari, tested with "
@@ -104,6 +105,6 @@ def run(args: argparse.Namespace) -> None:
     shape = ("dynamic height and width" if result.input_size is None
              else f"fixed {result.input_size[0]} x {result.input_size[1]} inputs")
     kind = f"{args.format}, INT8" if args.int8 else args.format
-    log.info(f"{args.model} -> {result.path} ({kind}, dynamic batch, {shape}; max abs "
-             f"difference to eager PyTorch {result.max_abs_diff:.2g}"
+    log.info(f"{args.model} -> {result.path} ({kind}, dynamic batch, {shape}; max logit "
+             f"difference to eager PyTorch {result.max_abs_diff:.2g} of max(1, max |logit|)"
              f"{' before quantisation' if args.int8 else ''}, {result.seconds:.1f} s)")
