@@ -94,7 +94,8 @@ def test_bad_input_is_one_clear_line_before_training(tmp_path: Path, capsys) -> 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["eval", "--dataset", ".", "--model", "missing.pt"], "missing.pt: trained model not found"),
+    (["eval", "--dataset", ".", "--model", "missing.pt"],
+     "missing.pt: trained model not found (pass a checkpoint, a training run folder, "),
     (["predict", "--model", "unet", "--input", ".", "--out", "o"],
      "--model unet: unet is an architecture without trained weights; pass a checkpoint"),
     (["eval", "--dataset", ".", "--model", "unetpp"],

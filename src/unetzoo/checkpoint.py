@@ -216,7 +216,8 @@ def run_checkpoint(path: Path | str) -> Path:
         return best
     models = path / "models"
     held = sorted(p.name for p in models.glob("*.pt")) if models.is_dir() else []
-    found = (f"models/ holds {', '.join(held)}: pass one with --model" if held else
+    found = (f"models/ holds {', '.join(held)}: pass one with --model, e.g. --model "
+             f"{(models / held[-1]).as_posix()}" if held else
              "no checkpoint in models/ (the run saved none yet)")
     raise CheckpointError(f"a training run folder without {RUN_CHECKPOINT.as_posix()}; {found}",
                           path)
