@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +76,16 @@ def test_openvino_and_torchscript_exports_carry_their_metadata(tmp_path: Path) -
     assert ((bf16 > 0) == (eager(model, x) > 0)).float().mean() > 0.95
 
 
-def test_a_failed_parity_check_writes_nothing(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_parity_check_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
     model, info = tiny_checkpoint()
     monkeypatch.setattr(export, "TOLERANCE", -1.0)
-    with pytest.raises(export.ExportError, match="differs from eager PyTorch"):
+    with caplog.at_level(logging.INFO, logger="unetzoo"), \
+            pytest.raises(export.ExportError, match="differs from eager PyTorch"):
         export.export_model(model, info, "onnx", tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
+    # a graph wrong at the export size is refused, not first taken for a size-dependent one
+    assert "depends on the input size" not in caplog.text
 
 
 def test_export_targets_are_checked(tmp_path: Path) -> None:
