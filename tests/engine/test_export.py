@@ -241,7 +241,8 @@ def test_auto_falls_back_to_torch_and_says_why(tmp_path: Path,
 
 
 # -- INT8 ------------------------------------------------------------------------------------
-def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path) -> None:
+def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("nncf")
     from unetzoo.engine.quantize import QuantizationError
 
@@ -269,6 +270,11 @@ def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path) -> None:
     evaluated = evaluate_checkpoint(out, data, "split.csv", "val", options=options,
                                     progress=False)
     assert evaluated.summary["global"]["dice"] == report["int8_dice"]
+    assert "could not refuse" not in caplog.text  # allowed -1: any drop counts
+    with caplog.at_level(logging.WARNING, logger="unetzoo"):  # float Dice <= 1: nothing to lose
+        export.export_checkpoint(checkpoint, "openvino", out, int8=True, max_dice_drop=1.0,
+                                 overwrite=True, calibration_images=6)
+    assert "within the allowed drop (1), so this check could not refuse any INT8" in caplog.text
     with pytest.raises(ConfigError, match="--dataset"):
         info.config = {"dataset": str(tmp_path / "gone")}
         export.export_checkpoint(save_checkpoint(tmp_path / "other.pt", info), "openvino",
