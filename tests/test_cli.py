@@ -112,6 +112,15 @@ def test_errors_exit_2_naming_the_problem(argv: list[str], message: str, capsys,
     assert message in capsys.readouterr().err
 
 
+def test_an_unknown_flag_is_named_with_the_commands_own_usage(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        run("export", "--model", "m.pt", "--format", "onnx", "--out", "m.onnx", "--threads", "1")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith("usage: unetzoo export ")
+    assert err.strip().endswith("unetzoo export: error: unrecognized arguments: --threads 1")
+
+
 def test_models_lists_every_model_with_exact_counts(capsys) -> None:
     assert run("models") == 0
     out = capsys.readouterr().out
