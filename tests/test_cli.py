@@ -103,6 +103,8 @@ def test_bad_input_is_one_clear_line_before_training(tmp_path: Path, capsys) -> 
     (["train", "--dataset", ".", "--lr", "fast"], "--lr expects a number, got 'fast'"),
     (["train", "--dataset", "nowhere"], "nowhere: dataset folder not found"),
     (["train", "--dataset", ".", "--model", "vnet"], "unknown model 'vnet'"),
+    (["bench", "--model", "best.pt"],
+     "unetzoo bench: error: best.pt: no such file, nor a registered model name"),
 ])
 def test_errors_exit_2_naming_the_problem(argv: list[str], message: str, capsys,
                                           tmp_path: Path, monkeypatch) -> None:
