@@ -96,8 +96,11 @@ def read_folder_config(directory: Path) -> dict[str, Any]:
     """The checked `config.json` of a model folder."""
     path = directory / CONFIG_FILE
     if not path.is_file():
+        held = sorted(p.name for p in directory.glob("*.pt"))  # e.g. a run's models/
+        hint = (f"; it holds {', '.join(held)}: pass one with --model, e.g. --model "
+                f"{(directory / held[0]).as_posix()}" if held else "")
         raise CheckpointError(f"not a model folder (no {CONFIG_FILE}; a unetzoo model folder "
-                              f"holds {CONFIG_FILE} + {WEIGHTS_FILE})", directory)
+                              f"holds {CONFIG_FILE} + {WEIGHTS_FILE}){hint}", directory)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
