@@ -94,7 +94,8 @@ def test_bad_input_is_one_clear_line_before_training(tmp_path: Path, capsys) -> 
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["eval", "--dataset", ".", "--model", "missing.pt"], "missing.pt: trained model not found"),
+    (["eval", "--dataset", ".", "--model", "missing.pt"],
+     "missing.pt: trained model not found (pass a checkpoint, a training run folder, "),
     (["predict", "--model", "unet", "--input", ".", "--out", "o"],
      "--model unet: unet is an architecture without trained weights; pass a checkpoint"),
     (["eval", "--dataset", ".", "--model", "unetpp"],
@@ -102,6 +103,8 @@ def test_bad_input_is_one_clear_line_before_training(tmp_path: Path, capsys) -> 
     (["train", "--dataset", ".", "--lr", "fast"], "--lr expects a number, got 'fast'"),
     (["train", "--dataset", "nowhere"], "nowhere: dataset folder not found"),
     (["train", "--dataset", ".", "--model", "vnet"], "unknown model 'vnet'"),
+    (["bench", "--model", "best.pt"],
+     "unetzoo bench: error: best.pt: no such file, nor a registered model name"),
 ])
 def test_errors_exit_2_naming_the_problem(argv: list[str], message: str, capsys,
                                           tmp_path: Path, monkeypatch) -> None:
@@ -109,6 +112,15 @@ def test_errors_exit_2_naming_the_problem(argv: list[str], message: str, capsys,
     write_pairs(tmp_path, count=2, size=16)
     assert run(*argv, "--no-progress") == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_unknown_flag_is_named_with_the_commands_own_usage(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        run("export", "--model", "m.pt", "--format", "onnx", "--out", "m.onnx", "--threads", "1")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith("usage: unetzoo export ")
+    assert err.strip().endswith("unetzoo export: error: unrecognized arguments: --threads 1")
 
 
 def test_models_lists_every_model_with_exact_counts(capsys) -> None:

@@ -80,8 +80,14 @@ def test_folders_are_never_replaced_without_overwrite(tmp_path: Path) -> None:
 
 
 def test_broken_folders_are_reported(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match=r"no config\.json"):
+    with pytest.raises(CheckpointError, match=r"no config\.json.*model\.safetensors\)$"):
         from_pretrained(tmp_path)
+    (tmp_path / "models").mkdir()  # a run's models/ folder: its checkpoints are named
+    for name in ("epoch_last.pt", "best.pt"):
+        (tmp_path / "models" / name).write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"no config\.json.*; it holds best\.pt, "
+                       r"epoch_last\.pt: pass one with --model, e.g. --model .*models/best\.pt"):
+        from_pretrained(tmp_path / "models")
     folder = save_pretrained(tiny(), tmp_path / "m")
     (folder / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="cannot read the weights"):

@@ -105,6 +105,6 @@ def test_the_console_table_marks_a_class_absent_from_masks_and_predictions() -> 
                               counts=metrics.stacked())
     rows = format_summary(result).splitlines()
     assert "dice             0.5000     0.5000" in rows  # (1 + 0) / 2: c is not in play
-    assert ("c                  1.0000   1.0000  absent: in no mask, never predicted; left out "
+    assert ("c                       -        -  absent: in no mask, never predicted; left out "
             "of the means") in rows
     assert "b                  0.0000   0.0000" in rows

@@ -192,6 +192,18 @@ def save_checkpoint(path: Path | str, checkpoint: Checkpoint | nn.Module, **fiel
     return atomic_write(path, lambda fh: fh.write(buffer.getbuffer()))
 
 
+def checkpoints_hint(folder: Path, first: str = "") -> str:
+    """What to pass instead of a folder of checkpoints (e.g. a run's `models/`):
+    "<first> holds a.pt, b.pt: pass one with --model, e.g. --model FOLDER/a.pt", naming
+    `best.pt` when present; "" when `folder` holds no `*.pt`."""
+    held = sorted(p.name for p in folder.glob("*.pt")) if folder.is_dir() else []
+    if not held:
+        return ""
+    example = folder / ("best.pt" if "best.pt" in held else held[-1])
+    return (f"{first}holds {', '.join(held)}: pass one with --model, e.g. --model "
+            f"{example.as_posix()}")
+
+
 def run_checkpoint(path: Path | str) -> Path:
     """The checkpoint a `--model` path names: a training run's folder (what `train` prints
     as "run folder": no `config.json`, a `models/` folder or `config.yaml`) stands for its
@@ -214,9 +226,7 @@ def run_checkpoint(path: Path | str) -> Path:
     if best.is_file():
         log.info(f"{path}: a training run folder; using its best checkpoint {best}")
         return best
-    models = path / "models"
-    held = sorted(p.name for p in models.glob("*.pt")) if models.is_dir() else []
-    found = (f"models/ holds {', '.join(held)}: pass one with --model" if held else
+    found = (checkpoints_hint(path / "models", "models/ ") or
              "no checkpoint in models/ (the run saved none yet)")
     raise CheckpointError(f"a training run folder without {RUN_CHECKPOINT.as_posix()}; {found}",
                           path)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, as_checkpoint
+from .checkpoint import Checkpoint, as_checkpoint, checkpoints_hint
 from .data.transforms import Preprocessing
 from .errors import CheckpointError, ConfigError
 from .fileio import atomic_folder, atomic_write_bytes, atomic_write_text
@@ -96,8 +96,9 @@ def read_folder_config(directory: Path) -> dict[str, Any]:
     """The checked `config.json` of a model folder."""
     path = directory / CONFIG_FILE
     if not path.is_file():
+        hint = checkpoints_hint(directory, "; it ")  # e.g. a run's models/
         raise CheckpointError(f"not a model folder (no {CONFIG_FILE}; a unetzoo model folder "
-                              f"holds {CONFIG_FILE} + {WEIGHTS_FILE})", directory)
+                              f"holds {CONFIG_FILE} + {WEIGHTS_FILE}){hint}", directory)
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -262,7 +262,8 @@ def test_every_command_taking_a_trained_model_takes_a_run_folder(tmp_path: Path,
     assert run("predict", "--model", run_dir, "--input", data / "images", "--output",
                tmp_path / "none", *FAST) == 2
     err = capsys.readouterr().err
-    assert "without models/best.pt; models/ holds epoch_last.pt: pass one with --model" in err
+    assert "without models/best.pt; models/ holds epoch_last.pt: pass one with --model, e.g. " \
+        f"--model {(run_dir / 'models' / 'epoch_last.pt').as_posix()}" in err
     assert len(err.strip().splitlines()) == 1 and str(run_dir) in err
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +76,16 @@ def test_openvino_and_torchscript_exports_carry_their_metadata(tmp_path: Path) -
     assert ((bf16 > 0) == (eager(model, x) > 0)).float().mean() > 0.95
 
 
-def test_a_failed_parity_check_writes_nothing(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_parity_check_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
     model, info = tiny_checkpoint()
     monkeypatch.setattr(export, "TOLERANCE", -1.0)
-    with pytest.raises(export.ExportError, match="differs from eager PyTorch"):
+    with caplog.at_level(logging.INFO, logger="unetzoo"), \
+            pytest.raises(export.ExportError, match="differs from eager PyTorch"):
         export.export_model(model, info, "onnx", tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
+    # a graph wrong at the export size is refused, not first taken for a size-dependent one
+    assert "depends on the input size" not in caplog.text
 
 
 def test_export_targets_are_checked(tmp_path: Path) -> None:
@@ -237,7 +241,8 @@ def test_auto_falls_back_to_torch_and_says_why(tmp_path: Path,
 
 
 # -- INT8 ------------------------------------------------------------------------------------
-def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path) -> None:
+def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("nncf")
     from unetzoo.engine.quantize import QuantizationError
 
@@ -265,6 +270,11 @@ def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path) -> None:
     evaluated = evaluate_checkpoint(out, data, "split.csv", "val", options=options,
                                     progress=False)
     assert evaluated.summary["global"]["dice"] == report["int8_dice"]
+    assert "could not refuse" not in caplog.text  # allowed -1: any drop counts
+    with caplog.at_level(logging.WARNING, logger="unetzoo"):  # float Dice <= 1: nothing to lose
+        export.export_checkpoint(checkpoint, "openvino", out, int8=True, max_dice_drop=1.0,
+                                 overwrite=True, calibration_images=6)
+    assert "within the allowed drop (1), so this check could not refuse any INT8" in caplog.text
     with pytest.raises(ConfigError, match="--dataset"):
         info.config = {"dataset": str(tmp_path / "gone")}
         export.export_checkpoint(save_checkpoint(tmp_path / "other.pt", info), "openvino",

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command_parser in {id(p): p for p in sub.choices.values()}.values():
         command_parser.add_argument("--traceback", action="store_true",
                                     help=f"print the traceback of an error (also: {DEBUG_ENV}=1)")
+        command_parser.set_defaults(command_parser=command_parser)
     return parser
 
 
@@ -88,7 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit: 2 for a user error (the `UnetzooError` family), 1 for a system error (a file that
     cannot be written, a full disk) or an internal error, 141 when the output is closed early
     (`| head`), 130 on Ctrl-C. `--traceback` or UNETZOO_DEBUG=1 adds the traceback."""
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # the command's usage, not the top level's "unetzoo [-h] COMMAND ..."
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     setup_logging()
     prefix = f"unetzoo {args.command}"
     debug = args.traceback or os.environ.get(DEBUG_ENV, "") not in ("", "0")

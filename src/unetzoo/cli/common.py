@@ -91,8 +91,8 @@ def trained_model(value: str) -> Path:
     if value in list_models():
         raise ConfigError(f"--model {value}: {value} is an architecture without trained "
                           f"weights; pass {TRAINED_MODEL}")
-    raise CheckpointError(f"trained model not found (pass a checkpoint, an exported file, a "
-                          f"package, a model folder or a pretrained name: "
+    raise CheckpointError(f"trained model not found (pass a checkpoint, a training run folder, "
+                          f"an exported file, a package, a model folder or a pretrained name: "
                           f"{', '.join(PRETRAINED)})", path)
 
 

@@ -164,8 +164,9 @@ def resolve_bench_model(model: str, runtime: Runtime, preset: str | None = None,
                              **spec["kwargs"])
         return BenchModel(opened.module, eager, path.name, opened.runtime, opened.note)
     else:
-        if preset is None and "/" in model:
-            raise ConfigError(f"{model!r}: neither a file nor a registered model name")
+        if "/" in model or path.suffix:  # a path (model names have neither)
+            raise ConfigError(f"{model}: no such file, nor a registered model name "
+                              f"(`unetzoo models`)")
         torch.manual_seed(0)
         net = create_model(model, in_channels, num_classes, preset=preset, **(model_args or {}))
         task = "binary" if num_classes == 1 else "multiclass"

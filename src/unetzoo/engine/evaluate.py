@@ -128,9 +128,11 @@ def format_summary(result: EvaluationResult, title: str = "") -> str:
     if len(per_class) > 2:
         lines.append(f"{'class':<16} {'dice':>8} {'iou':>8}  (global)")
         for name, scores in per_class.items():
-            note = "  absent: in no mask, never predicted; left out of the means" \
-                if scores.get("absent") else ""
-            lines.append(f"{name:<16} {scores['dice']:>8.4f} {scores['iou']:>8.4f}{note}")
+            if scores.get("absent"):  # as on the report page: no score, rather than 1.0000
+                lines.append(f"{name:<16} {'-':>8} {'-':>8}  absent: in no mask, never "
+                             f"predicted; left out of the means")
+            else:
+                lines.append(f"{name:<16} {scores['dice']:>8.4f} {scores['iou']:>8.4f}")
     lines.append(f"{result.summary['images']} images, {result.fps:.1f} images/s model "
                  f"throughput (FPS), {result.seconds:.1f} s in all")
     return "\n".join(lines)

@@ -159,16 +159,21 @@ def _traced(model: nn.Module, size: tuple[int, int], where: str,
             convert: Callable[[bytes], tuple[Graph, Runner]]
             ) -> tuple[Graph, tuple[int, int] | None, float]:
     """Trace `model` to ONNX, convert it (`convert(onnx) -> (graph, float32 runner)`) and
-    check it against eager PyTorch: dynamic height and width when the graph matches at a
-    second, odd size; otherwise fixed to `size`."""
+    check it against eager PyTorch: dynamic height and width when the graph matches at
+    `size` and at a second, odd size; fixed to `size` when it matches at `size` only (a graph
+    that differs at `size` itself is refused, not taken for a size-dependent one)."""
     model = model.float().cpu().eval()
     in_channels = int(getattr(model, "in_channels", 3))
     fixed, odd = _samples(size, in_channels)
     graph, run = convert(_trace_onnx(model, fixed[:1], dynamic_size=True))
-    if _max_diff(run, model, odd) <= TOLERANCE:
-        return graph, None, _check(run, model, [fixed, odd], where)
-    log.info(f"{where}: the graph depends on the input size; exported for {size[0]} x "
-             f"{size[1]} inputs only (batch stays dynamic)")
+    at_size = _check(run, model, [fixed], where)
+    at_odd = _max_diff(run, model, odd)
+    if at_odd <= TOLERANCE:
+        return graph, None, max(at_size, at_odd)
+    found = "fails to run" if at_odd == float("inf") else f"differs by {at_odd:.3g}"
+    log.info(f"{where}: the graph depends on the input size (at {odd.shape[-2]} x "
+             f"{odd.shape[-1]} it {found}); exported for {size[0]} x {size[1]} inputs only "
+             f"(batch stays dynamic)")
     graph, run = convert(_trace_onnx(model, fixed[:1], dynamic_size=False))
     return graph, size, _check(run, model, [fixed], where)
 

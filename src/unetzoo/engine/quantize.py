@@ -229,6 +229,11 @@ def export_int8(model: nn.Module, info: Checkpoint, out: Path, checkpoint_path: 
         iou_drop=base["global"]["iou"] - low["global"]["iou"],
         max_dice_drop=allowed, int8_precision=int8_precision, accepted=False)
     log.info(f"INT8: {report.format()}")
+    if report.float_dice <= allowed:  # a drop can be no larger than the float Dice
+        log.warning(f"INT8: the float model's validation Dice ({report.float_dice:.4f}) is "
+                    f"within the allowed drop ({allowed:g}), so this check could not refuse "
+                    f"any INT8 model; train longer or check the INT8 model on data the float "
+                    f"model segments")
     if report.dice_drop > allowed and not accept_drop:
         raise QuantizationError(f"INT8 lowers the validation Dice by {report.dice_drop:.4f} "
                                 f"(float {report.float_dice:.4f}, INT8 {report.int8_dice:.4f}; "
