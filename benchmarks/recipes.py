@@ -55,6 +55,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lr-2e-3": {"lr": 2e-3},
     "strong-aug": {"augment": "strong"},
     "lovasz": {"loss": "bce+lovasz"},
+    "attention-16": {"model": "attention_unet",
+                     "model_args": {"base_channels": 16, "norm": "instance"}},
+    "unetpp-16-ds": {"model": "unetpp", "model_args": {"base_channels": 16, "norm": "instance",
+                                                       "deep_supervision": True}},
 }
 
 

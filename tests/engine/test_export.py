@@ -295,13 +295,28 @@ def test_the_parity_check_scales_with_the_logits() -> None:
         head.bias.mul_(scale)
     big = eager(export.Exportable(model).eval(), x).numpy()
     assert 0.5e5 < np.abs(big).max() < 2e5
-    assert export._max_diff(lambda a: big + 0.5, model, x) == pytest.approx(
-        0.5 / np.abs(big).max(), rel=1e-3)  # 5e-6: rounding at this scale, accepted
-    assert export._max_diff(lambda a: big + 0.5, model, x) <= export.TOLERANCE
+    parity = export._parity(lambda a: big + 0.5, model, x)
+    assert parity.difference == pytest.approx(0.5 / np.abs(big).max(), rel=1e-3)  # 5e-6
+    assert parity.disagreement == 0.0 and parity.ok  # rounding at this scale: accepted
     small, _ = tiny_checkpoint(num_classes=1)
     unit = eager(export.Exportable(small).eval(), x).numpy()
     assert np.abs(unit).max() < 1.0
-    assert export._max_diff(lambda a: unit + 0.01, small, x) == pytest.approx(0.01, rel=1e-3)
+    assert export._parity(lambda a: unit + 0.01, small, x).difference == pytest.approx(
+        0.01, rel=1e-3)
+    # within the relative bound, but a row of small logits beside huge ones changes label
+    logits = np.full((1, 1, 32, 32), -1e5, np.float32)
+    logits[..., 0, :] = 1.0  # the first row: foreground, barely
+    wrong = logits.copy()
+    wrong[..., 0, :] = -1.0
+
+    class Fixed(torch.nn.Module):
+        def forward(self, a: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(logits)
+
+    parity = export._parity(lambda a: wrong, Fixed(), x)
+    assert parity.difference == pytest.approx(2e-5) and parity.difference <= export.TOLERANCE
+    assert parity.disagreement == pytest.approx(32 / 1024) and not parity.ok
+    assert export._parity(lambda a: logits, Fixed(), x).ok
 
 
 def test_int8_leaves_the_attention_gates_products_in_float(tmp_path: Path) -> None:

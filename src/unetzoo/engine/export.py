@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -50,8 +50,9 @@ log = logging.getLogger("unetzoo")
 FORMATS: tuple[str, ...] = tuple(SUFFIXES)
 SHARE_FORMATS: tuple[str, ...] = ("bioimageio", "folder")  # engine/bioimageio.py, folders.py
 OPSET = 17
-TOLERANCE = 1e-4  # max logit difference in float32, over max(1, max |logit|) (see _max_diff):
+TOLERANCE = 1e-4  # max logit difference in float32, over max(1, max |logit|) (see _parity):
 # float32 rounding grows with the logits (a trained model can give |logit| ~ 1e5 on noise)
+LABEL_DISAGREEMENT = 1e-3  # share of pixels whose hard label may differ (logits near a tie)
 Graph = TypeVar("Graph")
 
 
@@ -130,29 +131,64 @@ def _samples(size: tuple[int, int], in_channels: int) -> list[torch.Tensor]:
             torch.randn(1, in_channels, *odd, generator=generator)]
 
 
-def _max_diff(run: Runner, model: nn.Module, x: torch.Tensor) -> float:
-    """The largest logit difference between `run` and eager PyTorch on `x`, relative to
-    max(1, the largest |logit|): float32 rounding scales with the logits, so an absolute
-    bound would refuse correct graphs of models with large logits."""
+class Parity(NamedTuple):
+    """How an exported graph's logits compare with eager PyTorch's on one input.
+
+    difference: the largest logit difference over max(1, the largest |logit|) (float32
+        rounding scales with the logits, so an absolute bound would refuse correct graphs
+        of models with large logits); inf when the graph fails to run or its shape differs.
+    disagreement: the share of pixels whose hard label differs (the sign of a single
+        channel, else the argmax over channels): the relative bound alone would let a pixel
+        of small logits beside huge ones change its label.
+    """
+
+    difference: float
+    disagreement: float
+
+    @property
+    def ok(self) -> bool:
+        return self.difference <= TOLERANCE and self.disagreement <= LABEL_DISAGREEMENT
+
+    def describe(self) -> str:
+        if self.difference == float("inf"):
+            return "fails to run"
+        return (f"differs from eager PyTorch by {self.difference:.3g} (max logit difference "
+                f"over max(1, max |logit|), float32; allowed {TOLERANCE:g}), with "
+                f"{self.disagreement:.3%} of pixels labelled differently (allowed "
+                f"{LABEL_DISAGREEMENT:.1%})")
+
+
+def _labels(logits: np.ndarray) -> np.ndarray:
+    return logits[:, 0] > 0 if logits.shape[1] == 1 else logits.argmax(1)
+
+
+def _parity(run: Runner, model: nn.Module, x: torch.Tensor) -> Parity:
+    """The `Parity` of `run` against eager PyTorch on `x` (`B x C x H x W`)."""
     with torch.inference_mode():
         expected = Exportable(model).eval()(x).numpy()
     try:
         got = run(x.numpy())
     except Exception:  # a graph fixed to another size fails in its runtime
-        return float("inf")
+        return Parity(float("inf"), 1.0)
     if got.shape != expected.shape:
-        return float("inf")
-    return float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
+        return Parity(float("inf"), 1.0)
+    scale = max(1.0, float(np.abs(expected).max()))
+    return Parity(float(np.abs(got - expected).max() / scale),
+                  float(np.mean(_labels(got) != _labels(expected))))
 
 
 def _check(run: Runner, model: nn.Module, samples: list[torch.Tensor], where: str) -> float:
-    worst = max(_max_diff(run, model, x) for x in samples)
-    if not worst <= TOLERANCE:
-        raise ExportError(f"{where}: the exported graph differs from eager PyTorch by "
-                          f"{worst:.3g} (max logit difference over max(1, max |logit|), "
-                          f"float32; allowed {TOLERANCE:g}); "
-                          "the file was not written")
-    return worst
+    """The worst relative logit difference over `samples`.
+
+    Raises:
+        ExportError: the graph fails `Parity.ok` on a sample (nothing has been written).
+    """
+    results = [_parity(run, model, x) for x in samples]
+    for parity in results:
+        if not parity.ok:
+            raise ExportError(f"{where}: the exported graph {parity.describe()}; the file "
+                              "was not written")
+    return max(p.difference for p in results)
 
 
 def _traced(model: nn.Module, size: tuple[int, int], where: str,
@@ -167,13 +203,12 @@ def _traced(model: nn.Module, size: tuple[int, int], where: str,
     fixed, odd = _samples(size, in_channels)
     graph, run = convert(_trace_onnx(model, fixed[:1], dynamic_size=True))
     at_size = _check(run, model, [fixed], where)
-    at_odd = _max_diff(run, model, odd)
-    if at_odd <= TOLERANCE:
-        return graph, None, max(at_size, at_odd)
-    found = "fails to run" if at_odd == float("inf") else f"differs by {at_odd:.3g}"
+    at_odd = _parity(run, model, odd)
+    if at_odd.ok:
+        return graph, None, max(at_size, at_odd.difference)
     log.info(f"{where}: the graph depends on the input size (at {odd.shape[-2]} x "
-             f"{odd.shape[-1]} it {found}); exported for {size[0]} x {size[1]} inputs only "
-             f"(batch stays dynamic)")
+             f"{odd.shape[-1]} it {at_odd.describe()}); exported for {size[0]} x {size[1]} "
+             f"inputs only (batch stays dynamic)")
     graph, run = convert(_trace_onnx(model, fixed[:1], dynamic_size=False))
     return graph, size, _check(run, model, [fixed], where)
 
@@ -217,8 +252,8 @@ def export_model(model: nn.Module, info: Checkpoint, fmt: str, out: Path | str,
                  size: int | None = None, overwrite: bool = False) -> ExportResult:
     """Export `model` (with `info`'s task, classes and preprocessing as metadata) to `out`,
     checked against eager PyTorch (float32, max logit difference <= 1e-4 of
-    max(1, max |logit|), at the export size and, for dynamic graphs, at a second odd size)
-    before anything is written.
+    max(1, max |logit|) and hard labels equal on 99.9 % of pixels: `Parity`; at the export
+    size and, for dynamic graphs, at a second odd size) before anything is written.
 
     Raises:
         ConfigError: unknown format, a file name that does not fit it, a runtime missing.
