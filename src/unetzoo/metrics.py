@@ -92,9 +92,9 @@ def in_play(counts: torch.Tensor) -> torch.Tensor:
 def mean_over_classes(scores: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """The mean of `... x C` per-class scores over the classes in play (see `in_play`);
     1.0 where no class is in play."""
-    in_play_ = in_play(counts)
-    number = in_play_.sum(-1)
-    total = (scores * in_play_).sum(-1)
+    playing = in_play(counts)
+    number = playing.sum(-1)
+    total = (scores * playing).sum(-1)
     return torch.where(number > 0, total / number.clamp_min(1), torch.ones_like(total))
 
 

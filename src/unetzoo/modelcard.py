@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import Checkpoint
-from .data.transforms import Preprocessing
 from .models import count_parameters, model_card
 
 # training options shown on the card, in this order (the rest stays in config.json)
@@ -99,21 +98,6 @@ def _metrics_table(test: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def normalization_text(pre: Preprocessing) -> str:
-    """How `pre` normalises [0, 1] pixel values, in words (for model cards)."""
-    if pre.normalization == "dataset":
-        return ("normalised per channel as (x - mean) / std with mean "
-                + ", ".join(f"{m:.4g}" for m in pre.mean) + " and std "
-                + ", ".join(f"{s:.4g}" for s in pre.std))
-    if pre.normalization == "image":
-        return ("standardised per channel by the whole image's own mean and std "
-                "((x - mean) / max(std, 0.001))")
-    if pre.normalization == "percentile":
-        return ("clipped per channel to the whole image's own 0.5th..99.5th percentiles, then "
-                "standardised by its own mean and std ((x - mean) / max(std, 0.001))")
-    return f"normalised by {pre.normalization!r} (see unetzoo's data.transforms)"
-
-
 def render_card(checkpoint: Checkpoint, info: CardInfo | None = None) -> str:
     """The model card of `checkpoint` as markdown.
 
@@ -143,7 +127,7 @@ def render_card(checkpoint: Checkpoint, info: CardInfo | None = None) -> str:
         "",
         "## Input and output", "",
         f"- Input: {pre.in_channels} channel(s), any height and width; pixel values scaled to "
-        f"[0, 1] (8-bit / 255, 16-bit / 65535), then {normalization_text(pre)}.",
+        f"[0, 1] (8-bit / 255, 16-bit / 65535), then {pre.describe_normalization()}.",
         (f"- Patch size {pre.img_size}: larger images are predicted in overlapping "
          f"{pre.img_size} x {pre.img_size} tiles with Gaussian-weighted blending, at native "
          "resolution." if pre.resize_mode == "crop" else

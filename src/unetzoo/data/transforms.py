@@ -30,6 +30,8 @@ RESIZE_MODES: tuple[str, ...] = ("crop", "resize")
 AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "default", "strong")
 NORMALIZATIONS: tuple[str, ...] = ("dataset", "image", "percentile")
 STAT_PIXELS = 1 << 18  # pixels per image enough for its statistics (a strided sample)
+STD_FLOOR = 1e-3  # per-image std floor on [0, 1] values (a quarter of one 8-bit level)
+PERCENTILES = (0.5, 99.5)  # clipping bounds of `percentile` normalisation
 Statistics = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 
 
@@ -77,9 +79,9 @@ class Preprocessing:
         flat = flat[:: max(1, len(flat) // STAT_PIXELS)]
         low = high = None
         if self.normalization == "percentile":
-            low, high = np.percentile(flat, [0.5, 99.5], axis=0).astype(np.float32)
+            low, high = np.percentile(flat, PERCENTILES, axis=0).astype(np.float32)
             flat = np.clip(flat, low, high)
-        std = np.maximum(flat.std(0), 1e-3).astype(np.float32)
+        std = np.maximum(flat.std(0), STD_FLOOR).astype(np.float32)
         return flat.mean(0).astype(np.float32), std, low, high
 
     def normalize(self, image: np.ndarray, stats: Statistics | None = None) -> np.ndarray:
@@ -95,6 +97,19 @@ class Preprocessing:
         `normalize`)."""
         return torch.from_numpy(np.ascontiguousarray(
             self.normalize(image, stats).transpose(2, 0, 1), dtype=np.float32))
+
+    def describe_normalization(self) -> str:
+        """How [0, 1] pixel values are normalised, in words (model cards)."""
+        own = f"by the whole image's own mean and std ((x - mean) / max(std, {STD_FLOOR:g}))"
+        if self.normalization == "dataset":
+            return ("normalised per channel as (x - mean) / std with mean "
+                    + ", ".join(f"{m:.4g}" for m in self.mean) + " and std "
+                    + ", ".join(f"{s:.4g}" for s in self.std))
+        if self.normalization == "image":
+            return f"standardised per channel {own}"
+        low, high = PERCENTILES
+        return (f"clipped per channel to the whole image's own {low:g}th..{high:g}th "
+                f"percentiles, then standardised {own}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
