@@ -55,6 +55,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lr-2e-3": {"lr": 2e-3},
     "strong-aug": {"augment": "strong"},
     "lovasz": {"loss": "bce+lovasz"},
+    "basic-32": {"model_args": {"widths": [32, 32, 64, 128, 256], "norm": "instance"}},
     "attention-16": {"model": "attention_unet",
                      "model_args": {"base_channels": 16, "norm": "instance"}},
     "unetpp-16-ds": {"model": "unetpp", "model_args": {"base_channels": 16, "norm": "instance",

@@ -173,7 +173,7 @@ def test_depth_from_widths_or_base_and_depth() -> None:
     assert small(widths=[4, 8]).full_depth == 1
     assert create_model("unetpp", base_channels=4, depth=4).full_depth == 3
     assert [row[0][1][0].out_channels for row in small(widths=[3, 5, 7]).nodes] == [3, 5, 7]
-    with pytest.raises(ModelError, match="at least 2 levels"):
+    with pytest.raises(ModelError, match="widths must be 2 or more"):
         small(widths=[8])
 
 

@@ -86,6 +86,15 @@ def level_widths(base_channels: int, depth: int) -> list[int]:
     return [base_channels * 2**level for level in range(depth)]
 
 
+def checked_widths(widths: Sequence[int]) -> list[int]:
+    """Explicit channels per level as a list, refused unless 2+ levels of integers >= 1."""
+    out = list(widths)
+    if len(out) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1
+                                for w in out):
+        raise ModelError(f"widths must be 2 or more channel counts >= 1, got {widths!r}")
+    return out
+
+
 @register_model(
     paper="Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical Image "
           "Segmentation. MICCAI 2015. arXiv:1505.04597",
@@ -108,6 +117,7 @@ def unet(
     upsample: UpKind = "transpose",
     dropout: float = 0.0,
     bias: bool | None = None,
+    widths: Sequence[int] | None = None,
 ) -> UNet:
     """Classic U-Net: [3x3 conv -> norm -> ReLU] x 2 per level, 2x2 max-pool, x2 up-sampling.
 
@@ -120,6 +130,9 @@ def unet(
         in_channels, num_classes: image channels C and output channels K (1 for binary).
         base_channels: width of the first level; level l has base_channels * 2^l.
         depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
+        widths: channels per level, shallow to deep, instead of `base_channels` and `depth`
+            (e.g. `[32, 32, 64, 128, 256]`, MONAI BasicUNet's encoder: full width at the
+            first two levels for a tenth of the parameters of doubling from 32).
         norm: batch, instance, group or none (`unetzoo.nn.factory.NORMS`).
         upsample: transpose, nearest or bilinear (`unetzoo.nn.factory.UPSAMPLERS`).
         dropout: dropout probability at the end of the contracting path.
@@ -129,14 +142,16 @@ def unet(
         A `UNet`: `B x C x H x W` images of any H x W -> `B x K x H x W` logits.
 
     Raises:
-        ModelError: an unknown norm or upsample, or depth < 2 (via `create_model`).
+        ModelError: an unknown norm or upsample, depth < 2, or `widths` with fewer than 2
+            levels or a width below 1 (via `create_model`).
 
     Example:
         >>> model = create_model("unet", 3, 1, preset="tiny").eval()
         >>> model(torch.randn(2, 3, 37, 45)).shape
         torch.Size([2, 1, 37, 45])
     """
-    widths = level_widths(base_channels, depth)
+    widths = (level_widths(base_channels, depth) if widths is None
+              else checked_widths(widths))
     return UNet(
         in_channels, num_classes, widths,
         block=partial(DoubleConv, norm=norm, bias=bias),

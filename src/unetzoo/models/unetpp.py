@@ -22,7 +22,7 @@ from ..nn.blocks import DoubleConv
 from ..nn.factory import NormKind, UpKind, create_upsample
 from .base import SegmentationModel
 from .registry import register_model
-from .unet import level_widths
+from .unet import checked_widths, level_widths
 
 
 class UNetPlusPlus(SegmentationModel):
@@ -214,7 +214,7 @@ def unetpp(
     """
     return UNetPlusPlus(
         in_channels, num_classes,
-        list(widths) if widths is not None else level_widths(base_channels, depth),
+        checked_widths(widths) if widths is not None else level_widths(base_channels, depth),
         norm=norm, upsample=upsample, deep_supervision=deep_supervision,
         output_weights=output_weights, prune_depth=prune_depth, bias=bias,
     )

@@ -1,0 +1,28 @@
+"""U-Net specifics beyond the shared model contract: explicit widths per level."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unetzoo.errors import ModelError
+from unetzoo.models import create_model
+
+
+def out_channels(stage: torch.nn.Module) -> int:
+    return [m for m in stage.modules() if isinstance(m, torch.nn.Conv2d)][-1].out_channels
+
+
+def test_explicit_widths_set_every_level() -> None:
+    model = create_model("unet", 3, 1, widths=[8, 8, 16, 24], norm="instance")
+    assert [out_channels(stage) for stage in model.encoder] == [8, 8, 16, 24]
+    assert [out_channels(stage) for stage in model.decoder] == [16, 8, 8]
+    assert model.head.in_channels == 8
+    assert model.size_divisor == 8
+    assert model(torch.randn(1, 3, 21, 30)).shape == (1, 1, 21, 30)
+
+
+@pytest.mark.parametrize("widths", [[8], [8, 0], [8, 2.5], [8, True]])
+def test_widths_need_two_levels_of_whole_channel_counts(widths: list) -> None:
+    with pytest.raises(ModelError, match="widths must be"):
+        create_model("unet", 3, 1, widths=widths)
