@@ -81,6 +81,20 @@ def test_many_classes_use_cross_entropy_and_the_plan_is_a_valid_config():
     assert make_plan(replace(NUCLEI, count=20_000), CPU).options["augment"] == "light"
 
 
+def test_reasons_whose_options_the_user_gave_say_they_are_not_used():
+    plan = make_plan(NUCLEI, CPU, 15)
+    assert plan.explained() == plan.reasons  # nothing given: every reason as planned
+    lines = plan.explained({"model_args", "lr", "time_budget"})
+    width = next(line for line in lines if line.startswith("unet base width"))
+    assert width.endswith(" - not used: --model-args given")
+    optimiser = next(line for line in lines if line.startswith("adamw"))
+    assert optimiser.endswith(" - not used: --lr given")  # the rest of that line is kept
+    assert sum("not used" in line for line in lines) == 2  # the budget is the user's own
+    # an explicit model replaces the plan's width options, made for its own model
+    assert next(line for line in plan.explained({"model"})
+                if line.startswith("unet base width")).endswith(" - not used: --model given")
+
+
 def test_plan_from_a_dataset_and_the_command(tmp_path: Path, capsys):
     data_dir = write_pairs(tmp_path / "data", count=12, size=48)
     data = prepare_data(data_dir, cache="off")

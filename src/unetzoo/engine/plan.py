@@ -46,6 +46,21 @@ class RecipePlan:
     dataset: DatasetFingerprint
     machine: MachineFingerprint
     minutes: float
+    # the options each reason decided (same order as `reasons`; empty for a fact)
+    decides: list[tuple[str, ...]] = field(default_factory=list)
+
+    def explained(self, explicit: set[str] = frozenset()) -> list[str]:
+        """The reasons, each whose options the user gave marked as not used, e.g.
+        `unet base width 16 (...) - not used: --model-args given`."""
+        replaced = _overriding(explicit)
+        lines = []
+        for reason, keys in zip(self.reasons, self.decides or [()] * len(self.reasons),
+                                strict=True):
+            flags = [f"--{k.replace('_', '-')}" for k in keys if k in explicit]
+            if any(k in replaced for k in keys) and flags:
+                reason += f" - not used: {', '.join(flags)} given"
+            lines.append(reason)
+        return lines
 
     def record(self) -> dict[str, Any]:
         """What a checkpoint keeps of the plan: fingerprints, reasons, the options chosen."""
@@ -71,10 +86,16 @@ def _multiple(value: float, step: int = 16) -> int:
 class _Choices:
     options: dict[str, Any] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    decides: list[tuple[str, ...]] = field(default_factory=list)
+
+    def note(self, reason: str) -> None:
+        self.reasons.append(reason)
+        self.decides.append(())
 
     def set(self, reason: str, **options: Any) -> None:
         self.options.update(options)
         self.reasons.append(reason)
+        self.decides.append(tuple(options))
 
 
 def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
@@ -94,7 +115,7 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     c = _Choices()
     where = f"GPU {machine.gpu}" if gpu else (
         f"{machine.cores} CPU cores, bf16 {machine.bf16}")
-    c.reasons.append(f"{data.count} training images, median {data.median_width}x"
+    c.note(f"{data.count} training images, median {data.median_width}x"
                      f"{data.median_height}, {data.channels} channel(s), {data.bit_depth}-bit; "
                      f"{where}; {minutes:g} min")
 
@@ -174,8 +195,9 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
           ema=None)
     c.set("validation after each epoch while it stays under 15% of the time spent; best "
           "by Dice; flip TTA on the test split",
-          val_every=1, monitor="dice", test_tta="flip", epoch=100_000, time_budget=minutes)
-    return RecipePlan(c.options, c.reasons, data, machine, minutes)
+          val_every=1, monitor="dice", test_tta="flip", epoch=100_000)
+    c.options["time_budget"] = minutes  # the user's own budget, not a choice of the plan
+    return RecipePlan(c.options, c.reasons, data, machine, minutes, c.decides)
 
 
 def plan_for(data: TrainData, minutes: float | None = None,
@@ -183,6 +205,12 @@ def plan_for(data: TrainData, minutes: float | None = None,
     """Fingerprint the training split of `data` (and this machine) and plan."""
     fingerprint = fingerprint_dataset(data.train, data.reading, data.info.in_channels)
     return make_plan(fingerprint, machine or fingerprint_machine(), minutes)
+
+
+def _overriding(explicit: set[str]) -> set[str]:
+    """The plan's options that the user's explicit ones replace: an explicit model also
+    replaces the plan's width options (made for its own model)."""
+    return set(explicit) | ({"preset", "model_args"} if "model" in explicit else set())
 
 
 def plan_config(config: TrainConfig, data: TrainData, explicit: set[str]
@@ -196,8 +224,7 @@ def plan_config(config: TrainConfig, data: TrainData, explicit: set[str]
         DataError: none of the sampled training images can be read.
     """
     plan = plan_for(data, config.time_budget)
-    if "model" in explicit:  # the plan's width options are for its own model
-        explicit = explicit | {"preset", "model_args"}
+    explicit = _overriding(explicit)
     values = {k: v for k, v in config.to_dict().items() if k in explicit or
               k not in plan.options}
     values.update({k: v for k, v in plan.options.items() if k not in explicit})

@@ -160,7 +160,7 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
             planned, data, recipe = plan_config(cfg, data, explicit)
             plan = replace(plan, config=planned)
             log.info("recipe from `unetzoo plan` (explicit options kept):")
-            for reason in recipe.reasons:
+            for reason in recipe.explained(explicit):
                 log.info(f"  {reason}")
         return plan, data
 
