@@ -15,7 +15,9 @@ Parts (one command each; `--quick` checks a part in a minute with tiny models):
   path and INT8, and their latencies at 256 x 256 (at the graph's size for a graph fixed to
   one size, e.g. sparse_unet).
 - `train`: training throughput of the reference U-Net at 256 x 256, batch 4, in the default
-  setting: the step as it was (unfused optimizer) against the step as it is.
+  setting: the step as it was (unfused optimizer) against the step as it is, and the step
+  as it is in a process of its own with the system allocator and with tcmalloc or jemalloc
+  preloaded (each that is installed), with that process's peak memory.
 
     PYTHONPATH=src python benchmarks/fast_path.py latency --quick
     PYTHONPATH=src python benchmarks/fast_path.py latency                 # U-Net, ~5 min
@@ -28,7 +30,11 @@ Parts (one command each; `--quick` checks a part in a minute with tiny models):
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -200,10 +206,55 @@ def accuracy_part(names: list[str], datasets: list[str], budget: float, quick: b
     return rows
 
 
+# Memory allocators PyTorch's CPU tuning guide suggests preloading (Debian packages
+# libtcmalloc-minimal4 and libjemalloc2), with the jemalloc settings of PyTorch's own launcher
+# (torch.backends.xeon.run_cpu); jemalloc's default decay was slower than glibc here.
+ALLOCATORS = {
+    "tcmalloc": ("libtcmalloc_minimal.so.4", {}),
+    "jemalloc": ("libjemalloc.so.2", {"MALLOC_CONF": "oversize_threshold:1,background_thread:"
+                                      "true,metadata_thp:auto,dirty_decay_ms:9000000000,"
+                                      "muzzy_decay_ms:9000000000"}),
+}
+LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64",
+                "/usr/lib", "/usr/local/lib")
+
+
+def _fused_step_rate(preset: str, size: int, batch: int, repeats: int) -> float:
+    """Images/s (median of `repeats` steps) of the default training step, fused AdamW."""
+    runtime = Runtime.resolve("cpu", "auto")
+    torch.manual_seed(0)
+    step = _train_step(create_model("unet", 3, 1, preset=preset), runtime,
+                       torch.randn(batch, 3, size, size))
+    return batch / statistics.median(_times(step, 1, repeats, runtime.device))
+
+
+def _peak_rss_mib() -> int:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss, not inherited from the
+    process that forked it)."""
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next((int(line.split()[1]) // 1024 for line in status
+                 if line.startswith("VmHWM:")), 0)
+
+
+def _process_rate(library: Path | None, env: dict[str, str], preset: str, size: int,
+                  batch: int, repeats: int) -> tuple[float, int]:
+    """(images/s, peak RSS in MiB) of the fused step in a new process, with `library`
+    preloaded (None: the system allocator)."""
+    command = [sys.executable, __file__, "train-step", "--preset", preset, "--size", str(size),
+               "--batch", str(batch), "--repeats", str(repeats)]
+    environment = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(sys.path)}
+    if library is not None:
+        environment["LD_PRELOAD"] = str(library)
+    out = subprocess.run(command, env=environment, capture_output=True, text=True, check=True)
+    rate, rss = json.loads(out.stdout.strip().splitlines()[-1])
+    return rate, rss
+
+
 def train_part(preset: str, size: int, batch: int, rounds: int, repeats: int
                ) -> list[dict[str, Any]]:
-    """Images/s of the default training step with the unfused optimizer (the step before)
-    and as it is now, interleaved rounds, medians."""
+    """Images/s of the default training step with the unfused optimizer (the step before),
+    as it is now, and as it is now in a process of its own with the system allocator and
+    with each preloadable allocator found; interleaved rounds, medians."""
     runtime = Runtime.resolve("cpu", "auto")
     x = torch.randn(batch, 3, size, size)
     steps = {}
@@ -211,20 +262,32 @@ def train_part(preset: str, size: int, batch: int, rounds: int, repeats: int
         torch.manual_seed(0)
         steps[label] = _train_step(create_model("unet", 3, 1, preset=preset), runtime, x,
                                    fused=fused)
-    results: dict[str, list[float]] = {label: [] for label in steps}
+    processes: dict[str, tuple[Path | None, dict[str, str]]] = {
+        "now, own process (system malloc)": (None, {})}
+    processes.update({f"now, own process, LD_PRELOAD {name}": (path, env)
+                      for name, (file, env) in ALLOCATORS.items()
+                      for path in [next((Path(d) / file for d in LIBRARY_DIRS
+                                         if (Path(d) / file).is_file()), None)] if path})
+    results: dict[str, list[float]] = {label: [] for label in (*steps, *processes)}
+    rss: dict[str, int] = {}
     for _ in range(rounds):
         for label, step in steps.items():
             seconds = statistics.median(_times(step, 1, repeats, runtime.device))
             results[label].append(batch / seconds)
+        for label, (path, env) in processes.items():
+            rate, rss[label] = _process_rate(path, env, preset, size, batch, repeats)
+            results[label].append(rate)
     base = statistics.median(next(iter(results.values())))
     return [{"step": label, "images/s": statistics.median(v),
-             "x before": statistics.median(v) / base, "rounds": v}
+             "x before": statistics.median(v) / base, "rounds": v,
+             **({"peak RSS MiB": rss[label]} if label in rss else {})}
             for label, v in results.items()]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=("latency", "accuracy", "train"))
+    parser.add_argument("part", choices=("latency", "accuracy", "train", "train-step"),
+                        help="train-step: one process's rate, for `train` (internal)")
     parser.add_argument("--quick", action="store_true", help="tiny models, a few steps")
     parser.add_argument("--models", default="unet",
                         help="comma-separated model names, or `all` (the whole zoo)")
@@ -234,7 +297,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per round")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--calibration", type=int, default=300, help="INT8 patches")
+    parser.add_argument("--preset", default="reference", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=256, help=argparse.SUPPRESS)
+    parser.add_argument("--batch", type=int, default=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.part == "train-step":
+        rate = _fused_step_rate(args.preset, args.size, args.batch, args.repeats)
+        print(json.dumps([rate, _peak_rss_mib()]))
+        return
     names = list_models() if args.models == "all" else args.models.split(",")
     before = machine()
     result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "machine_before": before,
@@ -266,7 +336,7 @@ def main() -> None:
     else:
         preset, size = ("tiny", 64) if args.quick else ("reference", 256)
         rows = train_part(preset, size, 4, 2 if args.quick else args.rounds, args.repeats)
-        columns = ["step", "images/s", "x before"]
+        columns = ["step", "images/s", "x before", "peak RSS MiB"]
     result.update(rows=rows, rounds_ms=ROUNDS, machine_after=machine())
     path = write_json(name, result)
     print(f"\n{before['cpu']}, {before['threads']} threads, bf16 units {before['bf16_units']}, "
