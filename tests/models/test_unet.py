@@ -22,7 +22,7 @@ def test_explicit_widths_set_every_level() -> None:
     assert model(torch.randn(1, 3, 21, 30)).shape == (1, 1, 21, 30)
 
 
-@pytest.mark.parametrize("widths", [[8], [8, 0], [8, 2.5], [8, True]])
+@pytest.mark.parametrize("widths", [[8], [8, 0], [8, 2.5], [8, True], 32, "32,64"])
 def test_widths_need_two_levels_of_whole_channel_counts(widths: list) -> None:
     with pytest.raises(ModelError, match="widths must be"):
         create_model("unet", 3, 1, widths=widths)

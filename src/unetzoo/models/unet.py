@@ -88,10 +88,11 @@ def level_widths(base_channels: int, depth: int) -> list[int]:
 
 def checked_widths(widths: Sequence[int]) -> list[int]:
     """Explicit channels per level as a list, refused unless 2+ levels of integers >= 1."""
-    out = list(widths)
+    out = list(widths) if isinstance(widths, list | tuple) else []
     if len(out) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1
                                 for w in out):
-        raise ModelError(f"widths must be 2 or more channel counts >= 1, got {widths!r}")
+        raise ModelError(f"widths must be 2 or more channel counts >= 1 in a list, e.g. "
+                         f"widths=[32,32,64,128,256]; got {widths!r}")
     return out
 
 
