@@ -78,6 +78,15 @@ def test_null_unsets_an_optional_value_and_lists_convert(tmp_path: Path) -> None
     assert config.ds_weights == [1.0, 0.5, 0.25]
     assert config.class_names == ["background", "nucleus"]
     assert build_config(parse(["--model-args", "dropout=1e-1"])).model_args == {"dropout": 0.1}
+
+
+def test_a_model_arg_split_by_the_shell_is_refused_in_one_line() -> None:
+    # `--model-args widths=[8, 16]` unquoted: the shell gives "widths=[8," and "16]"
+    with pytest.raises(ConfigError, match=r"^cannot read the value of 'widths=\[8,' as YAML; "
+                                          r"a value with spaces needs quotes"):
+        build_config(parse(["--model-args", "widths=[8,", "16]"]))
+    assert build_config(parse(["--model-args", "widths=[8, 16]"])).model_args == {
+        "widths": [8, 16]}
     assert build_config(parse(["--ds-weights", "1", "5e-1"])).ds_weights == [1.0, 0.5]
 
 

@@ -305,14 +305,19 @@ def parse_key_values(items: list[str]) -> dict[str, Any]:
     """`["a=1", "b=group", "c=1e-3"]` -> `{"a": 1, "b": "group", "c": 0.001}` (YAML values).
 
     Raises:
-        ConfigError: an item is not KEY=VALUE.
+        ConfigError: an item is not KEY=VALUE, or its value is not YAML (e.g. `widths=[8,`
+            when the shell split `widths=[8, 16]` at the space).
     """
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"expected KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = parse_yaml(value)
+        try:
+            out[key.strip().replace("-", "_")] = parse_yaml(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"cannot read the value of {item!r} as YAML; a value with "
+                              f"spaces needs quotes, e.g. \"widths=[8, 16]\"") from None
     return out
 
 

@@ -26,3 +26,25 @@ def test_explicit_widths_set_every_level() -> None:
 def test_widths_need_two_levels_of_whole_channel_counts(widths: list) -> None:
     with pytest.raises(ModelError, match="widths must be"):
         create_model("unet", 3, 1, widths=widths)
+
+
+@pytest.mark.parametrize("model", ["unet", "unetpp"])
+@pytest.mark.parametrize("kwargs, ignored", [
+    ({"base_channels": 16}, "base_channels=16 would be ignored"),
+    ({"depth": 3}, "depth=3 would be ignored"),
+    ({"preset": "tiny"}, "base_channels=8 and depth=3 would be ignored"),
+])
+def test_widths_with_base_channels_depth_or_a_preset_is_refused(model: str, kwargs: dict,
+                                                                ignored: str) -> None:
+    with pytest.raises(ModelError, match=rf"^model '{model}': widths=\[8, 16\] sets every "
+                                         rf"level, so {ignored}"):
+        create_model(model, 3, 1, widths=[8, 16], **kwargs)
+
+
+def test_base_channels_and_depth_default_to_the_paper_without_widths() -> None:
+    assert [out_channels(stage) for stage in create_model("unet").encoder] == [
+        64, 128, 256, 512, 1024]
+    assert [out_channels(s) for s in create_model("unet", depth=2).encoder] == [64, 128]
+    assert [out_channels(s) for s in create_model("unet", base_channels=4).encoder] == [
+        4, 8, 16, 32, 64]
+    assert create_model("unetpp").full_depth == 4

@@ -96,6 +96,34 @@ def checked_widths(widths: Sequence[int]) -> list[int]:
     return out
 
 
+def resolve_widths(widths: Sequence[int] | None, base_channels: int | None, depth: int | None,
+                   default_base: int, default_depth: int) -> list[int]:
+    """Channels per level from explicit `widths`, or from `base_channels` doubled over `depth`.
+
+    Args:
+        widths: channels per level, shallow to deep, or None.
+        base_channels, depth: the doubling form (None: `default_base`, `default_depth`).
+        default_base, default_depth: the builder's defaults for the doubling form.
+
+    Returns:
+        One channel count per level, e.g. `[8, 16, 32]` for base 8 over depth 3.
+
+    Raises:
+        ModelError: `widths` given with `base_channels` or `depth` (from the user or a preset:
+            one would be ignored), or invalid widths or depth.
+    """
+    if widths is None:
+        return level_widths(default_base if base_channels is None else base_channels,
+                            default_depth if depth is None else depth)
+    both = [f"{k}={v}" for k, v in (("base_channels", base_channels), ("depth", depth))
+            if v is not None]
+    if both:
+        raise ModelError(f"widths={widths!r} sets every level, so {' and '.join(both)} would be "
+                         f"ignored: give widths or base_channels/depth (a --preset sets "
+                         f"base_channels and depth too)")
+    return checked_widths(widths)
+
+
 @register_model(
     paper="Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical Image "
           "Segmentation. MICCAI 2015. arXiv:1505.04597",
@@ -112,8 +140,8 @@ def checked_widths(widths: Sequence[int]) -> list[int]:
 def unet(
     in_channels: int = 3,
     num_classes: int = 1,
-    base_channels: int = 64,
-    depth: int = 5,
+    base_channels: int | None = None,
+    depth: int | None = None,
     norm: NormKind = "batch",
     upsample: UpKind = "transpose",
     dropout: float = 0.0,
@@ -129,8 +157,10 @@ def unet(
 
     Args:
         in_channels, num_classes: image channels C and output channels K (1 for binary).
-        base_channels: width of the first level; level l has base_channels * 2^l.
-        depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1)).
+        base_channels: width of the first level; level l has base_channels * 2^l
+            (None: 64, or unused with `widths`).
+        depth: number of levels (depth - 1 poolings; H and W are padded to 2^(depth-1);
+            None: 5, or the length of `widths`).
         widths: channels per level, shallow to deep, instead of `base_channels` and `depth`
             (e.g. `[32, 32, 64, 128, 256]`, MONAI BasicUNet's encoder: full width at the
             first two levels for a tenth of the parameters of doubling from 32).
@@ -143,16 +173,16 @@ def unet(
         A `UNet`: `B x C x H x W` images of any H x W -> `B x K x H x W` logits.
 
     Raises:
-        ModelError: an unknown norm or upsample, depth < 2, or `widths` with fewer than 2
-            levels or a width below 1 (via `create_model`).
+        ModelError: an unknown norm or upsample, depth < 2, `widths` with fewer than 2
+            levels or a width below 1, or `widths` together with `base_channels` or `depth`
+            (via `create_model`).
 
     Example:
         >>> model = create_model("unet", 3, 1, preset="tiny").eval()
         >>> model(torch.randn(2, 3, 37, 45)).shape
         torch.Size([2, 1, 37, 45])
     """
-    widths = (level_widths(base_channels, depth) if widths is None
-              else checked_widths(widths))
+    widths = resolve_widths(widths, base_channels, depth, 64, 5)
     return UNet(
         in_channels, num_classes, widths,
         block=partial(DoubleConv, norm=norm, bias=bias),

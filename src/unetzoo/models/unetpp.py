@@ -22,7 +22,7 @@ from ..nn.blocks import DoubleConv
 from ..nn.factory import NormKind, UpKind, create_upsample
 from .base import SegmentationModel
 from .registry import register_model
-from .unet import checked_widths, level_widths
+from .unet import resolve_widths
 
 
 class UNetPlusPlus(SegmentationModel):
@@ -168,8 +168,8 @@ class UNetPlusPlus(SegmentationModel):
 def unetpp(
     in_channels: int = 3,
     num_classes: int = 1,
-    base_channels: int = 32,
-    depth: int = 5,
+    base_channels: int | None = None,
+    depth: int | None = None,
     widths: Sequence[int] | None = None,
     norm: NormKind = "batch",
     upsample: UpKind = "transpose",
@@ -192,8 +192,9 @@ def unetpp(
 
     Args:
         in_channels, num_classes, norm, bias: as `unet`.
-        base_channels, depth: widths base_channels * 2^l over `depth` levels; the full
-            network is UNet++ L^(depth-1). `widths` gives them explicitly instead.
+        base_channels, depth: widths base_channels * 2^l over `depth` levels (None: 32
+            and 5); the full network is UNet++ L^(depth-1). `widths` gives them explicitly
+            instead (not together with them).
         upsample: transpose (2x2 transposed conv), bilinear or nearest (no conv).
         deep_supervision: a head on every top-row node; training mode returns a list.
         output_weights: loss weight per head (default: equal, summing to 1).
@@ -204,8 +205,8 @@ def unetpp(
         the list [head n, head 1, ..., head n-1]).
 
     Raises:
-        ModelError: fewer than 2 levels, output_weights of the wrong length, or pruning
-            without deep supervision.
+        ModelError: fewer than 2 levels, `widths` with `base_channels` or `depth`,
+            output_weights of the wrong length, or pruning without deep supervision.
 
     Example:
         >>> model = create_model("unetpp", preset="tiny").eval()  # L^2, deep supervision
@@ -214,7 +215,7 @@ def unetpp(
     """
     return UNetPlusPlus(
         in_channels, num_classes,
-        checked_widths(widths) if widths is not None else level_widths(base_channels, depth),
+        resolve_widths(widths, base_channels, depth, 32, 5),
         norm=norm, upsample=upsample, deep_supervision=deep_supervision,
         output_weights=output_weights, prune_depth=prune_depth, bias=bias,
     )
