@@ -13,7 +13,7 @@ from unetzoo.cli import main
 from unetzoo.config import build_config
 from unetzoo.data.fingerprint import DatasetFingerprint, MachineFingerprint
 from unetzoo.data.prepare import prepare_data
-from unetzoo.engine.plan import make_plan, plan_for
+from unetzoo.engine.plan import make_plan, plan_config, plan_for
 
 CPU = MachineFingerprint(cores=2, bf16="avx512_bf16", memory_gb=24)
 GPU = MachineFingerprint(cores=8, bf16="none", gpu="A100", gpu_memory_gb=40, memory_gb=64)
@@ -81,18 +81,32 @@ def test_many_classes_use_cross_entropy_and_the_plan_is_a_valid_config():
     assert make_plan(replace(NUCLEI, count=20_000), CPU).options["augment"] == "light"
 
 
-def test_reasons_whose_options_the_user_gave_say_they_are_not_used():
+def test_reasons_whose_options_the_user_gave_say_they_are_overridden():
     plan = make_plan(NUCLEI, CPU, 15)
     assert plan.explained() == plan.reasons  # nothing given: every reason as planned
     lines = plan.explained({"model_args", "lr", "time_budget"})
     width = next(line for line in lines if line.startswith("unet base width"))
-    assert width.endswith(" - not used: --model-args given")
+    assert width.endswith(" - overridden by your --model-args")
     optimiser = next(line for line in lines if line.startswith("adamw"))
-    assert optimiser.endswith(" - not used: --lr given")  # the rest of that line is kept
-    assert sum("not used" in line for line in lines) == 2  # the budget is the user's own
+    assert optimiser.endswith(" - overridden by your --lr")  # the rest of that line holds
+    assert sum("overridden" in line for line in lines) == 2  # the budget is the user's own
     # an explicit model replaces the plan's width options, made for its own model
     assert next(line for line in plan.explained({"model"})
-                if line.startswith("unet base width")).endswith(" - not used: --model given")
+                if line.startswith("unet base width")).endswith(" - overridden by your --model")
+
+
+def test_an_explicit_batch_keeps_the_planned_patches_per_epoch(tmp_path: Path):
+    data_dir = write_pairs(tmp_path / "data", count=12, size=48)
+    config = build_config({"dataset": str(data_dir), "time_budget": 2, "batch": 4})
+    planned, _, plan = plan_config(config, prepare_data(data_dir, cache="off"),
+                                   {"dataset", "time_budget", "batch"})
+    assert plan.options["batch"] == 8 and plan.options["steps_per_epoch"] == 2  # 2 steps of 8
+    assert planned.batch == 4 and planned.steps_per_epoch == 4  # still 16 patches an epoch
+    config = build_config({"dataset": str(data_dir), "time_budget": 2, "batch": 4,
+                           "steps_per_epoch": 3})
+    planned, _, _ = plan_config(config, prepare_data(data_dir, cache="off"),
+                                {"dataset", "time_budget", "batch", "steps_per_epoch"})
+    assert planned.steps_per_epoch == 3  # given, kept
 
 
 def test_plan_from_a_dataset_and_the_command(tmp_path: Path, capsys):

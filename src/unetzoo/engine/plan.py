@@ -50,15 +50,16 @@ class RecipePlan:
     decides: list[tuple[str, ...]] = field(default_factory=list)
 
     def explained(self, explicit: set[str] = frozenset()) -> list[str]:
-        """The reasons, each whose options the user gave marked as not used, e.g.
-        `unet base width 16 (...) - not used: --model-args given`."""
+        """The reasons, each whose options the user gave marked as overridden, e.g.
+        `unet base width 16 (...) - overridden by your --model-args` (the rest of such a
+        line still holds: `--lr` leaves the plan's AdamW and schedule)."""
         replaced = _overriding(explicit)
         lines = []
         for reason, keys in zip(self.reasons, self.decides or [()] * len(self.reasons),
                                 strict=True):
             flags = [f"--{k.replace('_', '-')}" for k in keys if k in explicit]
             if any(k in replaced for k in keys) and flags:
-                reason += f" - not used: {', '.join(flags)} given"
+                reason += f" - overridden by your {', '.join(flags)}"
             lines.append(reason)
         return lines
 
@@ -228,6 +229,10 @@ def plan_config(config: TrainConfig, data: TrainData, explicit: set[str]
     values = {k: v for k, v in config.to_dict().items() if k in explicit or
               k not in plan.options}
     values.update({k: v for k, v in plan.options.items() if k not in explicit})
+    if {"batch", "steps_per_epoch"} <= plan.options.keys() and "batch" in explicit and \
+            "steps_per_epoch" not in explicit:  # the epoch still covers the planned patches
+        patches = plan.options["steps_per_epoch"] * plan.options["batch"]
+        values["steps_per_epoch"] = max(1, math.ceil(patches / values["batch"]))
     values["plan"] = plan.record()
     planned = build_config(values)
     data.preprocessing = replace(data.preprocessing, img_size=planned.img_size,
