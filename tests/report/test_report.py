@@ -184,6 +184,8 @@ def test_report_of_a_trained_run(binary_runs: tuple[Path, Path]) -> None:
     assert len(gallery) == 2  # worst 1 + best 1, each with the gates' attention maps
     gates = len(collect_run(run).checkpoint.build_model().gates)
     assert all(len(a["maps"]["model"]) == gates for a in gallery)
+    # the default loss as it ran for a binary task, as the training log says it
+    assert collect_run(run).config["loss"] == "ce+dice" and "loss bce+dice," in text
     assert (run / ASSETS / MARKER).is_file()
 
 

@@ -25,7 +25,9 @@ import yaml
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..errors import CheckpointError, RunError
+from ..losses import loss_name
 from ..metrics import METRIC_NAMES
+from ..task import TASKS
 
 log = logging.getLogger("unetzoo")
 
@@ -102,6 +104,14 @@ class RunData:
         if self.checkpoint is not None:
             return self.checkpoint.task
         return self.config.get("task")
+
+    @property
+    def loss(self) -> str | None:
+        """The loss as it ran (`ce+dice` of a binary run is `bce+dice`, as the log says)."""
+        name, task = self.config.get("loss"), self.task
+        if not isinstance(name, str) or task not in TASKS:
+            return name
+        return loss_name(name, task)
 
     @property
     def class_names(self) -> tuple[str, ...]:
