@@ -285,8 +285,12 @@ def test_packages_unetzoo_cannot_run_are_refused_with_the_reason(package: Path,
 
 def test_export_refuses_what_bioimage_io_cannot_take(run, tmp_path: Path) -> None:
     best, _ = run
-    with pytest.raises(ConfigError, match="--author"):
+    with pytest.raises(ConfigError, match="--author") as neither:
         export_bioimageio(best, tmp_path / "a.zip", authors=[], license="MIT")
+    assert "--license" not in str(neither.value)
+    with pytest.raises(ConfigError) as neither:  # both missing: both named at once
+        export_bioimageio(best, tmp_path / "a.zip", authors=[" "], license=None)
+    assert "pass --author NAME (repeat for several) and --license SPDX-ID" in str(neither.value)
     with pytest.raises(ConfigError, match="SPDX"):
         export_bioimageio(best, tmp_path / "a.zip", authors=["A"], license="my own")
     with pytest.raises(ConfigError, match="no DOI"):

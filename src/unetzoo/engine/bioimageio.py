@@ -217,11 +217,11 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
     if out.exists() and not overwrite:
         raise RunError("exists; pass --overwrite to replace it", out)
     authors = [a.strip() for a in authors if a.strip()]
-    if not authors:
-        raise ConfigError("a bioimage.io package names its authors: pass --author NAME")
-    if not license:
-        raise ConfigError("a bioimage.io package states the licence of its weights: pass "
-                          "--license SPDX-ID (e.g. MIT, BSD-3-Clause, CC-BY-4.0)")
+    needed = (([] if authors else ["--author NAME (repeat for several)"]) +
+              ([] if license else ["--license SPDX-ID (e.g. MIT, BSD-3-Clause, CC-BY-4.0)"]))
+    if needed:
+        raise ConfigError("a bioimage.io package names its authors and the licence of its "
+                          f"weights: pass {' and '.join(needed)}")
     try:
         license_id = v.LicenseId(license)
     except ValueError as exc:

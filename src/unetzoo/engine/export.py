@@ -285,7 +285,7 @@ def check_target(fmt: str, out: Path, overwrite: bool) -> None:
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose {', '.join(FORMATS)}")
     if out.suffix.lower() != SUFFIXES[fmt]:
-        raise ConfigError(f"a {fmt} export is named *{SUFFIXES[fmt]}, got {out.name!r}", out)
+        raise ConfigError(f"an export to {fmt} is named *{SUFFIXES[fmt]}, got {out.name!r}", out)
     if out.exists() and not overwrite:
         raise RunError("exists; pass --overwrite to replace it", out)
     if out.is_dir():
