@@ -117,8 +117,8 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     where = f"GPU {machine.gpu}" if gpu else (
         f"{machine.cores} CPU cores, bf16 {machine.bf16}")
     c.note(f"{data.count} training images, median {data.median_width}x"
-                     f"{data.median_height}, {data.channels} channel(s), {data.bit_depth}-bit; "
-                     f"{where}; {minutes:g} min")
+           f"{data.median_height}, {data.channels} channel(s), {data.bit_depth}-bit; "
+           f"{where}; {minutes:g} min")
 
     # patch: whole images when they are small and of one size, else a patch the machine can
     # take many steps with, large enough for 4 object diameters of context
