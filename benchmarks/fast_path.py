@@ -219,13 +219,21 @@ LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr
                 "/usr/lib", "/usr/local/lib")
 
 
-def _fused_step_rate(preset: str, size: int, batch: int, repeats: int) -> float:
-    """Images/s (median of `repeats` steps) of the default training step, fused AdamW."""
-    runtime = Runtime.resolve("cpu", "auto")
+def _unet_step(preset: str, x: torch.Tensor, runtime: Runtime, fused: bool | None = None
+               ) -> Callable[[], None]:
+    """The default training step of the seeded U-Net at `preset` on `x` (see _train_step)."""
     torch.manual_seed(0)
-    step = _train_step(create_model("unet", 3, 1, preset=preset), runtime,
-                       torch.randn(batch, 3, size, size))
+    return _train_step(create_model("unet", 3, 1, preset=preset), runtime, x, fused=fused)
+
+
+def _rate(step: Callable[[], None], batch: int, repeats: int, runtime: Runtime) -> float:
+    """Images/s of `step` on batches of `batch`: the median of `repeats` timed steps."""
     return batch / statistics.median(_times(step, 1, repeats, runtime.device))
+
+
+def _library(file: str) -> Path | None:
+    """The shared library `file` in the usual system folders, or None."""
+    return next((Path(d) / file for d in LIBRARY_DIRS if (Path(d) / file).is_file()), None)
 
 
 def _peak_rss_mib() -> int:
@@ -257,23 +265,18 @@ def train_part(preset: str, size: int, batch: int, rounds: int, repeats: int
     with each preloadable allocator found; interleaved rounds, medians."""
     runtime = Runtime.resolve("cpu", "auto")
     x = torch.randn(batch, 3, size, size)
-    steps = {}
-    for label, fused in (("before: unfused AdamW", False), ("now: fused AdamW", None)):
-        torch.manual_seed(0)
-        steps[label] = _train_step(create_model("unet", 3, 1, preset=preset), runtime, x,
-                                   fused=fused)
+    steps = {label: _unet_step(preset, x, runtime, fused)
+             for label, fused in (("before: unfused AdamW", False), ("now: fused AdamW", None))}
     processes: dict[str, tuple[Path | None, dict[str, str]]] = {
         "now, own process (system malloc)": (None, {})}
-    processes.update({f"now, own process, LD_PRELOAD {name}": (path, env)
-                      for name, (file, env) in ALLOCATORS.items()
-                      for path in [next((Path(d) / file for d in LIBRARY_DIRS
-                                         if (Path(d) / file).is_file()), None)] if path})
+    for name, (file, env) in ALLOCATORS.items():
+        if (path := _library(file)) is not None:
+            processes[f"now, own process, LD_PRELOAD {name}"] = (path, env)
     results: dict[str, list[float]] = {label: [] for label in (*steps, *processes)}
     rss: dict[str, int] = {}
     for _ in range(rounds):
         for label, step in steps.items():
-            seconds = statistics.median(_times(step, 1, repeats, runtime.device))
-            results[label].append(batch / seconds)
+            results[label].append(_rate(step, batch, repeats, runtime))
         for label, (path, env) in processes.items():
             rate, rss[label] = _process_rate(path, env, preset, size, batch, repeats)
             results[label].append(rate)
@@ -302,7 +305,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.part == "train-step":
-        rate = _fused_step_rate(args.preset, args.size, args.batch, args.repeats)
+        runtime = Runtime.resolve("cpu", "auto")
+        step = _unet_step(args.preset, torch.randn(args.batch, 3, args.size, args.size), runtime)
+        rate = _rate(step, args.batch, args.repeats, runtime)
         print(json.dumps([rate, _peak_rss_mib()]))
         return
     names = list_models() if args.models == "all" else args.models.split(",")
