@@ -210,6 +210,7 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     checkpoint = predictor.checkpoint
     assert checkpoint is not None
     written: list[Path] = []
+    predictor.emptied = 0  # counted for these files only (a predictor may be reused)
     reader = getattr(predictor.model, "read_input", None)  # packages of other tools
     wanted = checkpoint.preprocessing.in_channels
     headers: list[ImageHeader] = []
