@@ -17,7 +17,7 @@ from PIL import Image
 from tests.engine.test_export import tiny_checkpoint
 from tests.helpers import write_pairs
 from unetzoo.checkpoint import load_checkpoint, save_checkpoint
-from unetzoo.cli import main
+from unetzoo.cli import main, setup_logging
 from unetzoo.engine.backends import open_exported
 from unetzoo.models import create_model
 
@@ -26,6 +26,15 @@ FAST = ["--no-progress", "--device", "cpu"]
 
 def run(*argv: str | Path) -> int:
     return main([str(a) for a in argv])
+
+
+@pytest.fixture
+def cli_logging() -> None:
+    """The "unetzoo" logger as `main` leaves it (not propagating) before the test runs:
+    pytest attaches caplog's handler only to loggers that are non-propagating when the test
+    starts, so a test whose first `main` call happens inside it would capture nothing when
+    run alone."""
+    setup_logging()
 
 
 @pytest.fixture
@@ -267,9 +276,8 @@ def test_every_command_taking_a_trained_model_takes_a_run_folder(tmp_path: Path,
     assert len(err.strip().splitlines()) == 1 and str(run_dir) in err
 
 
-def test_post_processing_that_empties_every_prediction_is_said(tmp_path: Path,
-                                                                caplog: pytest.LogCaptureFixture
-                                                                ) -> None:
+def test_post_processing_that_empties_every_prediction_is_said(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, cli_logging: None) -> None:
     _, info = tiny_checkpoint(num_classes=1)
     state = dict(info.state_dict)
     head = [k for k in state if k.endswith("bias")][-1]
