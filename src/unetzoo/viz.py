@@ -139,7 +139,11 @@ def save_curves(path: Path, history: Sequence[dict[str, float]]) -> Path:
             right.plot(*zip(*points, strict=True), marker=".", label=key.replace("_", " "))
     right.set_xlabel("epoch")
     right.set_ylim(0, 1)
-    right.legend()
+    if right.lines:
+        right.legend()
+    else:
+        right.text(0.5, 0.5, "no validation yet", ha="center", va="center",
+                   transform=right.transAxes)
     fig.tight_layout()
     try:
         return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100))

@@ -43,3 +43,17 @@ def test_eval_debug_overlays_show_the_original_pixels(data: Path, tmp_path: Path
         panel = np.asarray(Image.open(tmp_path / "eval" / "overlays" / image_path.name))
         height, width = original.shape[:2]
         np.testing.assert_array_equal(panel[TITLE: TITLE + height, :width], original)
+
+
+def test_curves_of_a_run_that_has_not_validated_yet_are_drawn_without_warnings(tmp_path):
+    import warnings
+
+    from PIL import Image
+
+    from unetzoo.viz import save_curves
+
+    history = [{"epoch": 1, "train_loss": 0.7}, {"epoch": 2, "train_loss": 0.5}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns on a legend with nothing in it
+        path = save_curves(tmp_path / "curves.png", history)
+    assert Image.open(path).size == (1000, 380)

@@ -53,6 +53,56 @@ def test_large_objects_raise_the_patch_for_context():
     assert make_plan(cells, CPU, 15).options["img_size"] == 256  # 4 diameters, at most 2 x 128
 
 
+# photographs with one large object each (skin lesions, polyps): 1024 x 768, objects 400 px
+LESIONS = replace(NUCLEI, count=800, median_height=768, median_width=1024, min_side=600,
+                  max_side=1280, object_area=3.14159 * 200**2, objects_per_image=1.0,
+                  foreground_fraction=0.25, foreground_width=350.0, background_width=220.0)
+
+
+def test_objects_wider_than_the_patch_are_trained_on_downscaled_whole_images():
+    plan = make_plan(LESIONS, CPU, 15)
+    options = plan.options
+    # objects become about 128 px across, the whole image at most 2 x 128: 1024 / 256 = 4x
+    assert options["resize_mode"] == "resize" and options["img_size"] == 256
+    assert options["steps_per_epoch"] == 800 // 8  # one whole image per sample
+    assert options["fg_oversample"] == 0.0
+    assert any(r.startswith("images resized to 256x256, 4.0x smaller") for r in plan.reasons)
+    gpu = make_plan(LESIONS, GPU, 15).options  # a 40 GB GPU's 512-px patch holds one object
+    assert gpu["resize_mode"] == "crop" and gpu["img_size"] == 768  # raised for context
+
+
+@pytest.mark.parametrize("change", [
+    {"foreground_width": 5.0},  # retinal vessels: one wide tree of 5-px vessels
+    {"background_width": 6.0},  # large cells apart by thin membranes (EM)
+    {"median_height": 400},  # 1024 x 400 strips: a square resize would distort them
+    {"task": "multiclass", "num_classes": 3},  # widths are measured for one foreground
+    {"object_area": 3.14159 * 50**2},  # objects of 100 px fit the patch's context
+])
+def test_thin_structures_elongated_images_and_small_objects_keep_full_resolution(change):
+    options = make_plan(replace(LESIONS, **change), CPU, 15).options
+    assert options["resize_mode"] == "crop" and options["img_size"] == 256
+    assert options["steps_per_epoch"] > 800 // 8  # several patches per image
+
+
+def test_structure_width_measures_discs_strips_and_gaps():
+    import cv2
+    import numpy as np
+
+    from unetzoo.data.fingerprint import structure_width
+
+    disc = np.zeros((300, 300), np.uint8)
+    cv2.circle(disc, (150, 150), 60, 1, -1)
+    assert structure_width(disc > 0) == pytest.approx(121, abs=4)  # its diameter
+    strip = np.zeros((300, 300), bool)
+    strip[:, 100:105] = True
+    assert structure_width(strip) == pytest.approx(5, abs=0.5)
+    gaps = np.ones((300, 300), bool)
+    gaps[:, 100:103] = False  # a 3-px membrane between two wide regions
+    assert structure_width(~gaps) == pytest.approx(3, abs=0.5)
+    assert structure_width(np.zeros((5, 5), bool)) is None
+    assert structure_width(np.ones((5, 5), bool)) is None
+
+
 def test_sparse_objects_in_large_images_oversample_foreground():
     sparse = replace(NUCLEI, median_height=1000, median_width=1000, min_side=900,
                      max_side=1100, foreground_fraction=0.01, sparse_images=0.6)
@@ -143,6 +193,7 @@ def test_sixteen_bit_microscopy_is_fingerprinted_and_planned(tmp_path: Path):
     data = prepare_data(tmp_path, cache="off")
     plan = plan_for(data, 5, machine=CPU)
     assert plan.dataset.bit_depth == 16 and plan.dataset.object_area == 100
+    assert plan.dataset.foreground_width == 9  # the 10-px squares' ridge, less one pixel
     assert plan.dataset.foreground_brighter == 1.0
     assert plan.dataset.foreground_fraction == pytest.approx(100 / 64**2)
     assert plan.options["normalize"] == "percentile"

@@ -50,6 +50,9 @@ class DatasetFingerprint:
         sparse_images: fraction of images with under 1% foreground.
     object_area: median area of connected foreground objects; objects_per_image: median.
     class_frequencies: pixel fraction per model output class (binary: foreground only).
+    foreground_width, background_width: median width of the foreground's structures and
+        of the gaps between them (see `structure_width`); 0 when not measured. What a
+        downscale has to keep: vessels and membranes are a few pixels wide, lesions hundreds.
     """
 
     count: int
@@ -73,6 +76,8 @@ class DatasetFingerprint:
     object_area: float
     objects_per_image: float
     class_frequencies: tuple[float, ...] = field(default=())
+    foreground_width: float = 0.0
+    background_width: float = 0.0
 
     @property
     def median_area(self) -> int:
@@ -130,6 +135,21 @@ def _objects(foreground: np.ndarray) -> list[int]:
     return [int(a) for a in stats[1:, cv2.CC_STAT_AREA]]
 
 
+def structure_width(region: np.ndarray) -> float | None:
+    """Median width in pixels of the structures of a bool `H x W` region: twice the
+    distance to the region's edge along its ridge (the local maxima of the Euclidean
+    distance transform, which trace the medial axis; Blum 1967), less one pixel. A disc
+    gives its diameter, a strip its thickness; the image border is not an edge.
+
+    Returns:
+        The width, or None when the region is empty or fills the image."""
+    if not region.any() or region.all():
+        return None
+    distance = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 5)
+    ridge = region & (distance >= cv2.dilate(distance, np.ones((3, 3), np.uint8)))
+    return float(2 * np.median(distance[ridge]) - 1)
+
+
 def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: int,
                         sample: int = FINGERPRINT_SAMPLE, seed: int = 0) -> DatasetFingerprint:
     """Measure the training `pairs` (see DatasetFingerprint) from up to `sample` of them
@@ -143,6 +163,8 @@ def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: i
     outputs = 1 if task == "binary" else classes
     heights, widths, depths, pixels = [], [], [], []
     image_means, image_stds, brighter, fractions, areas, counts = [], [], [], [], [], []
+    widths_fg: list[float] = []
+    widths_bg: list[float] = []
     class_pixels, labelled_pixels = np.zeros(outputs), 0
     used = 0
     for pair in spread_sample(list(pairs), sample):
@@ -184,6 +206,9 @@ def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: i
         objects = _objects(foreground)
         areas += objects
         counts.append(len(objects))
+        for region, found in ((foreground, widths_fg), (~foreground & valid, widths_bg)):
+            if (width := structure_width(region)) is not None:
+                found.append(width)
         if foreground.any() and (~foreground & valid).any():
             brighter.append(float(gray[foreground].mean() > gray[~foreground & valid].mean()))
     if not used:
@@ -205,4 +230,6 @@ def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: i
         sparse_images=float(np.mean([f < 0.01 for f in fractions])) if fractions else 0.0,
         object_area=float(np.median(areas)) if areas else 0.0,
         objects_per_image=float(np.median(counts)) if counts else 0.0,
-        class_frequencies=tuple(float(v) for v in class_pixels / max(1, labelled_pixels)))
+        class_frequencies=tuple(float(v) for v in class_pixels / max(1, labelled_pixels)),
+        foreground_width=float(np.median(widths_fg)) if widths_fg else 0.0,
+        background_width=float(np.median(widths_bg)) if widths_bg else 0.0)

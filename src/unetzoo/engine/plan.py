@@ -35,6 +35,9 @@ PLAN_VERSION = 1
 DEFAULT_MINUTES = 15.0
 MAX_PATCHES_PER_IMAGE = 16  # an epoch covers a large image with at most this many patches
 SPARSE_FOREGROUND = 0.02  # foreground pixel fraction below which patches oversample it
+MIN_STRUCTURE_WIDTH = 8  # px the narrowest structures keep when images are downscaled
+MIN_DOWNSCALE = 1.5  # a smaller resize is not worth the interpolation
+MAX_ASPECT = 1.5  # images are resized to a square only when no more elongated than this
 
 
 @dataclass
@@ -99,6 +102,27 @@ class _Choices:
         self.decides.append(tuple(options))
 
 
+def _downscale(data: DatasetFingerprint, diameter: float, cap: int
+               ) -> tuple[int, float] | None:
+    """The side the images are resized to, and by how much, when binary objects are wider
+    than the machine's patch `cap` (lesions, polyps): a crop would show part of one object
+    and tiles would segment it piecewise. The images shrink until the objects are about
+    `cap` px across and a whole image fits in twice `cap`, as long as the narrowest
+    structures (foreground or the gaps between objects) keep MIN_STRUCTURE_WIDTH px, the
+    images are roughly square (resizing is to a square) and the shrink is worth it (1.5x).
+    None: train on patches at full resolution."""
+    long, short = max(data.median_height, data.median_width), \
+        min(data.median_height, data.median_width)
+    thin = min(data.foreground_width, data.background_width)
+    if data.task != "binary" or diameter <= cap or thin <= 0 or long > MAX_ASPECT * short:
+        return None
+    size = min(2 * cap, max(cap, _multiple(long * cap / diameter)))
+    scale = long / size
+    if scale < MIN_DOWNSCALE or thin / scale < MIN_STRUCTURE_WIDTH:
+        return None
+    return size, scale
+
+
 def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
               minutes: float | None = None) -> RecipePlan:
     """The recipe for `data` on `machine` in `minutes` of training (default 15).
@@ -125,10 +149,18 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     diameter = 2 * math.sqrt(data.object_area / math.pi) if data.object_area else 0.0
     side = min(data.median_height, data.median_width)
     cap = (512 if machine.gpu_memory_gb >= 24 else 256) if gpu else 128
+    downscale = _downscale(data, diameter, cap)
     if data.max_side <= 256 and data.min_side == data.max_side:
         patch = _multiple(side)
         c.set(f"patch {patch}: whole images (all {data.max_side} px or less, one size)",
               img_size=patch, resize_mode="crop")
+    elif downscale is not None:
+        patch, scale = downscale
+        thin = min(data.foreground_width, data.background_width)
+        c.set(f"images resized to {patch}x{patch}, {scale:.1f}x smaller (objects "
+              f"{diameter:.0f} px across, wider than the {cap}-px {'GPU' if gpu else 'CPU'} "
+              f"patch; their narrowest structures {thin:.0f} px, {thin / scale:.0f} after); "
+              "predictions are resized back", img_size=patch, resize_mode="resize")
     else:
         context = _multiple(4 * diameter, 32)
         patch = min(max(cap, min(context, 2 * cap)), _multiple(side))
@@ -153,14 +185,15 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     batch = 8
     if gpu:
         batch = max(8, min(32, int(16 * (256 / patch) ** 2 * machine.gpu_memory_gb / 16)))
-    per_image = min(MAX_PATCHES_PER_IMAGE, max(1.0, data.median_area / patch**2))
+    tiled = c.options["resize_mode"] == "crop" and patch**2 < data.median_area
+    per_image = min(MAX_PATCHES_PER_IMAGE, data.median_area / patch**2) if tiled else 1.0
     steps = max(1, math.ceil(data.count * per_image / batch))
     c.set(f"batch {batch}; {steps} steps per epoch ({per_image:.1f} patches per image)",
           batch=batch, steps_per_epoch=steps)
 
     # foreground oversampling only for really sparse objects in patches smaller than the
     # images: on the shared datasets (foreground 13-78%) it is not shown to help yet
-    if patch**2 < data.median_area and (data.foreground_fraction < SPARSE_FOREGROUND or
+    if tiled and (data.foreground_fraction < SPARSE_FOREGROUND or
                                         data.sparse_images > 0.5):
         c.set(f"a third of the patches on foreground (foreground "
               f"{data.foreground_fraction:.1%} of pixels, {data.sparse_images:.0%} of images "
