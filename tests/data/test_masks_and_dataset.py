@@ -292,3 +292,18 @@ def test_foreground_oversampling_puts_foreground_in_every_patch():
     hits = [always(image=image, mask=mask)["mask"].max() for _ in range(20)]
     assert all(h == 1 for h in hits)
     assert sum(uniform(image=image, mask=mask)["mask"].max() for _ in range(20)) < 10
+
+
+@pytest.mark.parametrize("side", [200, 405, 486])
+def test_resize_mode_keeps_the_mask_on_its_image(side: int) -> None:
+    """A disc resized to 256 px: the mask's centroid is where the image's is (INTER_NEAREST
+    would put it half a resized pixel down and right, 0.46-0.68 px here)."""
+    from unetzoo.data.transforms import resize_transform
+
+    yy, xx = np.mgrid[:side, :side]
+    mask = (np.hypot(yy - 0.45 * side, xx - 0.55 * side) < 0.25 * side).astype(np.uint8)
+    out = resize_transform(256)(image=np.stack([mask * 255] * 3, -1), mask=mask)
+    weight = out["image"][..., 0].astype(float)  # bilinear: grey edge pixels weigh partly
+    centre = [(axis * weight).sum() / weight.sum() for axis in np.mgrid[:256, :256]]
+    found = np.nonzero(out["mask"])
+    assert np.allclose([found[0].mean(), found[1].mean()], centre, atol=0.1)

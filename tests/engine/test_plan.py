@@ -71,17 +71,28 @@ def test_objects_wider_than_the_patch_are_trained_on_downscaled_whole_images():
     assert gpu["resize_mode"] == "crop" and gpu["img_size"] == 768  # raised for context
 
 
-@pytest.mark.parametrize("change", [
-    {"foreground_width": 5.0},  # retinal vessels: one wide tree of 5-px vessels
-    {"background_width": 6.0},  # large cells apart by thin membranes (EM)
-    {"median_height": 400},  # 1024 x 400 strips: a square resize would distort them
-    {"task": "multiclass", "num_classes": 3},  # widths are measured for one foreground
-    {"object_area": 3.14159 * 50**2},  # objects of 100 px fit the patch's context
+@pytest.mark.parametrize(("change", "why"), [
+    # retinal vessels: one wide tree of 5-px vessels
+    ({"foreground_width": 5.0}, "the narrowest structures (5 px wide) would be 1.2 px at "
+                                "4.0x smaller, under 8"),
+    # large cells apart by thin membranes (EM)
+    ({"background_width": 6.0}, "the narrowest structures (6 px wide) would be 1.5 px"),
+    # 1024 x 400 strips: a square resize would distort them
+    ({"median_height": 400}, "images 1024x400 are more elongated than 1.5:1"),
+    # widths are measured for one foreground
+    ({"task": "multiclass", "num_classes": 3}, "a multiclass task is not downscaled"),
+    ({"object_area": 3.14159 * 50**2}, None),  # objects of 100 px fit the patch's context
 ])
-def test_thin_structures_elongated_images_and_small_objects_keep_full_resolution(change):
-    options = make_plan(replace(LESIONS, **change), CPU, 15).options
+def test_thin_structures_elongated_images_and_small_objects_keep_full_resolution(change, why):
+    plan = make_plan(replace(LESIONS, **change), CPU, 15)
+    options = plan.options
     assert options["resize_mode"] == "crop" and options["img_size"] == 256
     assert options["steps_per_epoch"] > 800 // 8  # several patches per image
+    kept = [r for r in plan.reasons if "full resolution kept" in r]
+    if why is None:  # nothing to explain: the objects fit
+        assert not kept
+    else:
+        assert len(kept) == 1 and f"; full resolution kept: {why}" in kept[0]
 
 
 def test_structure_width_measures_discs_strips_and_gaps():

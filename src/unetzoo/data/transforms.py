@@ -139,8 +139,15 @@ def albumentations() -> ModuleType:
 
 def resize_transform(img_size: int) -> A.Resize:
     """The resize of `resize` mode (bilinear image, nearest-neighbour mask), done once per
-    image by the sample cache and again (a no-op at that size) by `train_transform`."""
-    return albumentations().Resize(img_size, img_size)
+    image by the sample cache and again (a no-op at that size) by `train_transform`.
+
+    The mask uses OpenCV's INTER_NEAREST_EXACT, which samples at pixel centres as the
+    bilinear image resize does; plain INTER_NEAREST samples at pixel corners and shifts the
+    mask down and right of its image by half a resized pixel."""
+    import cv2
+
+    return albumentations().Resize(img_size, img_size,
+                                   mask_interpolation=cv2.INTER_NEAREST_EXACT)
 
 
 def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "default",

@@ -103,23 +103,36 @@ class _Choices:
 
 
 def _downscale(data: DatasetFingerprint, diameter: float, cap: int
-               ) -> tuple[int, float] | None:
+               ) -> tuple[int, float] | str | None:
     """The side the images are resized to, and by how much, when binary objects are wider
     than the machine's patch `cap` (lesions, polyps): a crop would show part of one object
     and tiles would segment it piecewise. The images shrink until the objects are about
     `cap` px across and a whole image fits in twice `cap`, as long as the narrowest
     structures (foreground or the gaps between objects) keep MIN_STRUCTURE_WIDTH px, the
     images are roughly square (resizing is to a square) and the shrink is worth it (1.5x).
-    None: train on patches at full resolution."""
+
+    Returns:
+        (side, scale); or, when the objects are wider than `cap` but the images keep their
+        resolution, why (a phrase); None when the objects fit the patch."""
+    if diameter <= cap:
+        return None
     long, short = max(data.median_height, data.median_width), \
         min(data.median_height, data.median_width)
     thin = min(data.foreground_width, data.background_width)
-    if data.task != "binary" or diameter <= cap or thin <= 0 or long > MAX_ASPECT * short:
-        return None
+    if data.task != "binary":
+        return f"a {data.task} task is not downscaled"
+    if thin <= 0:
+        return "the structures' widths were not measured"
+    if long > MAX_ASPECT * short:
+        return (f"images {long}x{short} are more elongated than {MAX_ASPECT:g}:1, a square "
+                "resize would distort them")
     size = min(2 * cap, max(cap, _multiple(long * cap / diameter)))
     scale = long / size
-    if scale < MIN_DOWNSCALE or thin / scale < MIN_STRUCTURE_WIDTH:
-        return None
+    if scale < MIN_DOWNSCALE:
+        return f"resizing to {size} px would shrink them only {scale:.1f}x"
+    if thin / scale < MIN_STRUCTURE_WIDTH:
+        return (f"the narrowest structures ({thin:.0f} px wide) would be {thin / scale:.1f} px "
+                f"at {scale:.1f}x smaller, under {MIN_STRUCTURE_WIDTH}")
     return size, scale
 
 
@@ -154,7 +167,7 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
         patch = _multiple(side)
         c.set(f"patch {patch}: whole images (all {data.max_side} px or less, one size)",
               img_size=patch, resize_mode="crop")
-    elif downscale is not None:
+    elif isinstance(downscale, tuple):
         patch, scale = downscale
         thin = min(data.foreground_width, data.background_width)
         c.set(f"images resized to {patch}x{patch}, {scale:.1f}x smaller (objects "
@@ -169,7 +182,8 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
             why += f", raised to {patch} for 4 object diameters ({diameter:.0f} px)"
         if patch == _multiple(side) and patch < cap:
             why = "the median image side"
-        c.set(f"patch {patch} ({why}); whole images are tiled at inference",
+        kept = f"; full resolution kept: {downscale}" if downscale else ""
+        c.set(f"patch {patch} ({why}); whole images are tiled at inference{kept}",
               img_size=patch, resize_mode="crop")
 
     # model width: a CPU gains more from steps than from width in minutes
