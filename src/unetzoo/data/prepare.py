@@ -84,7 +84,7 @@ class TrainData:
 
             # what shapes a target (not the survey's wording or size)
             rule = replace(self.reading, evidence="", surveyed=0)
-            resized = f"{size}:nearest-exact" if size is not None else None  # mask resize
+            resized = f"{size}:centres" if size is not None else None  # how it resizes
             settings = f"channels={channels}|resize={resized}|{rule!r}"
             self._caches[key] = SampleCache(data.pairs, reader, mode, settings)
             log.info("sample cache for %d images: %s (%s)", len(data.pairs), mode, why)

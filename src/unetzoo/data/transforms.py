@@ -137,17 +137,45 @@ def albumentations() -> ModuleType:
             os.environ[NO_UPDATE_CHECK] = before
 
 
-def resize_transform(img_size: int) -> A.Resize:
-    """The resize of `resize` mode (bilinear image, nearest-neighbour mask), done once per
-    image by the sample cache and again (a no-op at that size) by `train_transform`.
+def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
+    """The image resize of `resize` mode, in training and at inference alike: `B x C x H x W`
+    (or `C x H x W`) float to `size x size`, bilinear at pixel centres, antialiased when it
+    shrinks (a triangle filter as wide as the scale, as PIL does). Without the antialiasing
+    a 4x smaller image keeps about 1.8x the fine-detail energy of an antialiased one, so a
+    model trained on one and shown the other sees different pixels."""
+    batch = image if image.ndim == 4 else image[None]
+    out = torch.nn.functional.interpolate(batch.float(), size=(size, size), mode="bilinear",
+                                          align_corners=False, antialias=True)
+    return out if image.ndim == 4 else out[0]
 
-    The mask uses OpenCV's INTER_NEAREST_EXACT, which samples at pixel centres as the
-    bilinear image resize does; plain INTER_NEAREST samples at pixel corners and shifts the
-    mask down and right of its image by half a resized pixel."""
-    import cv2
 
-    return albumentations().Resize(img_size, img_size,
-                                   mask_interpolation=cv2.INTER_NEAREST_EXACT)
+@dataclass(frozen=True)
+class _Resized:
+    """`H x W (x C)` array to `size x size`: an image with `resize_image`, a mask with the
+    nearest pixel centre (torch's nearest-exact; plain nearest samples at pixel corners and
+    shifts a mask down and right of its image by half a pixel). Picklable, for workers."""
+
+    size: int
+    mask: bool
+
+    def __call__(self, array: np.ndarray, **_: Any) -> np.ndarray:
+        planes = torch.from_numpy(np.ascontiguousarray(array))
+        planes = (planes[None] if array.ndim == 2 else planes.permute(2, 0, 1))[None]
+        if self.mask:
+            out = torch.nn.functional.interpolate(planes.double(), size=(self.size,) * 2,
+                                                  mode="nearest-exact")
+        else:
+            out = resize_image(planes, self.size)
+        out = out[0, 0] if array.ndim == 2 else out[0].permute(1, 2, 0)
+        return out.numpy().astype(array.dtype, copy=False)
+
+
+def resize_transform(img_size: int) -> A.Lambda:
+    """The resize of `resize` mode (`resize_image` for the image, the nearest pixel centre for
+    the mask), done once per image by the sample cache and again (a no-op at that size) by
+    `train_transform`."""
+    return albumentations().Lambda(image=_Resized(img_size, mask=False),
+                                   mask=_Resized(img_size, mask=True), p=1.0)
 
 
 def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "default",

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import Checkpoint
-from ..data.transforms import Preprocessing, Statistics
+from ..data.transforms import Preprocessing, Statistics, resize_image
 from ..errors import ConfigError
 from ..task import Task, labels_from_probabilities, probabilities
 from .backends import ExportedModule
@@ -317,9 +317,7 @@ class Predictor:
             if isinstance(image, np.ndarray) else None
         size = self.preprocessing.img_size
         if self.preprocessing.resize_mode == "resize":
-            small = F.interpolate(self._crop(image, 0, 0, height, width)[None],
-                                  size=(size, size), mode="bilinear", align_corners=False,
-                                  antialias=True)
+            small = resize_image(self._crop(image, 0, 0, height, width)[None], size)
             yield F.interpolate(infer(small), size=(height, width), mode="bilinear",
                                 align_corners=False)[0]
         elif height <= size and width <= size:
