@@ -3,7 +3,7 @@ patches, under the same time budget.
 
 No dataset in ../shared has objects wider than a CPU patch (128 px), so this benchmark
 renders one: dermoscopy-like photographs (640 x 480 around, skin with uneven colour,
-shading and hairs; one lesion per image, 170-340 px across, irregular and sometimes
+shading and hairs; one lesion per image, about 160-380 px across, irregular and sometimes
 low-contrast, with fuzzy borders and dark globules). Both runs take `unetzoo train
 --time-budget M` with the plan; the second keeps the full resolution by giving the patch
 the plan chose before it could downscale (`--resize-mode crop --img-size 256`). Both are

@@ -156,18 +156,24 @@ def test_reasons_whose_options_the_user_gave_say_they_are_overridden():
                 if line.startswith("unet base width")).endswith(" - overridden by your --model")
 
 
-def test_an_explicit_batch_keeps_the_planned_patches_per_epoch(tmp_path: Path):
+def test_an_explicit_batch_or_patch_keeps_each_image_once_per_epoch(tmp_path: Path):
     data_dir = write_pairs(tmp_path / "data", count=12, size=48)
-    config = build_config({"dataset": str(data_dir), "time_budget": 2, "batch": 4})
-    planned, _, plan = plan_config(config, prepare_data(data_dir, cache="off"),
-                                   {"dataset", "time_budget", "batch"})
-    assert plan.options["batch"] == 8 and plan.options["steps_per_epoch"] == 2  # 2 steps of 8
-    assert planned.batch == 4 and planned.steps_per_epoch == 4  # still 16 patches an epoch
-    config = build_config({"dataset": str(data_dir), "time_budget": 2, "batch": 4,
-                           "steps_per_epoch": 3})
-    planned, _, _ = plan_config(config, prepare_data(data_dir, cache="off"),
-                                {"dataset", "time_budget", "batch", "steps_per_epoch"})
-    assert planned.steps_per_epoch == 3  # given, kept
+
+    def planned_with(**given):
+        config = build_config({"dataset": str(data_dir), "time_budget": 2, **given})
+        return plan_config(config, prepare_data(data_dir, cache="off"),
+                           {"dataset", "time_budget", *given})
+
+    planned, _, plan = planned_with(batch=4)
+    assert plan.dataset.count == 10  # 12 less the validation images
+    assert plan.options["batch"] == 8 and plan.options["steps_per_epoch"] == 2  # 10 in 8s
+    assert planned.batch == 4 and planned.steps_per_epoch == 3  # still each image once
+    planned, _, _ = planned_with(img_size=32)  # 48 x 48 images: 2.25 patches of 32 each
+    assert planned.img_size == 32 and planned.steps_per_epoch == 3  # 22.5 patches in 8s
+    planned, _, _ = planned_with(img_size=32, resize_mode="resize")  # whole, resized
+    assert planned.steps_per_epoch == 2
+    planned, _, _ = planned_with(batch=4, steps_per_epoch=5)
+    assert planned.steps_per_epoch == 5  # given, kept
 
 
 def test_plan_from_a_dataset_and_the_command(tmp_path: Path, capsys):

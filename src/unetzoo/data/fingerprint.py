@@ -139,7 +139,8 @@ def structure_width(region: np.ndarray) -> float | None:
     """Median width in pixels of the structures of a bool `H x W` region: twice the
     distance to the region's edge along its ridge (the local maxima of the Euclidean
     distance transform, which trace the medial axis; Blum 1967), less one pixel. A disc
-    gives its diameter, a strip its thickness; the image border is not an edge.
+    gives its diameter, a strip its thickness (an even one a pixel less: the ridge is then
+    two pixels wide, each half a pixel off centre); the image border is not an edge.
 
     Returns:
         The width, or None when the region is empty or fills the image."""

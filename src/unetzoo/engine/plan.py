@@ -136,6 +136,21 @@ def _downscale(data: DatasetFingerprint, diameter: float, cap: int
     return size, scale
 
 
+def _steps_per_epoch(data: DatasetFingerprint, patch: int, resize_mode: str, batch: int
+                     ) -> tuple[int, float]:
+    """Optimizer steps of an epoch that covers each image's area about once, and the
+    patches per image (image area / patch area, 1 to MAX_PATCHES_PER_IMAGE, when patches
+    are smaller than the images; one when images are whole or resized)."""
+    per_image = min(MAX_PATCHES_PER_IMAGE, data.median_area / patch**2) \
+        if _tiled(data, patch, resize_mode) else 1.0
+    return max(1, math.ceil(data.count * per_image / batch)), per_image
+
+
+def _tiled(data: DatasetFingerprint, patch: int, resize_mode: str) -> bool:
+    """Whether training takes patches smaller than the (median) image."""
+    return resize_mode == "crop" and patch**2 < data.median_area
+
+
 def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
               minutes: float | None = None) -> RecipePlan:
     """The recipe for `data` on `machine` in `minutes` of training (default 15).
@@ -199,21 +214,20 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     batch = 8
     if gpu:
         batch = max(8, min(32, int(16 * (256 / patch) ** 2 * machine.gpu_memory_gb / 16)))
-    tiled = c.options["resize_mode"] == "crop" and patch**2 < data.median_area
-    per_image = min(MAX_PATCHES_PER_IMAGE, data.median_area / patch**2) if tiled else 1.0
-    steps = max(1, math.ceil(data.count * per_image / batch))
-    c.set(f"batch {batch}; {steps} steps per epoch ({per_image:.1f} patches per image)",
+    steps, per_image = _steps_per_epoch(data, patch, c.options["resize_mode"], batch)
+    tiled = _tiled(data, patch, c.options["resize_mode"])
+    each = f"{per_image:.1f} patches per image" if tiled else "each image once, whole"
+    c.set(f"batch {batch}; {steps} steps per epoch ({each})",
           batch=batch, steps_per_epoch=steps)
 
     # foreground oversampling only for really sparse objects in patches smaller than the
     # images: on the shared datasets (foreground 13-78%) it is not shown to help yet
-    if tiled and (data.foreground_fraction < SPARSE_FOREGROUND or
-                                        data.sparse_images > 0.5):
+    if tiled and (data.foreground_fraction < SPARSE_FOREGROUND or data.sparse_images > 0.5):
         c.set(f"a third of the patches on foreground (foreground "
               f"{data.foreground_fraction:.1%} of pixels, {data.sparse_images:.0%} of images "
               "almost empty, patches smaller than images)", fg_oversample=0.33)
     else:
-        c.set("uniform patch sampling", fg_oversample=0.0)
+        c.set("uniform patch sampling" if tiled else "no patch sampling", fg_oversample=0.0)
 
     # normalisation
     mixed = 0.1 < data.foreground_brighter < 0.9
@@ -276,10 +290,10 @@ def plan_config(config: TrainConfig, data: TrainData, explicit: set[str]
     values = {k: v for k, v in config.to_dict().items() if k in explicit or
               k not in plan.options}
     values.update({k: v for k, v in plan.options.items() if k not in explicit})
-    if {"batch", "steps_per_epoch"} <= plan.options.keys() and "batch" in explicit and \
-            "steps_per_epoch" not in explicit:  # the epoch still covers the planned patches
-        patches = plan.options["steps_per_epoch"] * plan.options["batch"]
-        values["steps_per_epoch"] = max(1, math.ceil(patches / values["batch"]))
+    if explicit & {"batch", "img_size", "resize_mode"} and "steps_per_epoch" not in explicit:
+        # the epoch still covers each image's area once, in the user's batches and patches
+        values["steps_per_epoch"], _ = _steps_per_epoch(
+            plan.dataset, values["img_size"], values["resize_mode"], values["batch"])
     values["plan"] = plan.record()
     planned = build_config(values)
     data.preprocessing = replace(data.preprocessing, img_size=planned.img_size,
