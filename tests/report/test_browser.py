@@ -69,7 +69,7 @@ def evaluated(binary_runs: tuple[Path, Path]) -> Path:
     out = run / "eval-browser"
     options = InferenceOptions(Runtime.resolve(precision="fp32"))
     evaluate_checkpoint(run / "models" / "best.pt", collect_run(run).config["dataset"],
-                        split=None, out_dir=out, options=options, progress=False)
+                        split="all", out_dir=out, options=options, progress=False)
     write_report(out, options=ReportOptions(gallery=3))
     return out
 
@@ -121,7 +121,7 @@ def test_compare_page_in_chromium(browser, binary_runs: tuple[Path, Path],
     # both runs evaluated on every image, so that the per-image table has rows to sort
     options = InferenceOptions(Runtime.resolve(precision="fp32"))
     evaluate_checkpoint(b / "models" / "best.pt", collect_run(b).config["dataset"],
-                        split=None, out_dir=b / "eval-browser", options=options,
+                        split="all", out_dir=b / "eval-browser", options=options,
                         progress=False)
     page = write_comparison([evaluated, b / "eval-browser"], tmp_path / "c.html",
                             options=ReportOptions(gallery=3)).page

@@ -21,7 +21,9 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint, run_checkpoint
 from ..data.dataset import SegmentationDataset, channel_evidence, check_files, verify_pairs
+from ..data.layouts import Pair
 from ..data.prepare import labelled_split, run_reading
+from ..errors import DataError
 from ..fileio import atomic_write_text
 from ..metrics import METRIC_NAMES, MetricAccumulator
 from ..progress import progress_bar
@@ -138,6 +140,46 @@ def format_summary(result: EvaluationResult, title: str = "") -> str:
     return "\n".join(lines)
 
 
+def _held_out_of_run(checkpoint_path: Path, trained_on: str | None, dataset: Path | str,
+                     pairs: Sequence[Pair]) -> list[Pair] | None:
+    """The test images of the split a run made for `dataset` (saved as `<run>/split.csv`
+    beside `<run>/models/`), when the run trained on this dataset folder (`trained_on`, its
+    config's) and trained or validated on some of `pairs`: a dataset without splits,
+    evaluated whole, would score the checkpoint on its own training images. None when the
+    run trained elsewhere, saved no split or used none of these images.
+
+    Raises:
+        DataError: the run trained on some of these images and set none apart for testing.
+    """
+    saved = Path(checkpoint_path).parent.parent / "split.csv"
+    root = Path(dataset).resolve()
+    if not saved.is_file() or not trained_on or Path(trained_on).resolve() != root:
+        return None
+    with open(saved, newline="") as f:
+        rows = {row.get("image", ""): row.get("split", "") for row in csv.DictReader(f)}
+
+    def split_of(pair: Pair) -> str | None:
+        try:
+            return rows.get(pair.image.resolve().relative_to(root).as_posix())
+        except ValueError:  # not under the dataset folder
+            return None
+
+    splits = [split_of(p) for p in pairs]
+    used = sum(s in ("train", "val") for s in splits)
+    if not used:
+        return None
+    held_out = [p for p, s in zip(pairs, splits, strict=True) if s == "test"]
+    if not held_out:
+        raise DataError(f"has no split information, and {used} of its {len(pairs)} images "
+                        f"trained or validated this checkpoint ({saved}) with none set apart "
+                        "for testing; pass --split all to evaluate every image anyway, or "
+                        "--csvfile with a split", dataset)
+    log.info(f"{dataset}: no split information; {used} of its {len(pairs)} images trained "
+             f"or validated this checkpoint, so the test split the run made ({saved}) is "
+             f"evaluated: {len(held_out)} images (--split all evaluates every image)")
+    return held_out
+
+
 def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                         csvfile: Path | str | None = None, split: str | None = None,
                         out_dir: Path | str | None = None, debug: bool = False,
@@ -158,7 +200,9 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
         dataset: the dataset folder (any layout `train` reads).
         csvfile: a CSV split relative to `dataset` (default: the layout's splits).
         split: train, val or test; None: the test split when the dataset has splits, else
-            every image (`extra["split"]` says "all"); "all": every image.
+            the test split a run made for it when the checkpoint's run trained on some of
+            its images (`<run>/split.csv`), else every image (`extra["split"]` says "all");
+            "all": every image.
         out_dir: where metrics.json, per_image.csv and (with `debug`) overlays/ go, `{split}`
             replaced by the split evaluated ("all" for every image); None writes nothing.
         debug: write an image | ground truth | prediction panel per image.
@@ -175,7 +219,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
 
     Raises:
         CheckpointError: the checkpoint cannot be read. DataError: a split that does not
-            exist (or a named split on a dataset without splits), images without masks,
+            exist (or a named split on a dataset without splits), a dataset without splits
+            whose images trained the checkpoint with none kept for testing, images without masks,
             or masks that do not fit the run's task and classes, naming the file.
 
     Example:
@@ -190,6 +235,11 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     checkpoint = predictor.checkpoint if predictor else load_checkpoint(checkpoint_path)
     assert checkpoint is not None
     pairs, used_split = labelled_split(dataset, csvfile, split)
+    held_out = _held_out_of_run(checkpoint_path, checkpoint.config.get("dataset"), dataset,
+                                pairs) \
+        if split is None and used_split is None else None
+    if held_out is not None:
+        pairs, used_split = held_out, "test"
     reading = run_reading(checkpoint.task, checkpoint.model_spec["num_classes"], dataset, pairs,
                           checkpoint.config, checkpoint.mask_reading)
     verify_pairs(pairs, reading)  # before a checkpoint is converted for its backend
@@ -210,6 +260,9 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     if split is None and used_split is None:
         result.extra["note"] = (f"the dataset has no split information: all {len(pairs)} "
                                 "images were evaluated")
+    elif held_out is not None:
+        result.extra["note"] = ("the dataset has no split information: the test split the "
+                                "run made was evaluated (--split all evaluates every image)")
     if out:
         result.write(out)
     return result
