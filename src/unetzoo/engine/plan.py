@@ -227,7 +227,8 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
               f"{data.foreground_fraction:.1%} of pixels, {data.sparse_images:.0%} of images "
               "almost empty, patches smaller than images)", fg_oversample=0.33)
     else:
-        c.set("uniform patch sampling" if tiled else "no patch sampling", fg_oversample=0.0)
+        c.set("uniform patch sampling" if tiled else "whole images, no patch sampling",
+              fg_oversample=0.0)
 
     # normalisation
     mixed = 0.1 < data.foreground_brighter < 0.9
