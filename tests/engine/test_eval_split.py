@@ -4,6 +4,7 @@ run set apart for testing, not its own training images."""
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -18,9 +19,14 @@ from unetzoo.errors import DataError
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     data = write_pairs(tmp_path_factory.mktemp("evalsplit") / "data", count=12, size=32)
-    result = unetzoo.train(dataset=str(data), out=str(data.parent / "run"), model="unet",
-                           preset="tiny", epoch=1, batch=4, img_size=32, progress=False,
-                           threads=1)
+    cwd = os.getcwd()
+    os.chdir(data.parent)  # the dataset as a user types it: relative to where train runs
+    try:
+        result = unetzoo.train(dataset="data", out=str(data.parent / "run"), model="unet",
+                               preset="tiny", epoch=1, batch=4, img_size=32, progress=False,
+                               threads=1)
+    finally:
+        os.chdir(cwd)
     return result.run_dir
 
 
@@ -55,3 +61,22 @@ def test_a_run_that_kept_no_test_images_is_refused(run: Path, tmp_path: Path):
     (copy / "split.csv").write_text(text)
     with pytest.raises(DataError, match="none set apart for testing; pass --split all"):
         evaluate_checkpoint(copy, run.parent / "data", progress=False)
+
+
+def test_a_run_trained_on_a_relative_path_is_found_from_elsewhere(run: Path, tmp_path: Path,
+                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "data" in the run's config names nothing here
+    result = evaluate_checkpoint(run / "models" / "best.pt", run.parent / "data",
+                                 progress=False)
+    tested = [name for name, split in _rows(run).items() if split == "test"]
+    assert result.extra["split"] == "test" and result.summary["images"] == len(tested)
+
+
+def test_a_checkpoint_away_from_its_run_warns_it_scores_training_images(
+        run: Path, tmp_path: Path, monkeypatch, caplog):
+    moved = shutil.copy(run / "models" / "best.pt", tmp_path / "best.pt")  # no split.csv near
+    monkeypatch.chdir(run.parent)
+    with caplog.at_level("WARNING", logger="unetzoo"):
+        result = evaluate_checkpoint(moved, "data", progress=False)
+    assert result.extra["split"] == "all" and result.summary["images"] == 12
+    assert "its training images among them; pass --csvfile RUN/split.csv" in caplog.text

@@ -143,17 +143,30 @@ def format_summary(result: EvaluationResult, title: str = "") -> str:
 def _held_out_of_run(checkpoint_path: Path, trained_on: str | None, dataset: Path | str,
                      pairs: Sequence[Pair]) -> list[Pair] | None:
     """The test images of the split a run made for `dataset` (saved as `<run>/split.csv`
-    beside `<run>/models/`), when the run trained on this dataset folder (`trained_on`, its
-    config's) and trained or validated on some of `pairs`: a dataset without splits,
-    evaluated whole, would score the checkpoint on its own training images. None when the
-    run trained elsewhere, saved no split or used none of these images.
+    beside `<run>/models/`), when the run trained on this dataset folder (the absolute path
+    in `<run>/dataset.json`, else `trained_on`, its config's, as typed) and trained or
+    validated on some of `pairs`: a dataset without splits, evaluated whole, would score the
+    checkpoint on its own training images. None when the run trained elsewhere or used none
+    of these images, and when no split.csv is beside a checkpoint that trained here (an
+    exported file moved away: said in a warning).
 
     Raises:
         DataError: the run trained on some of these images and set none apart for testing.
     """
-    saved = Path(checkpoint_path).parent.parent / "split.csv"
+    run = Path(checkpoint_path).parent.parent
+    saved = run / "split.csv"
     root = Path(dataset).resolve()
-    if not saved.is_file() or not trained_on or Path(trained_on).resolve() != root:
+    # the config holds the dataset as typed (relative to where `train` ran); dataset.json
+    # beside split.csv holds its absolute path (runs since it was recorded)
+    facts = run / "dataset.json"
+    where = json.loads(facts.read_text()).get("dataset_path") if facts.is_file() else None
+    if not any(t and Path(t).resolve() == root for t in (where, trained_on)):
+        return None
+    if not saved.is_file():
+        log.warning(f"{dataset}: no split information, and the model was trained on this "
+                    f"folder (its config says) but no split.csv of its run is beside "
+                    f"{checkpoint_path}: every image is evaluated, its training images among "
+                    "them; pass --csvfile RUN/split.csv to evaluate the run's test split")
         return None
     with open(saved, newline="") as f:
         rows = {row.get("image", ""): row.get("split", "") for row in csv.DictReader(f)}

@@ -293,7 +293,8 @@ def dataset_facts(data: TrainData) -> dict[str, Any]:
     masks are read (task, classes, stored values, evidence), channels, split sizes and how
     much was read before training."""
     info = data.info
-    return {"dataset": str(data.root), "in_channels": info.in_channels,
+    return {"dataset": str(data.root), "dataset_path": str(Path(data.root).resolve()),
+            "in_channels": info.in_channels,
             "class_names": list(info.class_names), "masks": data.reading.to_dict(),
             "splits": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
             "images": info.images, "pixels_checked": info.pixels_checked,
