@@ -79,4 +79,4 @@ def test_a_checkpoint_away_from_its_run_warns_it_scores_training_images(
     with caplog.at_level("WARNING", logger="unetzoo"):
         result = evaluate_checkpoint(moved, "data", progress=False)
     assert result.extra["split"] == "all" and result.summary["images"] == 12
-    assert "its training images among them; pass --csvfile RUN/split.csv" in caplog.text
+    assert "its training images among them; pass --csvfile with RUN/split.csv" in caplog.text

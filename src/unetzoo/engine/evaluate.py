@@ -140,11 +140,11 @@ def format_summary(result: EvaluationResult, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def _held_out_of_run(checkpoint_path: Path, trained_on: str | None, dataset: Path | str,
+def _held_out_of_run(checkpoint_path: Path, config: dict[str, Any], dataset: Path | str,
                      pairs: Sequence[Pair]) -> list[Pair] | None:
     """The test images of the split a run made for `dataset` (saved as `<run>/split.csv`
     beside `<run>/models/`), when the run trained on this dataset folder (the absolute path
-    in `<run>/dataset.json`, else `trained_on`, its config's, as typed) and trained or
+    in `<run>/dataset.json`, else the run `config`'s, as typed) and trained or
     validated on some of `pairs`: a dataset without splits, evaluated whole, would score the
     checkpoint on its own training images. None when the run trained elsewhere or used none
     of these images, and when no split.csv is beside a checkpoint that trained here (an
@@ -160,13 +160,14 @@ def _held_out_of_run(checkpoint_path: Path, trained_on: str | None, dataset: Pat
     # beside split.csv holds its absolute path (runs since it was recorded)
     facts = run / "dataset.json"
     where = json.loads(facts.read_text()).get("dataset_path") if facts.is_file() else None
-    if not any(t and Path(t).resolve() == root for t in (where, trained_on)):
+    if not any(t and Path(t).resolve() == root for t in (where, config.get("dataset"))):
         return None
     if not saved.is_file():
+        split = f"its split {config['csvfile']}" if config.get("csvfile") else "RUN/split.csv"
         log.warning(f"{dataset}: no split information, and the model was trained on this "
                     f"folder (its config says) but no split.csv of its run is beside "
                     f"{checkpoint_path}: every image is evaluated, its training images among "
-                    "them; pass --csvfile RUN/split.csv to evaluate the run's test split")
+                    f"them; pass --csvfile with {split} to evaluate the held-out images")
         return None
     with open(saved, newline="") as f:
         rows = {row.get("image", ""): row.get("split", "") for row in csv.DictReader(f)}
@@ -187,9 +188,10 @@ def _held_out_of_run(checkpoint_path: Path, trained_on: str | None, dataset: Pat
                         f"trained or validated this checkpoint ({saved}) with none set apart "
                         "for testing; pass --split all to evaluate every image anyway, or "
                         "--csvfile with a split", dataset)
+    images = f"{len(held_out)} image" + ("s" if len(held_out) != 1 else "")
     log.info(f"{dataset}: no split information; {used} of its {len(pairs)} images trained "
              f"or validated this checkpoint, so the test split the run made ({saved}) is "
-             f"evaluated: {len(held_out)} images (--split all evaluates every image)")
+             f"evaluated: {images} (--split all evaluates every image)")
     return held_out
 
 
@@ -248,7 +250,7 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     checkpoint = predictor.checkpoint if predictor else load_checkpoint(checkpoint_path)
     assert checkpoint is not None
     pairs, used_split = labelled_split(dataset, csvfile, split)
-    held_out = _held_out_of_run(checkpoint_path, checkpoint.config.get("dataset"), dataset,
+    held_out = _held_out_of_run(checkpoint_path, checkpoint.config, dataset,
                                 pairs) \
         if split is None and used_split is None else None
     if held_out is not None:
