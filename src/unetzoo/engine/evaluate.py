@@ -158,8 +158,10 @@ def _held_out_of_run(checkpoint_path: Path, config: dict[str, Any], dataset: Pat
     root = Path(dataset).resolve()
     # the config holds the dataset as typed (relative to where `train` ran); dataset.json
     # beside split.csv holds its absolute path (runs since it was recorded)
-    facts = run / "dataset.json"
-    where = json.loads(facts.read_text()).get("dataset_path") if facts.is_file() else None
+    try:
+        where = json.loads((run / "dataset.json").read_text()).get("dataset_path")
+    except (OSError, ValueError, AttributeError):  # none, unreadable or not a run's
+        where = None
     if not any(t and Path(t).resolve() == root for t in (where, config.get("dataset"))):
         return None
     if not saved.is_file():
@@ -250,9 +252,9 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     checkpoint = predictor.checkpoint if predictor else load_checkpoint(checkpoint_path)
     assert checkpoint is not None
     pairs, used_split = labelled_split(dataset, csvfile, split)
-    held_out = _held_out_of_run(checkpoint_path, checkpoint.config, dataset,
-                                pairs) \
-        if split is None and used_split is None else None
+    held_out = None
+    if split is None and used_split is None:
+        held_out = _held_out_of_run(checkpoint_path, checkpoint.config, dataset, pairs)
     if held_out is not None:
         pairs, used_split = held_out, "test"
     reading = run_reading(checkpoint.task, checkpoint.model_spec["num_classes"], dataset, pairs,
