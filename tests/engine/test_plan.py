@@ -168,8 +168,10 @@ def test_an_explicit_batch_or_patch_keeps_each_image_once_per_epoch(tmp_path: Pa
     assert plan.dataset.count == 10  # 12 less the validation images
     assert plan.options["batch"] == 8 and plan.options["steps_per_epoch"] == 2  # 10 in 8s
     assert planned.batch == 4 and planned.steps_per_epoch == 3  # still each image once
-    planned, _, _ = planned_with(img_size=32)  # 48 x 48 images: 2.25 patches of 32 each
+    planned, _, plan = planned_with(img_size=32)  # 48 x 48 images: 2.25 patches of 32 each
     assert planned.img_size == 32 and planned.steps_per_epoch == 3  # 22.5 patches in 8s
+    steps = next(line for line in plan.explained({"img_size"}) if line.startswith("batch 8"))
+    assert steps.endswith(" - steps per epoch recomputed for your --img-size")
     planned, _, _ = planned_with(img_size=32, resize_mode="resize")  # whole, resized
     assert planned.steps_per_epoch == 2
     planned, _, _ = planned_with(batch=4, steps_per_epoch=5)

@@ -38,6 +38,7 @@ SPARSE_FOREGROUND = 0.02  # foreground pixel fraction below which patches oversa
 MIN_STRUCTURE_WIDTH = 8  # px the narrowest structures keep when images are downscaled
 MIN_DOWNSCALE = 1.5  # a smaller resize is not worth the interpolation
 MAX_ASPECT = 1.5  # images are resized to a square only when no more elongated than this
+EPOCH_SHAPERS = frozenset({"batch", "img_size", "resize_mode"})  # options steps/epoch follow
 
 
 @dataclass
@@ -63,6 +64,10 @@ class RecipePlan:
             flags = [f"--{k.replace('_', '-')}" for k in keys if k in explicit]
             if any(k in replaced for k in keys) and flags:
                 reason += f" - overridden by your {', '.join(flags)}"
+            elif "steps_per_epoch" in keys and "steps_per_epoch" not in explicit and \
+                    (shaping := sorted(EPOCH_SHAPERS & explicit)):  # see plan_config
+                given = ", ".join(f"--{k.replace('_', '-')}" for k in shaping)
+                reason += f" - steps per epoch recomputed for your {given}"
             lines.append(reason)
         return lines
 
@@ -291,7 +296,7 @@ def plan_config(config: TrainConfig, data: TrainData, explicit: set[str]
     values = {k: v for k, v in config.to_dict().items() if k in explicit or
               k not in plan.options}
     values.update({k: v for k, v in plan.options.items() if k not in explicit})
-    if explicit & {"batch", "img_size", "resize_mode"} and "steps_per_epoch" not in explicit:
+    if explicit & EPOCH_SHAPERS and "steps_per_epoch" not in explicit:
         # the epoch still covers each image's area once, in the user's batches and patches
         values["steps_per_epoch"], _ = _steps_per_epoch(
             plan.dataset, values["img_size"], values["resize_mode"], values["batch"])
