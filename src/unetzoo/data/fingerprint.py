@@ -207,11 +207,12 @@ def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: i
         objects = _objects(foreground)
         areas += objects
         counts.append(len(objects))
-        for region, found in ((foreground, widths_fg), (~foreground & valid, widths_bg)):
+        background = ~foreground & valid
+        for region, found in ((foreground, widths_fg), (background, widths_bg)):
             if (width := structure_width(region)) is not None:
                 found.append(width)
-        if foreground.any() and (~foreground & valid).any():
-            brighter.append(float(gray[foreground].mean() > gray[~foreground & valid].mean()))
+        if foreground.any() and background.any():
+            brighter.append(float(gray[foreground].mean() > gray[background].mean()))
     if not used:
         raise DataError("none of the sampled training images can be read")
     values = np.concatenate(pixels).astype(np.float64)

@@ -107,13 +107,13 @@ class _Choices:
         self.decides.append(tuple(options))
 
 
-def _downscale(data: DatasetFingerprint, diameter: float, cap: int
+def _downscale(data: DatasetFingerprint, diameter: float, thin: float, cap: int
                ) -> tuple[int, float] | str | None:
     """The side the images are resized to, and by how much, when binary objects are wider
     than the machine's patch `cap` (lesions, polyps): a crop would show part of one object
     and tiles would segment it piecewise. The images shrink until the objects are about
     `cap` px across and a whole image fits in twice `cap`, as long as the narrowest
-    structures (foreground or the gaps between objects) keep MIN_STRUCTURE_WIDTH px, the
+    structures (`thin` px: foreground or the gaps between objects) keep MIN_STRUCTURE_WIDTH px, the
     images are roughly square (resizing is to a square) and the shrink is worth it (1.5x).
 
     Returns:
@@ -123,7 +123,6 @@ def _downscale(data: DatasetFingerprint, diameter: float, cap: int
         return None
     long, short = max(data.median_height, data.median_width), \
         min(data.median_height, data.median_width)
-    thin = min(data.foreground_width, data.background_width)
     if data.task != "binary":
         return f"a {data.task} task is not downscaled"
     if thin <= 0:
@@ -182,14 +181,14 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     diameter = 2 * math.sqrt(data.object_area / math.pi) if data.object_area else 0.0
     side = min(data.median_height, data.median_width)
     cap = (512 if machine.gpu_memory_gb >= 24 else 256) if gpu else 128
-    downscale = _downscale(data, diameter, cap)
+    thin = min(data.foreground_width, data.background_width)  # what a downscale must keep
+    downscale = _downscale(data, diameter, thin, cap)
     if data.max_side <= 256 and data.min_side == data.max_side:
         patch = _multiple(side)
         c.set(f"patch {patch}: whole images (all {data.max_side} px or less, one size)",
               img_size=patch, resize_mode="crop")
     elif isinstance(downscale, tuple):
         patch, scale = downscale
-        thin = min(data.foreground_width, data.background_width)
         c.set(f"images resized to {patch}x{patch}, {scale:.1f}x smaller (objects "
               f"{diameter:.0f} px across, wider than the {cap}-px {'GPU' if gpu else 'CPU'} "
               f"patch; their narrowest structures {thin:.0f} px, {thin / scale:.0f} after); "
