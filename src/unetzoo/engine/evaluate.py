@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from ..checkpoint import load_checkpoint, run_checkpoint
 from ..data.dataset import SegmentationDataset, channel_evidence, check_files, verify_pairs
-from ..data.layouts import Pair
+from ..data.layouts import Pair, read_split_csv
 from ..data.prepare import labelled_split, run_reading
 from ..errors import DataError
 from ..fileio import atomic_write_text
@@ -171,16 +171,9 @@ def _held_out_of_run(checkpoint_path: Path, config: dict[str, Any], dataset: Pat
                     f"{checkpoint_path}: every image is evaluated, its training images among "
                     f"them; pass --csvfile with {split} to evaluate the held-out images")
         return None
-    with open(saved, newline="") as f:
-        rows = {row.get("image", ""): row.get("split", "") for row in csv.DictReader(f)}
-
-    def split_of(pair: Pair) -> str | None:
-        try:
-            return rows.get(pair.image.resolve().relative_to(root).as_posix())
-        except ValueError:  # not under the dataset folder
-            return None
-
-    splits = [split_of(p) for p in pairs]
+    # rows whose files are gone since training are left out (collected, not raised)
+    assigned = {p.image.resolve(): p.split for p in read_split_csv(root, saved, problems=[])}
+    splits = [assigned.get(p.image.resolve()) for p in pairs]
     used = sum(s in ("train", "val") for s in splits)
     if not used:
         return None
