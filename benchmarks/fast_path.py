@@ -44,19 +44,20 @@ from typing import Any
 import torch
 from report import machine, markdown, write_json
 
-from unetzoo.checkpoint import Checkpoint, load_checkpoint
+from unetzoo.artefacts.checkpoint import Checkpoint, load_checkpoint
 from unetzoo.data.layouts import find_pairs
 from unetzoo.data.transforms import Preprocessing
-from unetzoo.engine.backends import ExportedModule, open_exported, openvino_runner
 from unetzoo.engine.bench import _times, _train_step, bench, count_flops
 from unetzoo.engine.evaluate import evaluate_checkpoint
-from unetzoo.engine.export import export_checkpoint, trace_openvino
-from unetzoo.engine.infer import InferenceOptions
-from unetzoo.engine.models_io import open_checkpoint
-from unetzoo.engine.quantize import CalibrationTiles, quantize_graph
-from unetzoo.engine.runtime import Runtime
+from unetzoo.engine.export.exporter import export_checkpoint
+from unetzoo.engine.export.quantize import CalibrationTiles, quantize_graph
+from unetzoo.engine.inference.backends import ExportedModule, open_exported, openvino_runner
+from unetzoo.engine.inference.graphs import trace_openvino
+from unetzoo.engine.inference.opening import open_checkpoint
+from unetzoo.engine.inference.predictor import InferenceOptions
 from unetzoo.errors import UnetzooError
 from unetzoo.models import count_parameters, create_model, list_models
+from unetzoo.runtime import Runtime
 
 SHARED = next((p / "shared" / "data" for p in Path(__file__).resolve().parents
                if (p / "shared" / "data").is_dir()), Path("shared/data"))

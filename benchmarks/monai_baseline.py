@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from unetzoo.engine.runtime import cpu_has_native_bf16
 from unetzoo.fileio import atomic_write_text
 from unetzoo.metrics import MetricAccumulator
+from unetzoo.runtime import cpu_has_native_bf16
 
 
 def load_split(root: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:

@@ -25,10 +25,10 @@ from report import RESULTS, machine, markdown, write_json
 import unetzoo
 from unetzoo.engine.bench import bench, count_flops, peak_flops
 from unetzoo.engine.evaluate import evaluate_checkpoint
-from unetzoo.engine.infer import InferenceOptions
-from unetzoo.engine.models_io import to_backend
-from unetzoo.engine.runtime import Runtime
+from unetzoo.engine.inference.opening import to_backend
+from unetzoo.engine.inference.predictor import InferenceOptions
 from unetzoo.models import create_model
+from unetzoo.runtime import Runtime
 
 SHARED = next((p / "shared" / "data" for p in Path(__file__).resolve().parents
                if (p / "shared" / "data").is_dir()), Path("shared/data"))

@@ -29,14 +29,14 @@ import torch
 from report import RESULTS, machine, markdown, write_json
 
 import unetzoo
-from unetzoo.checkpoint import load_checkpoint
+from unetzoo.artefacts.checkpoint import load_checkpoint
 from unetzoo.data.dataset import SegmentationDataset
 from unetzoo.data.prepare import TrainData, prepare_data
-from unetzoo.engine.infer import InferenceOptions, Predictor
+from unetzoo.engine.inference.postprocess import PostProcessing
+from unetzoo.engine.inference.predictor import InferenceOptions, Predictor
 from unetzoo.engine.plan import plan_for
-from unetzoo.engine.postprocess import PostProcessing
-from unetzoo.engine.runtime import Runtime
 from unetzoo.metrics import MetricAccumulator
+from unetzoo.runtime import Runtime
 
 # name -> options changed from the plan (one element at a time)
 VARIANTS: dict[str, dict[str, Any]] = {

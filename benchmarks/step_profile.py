@@ -17,8 +17,8 @@ from report import machine, markdown, write_json
 from torch.profiler import ProfilerActivity, profile
 
 from unetzoo.engine.bench import _train_step
-from unetzoo.engine.runtime import Runtime
 from unetzoo.models import create_model
+from unetzoo.runtime import Runtime
 
 
 def main() -> None:

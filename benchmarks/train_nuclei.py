@@ -30,11 +30,11 @@ from pathlib import Path
 from report import RESULTS, machine, write_json
 
 import unetzoo
+from unetzoo.artefacts.folders import save_pretrained
+from unetzoo.artefacts.modelcard import CardInfo
+from unetzoo.artefacts.pretrained import PRETRAINED
 from unetzoo.cli import setup_logging
 from unetzoo.engine.evaluate import evaluate_checkpoint, format_summary
-from unetzoo.folders import save_pretrained
-from unetzoo.modelcard import CardInfo
-from unetzoo.pretrained import PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "dsb2018"

@@ -29,8 +29,8 @@ from report import RESULTS, machine, write_json
 
 import unetzoo
 from unetzoo.engine.bench import bench
-from unetzoo.engine.runtime import Runtime
 from unetzoo.models.u2net import U2NET_DECODER, U2NET_ENCODER
+from unetzoo.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -20,11 +20,11 @@ import statistics
 import torch
 from report import machine, markdown, write_json
 
-from unetzoo.engine.backends import open_graph
 from unetzoo.engine.bench import bench, count_flops
-from unetzoo.engine.export import trace_onnx
-from unetzoo.engine.runtime import Runtime
+from unetzoo.engine.inference.backends import open_graph
+from unetzoo.engine.inference.graphs import trace_onnx
 from unetzoo.models import count_parameters, create_model, list_models
+from unetzoo.runtime import Runtime
 
 SETTINGS = {  # label -> Runtime.resolve keyword arguments
     "torch fp32": {"precision": "fp32", "channels_last": False},

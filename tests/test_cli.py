@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import write_pairs
-from unetzoo.checkpoint import load_checkpoint, save_checkpoint
+from unetzoo.artefacts.checkpoint import load_checkpoint, save_checkpoint
 from unetzoo.cli import main
 
 FAST = ["--no-progress", "--precision", "fp32", "--device", "cpu"]
@@ -191,7 +191,7 @@ def test_convert_drive_train_and_evaluate_inside_the_fov(tmp_path: Path, capsys)
 
 def test_cityscapes_classes_and_colours_reach_the_predictions(tmp_path: Path) -> None:
     from tests.data.builders import cityscapes_files, write_files
-    from unetzoo.checkpoint import load_checkpoint
+    from unetzoo.artefacts.checkpoint import load_checkpoint
 
     src = write_files(tmp_path / "src", cityscapes_files(width=32, height=16))
     assert run("convert", "cityscapes", src, tmp_path / "cs") == 0

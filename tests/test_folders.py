@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import unetzoo
-from unetzoo import pretrained
-from unetzoo.checkpoint import as_checkpoint, load_checkpoint
+from unetzoo.artefacts import pretrained
+from unetzoo.artefacts.checkpoint import as_checkpoint, load_checkpoint
+from unetzoo.artefacts.folders import from_pretrained, save_pretrained
+from unetzoo.artefacts.pretrained import PRETRAINED, PretrainedModel, load_matching
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.errors import CheckpointError, ConfigError, ModelError, RunError
-from unetzoo.folders import from_pretrained, save_pretrained
-from unetzoo.pretrained import PRETRAINED, PretrainedModel, load_matching
 
 
 def tiny(num_classes: int = 1) -> torch.nn.Module:

@@ -45,9 +45,9 @@ def test_import_models_costs_the_models_alone() -> None:
 
 def test_the_trainer_loads_when_first_used() -> None:
     modules = loaded_after("import unetzoo\nunetzoo.create_model('unet', preset='tiny')")
-    assert not {"unetzoo.engine.trainer", "unetzoo.engine.distributed",
-                "unetzoo.engine.export"} & modules
-    assert "unetzoo.engine.trainer" in loaded_after("import unetzoo\nunetzoo.train")
+    assert not {"unetzoo.engine.training.trainer", "unetzoo.engine.distributed",
+                "unetzoo.engine.export.exporter"} & modules
+    assert "unetzoo.engine.training.trainer" in loaded_after("import unetzoo\nunetzoo.train")
 
 
 def test_public_names_resolve_and_unknown_ones_raise() -> None:

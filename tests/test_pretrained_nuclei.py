@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 import unetzoo
-from unetzoo.pretrained import PRETRAINED
+from unetzoo.artefacts.pretrained import PRETRAINED
 
 NUCLEI = PRETRAINED["nuclei"].folder
 pytestmark = pytest.mark.skipif(not (NUCLEI / "config.json").is_file(),

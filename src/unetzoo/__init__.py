@@ -24,18 +24,18 @@ __version__ = "0.1.0"
 # module -> public names (attribute name, or (public name, attribute name) for a rename):
 # the one list of what `unetzoo.X` is
 _MODULES: dict[str, tuple[str | tuple[str, str], ...]] = {
-    ".checkpoint": ("Checkpoint", "load_checkpoint", "save_checkpoint"),
+    ".artefacts.checkpoint": ("Checkpoint", "load_checkpoint", "save_checkpoint"),
     ".config": ("TrainConfig",),
     ".data.convert": ("convert_dataset",),
     ".data.inspect": ("inspect_dataset",),
     ".data.split": ("split_dataset",),
     ".engine.evaluate": (("evaluate", "evaluate_checkpoint"),),
-    ".engine.export": (("export", "export_checkpoint"),),
-    ".engine.infer": ("Predictor",),
-    ".engine.predict": (("predict", "predict_paths"),),
-    ".engine.train_setup": ("train",),
-    ".folders": ("from_pretrained", "save_pretrained"),
-    ".pretrained": ("list_pretrained",),
+    ".engine.export.exporter": (("export", "export_checkpoint"),),
+    ".engine.inference.predictor": ("Predictor",),
+    ".engine.inference.predict": (("predict", "predict_paths"),),
+    ".engine.training.setup": ("train",),
+    ".artefacts.folders": ("from_pretrained", "save_pretrained"),
+    ".artefacts.pretrained": ("list_pretrained",),
     ".errors": ("CheckpointError", "ConfigError", "DataError", "ExportError", "MaskValueError",
                 "MetricError",
                 "ModelError", "PeerError", "RunError", "TrainingError", "UnetzooError"),
@@ -67,16 +67,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these on demand
-    from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from .artefacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from .artefacts.folders import from_pretrained, save_pretrained
+    from .artefacts.pretrained import list_pretrained
     from .config import TrainConfig
     from .data.convert import convert_dataset
     from .data.inspect import inspect_dataset
     from .data.split import split_dataset
     from .engine.evaluate import evaluate_checkpoint as evaluate
-    from .engine.export import export_checkpoint as export
-    from .engine.infer import Predictor
-    from .engine.predict import predict_paths as predict
-    from .engine.train_setup import train
+    from .engine.export.exporter import export_checkpoint as export
+    from .engine.inference.predict import predict_paths as predict
+    from .engine.inference.predictor import Predictor
+    from .engine.training.setup import train
     from .errors import (
         CheckpointError,
         ConfigError,
@@ -90,6 +92,4 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these 
         TrainingError,
         UnetzooError,
     )
-    from .folders import from_pretrained, save_pretrained
     from .models import count_parameters, create_model, list_models, model_card, register_model
-    from .pretrained import list_pretrained

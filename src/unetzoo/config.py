@@ -30,12 +30,12 @@ import yaml
 
 from .data.cache import CACHE_MODES
 from .data.transforms import AUGMENT_LEVELS, NORMALIZATIONS, RESIZE_MODES
-from .engine.infer import TTA_MODES
-from .engine.runtime import PRECISIONS
-from .engine.schedules import OPTIMIZERS, SCHEDULES
+from .engine.inference.predictor import TTA_MODES
 from .errors import ConfigError
 from .losses import build_loss
 from .models.registry import resolve_kwargs
+from .runtime import PRECISIONS
+from .schedules import OPTIMIZERS, SCHEDULES
 from .task import TASKS
 
 

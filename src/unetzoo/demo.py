@@ -6,14 +6,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .artefacts.runs import default_run_dir, prepare_run_dir
 from .config import TrainConfig
 from .data.synthetic import generate_dataset
 from .engine.evaluate import EvaluationResult, evaluate_checkpoint, format_summary
-from .engine.infer import InferenceOptions
-from .engine.run_folder import default_run_dir, prepare_run_dir
-from .engine.runtime import Runtime
-from .engine.train_setup import train
+from .engine.inference.predictor import InferenceOptions
+from .engine.training.setup import train
 from .report.page import write_page_safely, write_report
+from .runtime import Runtime
 
 log = logging.getLogger("unetzoo")
 

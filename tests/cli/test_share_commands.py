@@ -12,8 +12,8 @@ from PIL import Image
 
 import unetzoo
 from tests.helpers import write_pairs
+from unetzoo.artefacts.pretrained import PRETRAINED, PretrainedModel
 from unetzoo.cli import main
-from unetzoo.pretrained import PRETRAINED, PretrainedModel
 
 FAST = ["--no-progress", "--precision", "fp32", "--device", "cpu"]
 

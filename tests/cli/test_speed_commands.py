@@ -16,9 +16,9 @@ from PIL import Image
 
 from tests.engine.test_export import tiny_checkpoint
 from tests.helpers import write_pairs
-from unetzoo.checkpoint import load_checkpoint, save_checkpoint
+from unetzoo.artefacts.checkpoint import load_checkpoint, save_checkpoint
 from unetzoo.cli import main, setup_logging
-from unetzoo.engine.backends import open_exported
+from unetzoo.engine.inference.backends import open_exported
 from unetzoo.models import create_model
 
 FAST = ["--no-progress", "--device", "cpu"]

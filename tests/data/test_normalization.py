@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from unetzoo.data.transforms import Preprocessing
-from unetzoo.engine.infer import InferenceOptions, Predictor
+from unetzoo.engine.inference.predictor import InferenceOptions, Predictor
 from unetzoo.errors import ConfigError
 from unetzoo.models import create_model
 

@@ -18,14 +18,14 @@ from PIL import Image
 
 import unetzoo
 from tests.helpers import write_pairs
-from unetzoo.engine.bioimageio import export_bioimageio
-from unetzoo.engine.bioimageio_run import open_package
-from unetzoo.engine.infer import InferenceOptions, Predictor
-from unetzoo.engine.models_io import open_model
-from unetzoo.engine.predict import predict_paths
-from unetzoo.engine.runtime import Runtime
+from unetzoo.artefacts.folders import save_pretrained
+from unetzoo.engine.export.bioimageio import export_bioimageio
+from unetzoo.engine.inference.opening import open_model
+from unetzoo.engine.inference.packages import open_package
+from unetzoo.engine.inference.predict import predict_paths
+from unetzoo.engine.inference.predictor import InferenceOptions, Predictor
 from unetzoo.errors import ConfigError, ModelError, RunError
-from unetzoo.folders import save_pretrained
+from unetzoo.runtime import Runtime
 
 pytest.importorskip("bioimageio.core")
 pytest.importorskip("onnxruntime")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from unetzoo.engine.budget import SKIPPED_STEPS, BudgetUsage, TimeBudget
+from unetzoo.engine.training.budget import SKIPPED_STEPS, BudgetUsage, TimeBudget
 from unetzoo.errors import ConfigError
 
 

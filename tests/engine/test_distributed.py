@@ -15,8 +15,8 @@ from tests.engine.processes import finish, free_port, torchrun
 from tests.engine.test_fault_tolerance import flags, losses, weights
 from tests.helpers import write_pairs
 from unetzoo.engine.distributed import ShardSampler
-from unetzoo.engine.infer import InferenceOptions
-from unetzoo.engine.runtime import Runtime
+from unetzoo.engine.inference.predictor import InferenceOptions
+from unetzoo.runtime import Runtime
 
 # BatchNorm statistics would differ per rank (SyncBatchNorm is CUDA-only): group norm is
 # per-sample. BCE is a per-pixel mean, so the mean of the ranks' losses is the global
@@ -32,7 +32,7 @@ TOLERANCE = 1e-6  # on weights of magnitude ~1; measured: 3e-8 after 12 steps
 
 
 @pytest.fixture(scope="module")
-def single(tmp_path_factory) -> tuple[Path, unetzoo.engine.train_setup.TrainResult]:
+def single(tmp_path_factory) -> tuple[Path, unetzoo.engine.training.setup.TrainResult]:
     """30 images (24 train, 3 val, 3 test) and one process trained with the global batch."""
     root = tmp_path_factory.mktemp("single")
     data = write_pairs(root / "data", count=30, size=40)

@@ -12,18 +12,20 @@ import torch
 from PIL import Image
 
 from tests.helpers import write_pairs
-from unetzoo.checkpoint import Checkpoint, save_checkpoint
+from unetzoo.artefacts.checkpoint import Checkpoint, save_checkpoint
 from unetzoo.data.layouts import find_pairs
 from unetzoo.data.split import split_dataset
 from unetzoo.data.transforms import Preprocessing
-from unetzoo.engine import export, models_io, ov_cache
-from unetzoo.engine.backends import open_exported
 from unetzoo.engine.evaluate import evaluate_checkpoint
-from unetzoo.engine.infer import InferenceOptions, Predictor
-from unetzoo.engine.predict import predict_paths
-from unetzoo.engine.runtime import Runtime
-from unetzoo.errors import CheckpointError, ConfigError, RunError
+from unetzoo.engine.export import exporter
+from unetzoo.engine.inference import graphs, ov_cache
+from unetzoo.engine.inference import opening as models_io
+from unetzoo.engine.inference.backends import open_exported
+from unetzoo.engine.inference.predict import predict_paths
+from unetzoo.engine.inference.predictor import InferenceOptions, Predictor
+from unetzoo.errors import CheckpointError, ConfigError, ExportError, RunError
 from unetzoo.models import create_model, list_models
+from unetzoo.runtime import Runtime
 
 pytest.importorskip("onnxruntime")
 SIZE = 32
@@ -50,8 +52,8 @@ def eager(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def test_every_model_exports_to_onnx_and_runs_in_onnxruntime(name: str, tmp_path: Path
                                                             ) -> None:
     model, info = tiny_checkpoint(name)
-    result = export.export_model(model, info, "onnx", tmp_path / "m.onnx")
-    assert result.max_abs_diff <= export.TOLERANCE
+    result = exporter.export_model(model, info, "onnx", tmp_path / "m.onnx")
+    assert result.max_abs_diff <= graphs.TOLERANCE
     opened = open_exported(result.path)
     assert opened.backend == "onnxruntime" and opened.checkpoint.task == "multiclass"
     # sparse attention fixes its region layout to the size: exported for SIZE only
@@ -66,7 +68,7 @@ def test_openvino_and_torchscript_exports_carry_their_metadata(tmp_path: Path) -
     model, info = tiny_checkpoint(num_classes=1)
     x = torch.randn(2, 3, 40, 23)
     for fmt, name in (("openvino", "m.xml"), ("torchscript", "m.torchscript")):
-        result = export.export_model(model, info, fmt, tmp_path / name)
+        result = exporter.export_model(model, info, fmt, tmp_path / name)
         opened = open_exported(result.path)
         assert opened.checkpoint.model_spec == info.model_spec
         assert opened.checkpoint.preprocessing == info.preprocessing
@@ -79,10 +81,10 @@ def test_openvino_and_torchscript_exports_carry_their_metadata(tmp_path: Path) -
 def test_a_failed_parity_check_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               caplog: pytest.LogCaptureFixture) -> None:
     model, info = tiny_checkpoint()
-    monkeypatch.setattr(export, "TOLERANCE", -1.0)
+    monkeypatch.setattr(graphs, "TOLERANCE", -1.0)
     with caplog.at_level(logging.INFO, logger="unetzoo"), \
-            pytest.raises(export.ExportError, match="differs from eager PyTorch"):
-        export.export_model(model, info, "onnx", tmp_path / "m.onnx")
+            pytest.raises(ExportError, match="differs from eager PyTorch"):
+        exporter.export_model(model, info, "onnx", tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
     # a graph wrong at the export size is refused, not first taken for a size-dependent one
     assert "depends on the input size" not in caplog.text
@@ -91,16 +93,16 @@ def test_a_failed_parity_check_writes_nothing(tmp_path: Path, monkeypatch: pytes
 def test_export_targets_are_checked(tmp_path: Path) -> None:
     model, info = tiny_checkpoint()
     with pytest.raises(ConfigError, match=r"named \*\.onnx"):
-        export.export_model(model, info, "onnx", tmp_path / "m.xml")
+        exporter.export_model(model, info, "onnx", tmp_path / "m.xml")
     with pytest.raises(ConfigError, match="unknown export format"):
-        export.export_model(model, info, "tflite", tmp_path / "m.tflite")
+        exporter.export_model(model, info, "tflite", tmp_path / "m.tflite")
     (tmp_path / "m.onnx").write_bytes(b"keep")
     with pytest.raises(RunError, match="--overwrite"):
-        export.export_model(model, info, "onnx", tmp_path / "m.onnx")
+        exporter.export_model(model, info, "onnx", tmp_path / "m.onnx")
     assert (tmp_path / "m.onnx").read_bytes() == b"keep"
     with pytest.raises(CheckpointError, match="cannot read exported model"):
         open_exported(tmp_path / "m.onnx")
-    export.export_model(model, info, "onnx", tmp_path / "m.onnx", overwrite=True)
+    exporter.export_model(model, info, "onnx", tmp_path / "m.onnx", overwrite=True)
     with pytest.raises(ConfigError, match="runs with --backend"):
         open_exported(tmp_path / "m.onnx", backend="torch")
 
@@ -133,7 +135,7 @@ def test_predict_from_an_exported_file_alone_gives_the_checkpoint_masks(tmp_path
     _, info = tiny_checkpoint(num_classes=1)
     checkpoint = save_checkpoint(tmp_path / "best.pt", info)
     images = write_pairs(tmp_path / "data", count=2, size=70) / "images"
-    exported = export.export_checkpoint(checkpoint, "onnx", tmp_path / "m.onnx").path
+    exported = exporter.export_checkpoint(checkpoint, "onnx", tmp_path / "m.onnx").path
     fp32 = InferenceOptions(Runtime.resolve("cpu", "fp32", channels_last=False))
     ort = InferenceOptions(Runtime.resolve("cpu", "auto", backend="onnxruntime"))
     predict_paths(checkpoint, images, tmp_path / "torch", fp32, progress=False)
@@ -227,13 +229,13 @@ def test_auto_falls_back_to_torch_and_says_why(tmp_path: Path,
     runtime = Runtime.resolve("cpu", "fp32", channels_last=None, backend="auto")
 
     def fails(*args, **kwargs):
-        raise export.ExportError("the graph differs")
+        raise ExportError("the graph differs")
 
     monkeypatch.setattr(ov_cache, "trace_openvino", fails)
     opened = models_io.open_model(path, runtime)
     assert opened.runtime.backend == "torch"
     assert "does not convert to OpenVINO (the graph differs)" in opened.note
-    with pytest.raises(export.ExportError):  # asked for explicitly: the error stands
+    with pytest.raises(ExportError):  # asked for explicitly: the error stands
         models_io.open_model(path, Runtime.resolve("cpu", "fp32", backend="openvino"))
     monkeypatch.setattr(models_io.importlib.util, "find_spec", lambda name: None)
     opened = models_io.open_model(path, runtime)
@@ -244,7 +246,7 @@ def test_auto_falls_back_to_torch_and_says_why(tmp_path: Path,
 def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("nncf")
-    from unetzoo.engine.quantize import QuantizationError
+    from unetzoo.engine.export.quantize import QuantizationError
 
     data = write_pairs(tmp_path / "data", count=10, size=40)
     split_dataset(data, train_size=0.6, val_size=0.2, seed=0)
@@ -253,10 +255,10 @@ def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path,
     checkpoint = save_checkpoint(tmp_path / "run" / "models" / "best.pt", info)
     out = tmp_path / "int8.xml"
     with pytest.raises(QuantizationError, match="--accept-drop"):  # any drop refused
-        export.export_checkpoint(checkpoint, "openvino", out, int8=True, max_dice_drop=-1,
+        exporter.export_checkpoint(checkpoint, "openvino", out, int8=True, max_dice_drop=-1,
                                  calibration_images=6)
     assert not out.exists() and not out.with_suffix(".bin").exists()
-    result = export.export_checkpoint(checkpoint, "openvino", out, int8=True,
+    result = exporter.export_checkpoint(checkpoint, "openvino", out, int8=True,
                                       max_dice_drop=-1, accept_drop=True,
                                       calibration_images=6)
     report = result.quality
@@ -272,12 +274,12 @@ def test_int8_export_is_checked_on_the_validation_split(tmp_path: Path,
     assert evaluated.summary["global"]["dice"] == report["int8_dice"]
     assert "could not refuse" not in caplog.text  # allowed -1: any drop counts
     with caplog.at_level(logging.WARNING, logger="unetzoo"):  # float Dice <= 1: nothing to lose
-        export.export_checkpoint(checkpoint, "openvino", out, int8=True, max_dice_drop=1.0,
+        exporter.export_checkpoint(checkpoint, "openvino", out, int8=True, max_dice_drop=1.0,
                                  overwrite=True, calibration_images=6)
     assert "within the allowed drop (1), so this check could not refuse any INT8" in caplog.text
     with pytest.raises(ConfigError, match="--dataset"):
         info.config = {"dataset": str(tmp_path / "gone")}
-        export.export_checkpoint(save_checkpoint(tmp_path / "other.pt", info), "openvino",
+        exporter.export_checkpoint(save_checkpoint(tmp_path / "other.pt", info), "openvino",
                                  tmp_path / "x.xml", int8=True)
 
 
@@ -287,21 +289,21 @@ def test_the_parity_check_scales_with_the_logits() -> None:
     max(1, max |logit|), so such a graph passes while an error on unit logits is caught."""
     model, _ = tiny_checkpoint(num_classes=1)
     x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    logits = eager(export.Exportable(model).eval(), x).numpy()
+    logits = eager(graphs.Exportable(model).eval(), x).numpy()
     scale = 1e5 / float(np.abs(logits).max())
     with torch.no_grad():  # logits ~ 1e5: the head's weights and bias scaled
         head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
         head.weight.mul_(scale)
         head.bias.mul_(scale)
-    big = eager(export.Exportable(model).eval(), x).numpy()
+    big = eager(graphs.Exportable(model).eval(), x).numpy()
     assert 0.5e5 < np.abs(big).max() < 2e5
-    parity = export._parity(lambda a: big + 0.5, model, x)
+    parity = graphs._parity(lambda a: big + 0.5, model, x)
     assert parity.difference == pytest.approx(0.5 / np.abs(big).max(), rel=1e-3)  # 5e-6
     assert parity.disagreement == 0.0 and parity.ok  # rounding at this scale: accepted
     small, _ = tiny_checkpoint(num_classes=1)
-    unit = eager(export.Exportable(small).eval(), x).numpy()
+    unit = eager(graphs.Exportable(small).eval(), x).numpy()
     assert np.abs(unit).max() < 1.0
-    assert export._parity(lambda a: unit + 0.01, small, x).difference == pytest.approx(
+    assert graphs._parity(lambda a: unit + 0.01, small, x).difference == pytest.approx(
         0.01, rel=1e-3)
     # within the relative bound, but a row of small logits beside huge ones changes label
     logits = np.full((1, 1, 32, 32), -1e5, np.float32)
@@ -313,21 +315,21 @@ def test_the_parity_check_scales_with_the_logits() -> None:
         def forward(self, a: torch.Tensor) -> torch.Tensor:
             return torch.from_numpy(logits)
 
-    parity = export._parity(lambda a: wrong, Fixed(), x)
-    assert parity.difference == pytest.approx(2e-5) and parity.difference <= export.TOLERANCE
+    parity = graphs._parity(lambda a: wrong, Fixed(), x)
+    assert parity.difference == pytest.approx(2e-5) and parity.difference <= graphs.TOLERANCE
     assert parity.disagreement == pytest.approx(32 / 1024) and not parity.ok
-    assert export._parity(lambda a: logits, Fixed(), x).ok
+    assert graphs._parity(lambda a: logits, Fixed(), x).ok
 
 
 def test_int8_leaves_the_attention_gates_products_in_float(tmp_path: Path) -> None:
     """Quantising `x * alpha` of the gates cost a trained Attention U-Net 0.18 Dice: the
     products' inputs get no FakeQuantize, while the convolutions' inputs do."""
     pytest.importorskip("nncf")
-    from unetzoo.engine.quantize import CalibrationTiles, quantize_graph
+    from unetzoo.engine.export.quantize import CalibrationTiles, quantize_graph
 
     data = write_pairs(tmp_path / "data", count=4, size=32)
     model, info = tiny_checkpoint("attention_unet", num_classes=1)
-    graph, _, _ = export.trace_openvino(model, (32, 32))
+    graph, _, _ = graphs.trace_openvino(model, (32, 32))
     pairs = find_pairs(data)
     quantised = quantize_graph(graph, CalibrationTiles(pairs, info, 4))
 

@@ -14,7 +14,7 @@ import torch
 import unetzoo
 from tests.engine.processes import finish, start, start_and_kill, wait_for
 from tests.helpers import write_pairs
-from unetzoo.engine import step as step_module
+from unetzoo.engine.training import step as step_module
 from unetzoo.errors import TrainingError
 
 # 8 train images, batch 2: 4 steps per epoch, 12 in all; epoch_last every 3 steps and at

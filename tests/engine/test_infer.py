@@ -10,17 +10,17 @@ import torch
 from torch import nn
 
 from unetzoo.data.transforms import Preprocessing
-from unetzoo.engine.infer import (
+from unetzoo.engine.inference.postprocess import PostProcessing
+from unetzoo.engine.inference.predictor import (
     InferenceOptions,
     Predictor,
     gaussian_importance,
     tile_starts,
     tta_transforms,
 )
-from unetzoo.engine.postprocess import PostProcessing
-from unetzoo.engine.runtime import Runtime
 from unetzoo.errors import ConfigError
 from unetzoo.models import create_model
+from unetzoo.runtime import Runtime
 
 FP32 = Runtime.resolve("cpu", "fp32", channels_last=False)
 

@@ -10,7 +10,7 @@ import torch
 
 import unetzoo
 from tests.helpers import write_pairs
-from unetzoo.pretrained import PRETRAINED, PretrainedModel
+from unetzoo.artefacts.pretrained import PRETRAINED, PretrainedModel
 
 COMMON = {"model": "unet", "preset": "tiny", "batch": 4, "img_size": 32, "workers": 0,
           "precision": "fp32", "device": "cpu", "progress": False, "seed": 0}
@@ -59,7 +59,7 @@ def test_mlflow_store_gets_config_metrics_overlays_and_the_best_checkpoint(
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    from unetzoo.engine.loggers import mlflow_uri
+    from unetzoo.engine.training.loggers import mlflow_uri
 
     store = tmp_path / "mlruns"
     run_dir = tmp_path / "run"

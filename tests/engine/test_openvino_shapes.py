@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from tests.engine.processes import DEADLINE, child_env
-from unetzoo.engine.backends import openvino_runner
+from unetzoo.engine.inference.backends import openvino_runner
 from unetzoo.errors import ModelError
 
 ov = pytest.importorskip("openvino")
@@ -75,7 +75,7 @@ ALTERNATE = textwrap.dedent("""
 
     import unetzoo
     from tests.helpers import write_pairs
-    from unetzoo.engine.infer import Predictor
+    from unetzoo.engine.inference.predictor import Predictor
 
     torch.set_num_threads(1)
     root = Path(sys.argv[1])

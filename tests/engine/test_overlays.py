@@ -12,11 +12,11 @@ from PIL import Image
 
 import unetzoo
 from tests.helpers import write_pairs
-from unetzoo.checkpoint import as_checkpoint
+from unetzoo.artefacts.checkpoint import as_checkpoint
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.engine.evaluate import evaluate_checkpoint
-from unetzoo.engine.infer import InferenceOptions
-from unetzoo.engine.runtime import Runtime
+from unetzoo.engine.inference.predictor import InferenceOptions
+from unetzoo.runtime import Runtime
 
 TITLE = 14  # the title band above each panel (viz._titled)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from unetzoo.engine.postprocess import PostProcessing, fill_holes, remove_small_components
+from unetzoo.engine.inference.postprocess import PostProcessing, fill_holes, remove_small_components
 
 
 def square(size: int, top: int, left: int, side: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unetzoo.engine.predict import input_images
+from unetzoo.engine.inference.predict import input_images
 from unetzoo.errors import DataError
 
 
@@ -31,10 +31,10 @@ def test_folder_of_subfolders_names_them(tmp_path: Path) -> None:
 def test_channel_conversion_is_said_in_one_line(tmp_path: Path, caplog) -> None:
     # A 3-channel model on gray inputs replicated them without a word.
     from tests.test_checkpoint import make_checkpoint
-    from unetzoo.checkpoint import save_checkpoint
-    from unetzoo.engine.infer import InferenceOptions
-    from unetzoo.engine.predict import predict_paths
-    from unetzoo.engine.runtime import Runtime
+    from unetzoo.artefacts.checkpoint import save_checkpoint
+    from unetzoo.engine.inference.predict import predict_paths
+    from unetzoo.engine.inference.predictor import InferenceOptions
+    from unetzoo.runtime import Runtime
 
     model = save_checkpoint(tmp_path / "best.pt", make_checkpoint())  # 3 input channels
     (tmp_path / "in").mkdir()

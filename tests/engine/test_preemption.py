@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from unetzoo.engine import preemption
-from unetzoo.engine.preemption import StopRequest, TrainingInterrupted
+from unetzoo.engine.training import preemption
+from unetzoo.engine.training.preemption import StopRequest, TrainingInterrupted
 
 
 def test_signals_are_noted_and_handlers_restored(monkeypatch) -> None:

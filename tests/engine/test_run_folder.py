@@ -11,9 +11,9 @@ import pytest
 import unetzoo
 from tests.helpers import write_pairs
 from tests.test_checkpoint import make_checkpoint
-from unetzoo.checkpoint import save_checkpoint
-from unetzoo.engine import run_folder
-from unetzoo.engine.run_folder import newest_checkpoint, prepare_run_dir
+from unetzoo.artefacts import runs as run_folder
+from unetzoo.artefacts.checkpoint import save_checkpoint
+from unetzoo.artefacts.runs import newest_checkpoint, prepare_run_dir
 from unetzoo.errors import CheckpointError, ConfigError, RunError
 
 OPTIONS = {"model": "unet", "preset": "tiny", "batch": 4, "img_size": 32, "epoch": 1,

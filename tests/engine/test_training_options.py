@@ -13,9 +13,9 @@ import torch
 
 import unetzoo
 from tests.helpers import write_pairs
-from unetzoo.engine import trainer as trainer_module
-from unetzoo.engine.preemption import TrainingInterrupted
-from unetzoo.engine.train_setup import TrainResult
+from unetzoo.engine.training import trainer as trainer_module
+from unetzoo.engine.training.preemption import TrainingInterrupted
+from unetzoo.engine.training.setup import TrainResult
 
 COMMON = {"model": "unet", "preset": "tiny", "img_size": 32, "workers": 0, "precision": "fp32",
           "device": "cpu", "progress": False, "seed": 5, "test": False, "augment": "none"}

@@ -18,9 +18,11 @@ import sys
 import time
 from pathlib import Path
 
-from unetzoo import checkpoint, fileio, viz
+from unetzoo import fileio, viz
+from unetzoo.artefacts import checkpoint
 from unetzoo.cli import main
-from unetzoo.engine import predict, trainer
+from unetzoo.engine.inference import predict
+from unetzoo.engine.training import trainer
 
 ENV = os.environ
 RANK = ENV.get("RANK", "0")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from unetzoo.engine.evaluate import evaluate_checkpoint
-from unetzoo.engine.infer import InferenceOptions
-from unetzoo.engine.runtime import Runtime
+from unetzoo.engine.inference.predictor import InferenceOptions
 from unetzoo.report import ReportOptions, write_comparison, write_report
 from unetzoo.report.collect import collect_run
+from unetzoo.runtime import Runtime
 
 from .browser import broken_images, chromium, console_errors, missing
 

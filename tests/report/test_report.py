@@ -18,11 +18,10 @@ from PIL import Image
 
 import unetzoo
 from tests.helpers import write_pairs
-from unetzoo.checkpoint import Checkpoint
+from unetzoo.artefacts.checkpoint import Checkpoint
 from unetzoo.cli import main
 from unetzoo.data.transforms import Preprocessing
-from unetzoo.engine.infer import InferenceOptions
-from unetzoo.engine.runtime import Runtime
+from unetzoo.engine.inference.predictor import InferenceOptions
 from unetzoo.errors import RunError
 from unetzoo.metrics import MetricAccumulator, class_confusion
 from unetzoo.models import create_model, list_models
@@ -40,6 +39,7 @@ from unetzoo.report.gallery import (
 )
 from unetzoo.report.machine import machine_line
 from unetzoo.report.page import ASSETS, MARKER, is_generated, write_page_safely
+from unetzoo.runtime import Runtime
 from unetzoo.viz import FN, FP, IGNORED, TN, TP, error_codes
 
 from .conftest import TINY, write_large_run

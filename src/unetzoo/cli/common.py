@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RUNTIME_OPTIONS, TrainConfig, add_config_arguments, check_values
-from ..engine.infer import TTA_MODES
-from ..engine.runtime import BACKENDS
+from ..engine.inference.predictor import TTA_MODES
+from ..runtime import BACKENDS
 
 log = logging.getLogger("unetzoo")
 
@@ -73,17 +73,17 @@ def add_trained_model_argument(parser: argparse.ArgumentParser, extra: str = "")
 
 def trained_model(value: str) -> Path:
     """The path of a trained model given as `--model` (a training run's folder stands for
-    its `models/best.pt`: `unetzoo.checkpoint.run_checkpoint`); a one-line error for an
+    its `models/best.pt`: `unetzoo.artefacts.checkpoint.run_checkpoint`); a one-line error for an
     architecture name (which has no weights) or a missing file.
 
     Raises:
         ConfigError: `value` names an architecture rather than a trained model.
         CheckpointError: no such file; a run folder without `models/best.pt`.
     """
-    from ..checkpoint import run_checkpoint
+    from ..artefacts.checkpoint import run_checkpoint
+    from ..artefacts.pretrained import PRETRAINED
     from ..errors import CheckpointError, ConfigError
     from ..models import list_models
-    from ..pretrained import PRETRAINED
 
     path = Path(value)
     if path.exists() or value in PRETRAINED:
@@ -137,8 +137,8 @@ def runtime_from(args: argparse.Namespace, model: str | Path | None = None) -> A
     """The runtime the flags ask for (backend `auto` unless --backend says otherwise;
     commands without --backend run torch); an exported `model` file runs in its format's
     backend (TorchScript files in float32)."""
-    from ..engine.backends import FORMAT_BACKEND, format_of
-    from ..engine.runtime import Runtime
+    from ..engine.inference.backends import FORMAT_BACKEND, format_of
+    from ..runtime import Runtime
 
     options = check_values({k: getattr(args, k) for k in (*RUNTIME_OPTIONS, "compile")
                             if hasattr(args, k)})
@@ -153,8 +153,8 @@ def runtime_from(args: argparse.Namespace, model: str | Path | None = None) -> A
 
 
 def inference_options(args: argparse.Namespace) -> Any:
-    from ..engine.infer import InferenceOptions
-    from ..engine.postprocess import PostProcessing
+    from ..engine.inference.postprocess import PostProcessing
+    from ..engine.inference.predictor import InferenceOptions
 
     return InferenceOptions(runtime_from(args, args.model), batch_size=args.batch,
                             overlap=args.overlap, threshold=getattr(args, "threshold", 0.5),

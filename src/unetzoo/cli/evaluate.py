@@ -41,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..engine.backends import format_of
     from ..engine.evaluate import evaluate_checkpoint, format_summary
+    from ..engine.inference.backends import format_of
 
     checkpoint = trained_model(args.model)
     if format_of(checkpoint):  # beside the file

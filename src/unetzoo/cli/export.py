@@ -80,8 +80,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..engine.export import export_checkpoint
-    from ..modelcard import CardInfo
+    from ..artefacts.modelcard import CardInfo
+    from ..engine.export.exporter import export_checkpoint
 
     card = dict(authors=args.author, license=args.license, cite=args.cite, name=args.name,
                 description=args.description)

@@ -54,7 +54,7 @@ def list_shipped(pattern: str) -> None:
     """The shipped pretrained models: architecture, size, test scores, what they segment."""
     import fnmatch
 
-    from ..pretrained import list_pretrained
+    from ..artefacts.pretrained import list_pretrained
 
     rows = [("name", "model", "classes", "MB", "test dice", "test iou", "what it segments")]
     for entry in list_pretrained():

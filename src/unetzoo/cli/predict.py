@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..engine.predict import predict_paths
+    from ..engine.inference.predict import predict_paths
 
     result = predict_paths(trained_model(args.model), args.input, args.out, inference_options(args),
                            save_attention=args.save_attention, overwrite=args.overwrite,

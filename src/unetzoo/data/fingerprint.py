@@ -106,7 +106,7 @@ def fingerprint_machine() -> MachineFingerprint:
     """This machine: cores available to this process, bf16 units, first GPU, memory."""
     import torch
 
-    from ..engine.runtime import cpu_bf16_units
+    from ..runtime import cpu_bf16_units
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         os.cpu_count() or 1

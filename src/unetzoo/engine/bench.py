@@ -22,17 +22,17 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..checkpoint import Checkpoint, load_checkpoint, run_checkpoint
+from ..artefacts.checkpoint import Checkpoint, load_checkpoint, run_checkpoint
 from ..data.transforms import Preprocessing
 from ..errors import ConfigError
 from ..losses import build_loss
 from ..models import count_parameters, create_model
-from .backends import format_of
-from .infer import InferenceOptions, Predictor
-from .models_io import open_checkpoint, open_model
-from .runtime import DTYPES, Runtime
-from .schedules import build_optimizer
-from .step import OptimizerStep
+from ..runtime import DTYPES, Runtime
+from ..schedules import build_optimizer
+from .inference.backends import format_of
+from .inference.opening import open_checkpoint, open_model
+from .inference.predictor import InferenceOptions, Predictor
+from .training.step import OptimizerStep
 
 
 @cache

@@ -26,7 +26,7 @@ from ..data.prepare import TrainData
 from ..errors import ConfigError, DataError, PeerError
 from ..metrics import MetricAccumulator
 from .evaluate import EvaluationResult, evaluate
-from .infer import Predictor
+from .inference.predictor import Predictor
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..checkpoint import load_checkpoint, run_checkpoint
+from ..artefacts.checkpoint import load_checkpoint, run_checkpoint
 from ..data.dataset import SegmentationDataset, channel_evidence, check_files, verify_pairs
 from ..data.layouts import Pair, read_split_csv
 from ..data.prepare import labelled_split, run_reading
@@ -29,8 +29,8 @@ from ..metrics import METRIC_NAMES, MetricAccumulator
 from ..progress import progress_bar
 from ..task import labels_from_logits
 from ..viz import class_colors, comparison_panel, save_png
-from .backends import format_of
-from .infer import InferenceOptions, Predictor
+from .inference.backends import format_of
+from .inference.predictor import InferenceOptions, Predictor
 
 log = logging.getLogger("unetzoo")
 

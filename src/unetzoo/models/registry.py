@@ -181,7 +181,7 @@ def create_model(
         >>> tuned = create_model("unet", num_classes=3, pretrained="nuclei")  # doctest: +SKIP
     """
     if pretrained is not None:
-        from ..pretrained import pretrained_spec  # loads files: only when asked
+        from ..artefacts.pretrained import pretrained_spec  # loads files: only when asked
 
         spec = pretrained_spec(pretrained)
         if spec["name"] != name:
@@ -206,7 +206,7 @@ def create_model(
     model.unetzoo_spec = {"name": name, "in_channels": in_channels,
                           "num_classes": num_classes, "kwargs": merged}
     if pretrained is not None:
-        from ..pretrained import init_from
+        from ..artefacts.pretrained import init_from
 
         init_from(model, pretrained)
     return model

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..engine.callbacks import Callback
+from ..engine.training.callbacks import Callback
 from .machine import machine_line
 
 if TYPE_CHECKING:
-    from ..engine.train_setup import TrainResult
-    from ..engine.trainer import Trainer
+    from ..engine.training.setup import TrainResult
+    from ..engine.training.trainer import Trainer
 
 log = logging.getLogger("unetzoo")
 

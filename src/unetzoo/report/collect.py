@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from ..checkpoint import Checkpoint, load_checkpoint
+from ..artefacts.checkpoint import Checkpoint, load_checkpoint
 from ..errors import CheckpointError, RunError
 from ..losses import loss_name
 from ..metrics import METRIC_NAMES
@@ -218,7 +218,7 @@ def read_log(path: Path) -> LogFacts:
 
 def _loadable(path: Path) -> bool:
     """A checkpoint file, a model folder or a pretrained name (what `load_checkpoint` opens)."""
-    from ..pretrained import PRETRAINED
+    from ..artefacts.pretrained import PRETRAINED
 
     return path.is_file() or (path / "config.json").is_file() or str(path) in PRETRAINED
 

@@ -24,16 +24,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from ..checkpoint import Checkpoint
+from ..artefacts.checkpoint import Checkpoint
 from ..data.io import read_image
 from ..data.layouts import Pair, find_pairs
 from ..data.masks import MaskReading, load_target
 from ..data.prepare import run_reading
-from ..engine.infer import InferenceOptions, Predictor
-from ..engine.runtime import Runtime
+from ..engine.inference.predictor import InferenceOptions, Predictor
 from ..errors import UnetzooError
 from ..fileio import atomic_write
 from ..metrics import confusion_counts, headline
+from ..runtime import Runtime
 from ..task import Task, probabilities
 from ..viz import ERROR_COLORS, FN, FP, TN, class_colors, error_codes, heatmap, to_display
 

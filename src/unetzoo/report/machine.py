@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..engine.runtime import cpu_bf16_units
+from ..runtime import cpu_bf16_units
 
 
 def machine_info() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import Checkpoint
+from ..artefacts.checkpoint import Checkpoint
 from ..config import TrainConfig
 from ..errors import RunError, UnetzooError
 from ..fileio import atomic_folder, atomic_write_text

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from ..config import LOGGERS
-from ..errors import ConfigError
-from ..viz import class_colors, comparison_panel
+from ...config import LOGGERS
+from ...errors import ConfigError
+from ...viz import class_colors, comparison_panel
+from ..inference.predictor import InferenceOptions, Predictor
 from .callbacks import Callback
-from .infer import InferenceOptions, Predictor
 
 if TYPE_CHECKING:
-    from ..config import TrainConfig
-    from .evaluate import EvaluationResult
-    from .train_setup import TrainResult
+    from ...config import TrainConfig
+    from ..evaluate import EvaluationResult
+    from .setup import TrainResult
     from .trainer import Trainer
 
 log = logging.getLogger("unetzoo")
@@ -169,7 +169,7 @@ class MLflowLogger(Callback):
     def on_train_start(self, trainer: Trainer) -> None:
         from mlflow.entities import Param
 
-        from ..fileio import atomic_write_text
+        from ...fileio import atomic_write_text
 
         keep = self.run_dir / MLFLOW_RUN_FILE
         if keep.is_file() and trainer.epoch > 0:

@@ -25,18 +25,24 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from ..checkpoint import Checkpoint
-from ..data.dataset import SegmentationDataset, check_files, spread_sample, verify_pairs
-from ..data.io import read_image
-from ..data.layouts import Pair, find_pairs
-from ..data.prepare import run_reading
-from ..data.split import assign_splits
-from ..errors import ConfigError, UnetzooError
-from .backends import ExportedModule, openvino_runner, require
-from .evaluate import evaluate
-from .export import ExportResult, check_target, export_metadata, save_openvino, trace_openvino
-from .infer import InferenceOptions, Predictor
-from .runtime import Runtime
+from ...artefacts.checkpoint import Checkpoint
+from ...data.dataset import (
+    SegmentationDataset,
+    check_files,
+    spread_sample,
+    verify_pairs,
+)
+from ...data.io import read_image
+from ...data.layouts import Pair, find_pairs
+from ...data.prepare import run_reading
+from ...data.split import assign_splits
+from ...errors import ConfigError, UnetzooError
+from ...runtime import Runtime
+from ..evaluate import evaluate
+from ..inference.backends import ExportedModule, openvino_runner, require
+from ..inference.graphs import export_metadata, save_openvino, trace_openvino
+from ..inference.predictor import InferenceOptions, Predictor
+from .exporter import ExportResult, check_target
 
 log = logging.getLogger("unetzoo")
 

@@ -19,13 +19,19 @@ from pathlib import Path
 
 from torch import nn
 
-from ..checkpoint import Checkpoint, load_checkpoint, run_checkpoint
-from ..errors import ConfigError, UnetzooError
-from .backends import ExportedModule, format_of, open_exported, open_graph, openvino_runner
-from .bioimageio import is_package
-from .bioimageio_run import open_package
-from .export import checkpoint_for_export, trace_onnx, trace_openvino
-from .runtime import BACKENDS, Runtime
+from ...artefacts.checkpoint import Checkpoint, load_checkpoint, run_checkpoint
+from ...errors import ConfigError, UnetzooError
+from ...runtime import BACKENDS, Runtime
+from ..export.bioimageio import is_package
+from .backends import (
+    ExportedModule,
+    format_of,
+    open_exported,
+    open_graph,
+    openvino_runner,
+)
+from .graphs import checkpoint_for_export, trace_onnx, trace_openvino
+from .packages import open_package
 
 log = logging.getLogger("unetzoo")
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import Checkpoint, load_checkpoint
 from ..config import TrainConfig, build_config, load_yaml
 from ..errors import CheckpointError, ConfigError, RunError
+from .checkpoint import Checkpoint, load_checkpoint
 
 log = logging.getLogger("unetzoo")
 

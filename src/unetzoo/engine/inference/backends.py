@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import Checkpoint
-from ..errors import CheckpointError, ConfigError, ModelError
-from ..nn.padding import run_padded
+from ...artefacts.checkpoint import Checkpoint
+from ...errors import CheckpointError, ConfigError, ModelError
+from ...nn.padding import run_padded
 
 EXPORT_FORMAT = "unetzoo-export"
 EXPORT_VERSION = 1

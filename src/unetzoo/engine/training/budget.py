@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 SKIPPED_STEPS = 3  # steps after each (re)start left out of the step-time average
 FORWARD_SHARE = 1 / 3  # inference cost of a step's pixels, relative to a training step

@@ -13,15 +13,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..checkpoint import Checkpoint
-from ..data.dataset import channel_evidence
-from ..data.io import ImageHeader, is_image_file, read_header, read_image
-from ..errors import DataError, RunError
-from ..fileio import atomic_write
-from ..progress import progress_bar
-from ..viz import class_colors, heatmap, save_png
-from .distributed import Distributed
-from .infer import InferenceOptions, Predictor
+from ...artefacts.checkpoint import Checkpoint
+from ...data.dataset import channel_evidence
+from ...data.io import (
+    ImageHeader,
+    is_image_file,
+    read_header,
+    read_image,
+)
+from ...errors import DataError, RunError
+from ...fileio import atomic_write
+from ...progress import progress_bar
+from ...viz import class_colors, heatmap, save_png
+from ..distributed import Distributed
+from .predictor import InferenceOptions, Predictor
 
 log = logging.getLogger("unetzoo")
 

@@ -24,22 +24,22 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
-from ..config import TrainConfig
-from ..data.cache import estimate_pixels
-from ..data.prepare import TrainData
-from ..data.transforms import train_transform
-from ..errors import TrainingError  # re-exported: TrainingError lived here
-from ..losses import build_loss
-from ..progress import progress_bar
-from . import train_checkpoints
+from ...config import TrainConfig
+from ...data.cache import estimate_pixels
+from ...data.prepare import TrainData
+from ...data.transforms import train_transform
+from ...errors import TrainingError  # re-exported: TrainingError lived here
+from ...losses import build_loss
+from ...progress import progress_bar
+from ...runtime import Runtime
+from ...schedules import BudgetSchedule, build_optimizer, lr_factor
+from ..distributed import Distributed, ShardSampler, evaluate_sharded
+from ..evaluate import EvaluationResult
+from ..inference.predictor import InferenceOptions, Predictor
+from . import state as train_checkpoints
 from .budget import TimeBudget
 from .callbacks import Callback, CallbackList
-from .distributed import Distributed, ShardSampler, evaluate_sharded
-from .evaluate import EvaluationResult
-from .infer import InferenceOptions, Predictor
 from .preemption import StopRequest, TrainingInterrupted, ignore_stop_signals_in_worker
-from .runtime import Runtime
-from .schedules import BudgetSchedule, build_optimizer, lr_factor
 from .step import OptimizerStep
 
 __all__ = ["EpochProgress", "Trainer", "TrainingError", "TrainingInterrupted"]

@@ -28,13 +28,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import Checkpoint
-from ..data.io import read_array, read_image
-from ..data.transforms import Preprocessing
-from ..errors import CheckpointError, ConfigError, DataError, ModelError
-from ..task import Task
+from ...artefacts.checkpoint import Checkpoint
+from ...data.io import read_array, read_image
+from ...data.transforms import Preprocessing
+from ...errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    ModelError,
+)
+from ...task import Task
+from ..export.bioimageio import spec_module
 from .backends import ExportedModule, onnxruntime_runner, open_exported
-from .bioimageio import spec_module
 
 log = logging.getLogger("unetzoo")
 

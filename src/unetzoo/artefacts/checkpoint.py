@@ -17,11 +17,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .data.transforms import Preprocessing
-from .errors import CheckpointError, ConfigError, ModelError, UnetzooError
-from .fileio import atomic_write
-from .models import create_model
-from .task import Task, check_task
+from ..data.transforms import Preprocessing
+from ..errors import (
+    CheckpointError,
+    ConfigError,
+    ModelError,
+    UnetzooError,
+)
+from ..fileio import atomic_write
+from ..models import create_model
+from ..task import Task, check_task
 
 log = logging.getLogger("unetzoo")
 
@@ -235,7 +240,7 @@ def run_checkpoint(path: Path | str) -> Path:
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Load a checkpoint safely: `torch.load(weights_only=True)`, so the file can hold
     nothing but tensors and plain values, and no code runs. A model folder (`config.json` +
-    `model.safetensors`, see `unetzoo.folders`) or the name of a pretrained model shipped with
+    `model.safetensors`, see `unetzoo.artefacts.folders`) or the name of a pretrained model shipped with
     unetzoo (`unetzoo models --pretrained`) loads too, so everything that takes a checkpoint
     takes those.
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..task import Task
+from ...errors import ConfigError
+from ...task import Task
 
 
 def remove_small_components(mask: np.ndarray, min_size: int) -> np.ndarray:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..models import count_parameters, model_card
 from .checkpoint import Checkpoint
-from .models import count_parameters, model_card
 
 # training options shown on the card, in this order (the rest stays in config.json)
 TRAINING_KEYS: tuple[str, ...] = (

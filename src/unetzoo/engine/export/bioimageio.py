@@ -38,19 +38,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import Checkpoint, as_checkpoint
-from ..data.io import read_array, read_image
-from ..data.transforms import Preprocessing
-from ..errors import ConfigError, RunError
-from ..fileio import atomic_write_bytes
-from ..modelcard import CardInfo, default_title, render_card, with_run_metrics
-from ..task import Task, probabilities
-from ..viz import class_colors, comparison_panel, save_png
-from .backends import (
-    EXPORT_FORMAT,
-    require,
+from ...artefacts.checkpoint import Checkpoint, as_checkpoint
+from ...artefacts.modelcard import (
+    CardInfo,
+    default_title,
+    render_card,
+    with_run_metrics,
 )
-from .export import OPSET, export_model
+from ...data.io import read_array, read_image
+from ...data.transforms import Preprocessing
+from ...errors import ConfigError, RunError
+from ...fileio import atomic_write_bytes
+from ...task import Task, probabilities
+from ...viz import class_colors, comparison_panel, save_png
+from ..inference.backends import EXPORT_FORMAT, require
+from ..inference.graphs import OPSET
+from .exporter import export_model
 
 log = logging.getLogger("unetzoo")
 
@@ -119,7 +122,7 @@ def _sample_image(checkpoint: Checkpoint, given: Path | str | None
                   ) -> tuple[np.ndarray, str, str]:
     """(stored pixels H x W x C, pixel type, where it came from): `given`, else the first test
     (or any) image of the run's dataset, else a generated nucleus image."""
-    from ..data.layouts import find_pairs
+    from ...data.layouts import find_pairs
 
     channels = checkpoint.preprocessing.in_channels
     candidates: list[Path] = [Path(given)] if given else []
@@ -139,7 +142,7 @@ def _sample_image(checkpoint: Checkpoint, given: Path | str | None
         values = unit * PIXEL_RANGES[dtype]
         return (values if dtype == "float32" else np.round(values).astype(dtype)), dtype, \
             str(path)
-    from ..data.synthetic import synthesize
+    from ...data.synthetic import synthesize
 
     image, _ = synthesize(0, 0, TEST_SIZE)
     unit = image.astype(np.float32) / 255
@@ -184,7 +187,7 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
 
     Args:
         source: a checkpoint file, model folder, pretrained name, `Checkpoint`, or a model
-            built with `create_model` (see `unetzoo.checkpoint.as_checkpoint`).
+            built with `create_model` (see `unetzoo.artefacts.checkpoint.as_checkpoint`).
         out: the `.zip` to write.
         authors: author names (at least one).
         license: an SPDX licence identifier, e.g. `MIT` or `CC-BY-4.0`.
@@ -418,7 +421,7 @@ def _tensor_descrs(v: Any, checkpoint: Checkpoint, tmp: Path, dtype: str, diviso
 
 
 def checkpoint_paper(checkpoint: Checkpoint) -> str:
-    from ..models import model_card
+    from ...models import model_card
 
     card = model_card(checkpoint.model_spec["name"])
     return f"{card.paper} ({card.year})"
@@ -457,7 +460,7 @@ def _run_test(package: Path, out: Path) -> str:
     with every weights format, inference at other sizes and batch sizes)."""
     from bioimageio.core import test_model
 
-    from .export import ExportError
+    from ..inference.graphs import ExportError
 
     summary = test_model(package)
     if summary.status != "passed":

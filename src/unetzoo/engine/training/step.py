@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..losses import deep_supervision_loss
-from .runtime import Runtime
+from ...losses import deep_supervision_loss
+from ...runtime import Runtime
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

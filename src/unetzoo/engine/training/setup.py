@@ -22,26 +22,31 @@ import torch
 import yaml
 from torch import nn
 
-from ..checkpoint import Checkpoint, load_checkpoint
-from ..config import TrainConfig, build_config
-from ..data.dataset import DatasetInfo
-from ..data.prepare import TrainData, prepare_data
-from ..data.split import write_split_csv
-from ..data.transforms import Preprocessing
-from ..errors import ConfigError
-from ..fileio import atomic_write_text
-from ..losses import loss_name
-from ..models import count_parameters, create_model
-from ..pretrained import init_from
-from . import train_checkpoints
+from ...artefacts.checkpoint import Checkpoint, load_checkpoint
+from ...artefacts.pretrained import init_from
+from ...artefacts.runs import (
+    RunPlan,
+    check_run_dir,
+    plan_run,
+    prepare_run_dir,
+)
+from ...config import TrainConfig, build_config
+from ...data.dataset import DatasetInfo
+from ...data.prepare import TrainData, prepare_data
+from ...data.split import write_split_csv
+from ...data.transforms import Preprocessing
+from ...errors import ConfigError
+from ...fileio import atomic_write_text
+from ...losses import loss_name
+from ...models import count_parameters, create_model
+from ...runtime import Runtime
+from ..distributed import Distributed, evaluate_sharded, missing_files
+from ..evaluate import EvaluationResult, format_summary
+from ..inference.predictor import InferenceOptions, Predictor
+from ..plan import plan_config
+from . import state as train_checkpoints
 from .callbacks import Callback
-from .distributed import Distributed, evaluate_sharded, missing_files
-from .evaluate import EvaluationResult, format_summary
-from .infer import InferenceOptions, Predictor
 from .loggers import logging_callbacks
-from .plan import plan_config
-from .run_folder import RunPlan, check_run_dir, plan_run, prepare_run_dir
-from .runtime import Runtime
 from .trainer import Trainer, data_workers
 
 __all__ = ["TrainResult", "train"]
@@ -123,7 +128,7 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
     if not context.is_main:
         log.setLevel(logging.ERROR)
     try:
-        from ..report.callback import ReportCallback  # the report imports the engine
+        from ...report.callback import ReportCallback  # the report imports the engine
 
         chosen = set(explicit if explicit is not None else (given or {}))
         return _train(config, given or {}, context, [*(callbacks or []), ReportCallback()],

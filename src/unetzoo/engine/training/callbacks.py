@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .evaluate import EvaluationResult
-    from .train_setup import TrainResult
+    from ..evaluate import EvaluationResult
+    from .setup import TrainResult
     from .trainer import Trainer
 
 

@@ -6,7 +6,7 @@ follows), for unetzoo models.
 class names, preprocessing, the threshold, the training config and metrics. The weights are
 a safetensors file (plain tensors, no pickle: loading runs no code), optionally stored in
 float16 or bfloat16 to halve the size; they load as float32. `README.md` is the model card
-(`unetzoo.modelcard`). Folders are written atomically (built beside the target, then moved
+(`unetzoo.artefacts.modelcard`). Folders are written atomically (built beside the target, then moved
 into place).
 """
 
@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..data.transforms import Preprocessing
+from ..errors import CheckpointError, ConfigError
+from ..fileio import atomic_folder, atomic_write_bytes, atomic_write_text
+from ..task import check_task
 from .checkpoint import Checkpoint, as_checkpoint, checkpoints_hint
-from .data.transforms import Preprocessing
-from .errors import CheckpointError, ConfigError
-from .fileio import atomic_folder, atomic_write_bytes, atomic_write_text
 from .modelcard import CardInfo, render_card, with_run_metrics
-from .task import check_task
 
 log = logging.getLogger("unetzoo")
 
@@ -40,7 +40,7 @@ DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.flo
 
 def folder_config(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str, Any]:
     """The `config.json` content of a checkpoint (everything but the weights)."""
-    from . import __version__
+    from .. import __version__
 
     return {
         "format": FORMAT, "version": VERSION, "unetzoo_version": __version__,
@@ -61,7 +61,7 @@ def save_pretrained(source: nn.Module | Checkpoint | Path | str, directory: Path
 
     Args:
         source: a model built with `create_model` (saved with the explicit defaults of
-            `unetzoo.checkpoint.as_checkpoint`), a `Checkpoint`, a checkpoint file, a model
+            `unetzoo.artefacts.checkpoint.as_checkpoint`), a `Checkpoint`, a checkpoint file, a model
             folder or a pretrained name.
         directory: the folder to write (new or empty, or replaced with `overwrite`).
         dtype: storage type of floating-point weights: `float32` (exact), `float16` or

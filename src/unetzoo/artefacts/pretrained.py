@@ -1,7 +1,7 @@
 """Pretrained weights shipped inside the package, and loading weights into a model where
 they fit (fine-tuning: `train --init nuclei|CKPT`, `create_model(name, pretrained=...)`).
 
-Each shipped model is a model folder (`unetzoo.folders`: config.json + fp16
+Each shipped model is a model folder (`unetzoo.artefacts.folders`: config.json + fp16
 model.safetensors + README.md model card) under `unetzoo/weights/<name>/`, installed as
 package data: nothing is downloaded, and loading unpickles nothing.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ModelError
+from ..errors import ModelError
 
 log = logging.getLogger("unetzoo")
 

@@ -25,14 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import Checkpoint
-from ..data.transforms import Preprocessing, Statistics, resize_image
-from ..errors import ConfigError
-from ..task import Task, labels_from_probabilities, probabilities
+from ...artefacts.checkpoint import Checkpoint
+from ...data.transforms import Preprocessing, Statistics, resize_image
+from ...errors import ConfigError
+from ...runtime import Runtime
+from ...task import Task, labels_from_probabilities, probabilities
 from .backends import ExportedModule
-from .models_io import open_checkpoint, open_model, to_backend
+from .opening import open_checkpoint, open_model, to_backend
 from .postprocess import PostProcessing
-from .runtime import Runtime
 
 log = logging.getLogger("unetzoo")
 

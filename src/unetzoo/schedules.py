@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 # name -> (groups, lr, momentum, **options such as fused=True) -> optimizer
 _OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..checkpoint import Checkpoint, save_checkpoint
-from ..errors import CheckpointError, RunError
-from ..fileio import atomic_write_text
-from ..viz import save_curves
+from ...artefacts.checkpoint import Checkpoint, save_checkpoint
+from ...artefacts.runs import NO_TRAINING_STATE
+from ...errors import CheckpointError, RunError
+from ...fileio import atomic_write_text
+from ...viz import save_curves
 from .budget import TimeBudget
-from .run_folder import NO_TRAINING_STATE
 
 if TYPE_CHECKING:
     from .trainer import Trainer

@@ -31,10 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoint import Checkpoint
-from ..fileio import atomic_write_text
+from ...artefacts.checkpoint import Checkpoint
+from ...fileio import atomic_write_text
 from .backends import EXPORT_VERSION, require
-from .export import export_metadata, save_openvino, trace_openvino
+from .graphs import export_metadata, save_openvino, trace_openvino
 
 log = logging.getLogger("unetzoo")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
