@@ -187,7 +187,8 @@ def test_case_37_resume_after_adding_pairs_keeps_the_split(tmp_path: Path) -> No
     resumed = split_for_run(find_pairs(root), root, val_fraction=0.1, seed=0,
                             resume_from=run / "split.csv")
     assert (resumed.train, resumed.val, resumed.test) == (start.train, start.val, start.test)
-    assert not resumed.made and resumed.record is None  # nothing to write: the file stays
+    assert not resumed.made and resumed.record is not None
+    resumed.record.write(run / "split.csv")  # what `train --resume` writes: the same file
     assert (run / "split.csv").read_bytes() == recorded
     new = ", ".join(f"images/s{i:02d}.png" for i in range(12, 20))
     assert resumed.lines == [

@@ -148,8 +148,9 @@ def assign_splits(pairs: Sequence[Pair], val_fraction: float, seed: int
 class RunSplit(NamedTuple):
     """The split of a run (see `split_for_run`): train, val and test pairs (unlabelled test
     rows included), whether a split was drawn or val carved from train (`made`), the
-    (logging level, line) pairs to log, and the record to write as `<run>/split.csv`, or
-    None to leave that file as it is."""
+    (logging level, line) pairs to log, and the record to write as `<run>/split.csv` (on
+    resume the run's record as read, or grown by images added to train: writing it again
+    gives the same file), or None when none was asked for."""
 
     train: list[Pair]
     val: list[Pair]
@@ -198,8 +199,9 @@ def split_for_run(pairs: Sequence[Pair], root: Path | str, *, csvfile: Path | No
     lines: list[tuple[int, str]] = []
     made, new_record = False, None
     if resume_from is not None and resume_from.is_file():
-        kept, lines, new_record = resume_split(read_split_record(root, resume_from), pairs,
-                                               add_new)
+        recorded = read_split_record(root, resume_from)
+        kept, lines, grown = resume_split(recorded, pairs, add_new)
+        new_record = grown or recorded  # a run resumed into another --out takes it along
         train, val, test = ([p for p in kept if p.split == s] for s in ("train", "val", "test"))
     else:
         if resume_from is not None:
