@@ -209,6 +209,8 @@ def test_case_37_resume_after_adding_pairs_keeps_the_split(tmp_path: Path) -> No
 
 def test_resume_without_a_record_says_so(tmp_path: Path) -> None:
     root = write_blob_pairs(tmp_path / "data", 0, 12)
+    with pytest.raises(ConfigError, match="--add-new train applies to --resume only"):
+        split_for_run(find_pairs(root), root, add_new="train")
     split = split_for_run(find_pairs(root), root, resume_from=tmp_path / "run" / "split.csv")
     assert split.lines == [(logging.WARNING, f"{tmp_path / 'run'}: no split record (split.csv) "
                             "of the run: its split is taken from the dataset as it is now (a "

@@ -191,11 +191,15 @@ def split_for_run(pairs: Sequence[Pair], root: Path | str, *, csvfile: Path | No
 
     Raises:
         ConfigError: split fractions out of range, no training rows, or `add_new` other
-            than None or "train". DataError: the split fails a check (one line naming both
-            rows and the flag that resolves it), every training image of a record is gone,
-            or a file cannot be read.
+            than None or "train" (or given without `resume_from`).
+        DataError: the split fails a check (one line naming both rows and the flag that
+            resolves it), every training image of a record is gone, or a file cannot be
+            read.
     """
     root = Path(root)
+    if add_new is not None and resume_from is None:
+        raise ConfigError(f"--add-new {add_new} applies to --resume only: a new run draws or "
+                          "reads its split from every image there is")
     lines: list[tuple[int, str]] = []
     made, new_record = False, None
     if resume_from is not None and resume_from.is_file():
