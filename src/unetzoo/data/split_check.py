@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import DataError
-from .digests import file_digest, file_size
+from .digests import file_digest
 from .layouts import Pair
 
 FIT_SPLITS = ("train", "val")  # the images a model learns from or is chosen by
@@ -44,6 +44,26 @@ def _where(pair: Pair, root: Path | None) -> str:
     return f"{shown(pair.image, root)} ({split})"
 
 
+def file_id(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a file: equal for two names of one file (a symbolic or hard
+    link, another spelling of the path); None when it cannot be read."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _stats(pairs: Sequence[Pair]) -> list[os.stat_result]:
+    stats = []
+    for pair in pairs:
+        try:
+            stats.append(os.stat(pair.image))
+        except OSError as exc:
+            raise DataError(f"cannot read ({exc.strerror or exc})", pair.image) from exc
+    return stats
+
+
 def _more(count: int) -> str:
     return f" (and {count} more such pair{'s' if count != 1 else ''})" if count else ""
 
@@ -52,7 +72,8 @@ def check_split(pairs: Sequence[Pair], root: Path | None = None, source: Path | 
                 *, allow_duplicates: bool = False, allow_copies: bool = False) -> list[str]:
     """Refuse a split that would score a model on what it learnt from, before any work.
 
-    Checks, in this order: (1) the same image (same resolved path) in two splits; (2) the
+    Checks, in this order: (1) the same image (the same file: same path, another spelling
+    of it, a symbolic or hard link; by device and inode) in two splits; (2) the
     same image twice in one split (a repeated row); (3) a test image whose bytes equal a
     train or val image's (a copy under another name; only files of a size both sides share
     are hashed).
@@ -82,12 +103,13 @@ def check_split(pairs: Sequence[Pair], root: Path | None = None, source: Path | 
         test) name the same image in two splits ...
     """
     where = source if source is not None else root
-    by_path: dict[str, list[Pair]] = defaultdict(list)
-    for pair in pairs:
-        by_path[os.path.realpath(pair.image)].append(pair)
+    stats = _stats(pairs)
+    by_file: dict[tuple[int, int], list[Pair]] = defaultdict(list)
+    for pair, st in zip(pairs, stats, strict=True):
+        by_file[st.st_dev, st.st_ino].append(pair)
     crossed: list[tuple[Pair, Pair]] = []
     repeated: list[tuple[Pair, Pair]] = []
-    for group in by_path.values():
+    for group in by_file.values():
         for i, later in enumerate(group[1:], start=1):
             same = next((p for p in group[:i] if p.split == later.split), None)
             if same is not None:
@@ -114,7 +136,7 @@ def check_split(pairs: Sequence[Pair], root: Path | None = None, source: Path | 
         lines.append(f"{len(repeated)} row(s) repeat an image of their split, kept "
                      f"(--allow-duplicates): e.g. {shown(a.image, root)} in "
                      f"{a.split or 'no split'}")
-    copies = byte_copies(pairs)
+    copies = byte_copies(pairs, stats)
     if copies:
         a, b = copies[0]
         digest = file_digest(a.image)
@@ -128,33 +150,37 @@ def check_split(pairs: Sequence[Pair], root: Path | None = None, source: Path | 
     return lines
 
 
-def byte_copies(pairs: Sequence[Pair]) -> list[tuple[Pair, Pair]]:
+def byte_copies(pairs: Sequence[Pair], stats: Sequence[os.stat_result] | None = None
+                ) -> list[tuple[Pair, Pair]]:
     """(train or val pair, test pair) whose image files hold the same bytes under two
-    different paths, in the order of `pairs`' test rows. Only files of a size both sides
+    different names, in the order of `pairs`' test rows. Only files of a size both sides
     share are hashed.
+
+    Args:
+        pairs: the pairs with their splits.
+        stats: `os.stat` of each pair's image, when already known.
 
     Raises:
         DataError: a file cannot be read (naming it).
     """
-    fit = {os.path.realpath(p.image): p for p in pairs if p.split in FIT_SPLITS}
-    held = {os.path.realpath(p.image): p for p in pairs if p.split == "test"}
-    held = {k: p for k, p in held.items() if k not in fit}  # a crossing is refused before
-    if not fit or not held:
-        return []
-    fit_sizes: dict[int, list[str]] = defaultdict(list)
-    for key, pair in fit.items():
-        fit_sizes[file_size(pair.image)].append(key)
+    stats = stats if stats is not None else _stats(pairs)
+    fit: dict[tuple[int, int], tuple[Pair, int]] = {}
+    held: dict[tuple[int, int], tuple[Pair, int]] = {}
+    for pair, st in zip(pairs, stats, strict=True):
+        side = fit if pair.split in FIT_SPLITS else held if pair.split == "test" else None
+        if side is not None:
+            side.setdefault((st.st_dev, st.st_ino), (pair, st.st_size))
+    held = {k: v for k, v in held.items() if k not in fit}  # one file in both: refused before
+    fit_sizes: dict[int, list[Pair]] = defaultdict(list)
+    for pair, size in fit.values():
+        fit_sizes[size].append(pair)
     found: list[tuple[Pair, Pair]] = []
-    fit_digests: dict[str, str] = {}
-    for pair in held.values():
-        same_size = fit_sizes.get(file_size(pair.image))
+    for pair, size in held.values():
+        same_size = fit_sizes.get(size)
         if not same_size:
             continue
-        for other in same_size:
-            if other not in fit_digests:
-                fit_digests[other] = file_digest(fit[other].image)
         digest = file_digest(pair.image)
-        match = next((o for o in same_size if fit_digests[o] == digest), None)
+        match = next((o for o in same_size if file_digest(o.image) == digest), None)
         if match is not None:
-            found.append((fit[match], pair))
+            found.append((match, pair))
     return found

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -33,7 +32,7 @@ from ..errors import ConfigError, DataError
 from ..fileio import atomic_write_text
 from .digests import file_digest, file_size, files_digest
 from .layouts import CLASS_COLUMN, SPLIT_NAMES, Pair, csv_column, nfc
-from .split_check import FIT_SPLITS, shown
+from .split_check import FIT_SPLITS, file_id, shown
 
 RECORD_COLUMNS = ("image_bytes", "image_blake2b", "mask_bytes", "mask_blake2b")
 NAMES_SHOWN = 10  # how many files a line names before "and N more"
@@ -416,8 +415,10 @@ def resume_split(record: SplitRecord, pairs: Sequence[Pair], add_new: str | None
 def training_overlap(pairs: Sequence[Pair], record: SplitRecord | None = None, *,
                      digests: Collection[str] = (), root: Path | None = None) -> str | None:
     """One line naming the scored `pairs` whose image trained or validated a checkpoint,
-    by path (the same file as a recorded train/val row) or by content (a byte copy): for
-    `eval` to print; None when there is none.
+    by file (the same file as a recorded train/val row: path, link; by device and inode) or
+    by content (a byte copy under another name): for `eval` to print; None when there is
+    none. With a record, only scored files of a size a train/val image has are hashed
+    (10-20 ms for dsb2018's 66 test or 664 images).
 
     Args:
         pairs: the pairs to score.
@@ -432,8 +433,8 @@ def training_overlap(pairs: Sequence[Pair], record: SplitRecord | None = None, *
         DataError: a scored file cannot be read (naming it).
     """
     fit = [r for r in record.rows if r.split in FIT_SPLITS] if record is not None else []
-    by_path = {os.path.realpath(record.root / r.image): r for r in fit} \
-        if record is not None else {}
+    by_file = {file_id(record.root / r.image): r for r in fit} if record is not None else {}
+    by_file.pop(None, None)  # recorded files that are gone
     by_digest = {r.image_digest: r for r in fit if r.image_digest}
     sizes = {r.image_bytes for r in fit if r.image_bytes is not None}
     width = len(next(iter(digests))) if digests else 0
@@ -441,7 +442,7 @@ def training_overlap(pairs: Sequence[Pair], record: SplitRecord | None = None, *
     hits: list[str] = []
     for pair in pairs:
         name = shown(pair.image, root)
-        row = by_path.get(os.path.realpath(pair.image))
+        row = by_file.get(file_id(pair.image))
         if row is not None:
             hits.append(f"{name} ({row.split})")
             continue
