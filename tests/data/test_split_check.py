@@ -142,3 +142,14 @@ def test_a_drawn_split_is_checked_too(tmp_path: Path) -> None:
         "1 test image(s) are byte copies of train/val images, kept (--allow-copies): e.g. "
         f"{split.test[0].image.relative_to(root).as_posix()} (test) = "
         f"{split.train[0].image.relative_to(root).as_posix()} (train)"]
+
+
+def test_two_names_of_one_file_in_one_split(tmp_path: Path) -> None:
+    root = write_pairs(tmp_path / "d", count=3, size=16)
+    (root / "images" / "link.png").symlink_to(root / "images" / "img_000.png")
+    shutil.copyfile(root / "masks" / "img_000.png", root / "masks" / "link.png")
+    with pytest.raises(DataError) as error:
+        check_split(find_pairs(root), root)  # no split: all pairs in one ("no split")
+    assert str(error.value) == (
+        f"{root}: images/img_000.png and images/link.png are one file, both in no split: "
+        "remove one, or pass --allow-duplicates to keep both (the image then counts twice)")

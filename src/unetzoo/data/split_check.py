@@ -128,8 +128,11 @@ def check_split(pairs: Sequence[Pair], root: Path | None = None, source: Path | 
     if repeated:
         a, b = repeated[0]
         if not allow_duplicates:
-            lines_of = f"lines {a.row} and {b.row} both put" if a.row and b.row else "twice:"
-            raise DataError(f"{lines_of} {shown(a.image, root)} in {a.split or 'no split'}: "
+            split = a.split or "no split"
+            both = f"lines {a.row} and {b.row} both put {shown(a.image, root)} in {split}" \
+                if a.row and b.row else \
+                f"{shown(a.image, root)} and {shown(b.image, root)} are one file, both in {split}"
+            raise DataError(f"{both}: "
                             f"{'delete one row' if source else 'remove one'}, or pass "
                             "--allow-duplicates to keep both (the image then counts twice)"
                             f"{_more(len(repeated) - 1)}", where)
