@@ -185,3 +185,29 @@ def cityscapes_files(width: int = 16, height: int = 8) -> dict[str, bytes]:
         files[f"{gt}_color.png"] = encode(_rgb(width, 0, height), "PNG")
         files[f"{gt}_polygons.json"] = b"{}"
     return files
+
+
+# -- the field cases' synthetic pairs (the logic of shared/cases/gen.py, not the file) -------
+
+def blob_pair(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A gray uint8 image of noise (mean 60, sd 15) with one bright rectangle (mean 200,
+    sd 10) a quarter of the side, and its 0/1 mask."""
+    image = rng.normal(60, 15, (size, size)).clip(0, 255)
+    mask = np.zeros((size, size), np.uint8)
+    side = max(2, size // 4)
+    y = rng.integers(0, max(1, size - side))
+    x = rng.integers(0, max(1, size - side))
+    mask[y:y + side, x:x + side] = 1
+    image[mask == 1] = rng.normal(200, 10, int(mask.sum())).clip(0, 255)
+    return image.astype(np.uint8), mask
+
+
+def write_blob_pairs(root: Path, start: int = 0, count: int = 12) -> Path:
+    """Case 37's dataset: `root/images/sNN.png` (RGB, tinted) and `root/masks/sNN.png`
+    (0/255) for NN in start..start+count-1, pair i drawn from seed i; no split file."""
+    for i in range(start, start + count):
+        gray, mask = blob_pair(np.random.default_rng(i))
+        rgb = np.stack([gray, (gray * 0.9).astype(np.uint8), (gray * 0.8).astype(np.uint8)], -1)
+        png(root / "images" / f"s{i:02d}.png", rgb)
+        png(root / "masks" / f"s{i:02d}.png", mask * 255)
+    return root

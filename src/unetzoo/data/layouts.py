@@ -30,7 +30,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
@@ -56,7 +56,9 @@ class Pair:
     """One sample: an image, its mask (None where there is none, e.g. to predict) and split.
 
     Class-folder layouts give `class_masks` (one binary mask per class, named by
-    `class_names`) instead of `mask`; `roi` is an optional region-of-interest mask.
+    `class_names`) instead of `mask`; `roi` is an optional region-of-interest mask. `row`
+    is the line of the CSV split the pair was read from (None for folder layouts); it is
+    not part of a pair's identity (equality, hash).
     """
 
     image: Path
@@ -65,6 +67,7 @@ class Pair:
     class_masks: tuple[Path, ...] = ()
     class_names: tuple[str, ...] = ()
     roi: Path | None = None
+    row: int | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -267,7 +270,8 @@ def _inside(root: Path, value: str, row: int, csvfile: Path) -> Path:
 def read_split_csv(root: Path, csvfile: Path, problems: list[DataError] | None = None
                    ) -> list[Pair]:
     """Pairs from a CSV with columns image, mask (or `mask:<class>` columns), split and
-    optionally roi; mask may be empty for test rows."""
+    optionally roi; mask may be empty for test rows. Other columns (the sizes and digests a
+    run's split record adds, see `data.split_record`) are ignored. `Pair.row` is the line."""
     if not csvfile.is_file():
         raise DataError("CSV split file not found", csvfile)
     try:
@@ -277,16 +281,18 @@ def read_split_csv(root: Path, csvfile: Path, problems: list[DataError] | None =
             if "image" not in [c.lower() for c in header]:
                 raise DataError(f"expected a header with columns image,mask,split; got "
                                 f"{','.join(reader.fieldnames or []) or 'an empty file'}", csvfile)
-            rows = [{_column(k): (v or "").strip() for k, v in row.items() if k}
-                    for row in reader]
+            rows, lines = [], []
+            for row in reader:  # line_num: the file's line, blank lines counted
+                rows.append({csv_column(k): (v or "").strip() for k, v in row.items() if k})
+                lines.append(reader.line_num)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read CSV ({exc})", csvfile) from exc
     if not rows:
         raise DataError("CSV has no rows", csvfile)
-    class_columns = [_column(c) for c in header if _column(c).startswith(CLASS_COLUMN)]
+    class_columns = [csv_column(c) for c in header if csv_column(c).startswith(CLASS_COLUMN)]
     names = tuple(c[len(CLASS_COLUMN):] for c in class_columns)
     pairs = []
-    for number, row in enumerate(rows, start=2):
+    for number, row in zip(lines, rows, strict=True):
         try:
             pairs.append(_csv_pair(root, csvfile, number, row, class_columns, names))
         except DataError as error:
@@ -294,7 +300,9 @@ def read_split_csv(root: Path, csvfile: Path, problems: list[DataError] | None =
     return pairs
 
 
-def _column(name: str) -> str:
+def csv_column(name: str) -> str:
+    """A CSV header's column key: lower case and stripped; `mask:<class>` keeps the class
+    name's case."""
     name = name.strip()
     return CLASS_COLUMN + name[len(CLASS_COLUMN):] if name.lower().startswith(CLASS_COLUMN) \
         else name.lower()
@@ -314,7 +322,7 @@ def _csv_pair(root: Path, csvfile: Path, number: int, row: dict[str, str],
         raise DataError(f"row {number}: fill every mask:<class> column or none", csvfile)
     class_masks = tuple(_inside(root, v, number, csvfile) for v in given) if all(given) else ()
     return Pair(image, mask, SPLIT_NAMES[split] if split else None, class_masks,
-                names if class_masks else (), roi)
+                names if class_masks else (), roi, row=number)
 
 
 def find_pairs(root: Path | str, csvfile: Path | str | None = None,
