@@ -44,7 +44,8 @@ from typing import Any
 import torch
 from report import machine, markdown, write_json
 
-from unetzoo.artefacts.checkpoint import Checkpoint, load_checkpoint
+from unetzoo.artefacts.checkpoint import Checkpoint
+from unetzoo.artefacts.references import load_checkpoint
 from unetzoo.data.layouts import find_pairs
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.engine.bench import _times, _train_step, bench, count_flops

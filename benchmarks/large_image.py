@@ -36,7 +36,7 @@ from report import machine, markdown, write_json
 from unetzoo.artefacts.checkpoint import Checkpoint, save_checkpoint
 from unetzoo.data.synthetic import synthesize
 from unetzoo.data.transforms import Preprocessing
-from unetzoo.engine.inference.predictor import tile_starts
+from unetzoo.engine.inference.tiling import tile_starts
 from unetzoo.models import count_parameters, create_model
 
 CHILD = """

@@ -29,7 +29,7 @@ import torch
 from report import RESULTS, machine, markdown, write_json
 
 import unetzoo
-from unetzoo.artefacts.checkpoint import load_checkpoint
+from unetzoo.artefacts.references import load_checkpoint
 from unetzoo.data.dataset import SegmentationDataset
 from unetzoo.data.prepare import TrainData, prepare_data
 from unetzoo.engine.inference.postprocess import PostProcessing

@@ -30,9 +30,9 @@ from pathlib import Path
 from report import RESULTS, machine, write_json
 
 import unetzoo
-from unetzoo.artefacts.folders import save_pretrained
 from unetzoo.artefacts.modelcard import CardInfo
 from unetzoo.artefacts.pretrained import PRETRAINED
+from unetzoo.artefacts.references import save_pretrained
 from unetzoo.cli import setup_logging
 from unetzoo.engine.evaluate import evaluate_checkpoint, format_summary
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from unetzoo.artefacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from unetzoo.artefacts.checkpoint import Checkpoint, save_checkpoint
+from unetzoo.artefacts.references import load_checkpoint
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.errors import CheckpointError
 from unetzoo.models import create_model
@@ -84,7 +85,7 @@ def test_foreign_and_missing_files(tmp_path: Path) -> None:
 
 def test_a_run_folder_loads_its_best_checkpoint_and_names_what_it_lacks(tmp_path: Path,
                                                                         caplog) -> None:
-    from unetzoo.artefacts.checkpoint import run_checkpoint
+    from unetzoo.artefacts.runs import run_checkpoint
 
     run = tmp_path / "run"
     (run / "models").mkdir(parents=True)

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from tests.helpers import write_pairs
-from unetzoo.artefacts.checkpoint import load_checkpoint, save_checkpoint
+from unetzoo.artefacts.checkpoint import save_checkpoint
+from unetzoo.artefacts.references import load_checkpoint
 from unetzoo.cli import main
 
 FAST = ["--no-progress", "--precision", "fp32", "--device", "cpu"]
@@ -95,7 +96,7 @@ def test_bad_input_is_one_clear_line_before_training(tmp_path: Path, capsys) -> 
 
 @pytest.mark.parametrize("argv, message", [
     (["eval", "--dataset", ".", "--model", "missing.pt"],
-     "missing.pt: trained model not found (pass a checkpoint, a training run folder, "),
+     "missing.pt: model not found: pass a checkpoint (.pt), a training run folder "),
     (["predict", "--model", "unet", "--input", ".", "--out", "o"],
      "--model unet: unet is an architecture without trained weights; pass a checkpoint"),
     (["eval", "--dataset", ".", "--model", "unetpp"],
@@ -191,7 +192,7 @@ def test_convert_drive_train_and_evaluate_inside_the_fov(tmp_path: Path, capsys)
 
 def test_cityscapes_classes_and_colours_reach_the_predictions(tmp_path: Path) -> None:
     from tests.data.builders import cityscapes_files, write_files
-    from unetzoo.artefacts.checkpoint import load_checkpoint
+    from unetzoo.artefacts.references import load_checkpoint
 
     src = write_files(tmp_path / "src", cityscapes_files(width=32, height=16))
     assert run("convert", "cityscapes", src, tmp_path / "cs") == 0

@@ -12,9 +12,14 @@ import torch
 
 import unetzoo
 from unetzoo.artefacts import pretrained
-from unetzoo.artefacts.checkpoint import as_checkpoint, load_checkpoint
-from unetzoo.artefacts.folders import from_pretrained, save_pretrained
-from unetzoo.artefacts.pretrained import PRETRAINED, PretrainedModel, load_matching
+from unetzoo.artefacts.initialise import load_matching
+from unetzoo.artefacts.pretrained import PRETRAINED, PretrainedModel
+from unetzoo.artefacts.references import (
+    as_checkpoint,
+    from_pretrained,
+    load_checkpoint,
+    save_pretrained,
+)
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.errors import CheckpointError, ConfigError, ModelError, RunError
 
@@ -85,7 +90,7 @@ def test_broken_folders_are_reported(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()  # a run's models/ folder: its checkpoints are named
     for name in ("epoch_last.pt", "best.pt"):
         (tmp_path / "models" / name).write_bytes(b"")
-    with pytest.raises(CheckpointError, match=r"no config\.json.*; it holds best\.pt, "
+    with pytest.raises(CheckpointError, match=r"nor a model folder; it holds best\.pt, "
                        r"epoch_last\.pt: pass one with --model, e.g. --model .*models/best\.pt"):
         from_pretrained(tmp_path / "models")
     folder = save_pretrained(tiny(), tmp_path / "m")
@@ -103,7 +108,7 @@ def test_broken_folders_are_reported(tmp_path: Path) -> None:
 def test_checkpoint_users_take_folders(tmp_path: Path) -> None:
     folder = save_pretrained(tiny(), tmp_path / "m")
     assert load_checkpoint(folder).model_spec["name"] == "unet"
-    with pytest.raises(CheckpointError, match="nor a pretrained model name"):
+    with pytest.raises(CheckpointError, match="missing: model not found: pass a checkpoint"):
         load_checkpoint(tmp_path / "missing")
 
 

@@ -30,14 +30,14 @@ def heavy(modules: set[str]) -> set[str]:
 
 def test_import_unetzoo_loads_nothing_else() -> None:
     modules = loaded_after("import unetzoo")
-    assert unetzoo_modules(modules) == {"unetzoo"}
+    assert unetzoo_modules(modules) == {"unetzoo", "unetzoo.version"}
     assert "torch" not in modules and not heavy(modules)
 
 
 def test_import_models_costs_the_models_alone() -> None:
     modules = loaded_after("import unetzoo.models")
     ours = unetzoo_modules(modules)
-    assert ours == {"unetzoo", "unetzoo.errors"} | {
+    assert ours == {"unetzoo", "unetzoo.version", "unetzoo.errors"} | {
         m for m in ours if m.startswith(("unetzoo.models", "unetzoo.nn"))}
     assert "unetzoo.models.unetpp" in ours and "unetzoo.nn.factory" in ours
     assert not heavy(modules)

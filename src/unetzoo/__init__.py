@@ -19,12 +19,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 # module -> public names (attribute name, or (public name, attribute name) for a rename):
 # the one list of what `unetzoo.X` is
 _MODULES: dict[str, tuple[str | tuple[str, str], ...]] = {
-    ".artefacts.checkpoint": ("Checkpoint", "load_checkpoint", "save_checkpoint"),
+    ".artefacts.checkpoint": ("Checkpoint", "save_checkpoint"),
+    ".artefacts.references": ("load_checkpoint", "from_pretrained", "save_pretrained"),
+    ".artefacts.initialise": ("create_model",),
     ".config": ("TrainConfig",),
     ".data.convert": ("convert_dataset",),
     ".data.inspect": ("inspect_dataset",),
@@ -33,13 +35,12 @@ _MODULES: dict[str, tuple[str | tuple[str, str], ...]] = {
     ".engine.export.exporter": (("export", "export_checkpoint"),),
     ".engine.inference.predictor": ("Predictor",),
     ".engine.inference.predict": (("predict", "predict_paths"),),
-    ".engine.training.setup": ("train",),
-    ".artefacts.folders": ("from_pretrained", "save_pretrained"),
+    ".api": ("train",),
     ".artefacts.pretrained": ("list_pretrained",),
     ".errors": ("CheckpointError", "ConfigError", "DataError", "ExportError", "MaskValueError",
                 "MetricError",
                 "ModelError", "PeerError", "RunError", "TrainingError", "UnetzooError"),
-    ".models": ("count_parameters", "create_model", "list_models", "model_card",
+    ".models": ("count_parameters", "list_models", "model_card",
                 "register_model"),
 }
 # public name -> (module, attribute)
@@ -67,9 +68,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these on demand
-    from .artefacts.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-    from .artefacts.folders import from_pretrained, save_pretrained
+    from .api import train
+    from .artefacts.checkpoint import Checkpoint, save_checkpoint
+    from .artefacts.initialise import create_model
     from .artefacts.pretrained import list_pretrained
+    from .artefacts.references import from_pretrained, load_checkpoint, save_pretrained
     from .config import TrainConfig
     from .data.convert import convert_dataset
     from .data.inspect import inspect_dataset
@@ -78,7 +81,6 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these 
     from .engine.export.exporter import export_checkpoint as export
     from .engine.inference.predict import predict_paths as predict
     from .engine.inference.predictor import Predictor
-    from .engine.training.setup import train
     from .errors import (
         CheckpointError,
         ConfigError,
@@ -92,4 +94,4 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these 
         TrainingError,
         UnetzooError,
     )
-    from .models import count_parameters, create_model, list_models, model_card, register_model
+    from .models import count_parameters, list_models, model_card, register_model

@@ -30,7 +30,6 @@ import yaml
 
 from .data.cache import CACHE_MODES
 from .data.transforms import AUGMENT_LEVELS, NORMALIZATIONS, RESIZE_MODES
-from .engine.inference.predictor import TTA_MODES
 from .errors import ConfigError
 from .losses import build_loss
 from .models.registry import resolve_kwargs
@@ -63,6 +62,8 @@ def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: A
 
 
 MONITORS = ("dice", "iou", "mdice", "miou", "loss")
+# test-time augmentation (engine/inference/tta.py): none, the 4 flips, the 8 symmetries
+TTA_MODES: tuple[str, ...] = ("none", "flip", "flip-rot90")
 NAN_POLICIES = ("stop", "skip")
 LOGGERS = ("tensorboard", "none")
 

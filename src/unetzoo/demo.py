@@ -6,12 +6,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .api import train
 from .artefacts.runs import default_run_dir, prepare_run_dir
 from .config import TrainConfig
 from .data.synthetic import generate_dataset
 from .engine.evaluate import EvaluationResult, evaluate_checkpoint, format_summary
 from .engine.inference.predictor import InferenceOptions
-from .engine.training.setup import train
 from .report.page import write_page_safely, write_report
 from .runtime import Runtime
 

@@ -79,5 +79,5 @@ def test_train_init_from_a_pretrained_name(shipped, tmp_path: Path, capsys) -> N
     assert "weights from cells: loaded" in out
     assert run("train", "--dataset", data, "--init", "missing", "--out", tmp_path / "x",
                *FAST) == 2
-    assert "nor a pretrained model name" in capsys.readouterr().err
+    assert "missing: model not found: pass a checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -16,7 +16,8 @@ from PIL import Image
 
 from tests.engine.test_export import tiny_checkpoint
 from tests.helpers import write_pairs
-from unetzoo.artefacts.checkpoint import load_checkpoint, save_checkpoint
+from unetzoo.artefacts.checkpoint import save_checkpoint
+from unetzoo.artefacts.references import load_checkpoint
 from unetzoo.cli import main, setup_logging
 from unetzoo.engine.inference.backends import open_exported
 from unetzoo.models import create_model

@@ -18,7 +18,7 @@ from PIL import Image
 
 import unetzoo
 from tests.helpers import write_pairs
-from unetzoo.artefacts.folders import save_pretrained
+from unetzoo.artefacts.references import save_pretrained
 from unetzoo.engine.export.bioimageio import export_bioimageio
 from unetzoo.engine.inference.opening import open_model
 from unetzoo.engine.inference.packages import open_package

@@ -17,7 +17,7 @@ from unetzoo.data.layouts import find_pairs
 from unetzoo.data.split import split_dataset
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.engine.evaluate import evaluate_checkpoint
-from unetzoo.engine.export import exporter
+from unetzoo.engine.export import exporter, files
 from unetzoo.engine.inference import graphs, ov_cache
 from unetzoo.engine.inference import opening as models_io
 from unetzoo.engine.inference.backends import open_exported
@@ -52,7 +52,7 @@ def eager(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 def test_every_model_exports_to_onnx_and_runs_in_onnxruntime(name: str, tmp_path: Path
                                                             ) -> None:
     model, info = tiny_checkpoint(name)
-    result = exporter.export_model(model, info, "onnx", tmp_path / "m.onnx")
+    result = files.export_model(model, info, "onnx", tmp_path / "m.onnx")
     assert result.max_abs_diff <= graphs.TOLERANCE
     opened = open_exported(result.path)
     assert opened.backend == "onnxruntime" and opened.checkpoint.task == "multiclass"
@@ -68,7 +68,7 @@ def test_openvino_and_torchscript_exports_carry_their_metadata(tmp_path: Path) -
     model, info = tiny_checkpoint(num_classes=1)
     x = torch.randn(2, 3, 40, 23)
     for fmt, name in (("openvino", "m.xml"), ("torchscript", "m.torchscript")):
-        result = exporter.export_model(model, info, fmt, tmp_path / name)
+        result = files.export_model(model, info, fmt, tmp_path / name)
         opened = open_exported(result.path)
         assert opened.checkpoint.model_spec == info.model_spec
         assert opened.checkpoint.preprocessing == info.preprocessing
@@ -84,7 +84,7 @@ def test_a_failed_parity_check_writes_nothing(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(graphs, "TOLERANCE", -1.0)
     with caplog.at_level(logging.INFO, logger="unetzoo"), \
             pytest.raises(ExportError, match="differs from eager PyTorch"):
-        exporter.export_model(model, info, "onnx", tmp_path / "m.onnx")
+        files.export_model(model, info, "onnx", tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
     # a graph wrong at the export size is refused, not first taken for a size-dependent one
     assert "depends on the input size" not in caplog.text
@@ -93,16 +93,16 @@ def test_a_failed_parity_check_writes_nothing(tmp_path: Path, monkeypatch: pytes
 def test_export_targets_are_checked(tmp_path: Path) -> None:
     model, info = tiny_checkpoint()
     with pytest.raises(ConfigError, match=r"named \*\.onnx"):
-        exporter.export_model(model, info, "onnx", tmp_path / "m.xml")
+        files.export_model(model, info, "onnx", tmp_path / "m.xml")
     with pytest.raises(ConfigError, match="unknown export format"):
-        exporter.export_model(model, info, "tflite", tmp_path / "m.tflite")
+        files.export_model(model, info, "tflite", tmp_path / "m.tflite")
     (tmp_path / "m.onnx").write_bytes(b"keep")
     with pytest.raises(RunError, match="--overwrite"):
-        exporter.export_model(model, info, "onnx", tmp_path / "m.onnx")
+        files.export_model(model, info, "onnx", tmp_path / "m.onnx")
     assert (tmp_path / "m.onnx").read_bytes() == b"keep"
     with pytest.raises(CheckpointError, match="cannot read exported model"):
         open_exported(tmp_path / "m.onnx")
-    exporter.export_model(model, info, "onnx", tmp_path / "m.onnx", overwrite=True)
+    files.export_model(model, info, "onnx", tmp_path / "m.onnx", overwrite=True)
     with pytest.raises(ConfigError, match="runs with --backend"):
         open_exported(tmp_path / "m.onnx", backend="torch")
 

@@ -17,7 +17,8 @@ import unetzoo
 from tests.data import mask_corpus as corpus
 from tests.helpers import write_pairs
 from tests.test_checkpoint import make_checkpoint
-from unetzoo.artefacts.checkpoint import load_checkpoint, save_checkpoint
+from unetzoo.artefacts.checkpoint import save_checkpoint
+from unetzoo.artefacts.references import load_checkpoint
 from unetzoo.engine.evaluate import EvaluationResult, evaluate_checkpoint
 from unetzoo.errors import DataError, RunError
 

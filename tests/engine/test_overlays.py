@@ -12,7 +12,7 @@ from PIL import Image
 
 import unetzoo
 from tests.helpers import write_pairs
-from unetzoo.artefacts.checkpoint import as_checkpoint
+from unetzoo.artefacts.references import as_checkpoint
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.engine.evaluate import evaluate_checkpoint
 from unetzoo.engine.inference.predictor import InferenceOptions

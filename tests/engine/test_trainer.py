@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 import unetzoo
-import unetzoo.engine.training.callbacks
+import unetzoo.engine.training.trainer
 from tests.helpers import write_pairs
 
 COMMON = {"model": "unet", "preset": "tiny", "batch": 4, "img_size": 32, "workers": 0,
@@ -45,7 +45,7 @@ def test_deep_supervision_model_trains_and_predicts(tmp_path: Path) -> None:
     assert pred.images == 6
 
 
-class Recorder(unetzoo.engine.training.callbacks.Callback):
+class Recorder(unetzoo.engine.training.trainer.Callback):
     def __init__(self) -> None:
         self.events: list[tuple] = []
 

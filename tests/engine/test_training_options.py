@@ -15,7 +15,7 @@ import unetzoo
 from tests.helpers import write_pairs
 from unetzoo.engine.training import trainer as trainer_module
 from unetzoo.engine.training.preemption import TrainingInterrupted
-from unetzoo.engine.training.setup import TrainResult
+from unetzoo.engine.training.trainer import TrainResult
 
 COMMON = {"model": "unet", "preset": "tiny", "img_size": 32, "workers": 0, "precision": "fp32",
           "device": "cpu", "progress": False, "seed": 5, "test": False, "augment": "none"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import pickle
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,10 +31,26 @@ from ..task import Task, check_task
 
 log = logging.getLogger("unetzoo")
 
-RUN_CHECKPOINT = Path("models") / "best.pt"  # what a run folder stands for
-
 FORMAT = "unetzoo-checkpoint"
 VERSION = 1
+
+
+# an absolute path's folders: POSIX `/a/b/` (not inside a URL or a ratio such as 0/1) or
+# Windows `C:\\a\\b\\`; what follows the last separator stays
+_ABSOLUTE_FOLDERS = re.compile(r"(?<![\w.:/~])/(?:[^\s/:,;'\"()\[\]{}]+/)+"
+                               r"|\b[A-Za-z]:\\(?:[^\s\\:,;'\"()]+\\)+")
+
+
+def portable(value: Any) -> Any:
+    """`value` (plain values: dicts, lists, strings) with every absolute path cut to its
+    last component, in strings that are a path and in strings that mention one."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(portable(v) for v in value)
+    if isinstance(value, str):
+        return _ABSOLUTE_FOLDERS.sub("", value.rstrip("/\\")) or value
+    return value
 
 
 @dataclass
@@ -72,6 +89,14 @@ class Checkpoint:
             model.prune(prune_depth)
         return model.eval()
 
+    def portable(self) -> Checkpoint:
+        """This checkpoint as written for others (model folders, packages, exported files,
+        cards): every absolute path of this machine in its config, metrics and mask
+        reading cut to its last component (`/home/me/data/nuclei` -> `nuclei`); relative
+        paths, as the user typed them, stay."""
+        return replace(self, config=portable(self.config), metrics=portable(self.metrics),
+                       mask_reading=portable(self.mask_reading))
+
     def to_payload(self) -> dict[str, Any]:
         return {
             "format": FORMAT, "version": VERSION,
@@ -106,12 +131,13 @@ class Checkpoint:
             raise CheckpointError(f"incomplete checkpoint (missing {exc})", path) from exc
 
 
-def as_checkpoint(source: nn.Module | Checkpoint | Path | str, *, task: Task | None = None,
+def as_checkpoint(source: nn.Module | Checkpoint, *, task: Task | None = None,
                   class_names: Sequence[str] | None = None,
                   preprocessing: Preprocessing | None = None,
                   metrics: dict[str, Any] | None = None) -> Checkpoint:
-    """A `Checkpoint` of a model built with `create_model` (or a checkpoint, a checkpoint
-    file, a model folder or a pretrained name), with the given fields replaced.
+    """A `Checkpoint` of a model built with `create_model` (or of a checkpoint), with the
+    given fields replaced. (A file, folder or name a user gives goes through
+    `unetzoo.artefacts.references.as_checkpoint`, which opens it first.)
 
     A bare model has no training behind it, so its defaults are stated, not guessed: task
     `binary` for one output channel and `multiclass` otherwise; class names `foreground`, or
@@ -119,8 +145,8 @@ def as_checkpoint(source: nn.Module | Checkpoint | Path | str, *, task: Task | N
     (mean 0, std 1), 256-pixel patches, tiled (`crop`) inference.
 
     Args:
-        source: an `nn.Module` carrying `unetzoo_spec` (from `create_model`), a `Checkpoint`,
-            or anything `load_checkpoint` opens.
+        source: an `nn.Module` carrying `unetzoo_spec` (from `create_model`), or a
+            `Checkpoint`.
         task, class_names, preprocessing, metrics: replace the source's values.
 
     Returns:
@@ -146,7 +172,7 @@ def as_checkpoint(source: nn.Module | Checkpoint | Path | str, *, task: Task | N
     elif isinstance(source, Checkpoint):
         checkpoint = source
     else:
-        checkpoint = load_checkpoint(source)
+        raise ModelError(f"expected a model or a Checkpoint, got {type(source).__name__}")
     changes: dict[str, Any] = {}
     if task is not None:
         changes["task"] = check_task(task, int(checkpoint.model_spec["num_classes"]))
@@ -184,7 +210,7 @@ def save_checkpoint(path: Path | str, checkpoint: Checkpoint | nn.Module, **fiel
         OSError: the file cannot be written (e.g. a full disk); the previous file is kept.
 
     Example:
-        >>> ckpt = load_checkpoint("runs/exp1/models/best.pt")
+        >>> ckpt = read_checkpoint_file("runs/exp1/models/best.pt")
         >>> save_checkpoint("copy.pt", ckpt)
         PosixPath('copy.pt')
         >>> save_checkpoint("bare.pt", create_model("unet"), class_names=["cell"])
@@ -209,71 +235,20 @@ def checkpoints_hint(folder: Path, first: str = "") -> str:
             f"{example.as_posix()}")
 
 
-def run_checkpoint(path: Path | str) -> Path:
-    """The checkpoint a `--model` path names: a training run's folder (what `train` prints
-    as "run folder": no `config.json`, a `models/` folder or `config.yaml`) stands for its
-    `models/best.pt`, said in one line; any other path is returned as given.
-
-    Args:
-        path: what the user named (a file, a folder or a pretrained name).
-
-    Returns:
-        `RUN/models/best.pt` for a run folder, else `path`.
-
-    Raises:
-        CheckpointError: a run folder without `models/best.pt`, naming what it holds.
-    """
-    path = Path(path)
-    if not path.is_dir() or (path / "config.json").is_file() or not (
-            (path / "models").is_dir() or (path / "config.yaml").is_file()):
-        return path
-    best = path / RUN_CHECKPOINT
-    if best.is_file():
-        log.info(f"{path}: a training run folder; using its best checkpoint {best}")
-        return best
-    found = (checkpoints_hint(path / "models", "models/ ") or
-             "no checkpoint in models/ (the run saved none yet)")
-    raise CheckpointError(f"a training run folder without {RUN_CHECKPOINT.as_posix()}; {found}",
-                          path)
-
-
-def load_checkpoint(path: Path | str) -> Checkpoint:
-    """Load a checkpoint safely: `torch.load(weights_only=True)`, so the file can hold
-    nothing but tensors and plain values, and no code runs. A model folder (`config.json` +
-    `model.safetensors`, see `unetzoo.artefacts.folders`) or the name of a pretrained model shipped with
-    unetzoo (`unetzoo models --pretrained`) loads too, so everything that takes a checkpoint
-    takes those.
-
-    Args:
-        path: a `.pt` file written by `save_checkpoint` (e.g. `models/best.pt`), a training
-            run's folder (its `models/best.pt`, see `run_checkpoint`), a model folder, or a
-            pretrained name.
-
-    Returns:
-        The `Checkpoint`: `build_model()` gives the model in eval mode on the CPU,
-        `preprocessing` the input normalisation, `task` and `class_names` the outputs.
+def read_checkpoint_file(path: Path | str) -> Checkpoint:
+    """Read a `.pt` file written by `save_checkpoint`, safely: `torch.load(weights_only=True)`,
+    so the file can hold nothing but tensors and plain values, and no code runs. (Anything
+    else a user names, a run folder, a model folder, a shipped name or a package, opens
+    through `unetzoo.artefacts.references.load_checkpoint`.)
 
     Raises:
         CheckpointError: the file is missing, truncated, not a unetzoo checkpoint, written by
-            a newer unetzoo, or holds objects other than tensors and plain values; a run
-            folder without `models/best.pt`.
-
-    Example:
-        >>> ckpt = load_checkpoint("runs/exp1/models/best.pt")
-        >>> model = ckpt.build_model()  # B x C x H x W images -> B x K x H x W logits
+            a newer unetzoo, or holds objects other than tensors and plain values.
     """
-    path = run_checkpoint(path)
-    if path.is_dir() or (not path.exists() and _is_pretrained_name(str(path))):
-        from .folders import from_pretrained  # folders builds on this module
-
-        return from_pretrained(path)
-    if not path.exists():
-        from .pretrained import PRETRAINED
-
-        raise CheckpointError(f"checkpoint not found (nor a pretrained model name: "
-                              f"{', '.join(PRETRAINED)})", path)
+    path = Path(path)
     if not path.is_file():
-        raise CheckpointError("not a file", path)
+        raise CheckpointError("checkpoint not found" if not path.exists() else "not a file",
+                              path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -284,9 +259,3 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint (truncated or not a checkpoint: "
                               f"{detail})", path) from exc
     return Checkpoint.from_payload(payload, path)
-
-
-def _is_pretrained_name(name: str) -> bool:
-    from .pretrained import PRETRAINED  # a registry of names: imports nothing heavy
-
-    return name in PRETRAINED

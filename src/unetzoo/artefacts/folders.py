@@ -2,6 +2,9 @@
 `from_pretrained` convention of the Hugging Face hub (which segmentation_models_pytorch
 follows), for unetzoo models.
 
+`save_pretrained` and `from_pretrained` (`artefacts.references`) write and open them from
+anything a user names; this module reads and writes the folder itself.
+
 `config.json` holds what rebuilds the model and its use: model name and arguments, task,
 class names, preprocessing, the threshold, the training config and metrics. The weights are
 a safetensors file (plain tensors, no pickle: loading runs no code), optionally stored in
@@ -18,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..data.transforms import Preprocessing
 from ..errors import CheckpointError, ConfigError
 from ..fileio import atomic_folder, atomic_write_bytes, atomic_write_text
 from ..task import check_task
-from .checkpoint import Checkpoint, as_checkpoint, checkpoints_hint
-from .modelcard import CardInfo, render_card, with_run_metrics
+from ..version import __version__
+from .checkpoint import Checkpoint, checkpoints_hint
+from .modelcard import CardInfo, render_card
 
 log = logging.getLogger("unetzoo")
 
@@ -40,8 +43,6 @@ DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.flo
 
 def folder_config(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str, Any]:
     """The `config.json` content of a checkpoint (everything but the weights)."""
-    from .. import __version__
-
     return {
         "format": FORMAT, "version": VERSION, "unetzoo_version": __version__,
         "model": checkpoint.model_spec, "task": checkpoint.task,
@@ -54,21 +55,18 @@ def folder_config(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str, A
     }
 
 
-def save_pretrained(source: nn.Module | Checkpoint | Path | str, directory: Path | str, *,
-                    dtype: str = "float32", card: CardInfo | None = None,
-                    overwrite: bool = False, **fields: Any) -> Path:
-    """Write `directory/config.json`, `model.safetensors` and `README.md`.
+def write_folder(checkpoint: Checkpoint, directory: Path | str, *, dtype: str = "float32",
+                 card: CardInfo | None = None, overwrite: bool = False) -> Path:
+    """Write `directory/config.json`, `model.safetensors` and `README.md` of `checkpoint`,
+    with no path of this machine in them (`Checkpoint.portable`).
 
     Args:
-        source: a model built with `create_model` (saved with the explicit defaults of
-            `unetzoo.artefacts.checkpoint.as_checkpoint`), a `Checkpoint`, a checkpoint file, a model
-            folder or a pretrained name.
+        checkpoint: the model (weights, spec, task, classes, preprocessing, config, metrics).
         directory: the folder to write (new or empty, or replaced with `overwrite`).
         dtype: storage type of floating-point weights: `float32` (exact), `float16` or
             `bfloat16` (half the size; they load as float32).
         card: authors, licence, citations, metrics and notes for the README model card.
         overwrite: replace an existing folder.
-        fields: `task`, `class_names`, `preprocessing` or `metrics` replacing the source's.
 
     Returns:
         The folder written.
@@ -80,7 +78,7 @@ def save_pretrained(source: nn.Module | Checkpoint | Path | str, directory: Path
 
     if dtype not in DTYPES:
         raise ConfigError(f"unknown weights dtype {dtype!r}; choose {', '.join(DTYPES)}")
-    checkpoint = with_run_metrics(as_checkpoint(source, **fields), source)
+    checkpoint = checkpoint.portable()
     state = {k: (v.to(DTYPES[dtype]) if v.is_floating_point() else v).contiguous()
              for k, v in checkpoint.state_dict.items()}
     directory = Path(directory)
@@ -111,12 +109,11 @@ def read_folder_config(directory: Path) -> dict[str, Any]:
     return config
 
 
-def from_pretrained(source: Path | str) -> Checkpoint:
-    """Load a model folder, or a pretrained model shipped with unetzoo by name.
+def read_folder(directory: Path | str) -> Checkpoint:
+    """Load a model folder (what `write_folder` wrote; a shipped model is one).
 
     Args:
-        source: a folder written by `save_pretrained`, or a name listed by
-            `unetzoo models --pretrained` (e.g. `nuclei`).
+        directory: the folder.
 
     Returns:
         A `Checkpoint` (no training state): `.build_model()` gives the model in eval mode,
@@ -129,17 +126,9 @@ def from_pretrained(source: Path | str) -> Checkpoint:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .pretrained import PRETRAINED
-
-    directory = Path(source)
-    if not directory.exists() and str(source) in PRETRAINED:
-        directory = PRETRAINED[str(source)].folder
-        if not (directory / CONFIG_FILE).is_file():
-            raise CheckpointError(f"the pretrained model {str(source)!r} is not installed "
-                                  "(its folder is missing; reinstall unetzoo)", directory)
+    directory = Path(directory)
     if not directory.is_dir():
-        raise CheckpointError("model folder not found (nor a pretrained name: "
-                              f"{', '.join(PRETRAINED) or 'none'})", directory)
+        raise CheckpointError("model folder not found", directory)
     config = read_folder_config(directory)
     weights = directory / config.get("weights", {}).get("file", WEIGHTS_FILE)
     try:

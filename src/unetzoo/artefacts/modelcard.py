@@ -19,6 +19,7 @@ from typing import Any
 
 from ..models import count_parameters, model_card
 from .checkpoint import Checkpoint
+from .runs import TEST, run_of
 
 # training options shown on the card, in this order (the rest stays in config.json)
 TRAINING_KEYS: tuple[str, ...] = (
@@ -59,10 +60,12 @@ class CardInfo:
 
 def run_test_metrics(checkpoint_path: Path | str) -> dict[str, Any] | None:
     """The test metrics a training run wrote beside its checkpoint
-    (`RUN/models/best.pt` or `RUN` itself -> `RUN/test/metrics.json`), or None."""
-    given = Path(checkpoint_path)
-    run = given if given.is_dir() else given.resolve().parent.parent
-    path = run / "test" / "metrics.json"
+    (`RUN/models/best.pt` or `RUN` itself -> `RUN/test/metrics.json`), or None for a model
+    outside a run."""
+    run = run_of(checkpoint_path)
+    if run is None:
+        return None
+    path = run / TEST / "metrics.json"
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

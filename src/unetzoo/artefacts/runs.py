@@ -1,5 +1,25 @@
-"""Run folders: created safely, never mixing two runs, checked before work starts; which
-checkpoint a `--resume` continues."""
+"""The run folder: the one place that knows its layout, how a checkpoint or a folder finds
+its run, and where outputs go (created safely, never mixing two runs, checked before work
+starts).
+
+A run folder (what `unetzoo train` writes, `runs/<model>-<date-time>/` by default):
+
+    config.yaml        the run's options (written first: a folder holding it is a run)
+    dataset.json       what the run decided about its data (masks, channels, splits)
+    split.csv          the run's split, with each file's size and content digest
+    train.log          the log, appended line by line
+    metrics.csv        one row per epoch; curves.png
+    models/best.pt     the best validation checkpoint (weights for inference)
+    models/epoch_last.pt   the full training state (resume)
+    models/.openvino/  the OpenVINO conversions of its checkpoints (a cache)
+    test/              the best checkpoint on the test split (metrics.json, per_image.csv)
+    eval-<split>/      later `unetzoo eval` of the run's checkpoint
+    report.html, report/   the report page and its pictures
+    tensorboard/, mlflow_run_id.txt   training loggers
+
+Everything else that writes outputs of a model asks this module where they go: inside the
+run when the model belongs to one, else in the working folder, never elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +27,104 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ..config import TrainConfig, build_config, load_yaml
-from ..errors import CheckpointError, ConfigError, RunError
-from .checkpoint import Checkpoint, load_checkpoint
+from ..errors import CheckpointError, RunError
+from .checkpoint import Checkpoint, checkpoints_hint, read_checkpoint_file
 
 log = logging.getLogger("unetzoo")
 
-NO_TRAINING_STATE = ("holds no training state (best.pt is for inference; resume from "
-                     "models/epoch_last.pt)")
-# Options that make a run what it is: a resumed run must keep them.
-RUN_IDENTITY = ("model", "preset", "model_args", "task", "num_classes", "class_names",
-                "img_size", "resize_mode")
-RUN_OUTPUTS = ("models", "metrics.csv", "curves.png", "split.csv", "config.yaml", "train.log",
-               "test", "overlays", "report.html", "report", "dataset.json",
-               "tensorboard", "mlflow_run_id.txt")  # the last two: engine/loggers.py
 RUN_CONFIG = "config.yaml"  # written first by every run: a folder holding it is a run folder
+MODELS = "models"
+BEST = "best.pt"
+LAST = "epoch_last.pt"
+RUN_CHECKPOINT = Path(MODELS) / BEST  # what a run folder stands for
+DATASET_FILE = "dataset.json"
+SPLIT_FILE = "split.csv"
+TRAIN_LOG = "train.log"
+HISTORY = "metrics.csv"
+CURVES = "curves.png"
+TEST = "test"
+REPORT = "report.html"
+REPORT_ASSETS = "report"
+OPENVINO_CACHE = ".openvino"
+TENSORBOARD = "tensorboard"
+MLFLOW_RUN_FILE = "mlflow_run_id.txt"
+RUN_OUTPUTS = (MODELS, HISTORY, CURVES, SPLIT_FILE, RUN_CONFIG, TRAIN_LOG, TEST, "overlays",
+               REPORT, REPORT_ASSETS, DATASET_FILE, TENSORBOARD, MLFLOW_RUN_FILE)
+MODEL_FOLDER_CONFIG = "config.json"  # a model folder (artefacts/folders.py), not a run
 
 
 def default_run_dir(model: str, root: Path | str = "runs") -> Path:
+    """`runs/<model>-<date-time>` (in the working folder)."""
     return Path(root) / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def is_run_folder(path: Path | str) -> bool:
+    """A training run's folder: it holds the run's `config.yaml` or a `models/` folder, and
+    it is not a model folder (`config.json` + weights)."""
+    path = Path(path)
+    return path.is_dir() and not (path / MODEL_FOLDER_CONFIG).is_file() and (
+        (path / RUN_CONFIG).is_file() or (path / MODELS).is_dir())
+
+
+def run_of(path: Path | str) -> Path | None:
+    """The run folder `path` belongs to: a run folder itself, or `<run>/models/<file>` of a
+    run folder; None for anything else (a checkpoint copied elsewhere, an exported file, a
+    model folder, a shipped name)."""
+    path = Path(path)
+    if is_run_folder(path):
+        return path
+    if path.is_file() and path.parent.name == MODELS and is_run_folder(path.parent.parent):
+        return path.parent.parent
+    return None
+
+
+def run_checkpoint(path: Path | str) -> Path:
+    """The file a model reference names: a training run's folder stands for its
+    `models/best.pt` (said in one line); any other path is returned as given.
+
+    Raises:
+        CheckpointError: a run folder without `models/best.pt`, naming what it holds.
+    """
+    path = Path(path)
+    if not is_run_folder(path):
+        return path
+    best = path / RUN_CHECKPOINT
+    if best.is_file():
+        log.info(f"{path}: a training run folder; using its best checkpoint {best}")
+        return best
+    found = (checkpoints_hint(path / MODELS, "models/ ") or
+             "no checkpoint in models/ (the run saved none yet)")
+    raise CheckpointError(f"a training run folder without {RUN_CHECKPOINT.as_posix()}; {found}",
+                          path)
+
+
+def evaluation_dir(model: Path | str | None, name: str, split: str = "{split}") -> Path:
+    """Where `unetzoo eval` writes by default: `<run>/eval-<split>` for a model of a run
+    (`eval-<stem>-<split>` for a checkpoint other than best.pt), else `eval-<name>-<split>`
+    in the working folder (never beside a file elsewhere, never above the working folder).
+
+    Args:
+        model: the model file or folder as resolved (None for a shipped name).
+        name: what to call the model in the folder name (its file stem or shipped name).
+        split: the split evaluated (`{split}` is filled in later).
+    """
+    run = run_of(model) if model is not None else None
+    if run is not None:
+        file = Path(model) if Path(model).is_file() else run / RUN_CHECKPOINT  # type: ignore[arg-type]
+        return run / (f"eval-{split}" if file.name == BEST else f"eval-{file.stem}-{split}")
+    return Path(f"eval-{name}-{split}")
+
+
+def conversion_cache_dir(source: Path | None) -> Path | None:
+    """The folder beside a checkpoint file where its OpenVINO conversions are cached
+    (`<folder>/.openvino`: in a run, `models/.openvino`); None for a model without a file of
+    its own (a shipped name, a model in memory), whose conversions go to the user cache
+    folder."""
+    if source is None or not source.is_file():
+        return None
+    return source.parent / OPENVINO_CACHE
 
 
 def has_outputs(path: Path) -> bool:
@@ -85,16 +180,6 @@ def prepare_run_dir(path: Path, resume: bool, overwrite: bool, needed_bytes: int
     return path
 
 
-def run_folder_of(checkpoint: Path) -> Path | None:
-    """The run folder a checkpoint file belongs to (`<run>/models/<file>.pt`, the run
-    folder holding the run's config.yaml), or None for a file elsewhere."""
-    models = checkpoint.absolute().parent
-    run = models.parent
-    if models.name == "models" and (run / RUN_CONFIG).is_file():
-        return checkpoint.parent.parent
-    return None
-
-
 def newest_checkpoint(path: Path) -> tuple[Path, Checkpoint] | None:
     """The checkpoint in run folder `path` that lets training go on furthest: the newest
     readable `models/*.pt` holding training state. Unreadable or partial files are skipped
@@ -102,11 +187,11 @@ def newest_checkpoint(path: Path) -> tuple[Path, Checkpoint] | None:
     checkpoints exist but none can be read."""
     found: tuple[tuple[int, int, int], Path, Checkpoint] | None = None
     problems = []
-    for candidate in sorted((path / "models").glob("*.pt")):
+    for candidate in sorted((path / MODELS).glob("*.pt")):
         if candidate.name.startswith("."):
             continue
         try:
-            checkpoint = load_checkpoint(candidate)
+            checkpoint = read_checkpoint_file(candidate)
         except CheckpointError as exc:
             log.warning(f"ignoring {exc}")
             problems.append(str(exc))
@@ -123,68 +208,3 @@ def newest_checkpoint(path: Path) -> tuple[Path, Checkpoint] | None:
     return None if found is None else (found[1], found[2])
 
 
-@dataclass
-class RunPlan:
-    """Where a run goes, the checkpoint it continues (if any) and its final config."""
-
-    run_dir: Path
-    config: TrainConfig
-    checkpoint: Checkpoint | None = None
-    reuse_folder: bool = False
-
-
-def _same_run(saved: dict[str, Any], config: TrainConfig, keys: Any, where: Path) -> None:
-    for key in keys:
-        if key in saved and saved[key] != getattr(config, key):
-            raise ConfigError(f"--{key.replace('_', '-')} {getattr(config, key)!r} differs from "
-                              f"the run's {saved[key]!r}: a run keeps its model and data "
-                              "(choose another --out for a new run)", where)
-
-
-def plan_run(config: TrainConfig, given: dict[str, Any]) -> RunPlan:
-    """Resolve `--resume` (a run folder, a checkpoint file, or auto) into a plan. A resumed
-    run keeps its saved config, overridden by the options `given` explicitly, except those
-    of RUN_IDENTITY. A checkpoint file resumes into `--out` when given, else into the run
-    folder holding it (`<run>/models/`); a file outside a run folder needs `--out`.
-
-    Raises:
-        CheckpointError: nothing to resume, or a checkpoint without training state.
-        RunError: a checkpoint file outside a run folder without `--out`, or a folder
-            holding an unknown run.
-        ConfigError: an option of RUN_IDENTITY differs from the run's.
-    """
-    if not config.resume:
-        run_dir = Path(config.out) if config.out else default_run_dir(config.model)
-        return RunPlan(run_dir, config)
-    path = Path(config.out if config.resume == "auto" else config.resume)  # type: ignore[arg-type]
-    if path.is_dir() or config.resume == "auto":
-        run_dir, found = path, newest_checkpoint(path)
-        if found is None and config.resume != "auto":
-            raise CheckpointError("holds no checkpoint to resume (models/epoch_last.pt)", path)
-        if found is None and config.overwrite:  # auto: a new run replacing the folder's
-            return RunPlan(path, config)
-        if found is None:  # auto: the run has not written a checkpoint yet
-            saved = path / "config.yaml"
-            if has_outputs(path):
-                if not saved.is_file():
-                    raise RunError("holds outputs of an unknown run; choose another --out or "
-                                   "pass --overwrite", path)
-                _same_run(load_yaml(saved), config, RUN_IDENTITY, saved)
-            log.info(f"--resume auto: no checkpoint in {path} yet, starting the run")
-            return RunPlan(path, config, reuse_folder=True)
-        path, checkpoint = found
-    else:
-        checkpoint = load_checkpoint(path)
-        found_dir = Path(config.out) if config.out else run_folder_of(path)
-        if found_dir is None:
-            raise RunError("is not inside a run folder (<run>/models/<file>.pt next to the "
-                           "run's config.yaml); pass --out DIR for the resumed run's outputs",
-                           path)
-        run_dir = found_dir
-    if not checkpoint.train_state:
-        raise CheckpointError(NO_TRAINING_STATE, path)
-    overrides = {k: v for k, v in given.items() if k != "resume"}
-    resolved = build_config({**checkpoint.config, **overrides, "resume": config.resume})
-    _same_run(checkpoint.config, resolved, [k for k in RUN_IDENTITY if k in overrides], path)
-    log.info(f"resuming from {path}")
-    return RunPlan(run_dir, resolved, checkpoint, reuse_folder=True)

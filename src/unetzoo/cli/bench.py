@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> None:
     from ..engine.bench import bench, resolve_bench_model
     from ..fileio import atomic_write_text
 
-    runtime = runtime_from(args, args.model)
+    runtime = runtime_from(args)
     given = {k: getattr(args, k) for k in ("preset", "model_args") if hasattr(args, k)}
     if isinstance(given.get("model_args"), list):
         given["model_args"] = parse_key_values(given["model_args"])

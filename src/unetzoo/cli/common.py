@@ -18,20 +18,21 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from ..config import RUNTIME_OPTIONS, TrainConfig, add_config_arguments, check_values
-from ..engine.inference.predictor import TTA_MODES
+from ..artefacts import MODEL_REFERENCES
+from ..config import (
+    RUNTIME_OPTIONS,
+    TTA_MODES,
+    TrainConfig,
+    add_config_arguments,
+    check_values,
+)
 from ..runtime import BACKENDS
 
 log = logging.getLogger("unetzoo")
 
-TRAINED_MODEL = ("a checkpoint (.pt), a training run folder (its models/best.pt), a file "
-                 "written by `unetzoo export` (.onnx, .xml, .torchscript), a bioimage.io "
-                 "package (.zip, also from other tools), a model folder (config.json + "
-                 "model.safetensors) or a pretrained name (`unetzoo models --pretrained`, e.g. "
-                 "nuclei)")
+TRAINED_MODEL = MODEL_REFERENCES  # one text, in artefacts/__init__.py
 
 
 class DeprecatedAlias(argparse.Action):
@@ -71,29 +72,18 @@ def add_trained_model_argument(parser: argparse.ArgumentParser, extra: str = "")
                         help=f"the trained model: {TRAINED_MODEL}{extra}")
 
 
-def trained_model(value: str) -> Path:
-    """The path of a trained model given as `--model` (a training run's folder stands for
-    its `models/best.pt`: `unetzoo.artefacts.checkpoint.run_checkpoint`); a one-line error for an
-    architecture name (which has no weights) or a missing file.
+def trained_model(value: str) -> Any:
+    """The trained model `--model` names, identified by the one door
+    (`unetzoo.artefacts.references.resolve_model`: a run folder stands for its
+    `models/best.pt`, said in one line).
 
     Raises:
         ConfigError: `value` names an architecture rather than a trained model.
-        CheckpointError: no such file; a run folder without `models/best.pt`.
+        CheckpointError: nothing of that name; a run folder without `models/best.pt`.
     """
-    from ..artefacts.checkpoint import run_checkpoint
-    from ..artefacts.pretrained import PRETRAINED
-    from ..errors import CheckpointError, ConfigError
-    from ..models import list_models
+    from ..artefacts.references import resolve_model
 
-    path = Path(value)
-    if path.exists() or value in PRETRAINED:
-        return run_checkpoint(path)
-    if value in list_models():
-        raise ConfigError(f"--model {value}: {value} is an architecture without trained "
-                          f"weights; pass {TRAINED_MODEL}")
-    raise CheckpointError(f"trained model not found (pass a checkpoint, a training run folder, "
-                          f"an exported file, a package, a model folder or a pretrained name: "
-                          f"{', '.join(PRETRAINED)})", path)
+    return resolve_model(value)
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -133,30 +123,25 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                             "see benchmarks/unetpp_pruning.py)")
 
 
-def runtime_from(args: argparse.Namespace, model: str | Path | None = None) -> Any:
-    """The runtime the flags ask for (backend `auto` unless --backend says otherwise;
-    commands without --backend run torch); an exported `model` file runs in its format's
-    backend (TorchScript files in float32)."""
-    from ..engine.inference.backends import FORMAT_BACKEND, format_of
+def runtime_from(args: argparse.Namespace) -> Any:
+    """The runtime the flags ask for: device, precision, memory format, threads and the
+    backend (`auto` unless --backend says otherwise; commands without --backend run torch).
+    Which backend then runs a model, and why, is `engine.inference.opening.decide_backend`'s
+    one rule (an exported file runs in its format's backend)."""
     from ..runtime import Runtime
 
     options = check_values({k: getattr(args, k) for k in (*RUNTIME_OPTIONS, "compile")
                             if hasattr(args, k)})
-    backend = getattr(args, "backend", "torch")
-    fmt = format_of(Path(model)) if model else None
-    if backend == "auto" and fmt:
-        backend = FORMAT_BACKEND[fmt]
-    precision = "fp32" if fmt == "torchscript" else options["precision"]
-    return Runtime.resolve(options["device"], precision, options["channels_last"],
+    return Runtime.resolve(options["device"], options["precision"], options["channels_last"],
                            options["threads"], compile=options.get("compile", False),
-                           backend=backend)
+                           backend=getattr(args, "backend", "torch"))
 
 
 def inference_options(args: argparse.Namespace) -> Any:
     from ..engine.inference.postprocess import PostProcessing
     from ..engine.inference.predictor import InferenceOptions
 
-    return InferenceOptions(runtime_from(args, args.model), batch_size=args.batch,
+    return InferenceOptions(runtime_from(args), batch_size=args.batch,
                             overlap=args.overlap, threshold=getattr(args, "threshold", 0.5),
                             tta=args.tta, postprocess=PostProcessing(args.min_size,
                                                                      args.fill_holes),

@@ -41,17 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from ..artefacts.runs import evaluation_dir
     from ..engine.evaluate import evaluate_checkpoint, format_summary
-    from ..engine.inference.backends import format_of
 
     checkpoint = trained_model(args.model)
-    if format_of(checkpoint):  # beside the file
-        default = str(checkpoint.resolve().parent / f"eval-{checkpoint.stem}-{{split}}")
-    elif checkpoint.is_file():  # runs/x/models/best.pt -> runs/x/eval-{split}
-        default = str(checkpoint.resolve().parent.parent / "eval-{split}")
-    else:  # a model folder or a pretrained name
-        default = f"eval-{checkpoint.name}-{{split}}"
-    out = args.out or default
+    out = args.out or str(evaluation_dir(checkpoint.path, checkpoint.name))
     result = evaluate_checkpoint(checkpoint, args.dataset, args.csvfile, args.split, out,
                                  debug=args.debug, options=inference_options(args),
                                  workers=args.workers, progress=args.progress)
@@ -59,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
     if "note" in result.extra:
         log.info(result.extra["note"])
     split = result.extra["split"]
-    log.info(format_summary(result, f"{checkpoint} on {args.dataset} "
+    log.info(format_summary(result, f"{checkpoint.given} on {args.dataset} "
                                     f"({'all images' if split == 'all' else split}):"))
     log.info(f"results written to {out}" + (" (overlays in overlays/)" if args.debug else ""))
     if args.report:

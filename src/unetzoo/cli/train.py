@@ -22,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     """Train; a stop on SIGINT or SIGTERM exits with 128 + the signal (130, 143) once the
     checkpoint is written (the trainer prints how to resume)."""
+    from ..api import train
     from ..engine.training.preemption import TrainingInterrupted
-    from ..engine.training.setup import train
 
     names = {f.name for f in fields(TrainConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}

@@ -16,20 +16,21 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..artefacts.checkpoint import Checkpoint, load_checkpoint, run_checkpoint
+from ..artefacts.checkpoint import Checkpoint
+from ..artefacts.references import resolve_model
 from ..data.transforms import Preprocessing
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..losses import build_loss
-from ..models import count_parameters, create_model
+from ..models import count_parameters, create_model, list_models
 from ..runtime import DTYPES, Runtime
 from ..schedules import build_optimizer
-from .inference.backends import format_of
 from .inference.opening import open_checkpoint, open_model
 from .inference.predictor import InferenceOptions, Predictor
 from .training.step import OptimizerStep
@@ -141,32 +142,20 @@ def resolve_bench_model(model: str, runtime: Runtime, preset: str | None = None,
                         in_channels: int = 3, num_classes: int = 1, size: int = 256,
                         train: bool = False, model_args: dict[str, Any] | None = None
                         ) -> BenchModel:
-    """The model `unetzoo bench` times: a registered model name (built with `preset`, then
-    `model_args`; weights seeded with 0, so its OpenVINO conversion is cached across runs),
-    a checkpoint, a training run's folder (its models/best.pt) or an exported file, opened
-    in the runtime's backend (`auto`: OpenVINO where installed, see `models_io`; training
-    always runs in torch).
+    """The model `unetzoo bench` times: a registered architecture name (built with
+    `preset`, then `model_args`; weights seeded with 0, so its OpenVINO conversion is cached
+    across runs), or any trained model a user can name (a checkpoint, a run folder, a model
+    folder, a shipped name, a package, an exported file: the one door,
+    `engine.inference.opening.open_model`), in the runtime's backend (`auto`: see
+    `decide_backend`; training always runs in torch).
 
     Raises:
-        ConfigError: neither a file nor a registered name; a backend that cannot run it.
+        ConfigError: neither a trained model nor a registered name; a backend that cannot
+            run it; training asked of a model without trainable weights.
+        CheckpointError: an unreadable model file.
     """
-    path = run_checkpoint(model)
-    if train:
-        if runtime.backend not in ("auto", "torch"):
-            raise ConfigError("training runs in torch; drop --backend for --train")
-        runtime = runtime.for_backend("torch")
-    if path.is_file() and format_of(path) is None:
-        checkpoint, name = load_checkpoint(path), path.name
-    elif path.is_file():
-        opened = open_model(path, runtime)
-        spec = opened.checkpoint.model_spec
-        eager = create_model(spec["name"], spec["in_channels"], spec["num_classes"],
-                             **spec["kwargs"])
-        return BenchModel(opened.module, eager, path.name, opened.runtime, opened.note)
-    else:
-        if "/" in model or path.suffix:  # a path (model names have neither)
-            raise ConfigError(f"{model}: no such file, nor a registered model name "
-                              f"(`unetzoo models`)")
+    torch_only = "training runs in torch" if train else None
+    if model in list_models() and not Path(model).exists():
         torch.manual_seed(0)
         net = create_model(model, in_channels, num_classes, preset=preset, **(model_args or {}))
         task = "binary" if num_classes == 1 else "multiclass"
@@ -174,11 +163,26 @@ def resolve_bench_model(model: str, runtime: Runtime, preset: str | None = None,
         pre = Preprocessing(in_channels, (0.0,) * in_channels, (1.0,) * in_channels, size)
         checkpoint = Checkpoint(net.unetzoo_spec, task, names, pre,  # type: ignore[arg-type]
                                 net.state_dict())
-        name = model + (f" ({preset})" if preset else "")
-        path = None  # type: ignore[assignment]
-    opened = open_checkpoint(checkpoint, runtime, source=path)
-    return BenchModel(opened.module, checkpoint.build_model(), name, opened.runtime,
-                      opened.note)
+        opened = open_checkpoint(checkpoint, runtime, torch_only=torch_only)
+        return BenchModel(opened.module, checkpoint.build_model(),
+                          model + (f" ({preset})" if preset else ""), opened.runtime,
+                          opened.note)
+    try:
+        reference = resolve_model(model)
+    except ConfigError:
+        raise
+    except CheckpointError as exc:
+        if not Path(model).exists():
+            raise ConfigError(f"{model}: no such file, nor a registered model name "
+                              f"(`unetzoo models`); {exc.message}") from None
+        raise
+    if train and not reference.has_weights:
+        reference.checkpoint("bench --train")  # raises: an exported graph has no weights
+    opened = open_model(reference, runtime, torch_only=torch_only)
+    spec = opened.checkpoint.model_spec
+    eager = opened.checkpoint.build_model() if opened.checkpoint.state_dict else \
+        create_model(spec["name"], spec["in_channels"], spec["num_classes"], **spec["kwargs"])
+    return BenchModel(opened.module, eager, reference.path.name, opened.runtime, opened.note)
 
 
 def _times(run, warmup: int, repeats: int, device: torch.device) -> list[float]:

@@ -9,7 +9,6 @@ collectives with a timeout, so that no rank waits for a peer that has given up.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -18,15 +17,9 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.utils.data import RandomSampler, Sampler
 
-from ..data.layouts import Pair
-from ..data.prepare import TrainData
-from ..errors import ConfigError, DataError, PeerError
-from ..metrics import MetricAccumulator
-from .evaluate import EvaluationResult, evaluate
-from .inference.predictor import Predictor
+from ..errors import ConfigError, PeerError
 
 T = TypeVar("T")
 
@@ -152,16 +145,6 @@ class Distributed:
         return out
 
 
-def missing_files(data: TrainData) -> None:
-    """Raise DataError for the first train or val file this process cannot see (a node
-    whose copy of the dataset is incomplete)."""
-    for pair in data.train + data.val:
-        for path in (pair.image, pair.mask):
-            if path is not None and not path.is_file():
-                raise DataError("not found on this node (every node needs the whole "
-                                "dataset at the same path)", path)
-
-
 class ShardSampler(Sampler[int]):
     """This rank's share of one epoch, from global step `start` on.
 
@@ -190,40 +173,3 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start) * self.batch
-
-
-def evaluate_sharded(context: Distributed, predictor: Predictor, data: TrainData,
-                     pairs: list[Pair], class_names: Sequence[str], workers: int = 0,
-                     progress: bool = True, loss: nn.Module | None = None) -> EvaluationResult:
-    """Evaluate `pairs` split across the ranks (image i on rank i mod N) and merge the
-    confusion counts (and, with `loss`, the per-image losses) in the original order, so
-    that every metric, dataset-global Dice included, equals a single-process evaluation
-    exactly. Every rank gets the result."""
-    if not context.enabled:
-        return evaluate(predictor, data.dataset(pairs), class_names, workers=workers,
-                        progress=progress, loss=loss)
-    shard = pairs[context.rank::context.world_size]
-    local = None
-    if shard:
-        result = evaluate(predictor, data.dataset(shard), class_names, workers=workers,
-                          progress=progress and context.is_main, loss=loss)
-        names = [row["image"] for row in result.per_image]
-        local = (result.counts, names, predictor.model_seconds, result.seconds,
-                 result.summary.get("confusion_matrix"), result.losses)
-    parts = context.gather(local)
-    metrics = MetricAccumulator(predictor.task, predictor.model_num_classes, class_names)
-    losses: list[float] | None = [] if loss is not None else None
-    for index in range(len(pairs)):
-        counts, names, _, _, _, shard_losses = parts[index % context.world_size]  # type: ignore[misc]
-        position = index // context.world_size
-        metrics.add_counts(counts[position: position + 1], names[position: position + 1])
-        if losses is not None:
-            losses.append(shard_losses[position])
-    matrices = [p[4] for p in parts if p is not None]
-    if matrices and all(m is not None for m in matrices):  # the ranks' confusion, summed
-        metrics.confusion = torch.stack([torch.tensor(m) for m in matrices]).sum(0)
-    model_seconds = sum(p[2] for p in parts if p is not None)
-    seconds = max(p[3] for p in parts if p is not None)
-    fps = len(pairs) / model_seconds if model_seconds > 0 else math.nan
-    return EvaluationResult(metrics.summary(), metrics.per_image(), fps, seconds,
-                            losses=losses)

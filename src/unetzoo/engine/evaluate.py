@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,17 +20,19 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..artefacts.checkpoint import load_checkpoint, run_checkpoint
+from ..artefacts.references import ModelReference, resolve_model
+from ..artefacts.runs import DATASET_FILE, SPLIT_FILE
 from ..data.dataset import SegmentationDataset, channel_evidence, check_files, verify_pairs
 from ..data.layouts import Pair, read_split_csv
-from ..data.prepare import labelled_split, run_reading
+from ..data.prepare import TrainData, labelled_split, run_reading
 from ..errors import DataError
 from ..fileio import atomic_write_text
 from ..metrics import METRIC_NAMES, MetricAccumulator
 from ..progress import progress_bar
 from ..task import labels_from_logits
 from ..viz import class_colors, comparison_panel, save_png
-from .inference.backends import format_of
+from .distributed import Distributed
+from .inference.opening import model_metadata
 from .inference.predictor import InferenceOptions, Predictor
 
 log = logging.getLogger("unetzoo")
@@ -140,7 +143,7 @@ def format_summary(result: EvaluationResult, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def _held_out_of_run(checkpoint_path: Path, config: dict[str, Any], dataset: Path | str,
+def _held_out_of_run(reference: ModelReference, config: dict[str, Any], dataset: Path | str,
                      pairs: Sequence[Pair]) -> list[Pair] | None:
     """The test images of the split a run made for `dataset` (saved as `<run>/split.csv`
     beside `<run>/models/`), when the run trained on this dataset folder (the absolute path
@@ -153,18 +156,18 @@ def _held_out_of_run(checkpoint_path: Path, config: dict[str, Any], dataset: Pat
     Raises:
         DataError: the run trained on some of these images and set none apart for testing.
     """
-    run = Path(checkpoint_path).parent.parent
-    saved = run / "split.csv"
+    checkpoint_path, run = reference.path, reference.run
+    saved = run / SPLIT_FILE if run is not None else None
     root = Path(dataset).resolve()
     # the config holds the dataset as typed (relative to where `train` ran); dataset.json
     # beside split.csv holds its absolute path (runs since it was recorded)
     try:
-        where = json.loads((run / "dataset.json").read_text()).get("dataset_path")
-    except (OSError, ValueError, AttributeError):  # none, unreadable or not a run's
+        where = json.loads((run / DATASET_FILE).read_text()).get("dataset_path")  # type: ignore[operator]
+    except (OSError, ValueError, AttributeError, TypeError):  # none, unreadable, no run
         where = None
     if not any(t and Path(t).resolve() == root for t in (where, config.get("dataset"))):
         return None
-    if not saved.is_file():
+    if saved is None or not saved.is_file():
         split = f"its split {config['csvfile']}" if config.get("csvfile") else "RUN/split.csv"
         log.warning(f"{dataset}: no split information, and the model was trained on this "
                     f"folder (its config says) but no split.csv of its run is beside "
@@ -239,15 +242,12 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
         >>> round(result.summary["global"]["dice"], 3)  # doctest: +SKIP
         0.874
     """
-    checkpoint_path = run_checkpoint(checkpoint_path)
-    exported = format_of(checkpoint_path) is not None
-    predictor = Predictor.open(checkpoint_path, options) if exported else None
-    checkpoint = predictor.checkpoint if predictor else load_checkpoint(checkpoint_path)
-    assert checkpoint is not None
+    reference = resolve_model(checkpoint_path)
+    checkpoint = model_metadata(reference)  # the data are checked before a model converts
     pairs, used_split = labelled_split(dataset, csvfile, split)
     held_out = None
     if split is None and used_split is None:
-        held_out = _held_out_of_run(checkpoint_path, checkpoint.config, dataset, pairs)
+        held_out = _held_out_of_run(reference, checkpoint.config, dataset, pairs)
     if held_out is not None:
         pairs, used_split = held_out, "test"
     reading = run_reading(checkpoint.task, checkpoint.model_spec["num_classes"], dataset, pairs,
@@ -255,13 +255,13 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     verify_pairs(pairs, reading)  # before a checkpoint is converted for its backend
     images = channel_evidence(check_files(pairs), checkpoint.preprocessing.in_channels)
     log.info(f"images: {images}")
-    predictor = predictor or Predictor.open(checkpoint_path, options, checkpoint)
+    predictor = Predictor.open(reference, options, checkpoint)
     data = SegmentationDataset(pairs, checkpoint.preprocessing, reading)
     out = Path(str(out_dir).replace("{split}", used_split or "all")) if out_dir else None
     result = evaluate(predictor, data, checkpoint.class_names,
                       debug_dir=out / "overlays" if out and debug else None, workers=workers,
                       progress=progress, class_colors_given=checkpoint.class_colors)
-    result.extra = {"checkpoint": str(checkpoint_path), "dataset": str(dataset),
+    result.extra = {"checkpoint": str(reference.path), "dataset": str(dataset),
                     "csvfile": str(csvfile) if csvfile else None,
                     "split": used_split or "all", "image_channels": images,
                     "masks": reading.evidence,
@@ -276,3 +276,40 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     if out:
         result.write(out)
     return result
+
+
+def evaluate_sharded(context: Distributed, predictor: Predictor, data: TrainData,
+                     pairs: list[Pair], class_names: Sequence[str], workers: int = 0,
+                     progress: bool = True, loss: nn.Module | None = None) -> EvaluationResult:
+    """Evaluate `pairs` split across the ranks (image i on rank i mod N) and merge the
+    confusion counts (and, with `loss`, the per-image losses) in the original order, so
+    that every metric, dataset-global Dice included, equals a single-process evaluation
+    exactly. Every rank gets the result."""
+    if not context.enabled:
+        return evaluate(predictor, data.dataset(pairs), class_names, workers=workers,
+                        progress=progress, loss=loss)
+    shard = pairs[context.rank::context.world_size]
+    local = None
+    if shard:
+        result = evaluate(predictor, data.dataset(shard), class_names, workers=workers,
+                          progress=progress and context.is_main, loss=loss)
+        names = [row["image"] for row in result.per_image]
+        local = (result.counts, names, predictor.model_seconds, result.seconds,
+                 result.summary.get("confusion_matrix"), result.losses)
+    parts = context.gather(local)
+    metrics = MetricAccumulator(predictor.task, predictor.model_num_classes, class_names)
+    losses: list[float] | None = [] if loss is not None else None
+    for index in range(len(pairs)):
+        counts, names, _, _, _, shard_losses = parts[index % context.world_size]  # type: ignore[misc]
+        position = index // context.world_size
+        metrics.add_counts(counts[position: position + 1], names[position: position + 1])
+        if losses is not None:
+            losses.append(shard_losses[position])
+    matrices = [p[4] for p in parts if p is not None]
+    if matrices and all(m is not None for m in matrices):  # the ranks' confusion, summed
+        metrics.confusion = torch.stack([torch.tensor(m) for m in matrices]).sum(0)
+    model_seconds = sum(p[2] for p in parts if p is not None)
+    seconds = max(p[3] for p in parts if p is not None)
+    fps = len(pairs) / model_seconds if model_seconds > 0 else math.nan
+    return EvaluationResult(metrics.summary(), metrics.per_image(), fps, seconds,
+                            losses=losses)

@@ -143,26 +143,21 @@ def create_model(
     in_channels: int | None = None,
     num_classes: int | None = None,
     preset: str | None = None,
-    pretrained: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model returning logits with `num_classes` channels.
 
     Args:
         name: a registered model name (`list_models()`).
-        in_channels: image channels C (3 for RGB, 1 for grey; default 3, or the pretrained
-            model's).
+        in_channels: image channels C (3 for RGB, 1 for grey; default 3).
         num_classes: output channels K: 1 for a binary task, the number of classes for
             multiclass (background included), the number of labels for multilabel (default
-            1, or the pretrained model's).
+            1).
         preset: named keyword arguments of the model card, e.g. "reference" or "tiny";
             `kwargs` override them.
-        pretrained: a shipped pretrained model of this architecture (`unetzoo models
-            --pretrained`, e.g. `nuclei`): built with its arguments, its weights loaded where
-            shapes match; another `in_channels` or `num_classes` re-initialises the first
-            layer or the head (logged), for fine-tuning.
         **kwargs: the builder's keyword arguments (see `help(unetzoo.models.<module>.<name>)`;
-            they override preset and pretrained ones).
+            they override preset ones). (Weights of a shipped model:
+            `unetzoo.create_model(..., pretrained=NAME)`, which builds on this.)
 
     Returns:
         A `SegmentationModel` (an `nn.Module`) mapping `B x C x H x W` float images of any
@@ -171,25 +166,13 @@ def create_model(
         (name, in_channels, num_classes, kwargs), which checkpoints store.
 
     Raises:
-        ModelError: unknown name, preset or keyword argument, or an invalid value; a
-            pretrained model of another architecture.
+        ModelError: unknown name, preset or keyword argument, or an invalid value.
 
     Example:
         >>> model = create_model("unet", in_channels=3, num_classes=1, preset="tiny")
         >>> model.eval()(torch.randn(2, 3, 37, 45)).shape
         torch.Size([2, 1, 37, 45])
-        >>> tuned = create_model("unet", num_classes=3, pretrained="nuclei")  # doctest: +SKIP
     """
-    if pretrained is not None:
-        from ..artefacts.pretrained import pretrained_spec  # loads files: only when asked
-
-        spec = pretrained_spec(pretrained)
-        if spec["name"] != name:
-            raise ModelError(f"pretrained {pretrained!r} is a {spec['name']}, not a {name}: "
-                             f"create_model({spec['name']!r}, pretrained={pretrained!r})")
-        kwargs = {**spec["kwargs"], **kwargs}
-        in_channels = spec["in_channels"] if in_channels is None else in_channels
-        num_classes = spec["num_classes"] if num_classes is None else num_classes
     in_channels = 3 if in_channels is None else in_channels
     num_classes = 1 if num_classes is None else num_classes
     merged = resolve_kwargs(name, preset, **kwargs)
@@ -205,10 +188,6 @@ def create_model(
         raise ModelError(f"cannot build model {name!r} with {merged}: {exc}") from exc
     model.unetzoo_spec = {"name": name, "in_channels": in_channels,
                           "num_classes": num_classes, "kwargs": merged}
-    if pretrained is not None:
-        from ..artefacts.pretrained import init_from
-
-        init_from(model, pretrained)
     return model
 
 

@@ -17,16 +17,13 @@ skip's level and `g_coarse` the decoder feature one level below, before up-sampl
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .blocks import ConvNormAct
-
-if TYPE_CHECKING:
-    from .factory import NormKind
+from .norms import NormKind
 
 
 class AttentionGate(nn.Module):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from .factory import NormKind
+from .norms import NormKind, create_norm
 
 
 class ConvNormAct(nn.Sequential):
@@ -31,7 +28,6 @@ class ConvNormAct(nn.Sequential):
         act: bool = True,
     ) -> None:
         padding = dilation * (kernel_size - 1) // 2
-        from .factory import create_norm  # factory builds on this module's blocks
 
         conv_bias = norm == "none" if bias is None else bias
         layers: list[nn.Module] = [

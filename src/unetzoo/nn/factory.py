@@ -4,7 +4,7 @@ Every string option that selects a layer (`norm`, `upsample`, `gate`, `se`) is a
 one table below; its accepted names, the lookup and the error for an unknown name all come
 from that table. Models pass the user's string here and get a module (or a factory) back.
 
-    create_norm("group", 64)                      # GroupNorm(32, 64)
+    create_norm("group", 64)                      # GroupNorm(32, 64), from norms.py
     create_upsample("nearest", 128, 64)           # x2 nearest + 3x3 conv -> norm -> ReLU
     gate_factory("coarse")(64, 64, 128)           # Oktay's coarse attention gate
     se_factory("scse", reduction=16)(64)          # concurrent spatial and channel SE
@@ -12,72 +12,19 @@ from that table. Models pass the user's string here and get a module (or a facto
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Mapping
-from typing import Generic, TypeVar
+from collections.abc import Callable
 
 from torch import nn
 
-from ..errors import ModelError
 from .attention_gate import AttentionGate, CoarseGate, SameLevelGate
 from .blocks import ConvNormAct, UpSample
+from .norms import NORMS, Choice, NormKind, create_norm
 from .squeeze_excitation import SCSE, ChannelSE
 
-T = TypeVar("T")
-
 # Type names of the string options; the accepted values are the keys of the tables below.
-NormKind = str
 UpKind = str
 GateKind = str
 SEKind = str
-
-
-class Choice(Mapping[str, T], Generic[T]):
-    """A read-only table `name -> builder` for one option, with the error for a wrong name.
-
-    Args:
-        option: the option's name as users write it (e.g. "norm"), used in the error.
-        builders: the accepted names, in the order they are listed, and their builders.
-    """
-
-    def __init__(self, option: str, builders: Mapping[str, T]) -> None:
-        self.option = option
-        self._builders = dict(builders)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The accepted names, in listing order."""
-        return tuple(self._builders)
-
-    def __getitem__(self, name: str) -> T:
-        try:
-            return self._builders[name]
-        except (KeyError, TypeError):
-            raise ModelError(f"unknown {self.option} {name!r}; choose one of "
-                             f"{', '.join(self.names)}") from None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._builders)
-
-    def __len__(self) -> int:
-        return len(self._builders)
-
-
-NORMS: Choice[Callable[[int], nn.Module]] = Choice("norm", {
-    "batch": nn.BatchNorm2d,
-    "instance": lambda channels: nn.InstanceNorm2d(channels, affine=True),
-    "group": lambda channels: nn.GroupNorm(math.gcd(32, channels), channels),
-    "none": lambda channels: nn.Identity(),
-})
-
-
-def create_norm(kind: NormKind, channels: int) -> nn.Module:
-    """A 2D normalisation layer: batch, instance (affine), group (gcd(32, C) groups) or none.
-
-    Raises:
-        ModelError: `kind` is not one of `NORMS.names`.
-    """
-    return NORMS[kind](channels)
 
 
 def _interpolation(mode: str) -> Callable[..., nn.Module]:
@@ -164,3 +111,7 @@ def se_factory(kind: SEKind = "se", reduction: int = 16, combine: str = "add") -
         ModelError: `kind` is not one of `SQUEEZE_EXCITATIONS.names`.
     """
     return SQUEEZE_EXCITATIONS[kind](reduction, combine)
+
+
+__all__ = ["GATES", "NORMS", "SQUEEZE_EXCITATIONS", "UPSAMPLERS", "Choice", "NormKind",
+           "create_norm", "create_upsample", "gate_factory", "se_factory"]

@@ -11,7 +11,7 @@ from ..errors import ModelError
 from .blocks import ConvNormAct
 
 if TYPE_CHECKING:
-    from .factory import NormKind
+    from .norms import NormKind
 
 
 class RecurrentConv(nn.Module):

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..engine.training.callbacks import Callback
+from ..engine.training.trainer import Callback
 from .machine import machine_line
 
 if TYPE_CHECKING:
-    from ..engine.training.setup import TrainResult
-    from ..engine.training.trainer import Trainer
+    from ..engine.training.trainer import Trainer, TrainResult
 
 log = logging.getLogger("unetzoo")
 

@@ -23,8 +23,10 @@ from typing import Any
 
 import yaml
 
-from ..artefacts.checkpoint import Checkpoint, load_checkpoint
-from ..errors import CheckpointError, RunError
+from ..artefacts.checkpoint import Checkpoint
+from ..artefacts.references import resolve_model
+from ..artefacts.runs import is_run_folder, run_of
+from ..errors import CheckpointError, ConfigError, RunError
 from ..losses import loss_name
 from ..metrics import METRIC_NAMES
 from ..task import TASKS
@@ -216,19 +218,15 @@ def read_log(path: Path) -> LogFacts:
     return facts
 
 
-def _loadable(path: Path) -> bool:
-    """A checkpoint file, a model folder or a pretrained name (what `load_checkpoint` opens)."""
-    from ..artefacts.pretrained import PRETRAINED
-
-    return path.is_file() or (path / "config.json").is_file() or str(path) in PRETRAINED
-
-
 def _load_checkpoint(path: Path | None) -> Checkpoint | None:
-    if path is None or not _loadable(path):
+    """The checkpoint an evaluation scored, with its weights where it has them (the page's
+    pictures need them), else None; said in one line when it cannot be read."""
+    if path is None:
         return None
     try:
-        return load_checkpoint(path)
-    except CheckpointError as exc:
+        reference = resolve_model(path)
+        return reference.checkpoint() if reference.has_weights else None
+    except (CheckpointError, ConfigError) as exc:
         log.warning(f"report: {exc}; the model facts are left out")
         return None
 
@@ -243,17 +241,15 @@ def _evaluated_checkpoint(evaluation: Evaluation | None, run_dir: Path | None
     if not recorded:
         return run_dir / "models" / "best.pt" if run_dir else None
     path = Path(recorded)
-    if _loadable(path):
-        return path
+    try:
+        return resolve_model(path).path
+    except (CheckpointError, ConfigError):
+        pass
     moved = run_dir / "models" / path.name if run_dir else None
     if moved is not None and moved.is_file():
         return moved
     log.warning(f"report: the evaluated checkpoint {path} is not found; no pictures")
     return None
-
-
-def _is_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in ("config.yaml", "metrics.csv", "models"))
 
 
 def find_evaluations(run_dir: Path) -> list[Path]:
@@ -283,17 +279,17 @@ def collect_run(path: Path | str, evaluation: Path | str | None = None) -> RunDa
         raise RunError("not found" if not path.exists() else "not a folder", path)
     run_dir: Path | None
     chosen: Evaluation | None = None
-    if (path / "metrics.json").is_file() and not _is_run(path):
+    if (path / "metrics.json").is_file() and not is_run_folder(path):
         chosen = read_evaluation(path)
         run_dir = None
         given = (chosen.metrics.get("checkpoint") if chosen else None) or ""
-        candidates = [Path(given).parent.parent] if given else []
-        candidates.append(path.parent)
-        run_dir = next((c for c in candidates if c.is_dir() and _is_run(c)), None)
-    elif _is_run(path):
+        candidates = [run_of(given)] if given else []
+        candidates.append(path.parent if is_run_folder(path.parent) else None)
+        run_dir = next((c for c in candidates if c is not None), None)
+    elif is_run_folder(path):
         run_dir = path
     else:
-        raise RunError("neither a run folder (config.yaml, metrics.csv, models/) nor an "
+        raise RunError("neither a run folder (config.yaml, models/) nor an "
                        "evaluation folder (metrics.json)", path)
     evaluations = find_evaluations(run_dir) if run_dir else []
     if chosen is None:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..runtime import cpu_bf16_units
+from ..version import __version__
 
 
 def machine_info() -> dict[str, Any]:
@@ -26,8 +27,6 @@ def machine_info() -> dict[str, Any]:
         load = list(os.getloadavg())
     except OSError:
         load = []
-    from .. import __version__
-
     return {"cpu": cpu or platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "bf16_units": cpu_bf16_units(), "gpus": gpus,
             "threads": torch.get_num_threads(), "load_average": load,

@@ -38,46 +38,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...artefacts.checkpoint import Checkpoint, as_checkpoint
+from ...artefacts.checkpoint import Checkpoint, portable
 from ...artefacts.modelcard import (
     CardInfo,
     default_title,
     render_card,
-    with_run_metrics,
 )
+from ...artefacts.references import PACKAGE_SUFFIX as SUFFIX
+from ...artefacts.references import PACKAGE_WEIGHTS, as_checkpoint
 from ...data.io import read_array, read_image
 from ...data.transforms import Preprocessing
 from ...errors import ConfigError, RunError
 from ...fileio import atomic_write_bytes
 from ...task import Task, probabilities
 from ...viz import class_colors, comparison_panel, save_png
-from ..inference.backends import EXPORT_FORMAT, require
+from ..inference.backends import EXPORT_FORMAT
 from ..inference.graphs import OPSET
-from .exporter import export_model
+from ..inference.packages import PIXEL_RANGES, spec_module
+from .files import export_model
 
 log = logging.getLogger("unetzoo")
 
-SUFFIX = ".zip"
-RDF_NAMES = ("rdf.yaml", "bioimageio.yaml")
-PIXEL_RANGES: dict[str, float] = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
 TEST_SIZE = 256  # largest side of the test input
-
-
-def spec_module() -> Any:
-    """`bioimageio.spec.model.v0_5`, with a hint to install the extra when missing."""
-    require("bioimageio.spec", "bioimageio")
-    require("bioimageio.core", "bioimageio")
-    import bioimageio.spec.model.v0_5 as v
-
-    return v
-
-
-def is_package(path: Path | str) -> bool:
-    """A BioImage Model Zoo package: a `.zip` holding `rdf.yaml` (or `bioimageio.yaml`), or
-    such a file itself."""
-    path = Path(path)
-    return path.suffix.lower() == SUFFIX or path.name in RDF_NAMES or \
-        path.name.endswith(".bioimageio.yaml")
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -230,7 +212,8 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
     except ValueError as exc:
         raise ConfigError(f"unknown licence {license!r}: give an SPDX identifier such as MIT, "
                           "BSD-3-Clause or CC-BY-4.0") from exc
-    checkpoint = with_run_metrics(as_checkpoint(source), source)
+    local = as_checkpoint(source)  # its dataset may give the test image
+    checkpoint = local.portable()  # what the package says: no path of this machine
     model = checkpoint.build_model(prune_depth)
     if prune_depth is not None:
         spec = checkpoint.model_spec
@@ -250,7 +233,8 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
             fixed = (pre.img_size, pre.img_size)
             log.info(f"{out}: the model resizes images to {pre.img_size} x {pre.img_size}; the "
                      "package takes inputs of that size (bioimage.io has no resize step)")
-        dtype, origin = _write_test_data(tmp, model, checkpoint, sample_image, divisor, fixed)
+        dtype, origin = _write_test_data(tmp, model, local, sample_image, divisor, fixed)
+        origin = portable(origin)
         card = CardInfo(
             title=name, description=description, authors=tuple(authors), license=license,
             citations=tuple(cite),
@@ -260,7 +244,8 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
                                            pre.normalization != "dataset"),))
         (tmp / "README.md").write_text(render_card(checkpoint, card), encoding="utf-8")
         inputs, outputs = _tensor_descrs(v, checkpoint, tmp, dtype, divisor, fixed)
-        metadata = {"format": EXPORT_FORMAT, "checkpoint": {
+        _write_weights(tmp / PACKAGE_WEIGHTS, checkpoint)
+        metadata = {"format": EXPORT_FORMAT, "weights": PACKAGE_WEIGHTS, "checkpoint": {
             **checkpoint.to_payload(), "state_dict": {}, "train_state": None}}
         descr = v.ModelDescr(
             name=_package_name(name or default_title(checkpoint)),
@@ -270,6 +255,7 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
             cite=[*citations, arch_citation], license=license_id,
             documentation=v.FileDescr(source=tmp / "README.md"),
             covers=[v.FileDescr(source=tmp / "cover.png")],
+            attachments=[v.FileDescr(source=tmp / PACKAGE_WEIGHTS)],
             tags=sorted({"unetzoo", "segmentation", "semantic-segmentation", "2d", "pytorch",
                          "onnx", "torchscript", checkpoint.model_spec["name"], task, *tags,
                          *[str(c).lower() for c in outputs.axes[1].channel_names]}),
@@ -292,6 +278,16 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
         atomic_write_bytes(out, Path(package).read_bytes())
     return PackageResult(out, max(r.max_abs_diff for r in exports), status,
                          time.perf_counter() - start)
+
+
+def _write_weights(path: Path, checkpoint: Checkpoint) -> None:
+    """The checkpoint's weights as safetensors (float32, as trained), attached to the
+    package so that `export`, `train --init` and `save_pretrained` take the package as they
+    take the checkpoint (`artefacts.references.PACKAGE_WEIGHTS`)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in checkpoint.state_dict.items()},
+              str(path))
 
 
 def _write_test_data(tmp: Path, model: nn.Module, checkpoint: Checkpoint,

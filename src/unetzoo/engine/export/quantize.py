@@ -26,6 +26,7 @@ import numpy as np
 from torch import nn
 
 from ...artefacts.checkpoint import Checkpoint
+from ...artefacts.runs import SPLIT_FILE, run_of
 from ...data.dataset import (
     SegmentationDataset,
     check_files,
@@ -42,7 +43,7 @@ from ..evaluate import evaluate
 from ..inference.backends import ExportedModule, openvino_runner, require
 from ..inference.graphs import export_metadata, save_openvino, trace_openvino
 from ..inference.predictor import InferenceOptions, Predictor
-from .exporter import ExportResult, check_target
+from .files import ExportResult, check_target
 
 log = logging.getLogger("unetzoo")
 
@@ -96,8 +97,9 @@ def _data(info: Checkpoint, checkpoint_path: Path, dataset: Path | str | None,
     if dataset is None:
         dataset = config.get("dataset")
         csvfile = csvfile or config.get("csvfile")
-        if csvfile is None and (checkpoint_path.parent.parent / "split.csv").is_file():
-            csvfile = checkpoint_path.parent.parent / "split.csv"
+        run = run_of(checkpoint_path)
+        if csvfile is None and run is not None and (run / SPLIT_FILE).is_file():
+            csvfile = run / SPLIT_FILE
     if not dataset or not Path(dataset).is_dir():
         raise ConfigError(f"INT8 calibration and the accuracy check need the run's images: "
                           f"the checkpoint's dataset {dataset!r} is not here; pass "

@@ -1,7 +1,7 @@
 """Run graphs: ONNX in onnxruntime or OpenVINO, OpenVINO IR, TorchScript, behind the
 `nn.Module` call interface, and open the files `unetzoo export` writes.
 
-This module only runs graphs; `engine/export.py` makes them (tracing and parity checks).
+This module only runs graphs; `graphs.py` makes them (tracing and parity checks).
 An exported file is a checkpoint without its weights plus a graph: the metadata holds the
 model spec, task, class names and colours, preprocessing and the input size a graph is
 fixed to (None when height and width are dynamic), so the file alone is enough to predict.
@@ -24,14 +24,17 @@ import torch
 from torch import nn
 
 from ...artefacts.checkpoint import Checkpoint
+from ...artefacts.references import EXPORT_SUFFIXES
+from ...artefacts.references import export_format as format_of
 from ...errors import CheckpointError, ConfigError, ModelError
 from ...nn.padding import run_padded
 
 EXPORT_FORMAT = "unetzoo-export"
 EXPORT_VERSION = 1
 METADATA_KEY = "unetzoo"
-# format -> file suffix; the suffix of an exported file says how to open it
-SUFFIXES: dict[str, str] = {"onnx": ".onnx", "openvino": ".xml", "torchscript": ".torchscript"}
+# format -> file suffix (the suffix of an exported file says how to open it): one table, in
+# artefacts/references.py, which tells every kind of model reference apart
+SUFFIXES = EXPORT_SUFFIXES
 # default backend per format, and the backends that run it
 FORMAT_BACKEND: dict[str, str] = {"onnx": "onnxruntime", "openvino": "openvino",
                                   "torchscript": "torch"}
@@ -40,11 +43,6 @@ FORMAT_BACKENDS: dict[str, tuple[str, ...]] = {"onnx": ("onnxruntime", "openvino
                                                "torchscript": ("torch",)}
 
 Runner = Callable[[np.ndarray], np.ndarray]
-
-
-def format_of(path: Path) -> str | None:
-    """The export format a file's suffix names, or None (e.g. a checkpoint)."""
-    return next((f for f, s in SUFFIXES.items() if path.suffix.lower() == s), None)
 
 
 def require(module: str, extra: str = "export") -> Any:

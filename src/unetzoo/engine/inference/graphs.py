@@ -88,9 +88,10 @@ def with_onnx_metadata(onnx_bytes: bytes, metadata: str) -> bytes:
 def export_metadata(info: Checkpoint, fixed: tuple[int, int] | None,
                     extra: dict[str, Any] | None = None) -> str:
     """The metadata every exported graph carries: the checkpoint without its weights and
-    training state, the input size the graph is fixed to (None: dynamic), and `extra`
-    (e.g. `int8`: the accuracy check of a quantised graph)."""
-    payload = {**info.to_payload(), "state_dict": {}, "train_state": None}
+    training state (and without this machine's paths: `Checkpoint.portable`), the input
+    size the graph is fixed to (None: dynamic), and `extra` (e.g. `int8`: the accuracy
+    check of a quantised graph)."""
+    payload = {**info.portable().to_payload(), "state_dict": {}, "train_state": None}
     return json.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
                        "input_size": list(fixed) if fixed else None,
                        "opset": OPSET, "torch": torch.__version__, **(extra or {}),

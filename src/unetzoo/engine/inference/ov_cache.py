@@ -7,8 +7,9 @@ key was made of and the SHA-256 of both model files). The key is a hash of every
 graph depends on: the checkpoint's content (weights, model spec, task, classes,
 preprocessing, config), the precision, the input channels, the OpenVINO version, the unetzoo
 export version, the UNet++ prune depth (in the spec) and the trace size. Entries live next
-to the checkpoint (`models/.openvino/`) or, when that folder is read-only or the checkpoint
-has no file, in the user cache folder (`$UNETZOO_CACHE_DIR`, else platformdirs'
+to the checkpoint (`models/.openvino/`, `artefacts.runs.conversion_cache_dir`) or, when that
+folder is read-only or the checkpoint has no file of its own (a shipped model, a model in
+memory), in the user cache folder (`$UNETZOO_CACHE_DIR`, else platformdirs'
 `user_cache_dir("unetzoo")`, under `openvino/`). An entry is written into a temporary folder
 and renamed into place, so a reader sees a whole entry or none; one that fails its check
 (missing file, other hashes, other key) is removed and rebuilt, never used. A new entry for
@@ -107,7 +108,8 @@ def _valid(folder: Path, key: str) -> dict[str, Any] | None:
 
 
 def cached_openvino(checkpoint: Checkpoint, model: nn.Module, precision: str,
-                    source: Path | None = None, size: int | None = None) -> CacheEntry:
+                    cache_dir: Path | None = None, source: Path | None = None,
+                    size: int | None = None) -> CacheEntry:
     """The checked OpenVINO IR of `model` (built from `checkpoint`), converted now or found
     in the cache.
 
@@ -115,7 +117,9 @@ def cached_openvino(checkpoint: Checkpoint, model: nn.Module, precision: str,
         checkpoint: the checkpoint `model` was built from (its content is the key).
         model: the float32 PyTorch model to convert (eval mode, CPU).
         precision: the inference precision the entry is for (`fp32` or `bf16`).
-        source: the checkpoint file, whose folder holds the cache when writable.
+        cache_dir: the cache folder beside the checkpoint file (`artefacts.runs.
+            conversion_cache_dir`), used when writable; None: the user cache folder.
+        source: the checkpoint file (recorded, so that its older entries are replaced).
         size: trace and parity-check size (default: the checkpoint's patch size).
 
     Returns:
@@ -133,8 +137,7 @@ def cached_openvino(checkpoint: Checkpoint, model: nn.Module, precision: str,
               "prune_depth": checkpoint.model_spec["kwargs"].get("prune_depth"),
               "size": side}
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-    local = source.parent / ".openvino" if source is not None else None
-    root = local if local is not None and _writable(local) else user_cache_dir()
+    root = cache_dir if cache_dir is not None and _writable(cache_dir) else user_cache_dir()
     folder = root / key[:24]
     start = time.perf_counter()
     record = _valid(folder, key)

@@ -38,10 +38,20 @@ from ...errors import (
     ModelError,
 )
 from ...task import Task
-from ..export.bioimageio import spec_module
-from .backends import ExportedModule, onnxruntime_runner, open_exported
+from .backends import ExportedModule, onnxruntime_runner, open_exported, require
 
 log = logging.getLogger("unetzoo")
+
+PIXEL_RANGES: dict[str, float] = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
+
+
+def spec_module() -> Any:
+    """`bioimageio.spec.model.v0_5`, with a hint to install the extra when missing."""
+    require("bioimageio.spec", "bioimageio")
+    require("bioimageio.core", "bioimageio")
+    import bioimageio.spec.model.v0_5 as v
+
+    return v
 
 
 @dataclass
@@ -132,6 +142,20 @@ def open_package(path: Path | str, backend: str = "torch", precision: str = "fp3
             log.info(f"{path}: unetzoo package, {weights} weights ({opened.backend})")
             return OpenedPackage(opened.module, opened.checkpoint, None, weights)
     return _foreign(descr, weights, data, backend, path)
+
+
+def package_metadata(path: Path | str, entry: dict[str, Any] | None = None) -> Checkpoint:
+    """What a package says about its model without running it: unetzoo's own packages carry
+    their checkpoint (`config.unetzoo`, `entry` when already read); another tool's package is
+    opened to learn its task, classes and input (`open_package`).
+
+    Raises:
+        CheckpointError: unreadable; ModelError: a package unetzoo cannot run.
+    """
+    path = Path(path)
+    if entry and isinstance(entry.get("checkpoint"), dict):
+        return Checkpoint.from_payload({**entry["checkpoint"], "state_dict": {}}, path)
+    return open_package(path).checkpoint
 
 
 def _axis_kinds(axes: Sequence[Any], where: str, path: Path) -> list[str]:

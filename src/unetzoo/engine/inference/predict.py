@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -170,10 +170,8 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
         12
     """
     options = options or InferenceOptions()
-    if save_attention and options.runtime.backend == "auto":
-        log.info("--save-attention: attention maps come from the PyTorch model, so the "
-                 "torch backend runs")
-        options = replace(options, runtime=options.runtime.for_backend("torch"))
+    torch_only = "--save-attention: attention maps come from the PyTorch model" \
+        if save_attention else None
     files = input_images(Path(source))
     output = Path(output)
     context = Distributed.start()
@@ -183,9 +181,10 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
     try:
         opened: list[Predictor] = []
         # rank 0 opens first (it makes the OpenVINO cache entry once), then every other rank
-        context.shared(lambda: opened.append(Predictor.open(checkpoint_path, options)))
-        predictor = context.agreed(lambda: opened[0] if opened else
-                                   Predictor.open(checkpoint_path, options))
+        context.shared(lambda: opened.append(
+            Predictor.open(checkpoint_path, options, torch_only=torch_only)))
+        predictor = context.agreed(lambda: opened[0] if opened else Predictor.open(
+            checkpoint_path, options, torch_only=torch_only))
         checkpoint = predictor.checkpoint
         assert checkpoint is not None
         levels = predictor.attention_levels if save_attention else 0

@@ -12,11 +12,9 @@ come out as uint8. Accumulation is float32 whatever the model's precision.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,70 +24,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...artefacts.checkpoint import Checkpoint
+from ...artefacts.references import ModelReference
 from ...data.transforms import Preprocessing, Statistics, resize_image
 from ...errors import ConfigError
 from ...runtime import Runtime
 from ...task import Task, labels_from_probabilities, probabilities
 from .backends import ExportedModule
-from .opening import open_checkpoint, open_model, to_backend
+from .opening import decide_backend, open_checkpoint, open_model, to_backend
 from .postprocess import PostProcessing
+from .tiling import gaussian_axis, gaussian_importance, tile_starts
+from .tta import tta_transforms
 
 log = logging.getLogger("unetzoo")
 
-TTA_MODES: tuple[str, ...] = ("none", "flip", "flip-rot90")
 Image = torch.Tensor | np.ndarray  # normalised C x H x W tensor, or H x W x C in [0, 1]
-Transform = Callable[[torch.Tensor], torch.Tensor]
-
-
-@lru_cache(maxsize=16)
-def gaussian_axis(n: int, sigma_scale: float = 0.125) -> torch.Tensor:
-    """One axis of the tile weight: a Gaussian (sigma = sigma_scale x n) peaking at 1 in the
-    centre, floored at 1e-3 so that no pixel has zero weight."""
-    coords = torch.arange(n, dtype=torch.float32) - (n - 1) / 2
-    weight = torch.exp(-0.5 * (coords / max(sigma_scale * n, 1e-3)) ** 2)
-    return (weight / weight.max()).clamp_min(1e-3)
-
-
-def gaussian_importance(height: int, width: int) -> torch.Tensor:
-    """The tile weight (outer product of two axes): tile borders, where context is missing,
-    count less where tiles overlap."""
-    return torch.outer(gaussian_axis(height), gaussian_axis(width))
-
-
-def tile_starts(length: int, tile: int, overlap: float) -> list[int]:
-    """Start offsets of tiles of size `tile` covering [0, length) with at least the given
-    fractional overlap, the last tile flush with the end."""
-    if length <= tile:
-        return [0]
-    stride = max(1, int(tile * (1 - overlap)))
-    count = math.ceil((length - tile) / stride) + 1
-    step = (length - tile) / (count - 1)
-    return [round(i * step) for i in range(count)]
-
-
-def _flip(*dims: int) -> Transform:
-    return lambda x: x.flip(dims) if dims else x
-
-
-def _rot90(k: int) -> Transform:
-    return lambda x: torch.rot90(x, k, (2, 3))
-
-
-def tta_transforms(mode: str) -> list[tuple[Transform, Transform]]:
-    """(transform, inverse) pairs on `B x C x H x W`: `flip` is the identity and the
-    horizontal, vertical and double flips; `flip-rot90` adds the 90-degree rotations and
-    the two diagonal reflections (all eight symmetries of the square)."""
-    if mode not in TTA_MODES:
-        raise ConfigError(f"unknown --tta {mode!r}; choose {', '.join(TTA_MODES)}")
-    if mode == "none":
-        return [(_flip(), _flip())]
-    pairs = [(_flip(*d), _flip(*d)) for d in ((), (3,), (2,), (2, 3))]
-    if mode == "flip-rot90":
-        transpose = lambda x: x.transpose(2, 3)  # noqa: E731
-        anti = lambda x: x.flip((2, 3)).transpose(2, 3)  # noqa: E731
-        pairs += [(_rot90(1), _rot90(-1)), (_rot90(-1), _rot90(1)), (transpose, transpose),
-                  (anti, anti)]
-    return pairs
 
 
 @dataclass(frozen=True)
@@ -187,12 +135,11 @@ class Predictor:
         runtime = options.runtime
         if isinstance(model, ExportedModule):
             runtime = replace(runtime, channels_last=False)  # a graph has no memory format
-        elif runtime.backend in ("auto", "torch"):
-            runtime = runtime.for_backend("torch")
         else:
-            model = to_backend(model, runtime.backend, preprocessing.img_size,
-                               runtime.for_backend(runtime.backend).precision)
-            runtime = runtime.for_backend(runtime.backend)
+            runtime = decide_backend(runtime, "module")[0]
+            if runtime.backend != "torch":
+                model = to_backend(model, runtime.backend, preprocessing.img_size,
+                                   runtime.precision)
         self.options = replace(options, runtime=runtime)
         self.runtime = runtime
         self.model = self.runtime.prepare_model(model).eval()
@@ -209,18 +156,24 @@ class Predictor:
         self.emptied = 0  # images whose every predicted pixel post-processing removed
 
     @classmethod
-    def open(cls, source: Path | str, options: InferenceOptions | None = None,
-             checkpoint: Checkpoint | None = None) -> Predictor:
-        """A predictor for a checkpoint or an exported file, in the backend the options
-        ask for (default `auto`: OpenVINO where installed and the model converts, else
-        torch); logs one line saying which backend runs and why. `checkpoint`: the
-        checkpoint file `source` already loaded (it is not read again)."""
+    def open(cls, source: Path | str | ModelReference, options: InferenceOptions | None = None,
+             checkpoint: Checkpoint | None = None, torch_only: str | None = None
+             ) -> Predictor:
+        """A predictor for anything a user names as a trained model (a checkpoint, a run
+        folder, a model folder, a shipped name, a package, an exported file: the one door,
+        `engine.inference.opening.open_model`), in the backend the options ask for (default
+        `auto`: OpenVINO where installed and the model converts, else torch); logs one line
+        saying which backend runs and why.
+
+        Args:
+            source: the model reference.
+            options: runtime, tiling, TTA, threshold, post-processing.
+            checkpoint: the reference's checkpoint when already loaded (not read again).
+            torch_only: a reason the model must run in torch (e.g. attention maps).
+        """
         options = options or InferenceOptions()
-        if checkpoint is not None and checkpoint.state_dict:
-            opened = open_checkpoint(checkpoint, options.runtime, options.prune_depth,
-                                     Path(source))
-        else:
-            opened = open_model(source, options.runtime, options.prune_depth)
+        opened = open_model(source, options.runtime, options.prune_depth, checkpoint,
+                            torch_only)
         log.info(opened.note)
         return cls(opened.module, opened.checkpoint.preprocessing, opened.checkpoint.task,
                    replace(options, runtime=opened.runtime), opened.checkpoint)

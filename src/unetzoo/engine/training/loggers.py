@@ -23,13 +23,11 @@ from ...config import LOGGERS
 from ...errors import ConfigError
 from ...viz import class_colors, comparison_panel
 from ..inference.predictor import InferenceOptions, Predictor
-from .callbacks import Callback
+from .trainer import Callback, Trainer, TrainResult
 
 if TYPE_CHECKING:
     from ...config import TrainConfig
     from ..evaluate import EvaluationResult
-    from .setup import TrainResult
-    from .trainer import Trainer
 
 log = logging.getLogger("unetzoo")
 

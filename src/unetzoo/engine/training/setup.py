@@ -13,7 +13,7 @@ import logging
 import math
 import random
 from collections.abc import Collection
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,60 +22,31 @@ import torch
 import yaml
 from torch import nn
 
-from ...artefacts.checkpoint import Checkpoint, load_checkpoint
-from ...artefacts.pretrained import init_from
-from ...artefacts.runs import (
-    RunPlan,
-    check_run_dir,
-    plan_run,
-    prepare_run_dir,
-)
+from ...artefacts.checkpoint import Checkpoint, read_checkpoint_file
+from ...artefacts.initialise import init_from
+from ...artefacts.references import load_checkpoint
+from ...artefacts.runs import DATASET_FILE, check_run_dir, prepare_run_dir
 from ...config import TrainConfig, build_config
 from ...data.dataset import DatasetInfo
 from ...data.prepare import TrainData, prepare_data
 from ...data.split import write_split_csv
 from ...data.transforms import Preprocessing
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 from ...fileio import atomic_write_text
 from ...losses import loss_name
 from ...models import count_parameters, create_model
 from ...runtime import Runtime
-from ..distributed import Distributed, evaluate_sharded, missing_files
-from ..evaluate import EvaluationResult, format_summary
+from ..distributed import Distributed
+from ..evaluate import EvaluationResult, evaluate_sharded, format_summary
 from ..inference.predictor import InferenceOptions, Predictor
 from ..plan import plan_config
-from . import state as train_checkpoints
-from .callbacks import Callback
 from .loggers import logging_callbacks
-from .trainer import Trainer, data_workers
+from .resume import RunPlan, plan_run
+from .trainer import Callback, Trainer, TrainResult, data_workers
 
 __all__ = ["TrainResult", "train"]
 
-DATASET_FILE = "dataset.json"
-
 log = logging.getLogger("unetzoo")
-
-
-@dataclass
-class TrainResult:
-    """Where a run's checkpoints are, its history, and the test evaluation.
-
-    Attributes:
-        run_dir: the run folder.
-        best_checkpoint: `models/best.pt` (best validation score).
-        last_checkpoint: `models/epoch_last.pt` (resumable).
-        history: one dict per epoch, as in `metrics.csv`.
-        best_score: the best value of the monitored metric (-inf when none was measured).
-        test: the best checkpoint on the test split, when there is one and `config.test`.
-    """
-
-    run_dir: Path
-    best_checkpoint: Path
-    last_checkpoint: Path
-    history: list[dict[str, Any]]
-    best_score: float
-    test: EvaluationResult | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -128,11 +99,8 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
     if not context.is_main:
         log.setLevel(logging.ERROR)
     try:
-        from ...report.callback import ReportCallback  # the report imports the engine
-
         chosen = set(explicit if explicit is not None else (given or {}))
-        return _train(config, given or {}, context, [*(callbacks or []), ReportCallback()],
-                      chosen)
+        return _train(config, given or {}, context, list(callbacks or []), chosen)
     finally:
         log.setLevel(level)
         context.stop()
@@ -147,7 +115,7 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
         checkpoint = plan.checkpoint
         source = None
         if cfg.init and checkpoint is None:  # read before anything is written
-            source = load_checkpoint(cfg.init)
+            source = load_checkpoint(cfg.init, "--init")
             cfg = init_config(cfg, source, given)
             plan = replace(plan, config=cfg)
         data = prepare_data(cfg.dataset, cfg.csvfile, task=cfg.task,
@@ -200,6 +168,17 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
         if handler is not None:
             log.removeHandler(handler)
             handler.close()
+
+
+def missing_files(data: TrainData) -> None:
+    """Raise DataError for the first train or val file this process cannot see (a node
+    whose copy of the dataset is incomplete)."""
+    for pair in data.train + data.val:
+        for path in (pair.image, pair.mask):
+            if path is not None and not path.is_file():
+                raise DataError("not found on this node (every node needs the whole "
+                                "dataset at the same path)", path)
+
 
 
 def build_model(config: TrainConfig, info: DatasetInfo, checkpoint: Checkpoint | None
@@ -262,7 +241,7 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     loggers = logging_callbacks(config, run_dir) if context.is_main else []
     trainer = Trainer(config, data, model, run_dir, runtime, context, [*loggers, *callbacks])
     if checkpoint is not None:
-        train_checkpoints.restore(trainer, checkpoint)
+        trainer.restore(checkpoint)
     params = count_parameters(model)
     processes = f" x {context.world_size} processes" if context.enabled else ""
     log.info(f"unetzoo train: {config.model} ({params / 1e6:.2f} M parameters) on {data.root}")
@@ -309,7 +288,7 @@ def dataset_facts(data: TrainData) -> dict[str, Any]:
 def _test(config: TrainConfig, runtime: Runtime, data: TrainData, context: Distributed,
           best_path: Path) -> EvaluationResult:
     """The best checkpoint on the test split (sharded across processes)."""
-    best = context.shared(lambda: load_checkpoint(best_path))
+    best = context.shared(lambda: read_checkpoint_file(best_path))
     predictor = Predictor.from_checkpoint(best, InferenceOptions(runtime, batch_size=config.batch,
                                                                 tta=config.test_tta))
     return evaluate_sharded(context, predictor, data, data.test, data.info.class_names,

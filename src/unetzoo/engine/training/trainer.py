@@ -1,10 +1,11 @@
 """The training loop: epochs of optimizer steps, validation, and the choice of the best
 checkpoint.
 
-One process or many (torchrun, see `distributed`): rank 0 logs and writes; every rank trains
-on its share of each global batch. What is written and how training resumes lives in
-`train_checkpoints`; setting a run up (data, model, run folder) in `train_setup`; features
-outside the loop (loggers, reports) hook in through `callbacks`.
+One process or many (torchrun, see `engine.distributed`): rank 0 logs and writes; every rank
+trains on its share of each global batch. The trainer saves and restores its own state
+(`training_state`, `restore`: exact resume, mid-epoch included); setting a run up (data,
+model, run folder) is `setup.py`; features outside the loop (loggers, reports) hook in as
+`Callback`s, which the trainer calls at the start, after each epoch and at the end.
 """
 
 from __future__ import annotations
@@ -12,34 +13,38 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import signal
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
+from ...artefacts.checkpoint import Checkpoint, save_checkpoint
 from ...config import TrainConfig
 from ...data.cache import estimate_pixels
 from ...data.prepare import TrainData
 from ...data.transforms import train_transform
-from ...errors import TrainingError  # re-exported: TrainingError lived here
+from ...errors import CheckpointError, RunError, TrainingError
 from ...losses import build_loss
 from ...progress import progress_bar
 from ...runtime import Runtime
 from ...schedules import BudgetSchedule, build_optimizer, lr_factor
-from ..distributed import Distributed, ShardSampler, evaluate_sharded
-from ..evaluate import EvaluationResult
+from ..distributed import Distributed, ShardSampler
+from ..evaluate import EvaluationResult, evaluate_sharded
 from ..inference.predictor import InferenceOptions, Predictor
-from . import state as train_checkpoints
 from .budget import TimeBudget
-from .callbacks import Callback, CallbackList
+from .history import write_history
 from .preemption import StopRequest, TrainingInterrupted, ignore_stop_signals_in_worker
+from .resume import NO_TRAINING_STATE
 from .step import OptimizerStep
 
 __all__ = ["EpochProgress", "Trainer", "TrainingError", "TrainingInterrupted"]
@@ -57,6 +62,11 @@ class EpochProgress:
     skipped: int = 0
     seconds: float = 0.0
     lr: float | None = None
+
+
+def _cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
 
 
 def data_workers(requested: int) -> int:
@@ -82,6 +92,66 @@ def ema_update(decay: float):
                 a.copy_(c)  # counters such as BatchNorm's num_batches_tracked
 
     return update
+
+
+class Callback:
+    """Base class; override the hooks you need. Every hook gets the trainer, whose `config`,
+    `run_dir`, `model`, `data`, `history`, `epoch` and `step` describe the run."""
+
+    rank_zero_only: bool = True
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        """Before the first step of this process's training (also after a resume)."""
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any],
+                     validation: EvaluationResult | None) -> None:
+        """After an epoch: `row` is its line of `metrics.csv`, `validation` the validation
+        result when validation ran."""
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        """After training and the test evaluation (`result.test`, when there was one)."""
+
+
+class CallbackList:
+    """The callbacks of one run, each called where it belongs (rank 0, or every rank)."""
+
+    def __init__(self, callbacks: Iterable[Callback], is_main: bool) -> None:
+        self.callbacks = [c for c in callbacks if is_main or not c.rank_zero_only]
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        for callback in self.callbacks:
+            callback.on_train_start(trainer)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any],
+                     validation: EvaluationResult | None) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(trainer, row, validation)
+
+    def on_train_end(self, trainer: Trainer, result: TrainResult) -> None:
+        for callback in self.callbacks:
+            callback.on_train_end(trainer, result)
+
+
+@dataclass
+class TrainResult:
+    """Where a run's checkpoints are, its history, and the test evaluation.
+
+    Attributes:
+        run_dir: the run folder.
+        best_checkpoint: `models/best.pt` (best validation score).
+        last_checkpoint: `models/epoch_last.pt` (resumable).
+        history: one dict per epoch, as in `metrics.csv`.
+        best_score: the best value of the monitored metric (-inf when none was measured).
+        test: the best checkpoint on the test split, when there is one and `config.test`.
+    """
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history: list[dict[str, Any]]
+    best_score: float
+    test: EvaluationResult | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Trainer:
@@ -288,9 +358,91 @@ class Trainer:
         self.ddp.train()
         return result
 
+    # -- the training state: checkpoints and exact resume -------------------------------
+    def training_state(self) -> dict[str, Any]:
+        """The state `restore` needs to continue this trainer exactly (plain values and tensors,
+        loadable with `weights_only=True`)."""
+        return {
+            "epoch": self.epoch, "step": self.step, "best_score": self.best_score,
+            "progress": asdict(self.progress), "global_batch": self.global_batch,
+            "world_size": self.context.world_size,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.step_fn.scaler.state_dict(),
+            "history": self.history,
+            **({"budget": self.budget.state()} if self.budget is not None else {}),
+            **({"model": _cpu(self.model), "ema_averaged": int(self.ema.n_averaged)}
+               if self.ema is not None else {}),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                    "numpy": torch.from_numpy(np.random.get_state()[1].astype(np.int64))},
+        }
+
+    def build_checkpoint(self, with_state: bool, metrics: dict[str, Any]) -> Checkpoint:
+        """The checkpoint of the trainer's model now: weights, model spec, task, classes,
+        preprocessing, config and `metrics`, plus the training state when `with_state`. The
+        weights are those to use (the moving average with `ema`; the trained weights are then
+        in the training state)."""
+        info = self.data.info
+        return Checkpoint(
+            model_spec=self.model.unetzoo_spec, task=info.task, class_names=info.class_names,
+            preprocessing=self.data.preprocessing,
+            state_dict=_cpu(self.inference_model),
+            config=self.config.to_dict(), metrics=metrics,
+            train_state=self.training_state() if with_state else None,
+            class_colors=info.class_colors, mask_reading=self.data.reading.to_dict())
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from `checkpoint`'s weights, optimizer, schedule, position,
+        history and RNG states.
+
+        Raises:
+            CheckpointError: the checkpoint holds no training state (e.g. `best.pt`).
+        """
+        state = checkpoint.train_state
+        if not state:
+            raise CheckpointError(NO_TRAINING_STATE)
+        self.model.load_state_dict(state.get("model", checkpoint.state_dict))
+        if self.ema is not None:
+            self.ema.module.load_state_dict(checkpoint.state_dict)
+            self.ema.n_averaged.fill_(state.get("ema_averaged", 0))
+        if self.budget is not None:
+            self.budget = TimeBudget.from_state(self.config.time_budget,  # type: ignore[arg-type]
+                                                   state.get("budget"))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step_fn.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.saved_step = self.step
+        self.progress = EpochProgress(**state.get("progress", {}))
+        if self.progress.samples and state.get("global_batch") != self.global_batch:
+            log.warning(f"the global batch changed from {state.get('global_batch')} to "
+                        f"{self.global_batch}: epoch {self.epoch + 1} goes on from the next "
+                        "whole batch, not exactly where it stopped")
+        self.best_score, self.history = state["best_score"], list(state["history"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+        np_state = np.random.get_state()
+        np.random.set_state((np_state[0], state["rng"]["numpy"].numpy().astype(np.uint32),
+                             *np_state[2:]))
+
+    def save(self, path: Path, with_state: bool, metrics: dict[str, Any]) -> None:
+        """Rank 0 builds the checkpoint and writes it atomically; a failed write (e.g. a full
+        disk) keeps the previous file.
+
+        Raises:
+            RunError: the file cannot be written.
+        """
+        if not self.context.is_main:
+            return
+        try:
+            save_checkpoint(path, self.build_checkpoint(with_state, metrics))
+        except OSError as exc:
+            raise RunError(f"cannot write the checkpoint ({exc.strerror or exc}); the "
+                           "previous one is kept", path) from exc
+
     # -- checkpoints ------------------------------------------------------------------
     def _save_last(self, metrics: dict[str, Any]) -> None:
-        train_checkpoints.save(self, self.last_path, True, metrics)
+        self.save(self.last_path, True, metrics)
         self.saved_step = self.step
 
     def _interrupt(self, where: str) -> None:
@@ -333,7 +485,7 @@ class Trainer:
                     self._interrupt(f"the end of epoch {self.epoch} (step {self.step})")
         if self.context.is_main and not self.best_path.exists():
             # no validation ever ran: the last weights are the best known
-            train_checkpoints.save(self, self.best_path, False, self.history[-1])
+            self.save(self.best_path, False, self.history[-1])
         if self.budget is not None:
             log.info(self.budget.summary(self.step / self.steps_per_epoch, self.budget_done))
 
@@ -380,10 +532,10 @@ class Trainer:
         improved = score is not None and score > self.best_score
         if improved:
             self.best_score = score  # type: ignore[assignment]
-            train_checkpoints.save(self, self.best_path, False, row)
+            self.save(self.best_path, False, row)
         self._save_last(row)
         if self.context.is_main:
-            train_checkpoints.write_history(self.run_dir, self.history)
+            write_history(self.run_dir, self.history)
         log.info(epoch_line(row, self.config, improved))
         self.callbacks.on_epoch_end(self, row, result)
 
