@@ -313,6 +313,7 @@ def test_bad_input_is_refused_in_one_line() -> None:
         ((good, good > 0), "boolean mask"),
         ((good, np.full((4, 4), np.nan)), "NaN or infinite"),
         ((good.astype(str), good), "dtype <U"),
+        ((good, np.full((4, 4), 2**63, np.uint64)), "ids of 2\\*\\*63 or more"),
     ]
     for (true, pred), words in cases:
         with pytest.raises(DataError, match="img.png: .*" + words.replace("(", r"\(")

@@ -134,7 +134,7 @@ def check_labels(labels: Any, role: str = "labels", name: str | None = None) -> 
 
     Raises:
         DataError: not 2-D, boolean (a mask, not object ids), not numeric, a float with
-            fractional or non-finite values, or negative ids.
+            fractional or non-finite values, negative ids, or uint64 ids of 2**63 or more.
     """
     array = np.asarray(labels)
     if array.ndim != 2:
@@ -167,6 +167,9 @@ def check_labels(labels: Any, role: str = "labels", name: str | None = None) -> 
         raise DataError(f"the {role} label image has dtype {array.dtype}; integer object "
                         "ids are needed", name)
     _refuse_negative(array, role, name)
+    if array.size and array.dtype == np.uint64 and int(array.max()) >= 2**63:
+        raise DataError(f"the {role} label image holds ids of 2**63 or more "
+                        f"({int(array.max())}); ids up to 2**63 - 1 are read", name)
     return array
 
 
@@ -590,6 +593,11 @@ class ImageCounts:
     empty_images: int
 
     def __add__(self, other: ImageCounts) -> ImageCounts:
+        """The counts of both (pooled): every count summed.
+
+        Raises:
+            ConfigError: the two were counted at different thresholds or rules.
+        """
         if (self.thresholds, self.strict, self.error_threshold) != \
                 (other.thresholds, other.strict, other.error_threshold):
             raise ConfigError("counts of different thresholds or rules cannot be summed")
