@@ -94,8 +94,8 @@ def test_a_missing_codec_is_named_with_its_fix(tmp_path: Path,
     assert "c.tif: is compressed with LZW" in message and "pip install imagecodecs" in message
     assert read_image(tmp_path / "z.tif").shape == (40, 50, 1)  # zlib needs no imagecodecs
     (tmp_path / "x.jxl").write_bytes(b"\xff\x0a" + bytes(10))
-    with pytest.raises(DataError, match="x.jxl: is a JPEG XL image, which needs the "
-                                        "imagecodecs package"):
+    with pytest.raises(DataError, match=r"x\.jxl: is a JPEG XL image, which needs the "
+                                        r"imagecodecs package"):
         read_image(tmp_path / "x.jxl")
     assert classify_path(tmp_path / "x.jxl").kind == "codec"
 
@@ -130,14 +130,14 @@ def test_npy_layouts_and_values(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"stack.npy: is a .npy array of shape \(10, 32, 32\)"):
         read_image(tmp_path / "stack.npy")
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
-    with pytest.raises(DataError, match="obj.npy: cannot read .npy array"):
+    with pytest.raises(DataError, match=r"obj\.npy: cannot read \.npy array"):
         read_image(tmp_path / "obj.npy")
 
 
 def test_animated_gif_is_refused(tmp_path: Path) -> None:
     frames = [Image.fromarray(RGB[..., i]) for i in range(2)]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
-    with pytest.raises(DataError, match="a.gif: is an animated or multi-frame GIF image of 2"):
+    with pytest.raises(DataError, match=r"a\.gif: is an animated or multi-frame GIF image of 2"):
         read_image(tmp_path / "a.gif")
 
 
