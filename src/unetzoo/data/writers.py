@@ -107,11 +107,10 @@ def _row_blocks(bands: Iterable[Any], shape: tuple[int, int], dtype: np.dtype, r
             yield top, block[:rows]
             rest = block[rows:]
             pending, held, top = ([rest] if len(rest) else []), len(rest), top + rows
+    if top + held != height:  # said before the last block: a consumer may stop there
+        raise DataError(f"bands add up to {top + held} rows; the image has {height}", path)
     if held:
         yield top, np.concatenate(pending, axis=0)
-        top += held
-    if top != height:
-        raise DataError(f"bands add up to {top} rows; the image has {height}", path)
 
 
 def _check_target(path: Path, overwrite: bool) -> None:
@@ -170,8 +169,10 @@ def write_tiled_tiff(path: Path | str, bands: Iterable[Any], shape: tuple[int, i
     _check_target(path, overwrite)
     height, width = shape
 
+    blocks = _row_blocks(bands, shape, dtype, tile, path)
+
     def tiles() -> Iterator[np.ndarray]:
-        for _, block in _row_blocks(bands, shape, dtype, tile, path):
+        for _, block in blocks:
             if block.shape[0] < tile:
                 block = np.pad(block, ((0, tile - block.shape[0]), (0, 0)))
             for x in range(0, width, tile):
@@ -186,6 +187,8 @@ def write_tiled_tiff(path: Path | str, bands: Iterable[Any], shape: tuple[int, i
                        photometric="minisblack",
                        compression=None if compression == "none" else compression,
                        metadata=_ome_metadata(pixel_size), **_resolution(pixel_size))
+        for _ in blocks:  # tifffile stops at the last tile: bands past it are refused here
+            raise DataError(f"bands add up to more than the {height} rows of the image", path)
 
     return atomic_write(path, write)
 
