@@ -180,19 +180,23 @@ class LargeImage:
     def overview(self, max_pixels: int = 4_000_000) -> np.ndarray:
         """The whole image, shrunk to at most about `max_pixels` pixels, as float32
         `h x w x C` in [0, 1]: the coarsest pyramid level with at least `max_pixels` pixels
-        (or level 0), every k-th row and column of it, read a band of rows at a time (memory:
-        one band, plus the result). For normalisation statistics, a thumbnail, a preview.
+        (or level 0), every k-th row and column of it, read a block at a time (memory: one
+        block of about 1024 x 1024 pixels, plus the result). For normalisation statistics,
+        a thumbnail, a preview.
         A pyramid level is the file's own downsampling (often an average), not a subsample
         of level 0."""
         level = max((i for i, (h, w) in enumerate(self.levels) if h * w >= max_pixels),
                     default=0)
         height, width = self.levels[level]
         step = max(1, math.ceil(math.sqrt(height * width / max_pixels)))
-        band = max(step, (self.chunk[0] if self.chunk and level == 0 else 256))
-        band = -(-band // step) * step  # whole steps, so the rows kept are every step-th
-        parts = [self.read_region(y, min(y + band, height), 0, width, level)[::step, ::step]
-                 for y in range(0, height, band)]
-        return np.concatenate(parts, axis=0)
+        block = -(-1024 // step) * step  # whole steps: the pixels kept are every step-th
+        rows = []
+        for y in range(0, height, block):
+            rows.append(np.concatenate(
+                [self.read_region(y, min(y + block, height), x, min(x + block, width),
+                                  level)[::step, ::step] for x in range(0, width, block)],
+                axis=1))
+        return np.concatenate(rows, axis=0)
 
     def close(self) -> None:
         """Close the file (regions can no longer be read)."""
