@@ -182,6 +182,8 @@ def test_ome_zarr_level_0_with_axes_and_pixel_size(tmp_path: Path, version: str)
         np.testing.assert_allclose(image.read_region(3, 50, 7, 60),
                                    np.moveaxis(data[0, :, 0, 3:50, 7:60], 0, -1) / 65535,
                                    rtol=1e-6)
+    whole = read_image(path)  # read whole too, with the same values
+    np.testing.assert_allclose(whole, np.moveaxis(data[0, :, 0], 0, -1) / 65535, rtol=1e-6)
     stack = np.zeros((4, 64, 64), np.uint8)
     path = _ngff(tmp_path / "..", stack, axes[2:], [1.0, 1.0, 1.0], version)
     with pytest.raises(DataError, match="is an OME-Zarr a z-stack"):

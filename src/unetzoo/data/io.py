@@ -19,8 +19,9 @@ without extracting them; `path` then names them in errors.
 Formats: what Pillow reads (PNG, JPEG, BMP, GIF, WebP, JPEG 2000, AVIF, QOI, TGA, PNM, SGI,
 PCX), every TIFF tifffile reads (BigTIFF, OME-TIFF, ImageJ, SVS, NDPI, LSM, ... with any
 compression imagecodecs decodes: LZW, Deflate, Zstd, JPEG, LZMA, JPEG 2000, JPEG XL), JPEG XL
-files through imagecodecs, and numpy `.npy` arrays (`npy_axes` gives their layout). The same
-value rules hold for each; a multi-frame file (an animated GIF, a z-stack) is refused.
+files through imagecodecs, numpy `.npy` arrays (`npy_axes` gives their layout) and OME-Zarr
+folders (level 0, read whole here; `unetzoo.data.large` reads any of these by regions). The
+same value rules hold for each; a multi-frame file (an animated GIF, a z-stack) is refused.
 `classify_path` and `list_images` tell a folder's images from what is skipped, and why.
 
 Images of more than `max_image_pixels()` pixels (Pillow's decompression-bomb limit, 89.5
@@ -354,6 +355,16 @@ def _read_npy(path: Path, data: bytes | None = None) -> Pixels:
     return Pixels(array.astype(np.float32) if array.dtype == np.float16 else array)
 
 
+def _read_ome_zarr(path: Path) -> Pixels:
+    """Level 0 of an OME-Zarr image, whole (`unetzoo.data.large` reads it by regions)."""
+    from .large import open_large
+
+    with open_large(path) as image:
+        check_pixels(image.height, image.width, path)
+        array = image._read(0, 0, image.height, 0, image.width)
+    return Pixels(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+
+
 def _read_codec(path: Path, data: bytes | None = None) -> Pixels:
     """JPEG XL through imagecodecs: its channels are 1 or 3 colour channels and an alpha
     channel after them (2 or 4 channels)."""
@@ -466,6 +477,8 @@ def read_pixels(path: Path, data: bytes | None = None, palette: bool = True) -> 
             file, or a TIFF whose pages are not channels.
     """
     path = Path(path)
+    if data is None and path.is_dir() and ngff_attributes(path) is not None:
+        return _read_ome_zarr(path)
     check_file(path, data)
     suffix = path.suffix.lower()
     if suffix in TIFF_EXTENSIONS:
@@ -640,6 +653,12 @@ def read_header(path: Path, data: bytes | None = None) -> ImageHeader:
         DataError: naming `path`, for unreadable headers or TIFF pages that are not channels.
     """
     path = Path(path)
+    if data is None and path.is_dir() and ngff_attributes(path) is not None:
+        from .large import open_large
+
+        with open_large(path) as image:
+            return ImageHeader(image.height, image.width, image.channels,
+                               8 * image.dtype.itemsize, f"{image.dtype} {image.axes}")
     check_file(path, data)
     suffix = path.suffix.lower()
     if suffix in NPY_EXTENSIONS:
