@@ -54,6 +54,13 @@ def test_avif_and_qoi(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_image(tmp_path / "x.qoi"), RGB / np.float32(255))
 
 
+def test_16_bit_pgm_scales_by_65535(tmp_path: Path) -> None:
+    Image.fromarray(DEEP).save(tmp_path / "g.pgm")  # Pillow decodes it as 32-bit mode I
+    np.testing.assert_allclose(read_image(tmp_path / "g.pgm")[..., 0], DEEP / 65535, rtol=1e-6)
+    np.testing.assert_array_equal(read_mask(tmp_path / "g.pgm"), DEEP)
+    assert read_header(tmp_path / "g.pgm").bits == 16
+
+
 def test_jpeg_xl_through_imagecodecs(tmp_path: Path) -> None:
     imagecodecs = pytest.importorskip("imagecodecs")
     rgba = np.dstack([RGB, np.full(RGB.shape[:2], 200, np.uint8)])

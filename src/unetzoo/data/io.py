@@ -79,6 +79,9 @@ NPY_MAX_CHANNELS = 4
 MAX_PIXELS_VARIABLE = "UNETZOO_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default: 1024 * 1024 * 1024 // 4 // 3
 _PIL_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+# Formats Pillow decodes to 32-bit mode "I" when their samples are 16-bit (PGM with a maxval
+# over 255; PNG in older Pillow): read as uint16, never scaled by 2**31 - 1.
+_PIL_16BIT_AS_I = frozenset({"PPM", "PNG"})
 _PILLOW_LIMIT = threading.Lock()
 # TIFF ExtraSamples values that declare an alpha channel (1 associated, 2 unassociated).
 _TIFF_ALPHA = frozenset({1, 2})
@@ -408,8 +411,8 @@ def _decode_pil(path: Path, data: bytes | None, palette: bool) -> Pixels:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(_source(path, data)) as img:
             check_pixels(img.size[1], img.size[0], path)
-            frames = getattr(img, "n_frames", 1)
-            if frames > 1 and img.format != "MPO":  # MPO: a JPEG and its previews
+            frames, kind = getattr(img, "n_frames", 1), img.format  # before any copy
+            if frames > 1 and kind != "MPO":  # MPO: a JPEG and its previews
                 raise DataError(f"is an animated or multi-frame {img.format} image of {frames} "
                                 "frames (a time series?); save one 2D image per file", path)
             img = ImageOps.exif_transpose(img)
@@ -422,7 +425,11 @@ def _decode_pil(path: Path, data: bytes | None, palette: bool) -> Pixels:
             elif img.mode in ("P", "PA") and not palette:
                 img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA"
                                   else "RGB")
-            return Pixels(np.asarray(img).copy(), img.mode in _PIL_ALPHA_MODES)
+            array = np.asarray(img).copy()
+            if img.mode == "I" and kind in _PIL_16BIT_AS_I and array.size and \
+                    array.min() >= 0 and array.max() <= 65535:
+                array = array.astype(np.uint16)  # 16-bit samples, scaled by 65535
+            return Pixels(array, img.mode in _PIL_ALPHA_MODES)
 
 
 # Pillow plugins that need a library the Pillow build may lack: (feature, format, library).
@@ -688,6 +695,8 @@ def read_header(path: Path, data: bytes | None = None) -> ImageHeader:
             mode = img.mode
             if mode == "P" and "transparency" in img.info:  # read as RGBA, alpha dropped
                 mode = "PA"
+            elif mode == "I" and img.format in _PIL_16BIT_AS_I:  # read as uint16
+                mode = "I;16"
     except DataError:
         raise
     except Exception as exc:  # PIL and tifffile raise many types for broken headers
