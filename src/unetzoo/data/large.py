@@ -471,5 +471,6 @@ def _open_whole(path: Path, channels: int | None) -> LargeImage:
                        [header.size], "whole", None, read, False, channels, cache.clear)
     first = pixels()  # the stored dtype and alpha are known once decoded
     image.dtype, image._alpha = first.array.dtype, first.alpha
+    image.axes = "YXC" if first.array.ndim == 3 else "YX"
     image.pixel_size = read_pixel_size(path)
     return image
