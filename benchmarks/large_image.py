@@ -16,6 +16,18 @@ by the warm-up; `torch`: bf16 + channels-last), through the same tiling.
 
     PYTHONPATH=src python benchmarks/large_image.py --quick
     PYTHONPATH=src python benchmarks/large_image.py --shared --sizes 8192   # ~15 min
+
+`--slide` measures reading alone (no model yet): it generates, once, a 40,000 x 40,000 RGB
+tiled pyramidal BigTIFF (512-pixel JPEG tiles, 6 levels as SubIFDs, OME metadata with a
+0.25 µm pixel size: a whole-slide image; about 1.5 GB, kept at `--slide-file` and reused
+by later runs), then, in a fresh process, opens it with `unetzoo.data.large.open_large` and
+reads it region by region (`--slide-region` pixels a side, row by row; all of them or
+`--slide-regions` spread over the image), reporting the peak resident memory and the
+seconds per megapixel of reading (decoding and scaling to float32), and the time of an
+overview read from the pyramid (what normalisation statistics need). Memory is the child's
+VmHWM (its peak resident set since it started; `ru_maxrss` would report the parent's).
+
+    PYTHONPATH=src python benchmarks/large_image.py --slide       # ~3 min + the first write
 """
 
 from __future__ import annotations
@@ -88,8 +100,127 @@ def predict(checkpoint: Path, image: Path, warm_up: Path, out: Path, extra: list
     return result
 
 
+SLIDE_SIDE = 40_000
+SLIDE_TILE = 512
+
+SLIDE_CHILD = """
+import json, resource, sys, time
+import numpy as np
+from unetzoo.data.large import open_large
+path, region, count = json.loads(sys.argv[1])
+def rss():  # peak resident MB of this process since exec: VmHWM (ru_maxrss keeps the parent's)
+    try:
+        status = open("/proc/self/status").read()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss_start = rss()
+start = time.perf_counter()
+image = open_large(path)
+opened = time.perf_counter() - start
+rss_open = rss()
+height, width = image.shape
+starts = [(y, x) for y in range(0, height, region) for x in range(0, width, region)]
+if count and count < len(starts):
+    starts = [starts[i * len(starts) // count] for i in range(count)]
+pixels, checksum = 0, 0.0
+start = time.perf_counter()
+for y, x in starts:
+    part = image.read_region(y, min(y + region, height), x, min(x + region, width))
+    pixels += part.shape[0] * part.shape[1]
+    checksum += float(part[0, 0, 0])
+seconds = time.perf_counter() - start
+rss_regions = rss()
+start = time.perf_counter()
+overview = image.overview(4_000_000)
+overview_seconds = time.perf_counter() - start
+print(json.dumps({"open_seconds": opened, "rss_imports_mb": rss_start,
+                  "rss_after_open_mb": rss_open, "regions": len(starts),
+                  "megapixels": pixels / 1e6, "seconds": seconds,
+                  "peak_rss_regions_mb": rss_regions, "peak_rss_mb": rss(),
+                  "overview_shape": list(overview.shape), "overview_seconds": overview_seconds,
+                  "reader": image.reader, "levels": image.levels, "chunk": image.chunk,
+                  "pixel_size": str(image.pixel_size), "checksum": checksum}))
+"""
+
+
+def slide_tiles(source: np.ndarray, side: int, tile: int, step: int):
+    """The tiles, row by row, of pyramid level `step` (1, 2, 4 ...) of a `side` x `side`
+    image that repeats `source`: pixel (y, x) of the level is `source` at (y, x) * step,
+    wrapped. Generated one at a time: the image is never held."""
+    n = source.shape[0]
+    length = -(-side // step)
+    for y in range(0, length, tile):
+        rows = ((y + np.arange(tile)) * step) % n
+        for x in range(0, length, tile):
+            cols = ((x + np.arange(tile)) * step) % n
+            yield source[rows[:, None], cols[None, :]]
+
+
+def write_slide(path: Path, side: int = SLIDE_SIDE, tile: int = SLIDE_TILE,
+                compression: str = "jpeg") -> float:
+    """Write the pyramidal test slide (see the module docstring); the seconds it took."""
+    import time
+
+    image, _ = synthesize(0, 0, 1024)
+    source = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+    levels = 1
+    while -(-side // 2 ** levels) >= 1024:
+        levels += 1
+    start = time.perf_counter()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    common = {"tile": (tile, tile), "compression": compression, "photometric": "rgb",
+              "dtype": np.uint8}
+    with tifffile.TiffWriter(tmp, bigtiff=True, ome=True) as tif:
+        tif.write(slide_tiles(source, side, tile, 1), shape=(side, side, 3),
+                  subifds=levels - 1, metadata={"axes": "YXS", "PhysicalSizeX": 0.25,
+                                                "PhysicalSizeY": 0.25}, **common)
+        for level in range(1, levels):
+            length = -(-side // 2 ** level)
+            tif.write(slide_tiles(source, side, tile, 2 ** level), shape=(length, length, 3),
+                      subfiletype=1, **common)
+    tmp.replace(path)
+    return time.perf_counter() - start
+
+
+def slide(args: argparse.Namespace) -> None:
+    """The `--slide` measurement: generate the slide once, then read it in a fresh process."""
+    path = Path(args.slide_file)
+    generated = None
+    if not path.exists():
+        print(f"writing the {SLIDE_SIDE:,} x {SLIDE_SIDE:,} slide to {path} (once)", flush=True)
+        generated = write_slide(path)
+        print(f"  written in {generated:.0f} s", flush=True)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    done = subprocess.run([sys.executable, "-c", SLIDE_CHILD,
+                           json.dumps([str(path), args.slide_region, args.slide_regions])],
+                          env=env, check=True, capture_output=True, text=True)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    row |= {"file_gb": path.stat().st_size / 1e9, "generate_seconds": generated,
+            "region": args.slide_region, "s/megapixel": row["seconds"] / row["megapixels"],
+            "megapixels/s": row["megapixels"] / row["seconds"],
+            "whole_image_gb_uint8": SLIDE_SIDE * SLIDE_SIDE * 3 / 1e9}
+    result = {"machine": machine(), "slide": str(path), "rows": [row]}
+    out = write_json("large_image_slide", result)
+    print(markdown([row], ["region", "regions", "megapixels", "seconds", "s/megapixel",
+                           "megapixels/s", "rss_imports_mb", "rss_after_open_mb",
+                           "peak_rss_regions_mb", "peak_rss_mb",
+                           "overview_seconds", "file_gb", "reader"]))
+    print(f"\nwrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slide", action="store_true",
+                        help="read a generated 40,000 x 40,000 tiled pyramidal TIFF region by "
+                             "region (no model): peak memory and seconds per megapixel")
+    parser.add_argument("--slide-file", default=str(Path(tempfile.gettempdir()) / "unetzoo-bench"
+                                                   / "slide_40000.ome.tif"),
+                        help="where the slide is written once and reused")
+    parser.add_argument("--slide-region", type=int, default=1024, help="region side (pixels)")
+    parser.add_argument("--slide-regions", type=int, default=0,
+                        help="read only this many regions, spread over the slide (0: all)")
     parser.add_argument("--quick", action="store_true", help="512 to 2048, width 8")
     parser.add_argument("--width", type=int, default=32, help="U-Net base channels")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
@@ -101,6 +232,9 @@ def main() -> None:
     parser.add_argument("--args", nargs=argparse.REMAINDER, default=[],
                         help="extra predict flags, e.g. --args --precision fp32")
     args = parser.parse_args()
+    if args.slide:
+        slide(args)
+        return
     sizes, width = ([512, 1024, 2048], 8) if args.quick else (args.sizes, args.width)
     torch.manual_seed(0)
     model = create_model("unet", 3, 1, base_channels=width)

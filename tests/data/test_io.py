@@ -103,8 +103,11 @@ def test_truncated_png_is_reported(tmp_path: Path) -> None:
 
 
 def test_unsupported_extension(tmp_path: Path) -> None:
-    (tmp_path / "x.webp").write_bytes(b"RIFF")
-    with pytest.raises(DataError, match="unsupported extension"):
+    (tmp_path / "x.txt").write_bytes(b"RIFF")
+    with pytest.raises(DataError, match=r"x.txt: not an image format unetzoo reads \(.txt\)"):
+        read_image(tmp_path / "x.txt")
+    (tmp_path / "x.webp").write_bytes(b"RIFF")  # a format read, broken: said so
+    with pytest.raises(DataError, match=r"x\.webp: cannot read image"):
         read_image(tmp_path / "x.webp")
 
 

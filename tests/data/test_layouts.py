@@ -82,10 +82,11 @@ def test_nested_image_folders_are_named_with_the_csv_flag(tmp_path: Path) -> Non
         png(tmp_path / "masks" / sub / "a.png")
     with pytest.raises(DataError) as err:
         find_pairs(tmp_path)
-    assert str(err.value) == (
-        f"{tmp_path / 'images'}: no images (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff) found; "
-        "it holds folders (caseA, caseB), which are not searched: list the pairs in a CSV "
-        "split (--csvfile, columns image,mask,split, paths relative to the dataset)")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'images'}: no images (")  # the formats read
+    assert message.endswith(
+        ") found; it holds folders (caseA, caseB), which are not searched: list the pairs in "
+        "a CSV split (--csvfile, columns image,mask,split, paths relative to the dataset)")
 
 
 def test_non_image_files_are_skipped_with_a_warning(tmp_path: Path, caplog) -> None:

@@ -16,6 +16,14 @@ alpha varies, the alpha is the mask; otherwise fully transparent pixels are back
 Every reader also takes the file's bytes (`data`), so converters read archive members
 without extracting them; `path` then names them in errors.
 
+Formats: what Pillow reads (PNG, JPEG, BMP, GIF, WebP, JPEG 2000, AVIF, QOI, TGA, PNM, SGI,
+PCX), every TIFF tifffile reads (BigTIFF, OME-TIFF, ImageJ, SVS, NDPI, LSM, ... with any
+compression imagecodecs decodes: LZW, Deflate, Zstd, JPEG, LZMA, JPEG 2000, JPEG XL), JPEG XL
+files through imagecodecs, numpy `.npy` arrays (`npy_axes` gives their layout) and OME-Zarr
+folders (level 0, read whole here; `unetzoo.data.large` reads any of these by regions). The
+same value rules hold for each; a multi-frame file (an animated GIF, a z-stack) is refused.
+`classify_path` and `list_images` tell a folder's images from what is skipped, and why.
+
 Images of more than `max_image_pixels()` pixels (Pillow's decompression-bomb limit, 89.5
 million, by default) are refused with a clear error; the environment variable
 `UNETZOO_MAX_IMAGE_PIXELS` raises the limit (0: none). Importing this module changes no
@@ -40,14 +48,40 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import ConfigError, DataError
 
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif"})
-LOSSY_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg"})
-TIFF_EXTENSIONS: frozenset[str] = frozenset({".tif", ".tiff"})
+# Formats Pillow decodes (its plugins for still raster images; icons, PSD layers, PDF, EPS
+# and the scientific stubs are left out). WebP, JPEG 2000 and AVIF need Pillow built with
+# libwebp, OpenJPEG and libavif, as the PyPI wheels are.
+PIL_EXTENSIONS: frozenset[str] = frozenset({
+    ".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif", ".webp",
+    ".jp2", ".j2k", ".j2c", ".jpc", ".jpf", ".jpx", ".avif", ".qoi", ".tga", ".ppm", ".pgm",
+    ".pbm", ".pnm", ".pfm", ".sgi", ".pcx"})
+# TIFF and the TIFF-based formats tifffile reads (OME-TIFF is `.ome.tif`, BigTIFF `.btf`,
+# `.tf8`, `.tf2`; whole-slide `.svs`, `.ndpi`, `.scn`, `.qptiff`, `.bif`; Zeiss `.lsm`,
+# MetaMorph `.stk`); compressed pixels are decoded by imagecodecs.
+TIFF_EXTENSIONS: frozenset[str] = frozenset({
+    ".tif", ".tiff", ".btf", ".tf8", ".tf2", ".ptif", ".ptiff", ".svs", ".ndpi", ".scn",
+    ".qptiff", ".bif", ".lsm", ".stk"})
+# Formats decoded by imagecodecs alone.
+CODEC_EXTENSIONS: frozenset[str] = frozenset({".jxl"})
+NPY_EXTENSIONS: frozenset[str] = frozenset({".npy"})
+IMAGE_EXTENSIONS: frozenset[str] = PIL_EXTENSIONS | TIFF_EXTENSIONS | CODEC_EXTENSIONS | \
+    NPY_EXTENSIONS
+LOSSY_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".avif"})
+FORMATS = ("PNG, JPEG, TIFF (OME-TIFF, BigTIFF, ImageJ, whole-slide), BMP, GIF, WebP, "
+           "JPEG 2000, AVIF, JPEG XL, QOI, TGA, PNM, SGI, PCX and .npy arrays")
+# Suffixes that belong to the format, not the name: `scan.ome.tif` is the image `scan`.
+_DOUBLE_SUFFIXES = (".ome.tif", ".ome.tiff", ".ome.btf", ".ome.tf2", ".ome.tf8", ".ome.zarr")
+# Files operating systems leave in folders.
+SYSTEM_NAMES: frozenset[str] = frozenset({"thumbs.db", "desktop.ini", "__macosx", ".ds_store"})
+# The largest channel axis of a `.npy` array (see `npy_axes`).
+NPY_MAX_CHANNELS = 4
 
 MAX_PIXELS_VARIABLE = "UNETZOO_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own default: 1024 * 1024 * 1024 // 4 // 3
 _PIL_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBA", "RGBa"})
+# Formats Pillow decodes to 32-bit mode "I" when their samples are 16-bit (PGM with a maxval
+# over 255; PNG in older Pillow): read as uint16, never scaled by 2**31 - 1.
+_PIL_16BIT_AS_I = frozenset({"PPM", "PNG"})
 _PILLOW_LIMIT = threading.Lock()
 # TIFF ExtraSamples values that declare an alpha channel (1 associated, 2 unassociated).
 _TIFF_ALPHA = frozenset({1, 2})
@@ -56,7 +90,20 @@ _CHANNEL_AXES = frozenset({"C"})
 
 
 def is_image_file(path: Path) -> bool:
+    """Whether `path`'s name is that of an image file unetzoo reads (by extension; hidden
+    files are not). OME-Zarr folders are images too: see `classify_path`."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def image_stem(path: Path) -> str:
+    """The image's name without its format's suffixes: `scan.ome.tif` -> `scan`,
+    `plate.ome.zarr` -> `plate`, `cells.png` -> `cells`."""
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in _DOUBLE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
 
 
 def is_lossy(path: Path) -> bool:
@@ -111,8 +158,11 @@ def check_file(path: Path, data: bytes | None = None) -> None:
     if size == 0:
         raise DataError("file is empty (0 bytes)", path)
     if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise DataError(f"unsupported extension {path.suffix!r}; supported: "
-                        f"{', '.join(sorted(IMAGE_EXTENSIONS))}", path)
+        raise DataError(f"{_not_a_format(path)}; unetzoo reads {FORMATS}", path)
+
+
+def _not_a_format(path: Path) -> str:
+    return f"not an image format unetzoo reads ({path.suffix.lower() or 'no extension'})"
 
 
 def _source(path: Path, data: bytes | None):
@@ -173,6 +223,65 @@ def _tiff_layout(tif, path: Path) -> _TiffLayout:
     return _TiffLayout(series, page, axes, shape, shape.get("C", 1) * samples - alpha, alpha)
 
 
+# Compressions tifffile decodes with Python's standard library alone.
+_STDLIB_CODECS = frozenset({"NONE", "ADOBE_DEFLATE", "DEFLATE", "PACKBITS", "LZMA"})
+
+
+def missing_codec(what: str, codec: str) -> str | None:
+    """Why `codec` (a TIFF compression name such as `LZW`, or an imagecodecs codec name such
+    as `JPEGXL`) cannot be decoded here, as one line naming the fix, or None when it can.
+    `what` names the data, e.g. "is compressed with LZW"."""
+    if codec.upper() in _STDLIB_CODECS:
+        return None
+    try:
+        import imagecodecs
+    except ImportError:
+        return (f"{what}, which needs the imagecodecs package (a default dependency of "
+                "unetzoo): pip install imagecodecs")
+    name = {"ZSTD": "ZSTD", "JPEG": "JPEG8", "JPEGXL": "JPEGXL", "JPEG_2000": "JPEG2K",
+            "JPEG2000": "JPEG2K", "APERIO_JP2000_YCBC": "JPEG2K",
+            "APERIO_JP2000_RGB": "JPEG2K"}.get(codec.upper(), codec.upper())
+    available = getattr(getattr(imagecodecs, name, None), "available", True)
+    if not available:
+        return (f"{what}, which this build of imagecodecs {imagecodecs.__version__} cannot "
+                "decode: pip install -U imagecodecs")
+    return None
+
+
+def _check_tiff_codec(page: Any, path: Path) -> None:
+    """Raise naming the codec and the fix when `page`'s compression cannot be decoded."""
+    from tifffile import TIFF
+
+    compression = page.compression
+    name = getattr(compression, "name", str(compression))
+    problem = missing_codec(f"is compressed with {name}", name)
+    if problem is None and int(compression) != 1:
+        try:
+            TIFF.DECOMPRESSORS[compression]
+        except KeyError:
+            problem = (f"is compressed with {name}, which tifffile cannot decode here: pip "
+                       "install -U tifffile imagecodecs")
+    if problem:
+        raise DataError(problem, path)
+
+
+def arrange_tiff(array: np.ndarray, axes: str, colormap: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Stored TIFF pixels of `axes` (tifffile's letters; axes other than C, S, Y and X of
+    size 1) as `H x W` or `H x W x C` (channels before samples), palette indices expanded to
+    the 16-bit colours of `colormap` when given."""
+    keep = [a for a in axes if a in ("C", "S", "Y", "X")]
+    array = array.reshape([n for a, n in zip(axes, array.shape, strict=True) if a in keep]
+                          or array.shape)
+    order = [keep.index(a) for a in ("Y", "X", "C", "S") if a in keep]
+    array = np.transpose(array, order)
+    if array.ndim == 4:  # channels x samples
+        array = array.reshape(*array.shape[:2], -1)
+    if colormap is not None:
+        array = np.moveaxis(np.asarray(colormap)[:, array], 0, -1)
+    return array
+
+
 def _read_tiff(path: Path, data: bytes | None = None, palette: bool = True) -> Pixels:
     import tifffile
 
@@ -180,6 +289,7 @@ def _read_tiff(path: Path, data: bytes | None = None, palette: bool = True) -> P
         with tifffile.TiffFile(_source(path, data)) as tif:
             layout = _tiff_layout(tif, path)
             check_pixels(layout.shape["Y"], layout.shape["X"], path)
+            _check_tiff_codec(layout.page, path)
             array = layout.series.asarray()
             page = layout.page
             colormap = page.colormap if int(page.photometric) == 3 else None
@@ -188,16 +298,99 @@ def _read_tiff(path: Path, data: bytes | None = None, palette: bool = True) -> P
         raise
     except Exception as exc:  # tifffile raises many types for broken files
         raise DataError(f"cannot read TIFF: {exc}", path) from exc
-    keep = [a for a in axes if a in ("C", "S", "Y", "X")]
-    array = array.reshape([n for a, n in zip(axes, array.shape, strict=True) if a in keep]
-                          or array.shape)
-    order = [keep.index(a) for a in ("Y", "X", "C", "S") if a in keep]
-    array = np.transpose(array, order)
-    if array.ndim == 4:  # channels x samples
-        array = array.reshape(*array.shape[:2], -1)
-    if colormap is not None and not palette:
-        array = np.moveaxis(np.asarray(colormap)[:, array], 0, -1)
-    return Pixels(array, alpha)
+    return Pixels(arrange_tiff(array, axes, None if palette else colormap), alpha)
+
+
+def npy_axes(shape: tuple[int, ...], path: Path) -> str:
+    """The layout of a `.npy` array of `shape`: `YX` (2-D, one channel), `YXC` (3-D whose
+    last axis is at most `NPY_MAX_CHANNELS` long) or `CYX` (3-D whose first axis is at most
+    that long and whose last is longer: the layout of PyTorch and of BioImage Model Zoo
+    tensors). A leading axis of size 1 (a batch of one) is dropped first.
+
+    Raises:
+        DataError: naming `path`, for arrays of another number of dimensions or 3-D arrays
+            with no axis short enough to be channels (a z-stack, a time series).
+    """
+    dims = list(shape)
+    while len(dims) > 3 and dims[0] == 1:
+        dims.pop(0)
+    if len(dims) == 2:
+        return "YX"
+    if len(dims) == 3:
+        if dims[2] <= NPY_MAX_CHANNELS:
+            return "YXC"
+        if dims[0] <= NPY_MAX_CHANNELS:
+            return "CYX"
+        raise DataError(f"is a .npy array of shape {tuple(shape)}: no axis of at most "
+                        f"{NPY_MAX_CHANNELS} channels first or last (a z-stack or time "
+                        "series?); save one 2D image per file, H x W x C or C x H x W", path)
+    raise DataError(f"is a .npy array of shape {tuple(shape)}; an image is H x W, H x W x C "
+                    "or C x H x W", path)
+
+
+def _load_npy(path: Path, data: bytes | None, mmap: bool = False) -> np.ndarray:
+    """The array of a `.npy` file (memory-mapped when `mmap`), never unpickling objects."""
+    try:
+        array = np.load(_source(path, data), mmap_mode="r" if mmap and data is None else None,
+                        allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:  # object arrays, truncated or not .npy
+        raise DataError(f"cannot read .npy array ({exc})", path) from exc
+    if not isinstance(array, np.ndarray):
+        raise DataError("is not a .npy array", path)
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"is a .npy array of dtype {array.dtype}; images are bool, integer "
+                        "or float", path)
+    return array
+
+
+def npy_image_view(array: np.ndarray, path: Path) -> np.ndarray:
+    """A `.npy` array as `H x W` or `H x W x C` (a view: no pixel is read)."""
+    axes = npy_axes(array.shape, path)
+    array = array.reshape(array.shape[-3:] if axes != "YX" else array.shape[-2:])
+    return np.moveaxis(array, 0, -1) if axes == "CYX" else array
+
+
+def _read_npy(path: Path, data: bytes | None = None) -> Pixels:
+    array = _load_npy(path, data, mmap=True)
+    view = npy_image_view(array, path)
+    check_pixels(view.shape[0], view.shape[1], path)
+    array = np.array(view)  # read from the memory map
+    return Pixels(array.astype(np.float32) if array.dtype == np.float16 else array)
+
+
+def _read_ome_zarr(path: Path) -> Pixels:
+    """Level 0 of an OME-Zarr image, whole (`unetzoo.data.large` reads it by regions)."""
+    from .large import open_large
+
+    with open_large(path) as image:
+        check_pixels(image.height, image.width, path)
+        array = image._read(0, 0, image.height, 0, image.width)
+    return Pixels(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+
+
+def _read_codec(path: Path, data: bytes | None = None) -> Pixels:
+    """JPEG XL through imagecodecs: its channels are 1 or 3 colour channels and an alpha
+    channel after them (2 or 4 channels)."""
+    if problem := missing_codec("is a JPEG XL image", "JPEGXL"):
+        raise DataError(problem, path)
+    import imagecodecs
+
+    try:
+        raw = path.read_bytes() if data is None else data
+        array = imagecodecs.jpegxl_decode(raw)
+    except OSError as exc:
+        raise DataError(f"cannot read ({exc.strerror or exc})", path) from exc
+    except Exception as exc:  # imagecodecs raises its own error types for broken files
+        raise DataError(f"cannot read JPEG XL image ({exc})", path) from exc
+    if array.ndim == 4:  # frames
+        if array.shape[0] != 1:
+            raise DataError(f"is an animated JPEG XL image of {array.shape[0]} frames; save "
+                            "one 2D image per file", path)
+        array = array[0]
+    check_pixels(array.shape[0], array.shape[1], path)
+    if array.dtype == np.float16:
+        array = array.astype(np.float32)
+    return Pixels(array, array.ndim == 3 and array.shape[2] in (2, 4))
 
 
 @contextmanager
@@ -218,6 +411,10 @@ def _decode_pil(path: Path, data: bytes | None, palette: bool) -> Pixels:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(_source(path, data)) as img:
             check_pixels(img.size[1], img.size[0], path)
+            frames, kind = getattr(img, "n_frames", 1), img.format  # before any copy
+            if frames > 1 and kind != "MPO":  # MPO: a JPEG and its previews
+                raise DataError(f"is an animated or multi-frame {img.format} image of {frames} "
+                                "frames (a time series?); save one 2D image per file", path)
             img = ImageOps.exif_transpose(img)
             if img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                 img = img.convert("RGB")
@@ -228,11 +425,39 @@ def _decode_pil(path: Path, data: bytes | None, palette: bool) -> Pixels:
             elif img.mode in ("P", "PA") and not palette:
                 img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA"
                                   else "RGB")
-            return Pixels(np.asarray(img).copy(), img.mode in _PIL_ALPHA_MODES)
+            array = np.asarray(img).copy()
+            if img.mode == "I" and kind in _PIL_16BIT_AS_I and array.size and \
+                    array.min() >= 0 and array.max() <= 65535:
+                array = array.astype(np.uint16)  # 16-bit samples, scaled by 65535
+            return Pixels(array, img.mode in _PIL_ALPHA_MODES)
+
+
+# Pillow plugins that need a library the Pillow build may lack: (feature, format, library).
+_PIL_FEATURES = {".webp": ("webp", "WebP", "libwebp"), ".avif": ("avif", "AVIF", "libavif")} | {
+    ext: ("jpg_2000", "JPEG 2000", "OpenJPEG")
+    for ext in (".jp2", ".j2k", ".j2c", ".jpc", ".jpf", ".jpx")}
+
+
+def _check_pil_codec(path: Path) -> None:
+    """Raise naming the library and the fix when Pillow was built without this format."""
+    wanted = _PIL_FEATURES.get(path.suffix.lower())
+    if wanted is None:
+        return
+    from PIL import features
+
+    feature, name, library = wanted
+    try:
+        present = features.check(feature)
+    except ValueError:  # a Pillow too old to know the feature
+        present = False
+    if not present:
+        raise DataError(f"is a {name} image, and this Pillow was built without {library}: "
+                        "pip install -U pillow (its wheels include it)", path)
 
 
 def _read_pil(path: Path, data: bytes | None = None, palette: bool = True) -> Pixels:
     """Pixels as stored; palette images give their indices when `palette`, else RGB(A)."""
+    _check_pil_codec(path)
     try:
         try:
             return _decode_pil(path, data, palette)
@@ -259,9 +484,16 @@ def read_pixels(path: Path, data: bytes | None = None, palette: bool = True) -> 
             file, or a TIFF whose pages are not channels.
     """
     path = Path(path)
+    if data is None and path.is_dir() and ngff_attributes(path) is not None:
+        return _read_ome_zarr(path)
     check_file(path, data)
-    if path.suffix.lower() in TIFF_EXTENSIONS:
+    suffix = path.suffix.lower()
+    if suffix in TIFF_EXTENSIONS:
         pixels = _read_tiff(path, data, palette)
+    elif suffix in NPY_EXTENSIONS:
+        pixels = _read_npy(path, data)
+    elif suffix in CODEC_EXTENSIONS:
+        pixels = _read_codec(path, data)
     else:
         pixels = _read_pil(path, data, palette)
     if pixels.array.ndim not in (2, 3) or pixels.array.size == 0:
@@ -298,8 +530,20 @@ def read_image(path: Path, channels: int | None = None, data: bytes | None = Non
     """
     path = Path(path)
     pixels = read_pixels(path, data, palette=False)
-    array = pixels.array if pixels.array.ndim == 3 else pixels.array[..., None]
-    if pixels.alpha:
+    return image_from_pixels(pixels.array, pixels.alpha, channels, path)
+
+
+def image_from_pixels(array: np.ndarray, alpha: bool, channels: int | None, path: Path
+                      ) -> np.ndarray:
+    """Stored pixels (`H x W` or `H x W x C`) as `read_image` gives them: float32
+    `H x W x C` in [0, 1], the declared alpha channel (`alpha`: the last) dropped, converted
+    to `channels` when given.
+
+    Raises:
+        DataError: naming `path`, for a channel count that does not fit `channels`.
+    """
+    array = array if array.ndim == 3 else array[..., None]
+    if alpha:
         array = array[..., :-1]
     image = to_unit_float(array)
     if channels is None or channels == image.shape[2]:
@@ -309,6 +553,18 @@ def read_image(path: Path, channels: int | None = None, data: bytes | None = Non
     if channels == 1 and image.shape[2] == 3:
         return (image @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
     raise DataError(f"has {image.shape[2]} channels; the model expects {channels}", path)
+
+
+def check_channels(found: int, channels: int | None, path: Path) -> int:
+    """The channels `image_from_pixels` gives for an image of `found` channels (after the
+    alpha is dropped) when asked for `channels`.
+
+    Raises:
+        DataError: naming `path`, when the two do not fit.
+    """
+    if channels is None or channels == found or (channels, found) in ((3, 1), (1, 3)):
+        return found if channels is None else channels
+    raise DataError(f"has {found} channels; the model expects {channels}", path)
 
 
 GRAY_TOLERANCE = 16  # JPEG chroma noise on gray content stays within a few levels
@@ -404,9 +660,28 @@ def read_header(path: Path, data: bytes | None = None) -> ImageHeader:
         DataError: naming `path`, for unreadable headers or TIFF pages that are not channels.
     """
     path = Path(path)
+    if data is None and path.is_dir() and ngff_attributes(path) is not None:
+        from .large import open_large
+
+        with open_large(path) as image:
+            return ImageHeader(image.height, image.width, image.channels,
+                               8 * image.dtype.itemsize, f"{image.dtype} {image.axes}")
     check_file(path, data)
+    suffix = path.suffix.lower()
+    if suffix in NPY_EXTENSIONS:
+        array = _load_npy(path, data, mmap=True)
+        view = npy_image_view(array, path)
+        return ImageHeader(view.shape[0], view.shape[1], 1 if view.ndim == 2 else view.shape[2],
+                           8 * array.dtype.itemsize if array.dtype != np.bool_ else 1,
+                           f"{array.dtype} {npy_axes(array.shape, path)}")
+    if suffix in CODEC_EXTENSIONS:
+        pixels = _read_codec(path, data)
+        shape = pixels.array.shape
+        found = 1 if len(shape) == 2 else shape[2] - pixels.alpha
+        return ImageHeader(shape[0], shape[1], found, 8 * pixels.array.dtype.itemsize,
+                           f"{pixels.array.dtype} JPEG XL{' alpha' if pixels.alpha else ''}")
     try:
-        if path.suffix.lower() in TIFF_EXTENSIONS:
+        if suffix in TIFF_EXTENSIONS:
             import tifffile
 
             with tifffile.TiffFile(_source(path, data)) as tif:
@@ -420,6 +695,8 @@ def read_header(path: Path, data: bytes | None = None) -> ImageHeader:
             mode = img.mode
             if mode == "P" and "transparency" in img.info:  # read as RGBA, alpha dropped
                 mode = "PA"
+            elif mode == "I" and img.format in _PIL_16BIT_AS_I:  # read as uint16
+                mode = "I;16"
     except DataError:
         raise
     except Exception as exc:  # PIL and tifffile raise many types for broken headers
@@ -433,3 +710,133 @@ def read_header(path: Path, data: bytes | None = None) -> ImageHeader:
 def image_size(path: Path) -> tuple[int, int]:
     """(height, width) read from the file header when possible, without decoding pixels."""
     return read_header(path).size
+
+
+# -- listing folders -------------------------------------------------------------------------
+def ngff_attributes(folder: Path) -> dict[str, Any] | None:
+    """The OME-NGFF attributes of a Zarr group folder (`.zattrs` of Zarr v2, NGFF 0.4;
+    `zarr.json` attributes' `ome` of Zarr v3, NGFF 0.5), or None when `folder` is no Zarr
+    group or holds neither multiscales nor a bioformats2raw layout. Reads two small JSON
+    files at most."""
+    import json
+
+    for name in ("zarr.json", ".zattrs"):
+        try:
+            attrs = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(attrs, dict):
+            continue
+        if name == "zarr.json":
+            attrs = attrs.get("attributes") or {}
+            attrs = attrs.get("ome", attrs) if isinstance(attrs, dict) else {}
+        if isinstance(attrs, dict) and ("multiscales" in attrs
+                                        or "bioformats2raw.layout" in attrs):
+            return attrs
+    return None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What a folder listing makes of one entry: an image unetzoo reads (`kind` "image", a
+    file, or "zarr", an OME-Zarr folder), or an entry skipped, with `kind` one of "hidden",
+    "system", "folder", "format", "codec", "empty", "link", "special", "unreadable" and
+    `reason` a few words for the user."""
+
+    path: Path
+    kind: str
+    reason: str = ""
+
+    @property
+    def readable(self) -> bool:
+        return self.kind in ("image", "zarr")
+
+
+def classify_path(path: Path) -> Listed:
+    """Whether `path` is an image unetzoo reads, or why a listing skips it ("hidden file",
+    "a folder (pass --recursive)", "not an image format unetzoo reads (.txt)", "empty file
+    (0 bytes)", ...). Looks at the name and `stat` only (and the small metadata files of a
+    `.zarr` folder); pixels are never decoded, so a listed image may still fail to read.
+
+    OME-Zarr folders (NGFF 0.4 / 0.5, `open_large` reads them) are images, not folders.
+    """
+    path = Path(path)
+    name = path.name
+    if name.lower() in SYSTEM_NAMES or name.startswith("._"):
+        return Listed(path, "system", f"a file the operating system made ({name})")
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return Listed(path, "link", "a broken or looping symbolic link")
+        return Listed(path, "unreadable", "not found")
+    except OSError as exc:  # symlink loops, permissions
+        kind = "link" if os.path.islink(path) else "unreadable"
+        return Listed(path, kind, "a broken or looping symbolic link" if kind == "link"
+                      else f"cannot read ({exc.strerror or exc})")
+    if name.startswith("."):
+        return Listed(path, "hidden", "hidden folder" if stat.S_ISDIR(info.st_mode)
+                      else "hidden file")
+    if stat.S_ISDIR(info.st_mode):
+        if ngff_attributes(path) is not None:
+            return Listed(path, "zarr")
+        if name.lower().endswith(".zarr"):
+            return Listed(path, "format", "a Zarr folder without OME-NGFF multiscales "
+                          "metadata (not an image unetzoo reads)")
+        return Listed(path, "folder", "a folder (pass --recursive)")
+    if not stat.S_ISREG(info.st_mode):
+        return Listed(path, "special", "not a regular file (a device, socket or pipe)")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        return Listed(path, "format", _not_a_format(path))
+    if info.st_size == 0:
+        return Listed(path, "empty", "empty file (0 bytes)")
+    if suffix in CODEC_EXTENSIONS and (problem := missing_codec("a JPEG XL image", "JPEGXL")):
+        return Listed(path, "codec", problem)
+    return Listed(path, "image")
+
+
+def list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Listed]]:
+    """The images of `folder` (sorted; with `recursive`, those of its sub-folders too,
+    hidden folders and OME-Zarr folders not entered) and the entries skipped (see
+    `classify_path`), so a command can say what it will not read before any work.
+
+    Raises:
+        DataError: naming `folder`, when it cannot be listed.
+    """
+    folder = Path(folder)
+    images: list[Path] = []
+    skipped: list[Listed] = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
+        raise DataError(f"cannot list folder ({exc.strerror or exc})", folder) from exc
+    for name in names:
+        entry = classify_path(folder / name)
+        if entry.readable:
+            images.append(entry.path)
+        elif entry.kind == "folder" and recursive:
+            found, missed = list_images(entry.path, recursive=True)
+            images += found
+            skipped += missed
+        else:
+            skipped.append(entry)
+    return images, skipped
+
+
+def describe_skipped(skipped: list[Listed], root: Path | None = None, shown: int = 3
+                     ) -> list[str]:
+    """One line per kind of skipped entry, e.g. "skipped 2 entries: not an image format
+    unetzoo reads (.txt) (notes.txt, todo.txt)"; names relative to `root` when given, at
+    most `shown` of them."""
+    groups: dict[str, list[Listed]] = {}
+    for entry in skipped:
+        groups.setdefault(entry.reason, []).append(entry)
+    lines = []
+    for reason, entries in groups.items():
+        names = [str(e.path.relative_to(root)) if root is not None and
+                 e.path.is_relative_to(root) else e.path.name for e in entries]
+        more = f", +{len(names) - shown} more" if len(names) > shown else ""
+        lines.append(f"skipped {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: "
+                     f"{reason} ({', '.join(names[:shown])}{more})")
+    return lines
