@@ -359,12 +359,15 @@ def _read_npy(path: Path, data: bytes | None = None) -> Pixels:
 
 
 def _read_ome_zarr(path: Path) -> Pixels:
-    """Level 0 of an OME-Zarr image, whole (`unetzoo.data.large` reads it by regions)."""
-    from .large import open_large
-
-    with open_large(path) as image:
-        check_pixels(image.height, image.width, path)
-        array = image._read(0, 0, image.height, 0, image.width)
+    """Level 0 of an OME-Zarr image, whole, as `H x W` or `H x W x C` (`unetzoo.data.large`
+    reads it by regions)."""
+    image = open_ngff(path)
+    shape = dict(zip(image.names, image.arrays[0].shape, strict=True))
+    check_pixels(shape["y"], shape["x"], path)
+    index = tuple(slice(None) if n in "cyx" else 0 for n in image.names)
+    kept = [n for n in image.names if n in "cyx"]
+    array = np.transpose(np.asarray(image.arrays[0][index]),
+                         [kept.index(n) for n in "yxc" if n in kept])
     return Pixels(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
 
 
@@ -661,11 +664,11 @@ def read_header(path: Path, data: bytes | None = None) -> ImageHeader:
     """
     path = Path(path)
     if data is None and path.is_dir() and ngff_attributes(path) is not None:
-        from .large import open_large
-
-        with open_large(path) as image:
-            return ImageHeader(image.height, image.width, image.channels,
-                               8 * image.dtype.itemsize, f"{image.dtype} {image.axes}")
+        image = open_ngff(path)
+        shape = dict(zip(image.names, image.arrays[0].shape, strict=True))
+        dtype = np.dtype(image.arrays[0].dtype)
+        return ImageHeader(shape["y"], shape["x"], check_channels(shape.get("c", 1), None, path),
+                           8 * dtype.itemsize, f"{dtype} {image.names.upper()}")
     check_file(path, data)
     suffix = path.suffix.lower()
     if suffix in NPY_EXTENSIONS:
@@ -734,6 +737,66 @@ def ngff_attributes(folder: Path) -> dict[str, Any] | None:
                                         or "bioformats2raw.layout" in attrs):
             return attrs
     return None
+
+
+# NGFF axis types that are not pixels of one 2D image.
+_NGFF_PLANES = ("time", "space")
+
+
+@dataclass
+class NgffImage:
+    """An OME-Zarr image's multiscale arrays (level 0 first, opened lazily with zarr) and
+    what its metadata says of them: axis names (`tczyx` letters), axis entries, the
+    multiscale entry and its datasets."""
+
+    arrays: list[Any]
+    names: str
+    axes: list[dict[str, Any]]
+    multiscale: dict[str, Any]
+    datasets: list[dict[str, Any]]
+
+
+def open_ngff(path: Path) -> NgffImage:
+    """Open an OME-Zarr (NGFF 0.4 / 0.5, or a bioformats2raw layout's first image) without
+    reading pixels; 2D images only.
+
+    Raises:
+        DataError: broken multiscales metadata, axes that do not fit the array, or more
+            than one time point or z-plane.
+    """
+    import zarr
+
+    attrs = ngff_attributes(path) or {}
+    try:
+        group = zarr.open_group(path, mode="r")
+        if "multiscales" not in attrs:  # bioformats2raw layout: the first image is `0`
+            group = group["0"]
+            attrs = dict(group.attrs)
+            attrs = attrs.get("ome", attrs)
+        multiscale = attrs["multiscales"][0]
+        datasets = multiscale["datasets"]
+        arrays = [group[d["path"]] for d in datasets]
+    except (KeyError, IndexError, TypeError, ValueError, FileNotFoundError) as exc:
+        raise DataError(f"cannot read OME-Zarr multiscales ({exc!r})", path) from exc
+    except Exception as exc:  # zarr raises its own types for broken stores
+        raise DataError(f"cannot read OME-Zarr ({exc})", path) from exc
+    ndim = arrays[0].ndim
+    axes_meta = multiscale.get("axes") or [{"name": n} for n in "tczyx"[-ndim:]]
+    axes_meta = [{"name": a} if isinstance(a, str) else a for a in axes_meta]
+    names = "".join(str(a.get("name", "?"))[:1].lower() for a in axes_meta)
+    if len(names) != ndim or "y" not in names or "x" not in names:
+        raise DataError(f"OME-Zarr axes {names!r} do not fit its {ndim}-D array of shape "
+                        f"{arrays[0].shape}", path)
+    shape0 = dict(zip(names, arrays[0].shape, strict=True))
+    for name, meta in zip(names, axes_meta, strict=True):
+        if name not in "cyx" and shape0[name] > 1:
+            kind = meta.get("type", "")
+            what = "a time series" if name == "t" or kind == "time" else \
+                "a z-stack" if name == "z" or kind in _NGFF_PLANES else f"axis {name!r}"
+            raise DataError(f"is an OME-Zarr {what} ({shape0[name]} planes, axes "
+                            f"{names.upper()}); unetzoo reads 2D images: save one plane per "
+                            "image", path)
+    return NgffImage(arrays, names, axes_meta, multiscale, datasets)
 
 
 @dataclass(frozen=True)

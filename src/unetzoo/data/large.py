@@ -47,8 +47,6 @@ _MICROMETRES: dict[str, float] = {
     "nanometer": 1e-3, "µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0,
     "micrometer": 1.0, "micrometre": 1.0, "\\u00b5m": 1.0, "mm": 1e3, "millimeter": 1e3,
     "cm": 1e4, "centimeter": 1e4, "m": 1e6, "meter": 1e6, "in": 25_400.0, "inch": 25_400.0}
-# NGFF axis types that are not pixels of one 2D image.
-_NGFF_PLANES = ("time", "space")
 
 
 @dataclass(frozen=True)
@@ -356,38 +354,10 @@ def _ngff_scale(transforms: list[dict[str, Any]] | None, ndim: int) -> list[floa
 
 
 def _open_ome_zarr(path: Path, channels: int | None) -> LargeImage:
-    import zarr
-
-    attrs = imageio.ngff_attributes(path) or {}
-    try:
-        group = zarr.open_group(path, mode="r")
-        if "multiscales" not in attrs:  # bioformats2raw layout: the first image is `0`
-            group = group["0"]
-            attrs = dict(group.attrs)
-            attrs = attrs.get("ome", attrs)
-        multiscale = attrs["multiscales"][0]
-        datasets = multiscale["datasets"]
-        arrays = [group[d["path"]] for d in datasets]
-    except (KeyError, IndexError, TypeError, ValueError, FileNotFoundError) as exc:
-        raise DataError(f"cannot read OME-Zarr multiscales ({exc!r})", path) from exc
-    except Exception as exc:  # zarr raises its own types for broken stores
-        raise DataError(f"cannot read OME-Zarr ({exc})", path) from exc
-    ndim = arrays[0].ndim
-    axes_meta = multiscale.get("axes") or [{"name": n} for n in "tczyx"[-ndim:]]
-    axes_meta = [{"name": a} if isinstance(a, str) else a for a in axes_meta]
-    names = "".join(str(a.get("name", "?"))[:1].lower() for a in axes_meta)
-    if len(names) != ndim or "y" not in names or "x" not in names:
-        raise DataError(f"OME-Zarr axes {names!r} do not fit its {ndim}-D array of shape "
-                        f"{arrays[0].shape}", path)
+    level0 = imageio.open_ngff(path)
+    arrays, names, axes_meta = level0.arrays, level0.names, level0.axes
+    multiscale, datasets, ndim = level0.multiscale, level0.datasets, arrays[0].ndim
     shape0 = dict(zip(names, arrays[0].shape, strict=True))
-    for name, meta in zip(names, axes_meta, strict=True):
-        if name not in "cyx" and shape0[name] > 1:
-            kind = meta.get("type", "")
-            what = "a time series" if name == "t" or kind == "time" else \
-                "a z-stack" if name == "z" or kind in _NGFF_PLANES else f"axis {name!r}"
-            raise DataError(f"is an OME-Zarr {what} ({shape0[name]} planes, axes "
-                            f"{names.upper()}); unetzoo reads 2D images: save one plane per "
-                            "image", path)
     found = shape0.get("c", 1)
     wanted = imageio.check_channels(found, channels, path)
     scale = _ngff_scale(datasets[0].get("coordinateTransformations"), ndim)
