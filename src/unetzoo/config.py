@@ -103,6 +103,15 @@ class TrainConfig:
                                       "labels, none in binary masks)", ge=0, lt=65536)
     instances: bool = option(False, "masks are instance label images (one integer per "
                              "object): train a binary model, foreground = any label")
+    allow_duplicates: bool = option(False, "accept an image listed twice in one split (it "
+                                    "then counts twice); an image in two splits is always "
+                                    "refused")
+    allow_copies: bool = option(False, "accept test images that are byte copies of train or "
+                                "val images (e.g. repeated blank tiles)")
+    add_new: str | None = option(None, "with --resume: images added to the dataset since the "
+                                 "run started join this split (train only; default: they are "
+                                 "named and left out, the run keeps its split)",
+                                 choices=("train",))
     mask_threshold: float | None = option(None, "binary masks: stored values above this are "
                                           "foreground (e.g. 0.5 for probability maps; default: "
                                           "decided from the masks)", metavar="T")

@@ -68,6 +68,10 @@ class Checkpoint:
     class_colors: tuple[tuple[int, int, int], ...] | None = None
     # How the run read its masks (data.masks.MaskReading.to_dict()); evaluation re-applies it.
     mask_reading: dict[str, Any] | None = None
+    # the content digests of the images it trained and was chosen on (train and val), 16
+    # bytes each (`data.digests.pack_digests`), so that `eval` names scored images it learnt
+    # from even away from its run; kept in `.pt` checkpoints only
+    fit_digests: torch.Tensor | None = None
 
     def build_model(self, prune_depth: int | None = None) -> nn.Module:
         """The model with its trained weights, in eval mode, on the CPU; `prune_depth` runs
@@ -95,7 +99,7 @@ class Checkpoint:
         reading cut to its last component (`/home/me/data/nuclei` -> `nuclei`); relative
         paths, as the user typed them, stay."""
         return replace(self, config=portable(self.config), metrics=portable(self.metrics),
-                       mask_reading=portable(self.mask_reading))
+                       mask_reading=portable(self.mask_reading), fit_digests=None)
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -104,7 +108,7 @@ class Checkpoint:
             "class_colors": [list(c) for c in self.class_colors] if self.class_colors else None,
             "preprocessing": self.preprocessing.to_dict(), "state_dict": self.state_dict,
             "config": self.config, "metrics": self.metrics, "train_state": self.train_state,
-            "mask_reading": self.mask_reading,
+            "mask_reading": self.mask_reading, "fit_digests": self.fit_digests,
         }
 
     @classmethod
@@ -126,6 +130,7 @@ class Checkpoint:
                 metrics=payload.get("metrics") or {}, train_state=payload.get("train_state"),
                 class_colors=tuple(tuple(c) for c in colors) if colors else None,
                 mask_reading=payload.get("mask_reading"),
+                fit_digests=payload.get("fit_digests"),
             )
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"incomplete checkpoint (missing {exc})", path) from exc

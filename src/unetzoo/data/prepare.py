@@ -26,7 +26,8 @@ from .dataset import (
 )
 from .layouts import Pair, find_pairs
 from .masks import MaskOptions, MaskReading, format_values, survey_pair
-from .split import assign_splits
+from .split import split_for_run
+from .split_record import SplitRecord
 from .transforms import Preprocessing, ResizeMode, resize_transform
 
 log = logging.getLogger("unetzoo")
@@ -44,6 +45,7 @@ class TrainData:
     preprocessing: Preprocessing
     new_split: bool = False
     cache: str = "auto"  # see data.cache: auto, memory, disk or off
+    record: SplitRecord | None = None  # the run's split, with each file's size and digest
     _caches: dict[tuple, SampleCache] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -98,7 +100,10 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
                  mask_threshold: float | None = None, full_check: bool = False,
                  val_fraction: float = 0.1, seed: int = 0, img_size: int = 256,
                  resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None,
-                 cache: str = "auto", normalization: str = "dataset") -> TrainData:
+                 cache: str = "auto", normalization: str = "dataset",
+                 resume_from: Path | None = None, add_new: str | None = None,
+                 allow_duplicates: bool = False, allow_copies: bool = False,
+                 record: bool = True) -> TrainData:
     """Find pairs, assign splits, check the files (all of them with `full_check`, else
     headers and a sample: see `data.dataset`), and fix the preprocessing (normalisation
     from the training images) unless one is given (resume).
@@ -107,13 +112,24 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
     Test images without masks are left out of the test evaluation. `info.reading` says how
     the masks are read (task, classes, evidence; see `data.masks`). `cache` says how decoded
     samples are kept (see `data.cache`); `normalization` how images are normalised (see
-    `Preprocessing`).
+    `Preprocessing`). The split is checked and, for a resumed run, kept as the run recorded
+    it (`resume_from`, `add_new`, `allow_duplicates`, `allow_copies`, `record`: see
+    `data.split.split_for_run`); `TrainData.record` is the run's split record to write.
     """
     if not dataset:
         raise ConfigError("--dataset is required")
     root = Path(dataset)
     pairs = find_pairs(root, csvfile)
-    train, val, test, made = assign_splits(pairs, val_fraction, seed)
+    source = None
+    if csvfile is not None:
+        source = Path(csvfile) if Path(csvfile).is_file() else root / csvfile
+    split = split_for_run(pairs, root, csvfile=source, val_fraction=val_fraction, seed=seed,
+                          resume_from=resume_from, add_new=add_new,
+                          allow_duplicates=allow_duplicates, allow_copies=allow_copies,
+                          record=record)
+    for level, line in split.lines:
+        log.log(level, line)
+    train, val, test, made = split.train, split.val, split.test, split.made
     missing = [p for p in train + val if not p.labelled]
     if missing:
         raise ConfigError(f"{len(missing)} train/val rows have no mask, e.g. {missing[0].image}")
@@ -131,7 +147,8 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
         mean, std = channel_statistics(train, info.in_channels)
         preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode,
                                       normalization)
-    return TrainData(root, train, val, test, info, preprocessing, made, cache)
+    return TrainData(root, train, val, test, info, preprocessing, made, cache,
+                     record=split.record)
 
 
 def run_reading(task: Task, num_classes: int, dataset: str | Path, pairs: Sequence[Pair],

@@ -20,11 +20,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..artefacts.checkpoint import Checkpoint
 from ..artefacts.references import ModelReference, resolve_model
 from ..artefacts.runs import DATASET_FILE, SPLIT_FILE
 from ..data.dataset import SegmentationDataset, channel_evidence, check_files, verify_pairs
+from ..data.digests import unpack_digests
 from ..data.layouts import Pair, read_split_csv
 from ..data.prepare import TrainData, labelled_split, run_reading
+from ..data.split_record import read_split_record, training_overlap
 from ..errors import DataError
 from ..fileio import atomic_write_text
 from ..metrics import METRIC_NAMES, MetricAccumulator
@@ -193,6 +196,29 @@ def _held_out_of_run(reference: ModelReference, config: dict[str, Any], dataset:
     return held_out
 
 
+def _training_overlap(reference: ModelReference, checkpoint: Checkpoint, dataset: Path | str,
+                      pairs: Sequence[Pair]) -> str | None:
+    """One line naming the scored images the checkpoint trained or validated on (by file
+    and by content), from its run's split record, else from the digests it carries; None
+    when there are none or nothing to tell it by."""
+    record = None
+    run = reference.run
+    if run is not None and (run / SPLIT_FILE).is_file():
+        try:
+            where = json.loads((run / DATASET_FILE).read_text()).get("dataset_path")
+        except (OSError, ValueError, AttributeError):
+            where = None
+        root = where or checkpoint.config.get("dataset")
+        if root and Path(root).is_dir():
+            record = read_split_record(root, run / SPLIT_FILE)
+    digests: frozenset[str] = frozenset()
+    if record is None and checkpoint.fit_digests is not None:
+        digests = unpack_digests(bytes(checkpoint.fit_digests.numpy()))
+    if record is None and not digests:
+        return None
+    return training_overlap(pairs, record, digests=digests, root=Path(dataset))
+
+
 def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                         csvfile: Path | str | None = None, split: str | None = None,
                         out_dir: Path | str | None = None, debug: bool = False,
@@ -250,6 +276,9 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
         held_out = _held_out_of_run(reference, checkpoint.config, dataset, pairs)
     if held_out is not None:
         pairs, used_split = held_out, "test"
+    overlap = _training_overlap(reference, checkpoint, dataset, pairs)
+    if overlap:
+        log.warning(overlap)
     reading = run_reading(checkpoint.task, checkpoint.model_spec["num_classes"], dataset, pairs,
                           checkpoint.config, checkpoint.mask_reading)
     verify_pairs(pairs, reading)  # before a checkpoint is converted for its backend
@@ -267,6 +296,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                     "masks": reading.evidence,
                     "runtime": predictor.runtime.describe(),
                     "inference": predictor.options.to_dict(), "out": str(out) if out else None}
+    if overlap:
+        result.extra["overlap"] = overlap
     if split is None and used_split is None:
         result.extra["note"] = (f"the dataset has no split information: all {len(pairs)} "
                                 "images were evaluated")

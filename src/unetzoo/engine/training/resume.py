@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from ...artefacts.checkpoint import Checkpoint, read_checkpoint_file
-from ...artefacts.runs import RUN_CONFIG, default_run_dir, has_outputs, newest_checkpoint, run_of
+from ...artefacts.runs import (
+    RUN_CONFIG,
+    SPLIT_FILE,
+    default_run_dir,
+    has_outputs,
+    newest_checkpoint,
+    run_of,
+)
 from ...config import TrainConfig, build_config, load_yaml
 from ...errors import CheckpointError, ConfigError, RunError
 
@@ -30,6 +37,8 @@ class RunPlan:
     config: TrainConfig
     checkpoint: Checkpoint | None = None
     reuse_folder: bool = False
+    split_record: Path | None = None  # the resumed run's split (its split.csv), kept
+
 
 
 def _same_run(saved: dict[str, Any], config: TrainConfig, keys: Any, where: Path) -> None:
@@ -83,7 +92,11 @@ def plan_run(config: TrainConfig, given: dict[str, Any]) -> RunPlan:
     if not checkpoint.train_state:
         raise CheckpointError(NO_TRAINING_STATE, path)
     overrides = {k: v for k, v in given.items() if k != "resume"}
-    resolved = build_config({**checkpoint.config, **overrides, "resume": config.resume})
+    # --add-new applies to the resume it was given to, never again from the saved config
+    saved = {k: v for k, v in checkpoint.config.items() if k != "add_new"}
+    resolved = build_config({**saved, **overrides, "resume": config.resume})
     _same_run(checkpoint.config, resolved, [k for k in RUN_IDENTITY if k in overrides], path)
     log.info(f"resuming from {path}")
-    return RunPlan(run_dir, resolved, checkpoint, reuse_folder=True)
+    source_run = run_of(path) or run_dir
+    return RunPlan(run_dir, resolved, checkpoint, reuse_folder=True,
+                   split_record=source_run / SPLIT_FILE)

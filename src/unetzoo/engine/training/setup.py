@@ -25,11 +25,10 @@ from torch import nn
 from ...artefacts.checkpoint import Checkpoint, read_checkpoint_file
 from ...artefacts.initialise import init_from
 from ...artefacts.references import load_checkpoint
-from ...artefacts.runs import DATASET_FILE, check_run_dir, prepare_run_dir
+from ...artefacts.runs import DATASET_FILE, SPLIT_FILE, check_run_dir, prepare_run_dir
 from ...config import TrainConfig, build_config
 from ...data.dataset import DatasetInfo
 from ...data.prepare import TrainData, prepare_data
-from ...data.split import write_split_csv
 from ...data.transforms import Preprocessing
 from ...errors import ConfigError, DataError
 from ...fileio import atomic_write_text
@@ -126,7 +125,10 @@ def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
                             val_fraction=cfg.val_fraction, seed=cfg.seed,
                             img_size=cfg.img_size, resize_mode=cfg.resize_mode,
                             preprocessing=checkpoint.preprocessing if checkpoint else None,
-                            cache=cfg.cache, normalization=cfg.normalize)
+                            cache=cfg.cache, normalization=cfg.normalize,
+                            resume_from=plan.split_record, add_new=cfg.add_new,
+                            allow_duplicates=cfg.allow_duplicates,
+                            allow_copies=cfg.allow_copies)
         if source is not None:
             data.preprocessing = init_preprocessing(cfg, source, data.preprocessing)
         elif cfg.time_budget and cfg.plan is None and checkpoint is None:
@@ -231,9 +233,8 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
          callbacks: list[Callback]) -> TrainResult:
     info = data.info
     if context.is_main:
-        if data.new_split:
-            write_split_csv(data.train + data.val + data.test, data.root,
-                            run_dir / "split.csv", overwrite=True)
+        if data.record is not None:  # the split the run keeps, with each file's digest
+            data.record.write(run_dir / SPLIT_FILE)
         atomic_write_text(run_dir / "config.yaml",
                           yaml.safe_dump(config.to_dict(), sort_keys=False))
         atomic_write_text(run_dir / DATASET_FILE, json.dumps(dataset_facts(data), indent=2)

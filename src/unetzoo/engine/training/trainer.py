@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from ...artefacts.checkpoint import Checkpoint, save_checkpoint
 from ...config import TrainConfig
 from ...data.cache import estimate_pixels
+from ...data.digests import pack_digests
 from ...data.prepare import TrainData
 from ...data.transforms import train_transform
 from ...errors import CheckpointError, RunError, TrainingError
@@ -228,6 +229,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.stop = StopRequest(announce=self.context.is_main)
         self.saved_step = -1
+        record = data.record
+        self._fit_digests = torch.frombuffer(bytearray(pack_digests(sorted(
+            record.fit_digests()))), dtype=torch.uint8) if record is not None and \
+            record.has_digests else None
 
     @property
     def inference_model(self) -> nn.Module:
@@ -389,7 +394,8 @@ class Trainer:
             state_dict=_cpu(self.inference_model),
             config=self.config.to_dict(), metrics=metrics,
             train_state=self.training_state() if with_state else None,
-            class_colors=info.class_colors, mask_reading=self.data.reading.to_dict())
+            class_colors=info.class_colors, mask_reading=self.data.reading.to_dict(),
+            fit_digests=self._fit_digests)
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from `checkpoint`'s weights, optimizer, schedule, position,
