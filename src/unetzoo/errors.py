@@ -7,6 +7,7 @@ raises these classes, never bare `ValueError` / `TypeError`, for a problem a use
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
@@ -64,3 +65,34 @@ class PeerError(UnetzooError):
 
 class MetricError(UnetzooError):
     """Metrics were asked for where there is nothing to measure (e.g. no image evaluated)."""
+
+
+# what another process's error looks like once PyTorch re-raises it in this one (a
+# DataLoader worker: "Caught DataError in DataLoader worker process 0.\nOriginal Traceback
+# (most recent call last): ...\nunetzoo.errors.DataError: a.png: ..."), and its last line
+_WRAPPED = "Original Traceback (most recent call last):"
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?(?P<name>[A-Za-z_]\w*(?:Error|Exception|"
+                             r"Interrupt|Exit|Warning)?): (?P<message>.*)$")
+
+
+def one_line(error: BaseException) -> str:
+    """The one line a user sees for `error`: its message, or, for an error another process
+    raised and this one re-raises with the other's traceback in the text (data-loader
+    workers), that error's own message; multi-line texts of libraries (OpenVINO, torch)
+    give their first informative line."""
+    text = str(error).strip()
+    if _WRAPPED in text:
+        for line in reversed(text.splitlines()):
+            match = _EXCEPTION_LINE.match(line.strip())
+            if match:
+                return match["message"].strip() or match["name"]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    first = lines[0]
+    if len(lines) > 1 and (first.endswith(":") or first.startswith("Exception from ")):
+        detail = next((ln for ln in lines[1:] if not ln.startswith(("Exception from ", "File ",
+                                                                    "Traceback"))), None)
+        if detail:
+            return f"{first.rstrip(':')}: {detail}"
+    return first

@@ -22,10 +22,18 @@ _UMASK = _umask()  # read once: os.umask can only be read by setting it
 
 def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
     """Call `write(fh)` on a temporary file beside `path`, fsync it, then rename it over
-    `path` and fsync the folder. Readers see the old file or the new one, never a mix."""
+    `path` and fsync the folder. Readers see the old file or the new one, never a mix.
+
+    Raises:
+        OSError: the file cannot be written (a full disk, no permission), naming `path` (its
+            `filename`), with the previous file kept.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # what a plain open() gives, not mkstemp's 0600
         with os.fdopen(fd, "wb") as fh:
@@ -33,11 +41,22 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _naming(exc, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
     return path
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """`error` naming `path` when it names no file ("No space left on device" from a write
+    names nothing), so that the one line a user sees says where."""
+    if error.filename is not None or error.errno is None:
+        return error
+    return type(error)(error.errno, error.strerror or str(error), str(path))
 
 
 def _fsync_folder(folder: Path) -> None:

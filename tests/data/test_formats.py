@@ -172,9 +172,10 @@ def test_listing_says_what_it_skips_and_why(tmp_path: Path) -> None:
     assert kinds["link.png"][0] == "link" and kinds["Thumbs.db"][0] == "system"
     assert kinds["plain.zarr"][0] == "format"
     lines = describe_skipped(skipped, tmp_path)
-    assert "skipped 2 entries: not an image format unetzoo reads (.txt) (notes.txt, todo.txt)" \
-        in lines
-    assert "skipped 1 entry: a folder (pass --recursive) (sub)" in lines
+    assert ("skipped 3 entries: not an image format unetzoo reads (.txt); a Zarr folder without "
+            "OME-NGFF multiscales metadata (not an image unetzoo reads): notes.txt, plain.zarr, "
+            "todo.txt") in lines
+    assert "skipped 1 entry: a folder (pass --recursive): sub" in lines
     images, skipped = list_images(tmp_path, recursive=True)
     assert tmp_path / "sub" / "c.png" in images and "sub" not in {e.path.name for e in skipped}
     assert classify_path(tmp_path / "a.png").readable

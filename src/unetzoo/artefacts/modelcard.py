@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..models import count_parameters, model_card
+from ..losses import loss_name
 from .checkpoint import Checkpoint
 from .runs import TEST, run_of
 
@@ -67,9 +68,12 @@ def run_test_metrics(checkpoint_path: Path | str) -> dict[str, Any] | None:
         return None
     path = run / TEST / "metrics.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    if isinstance(metrics, dict):
+        metrics.setdefault("split", "test")  # the run's own test evaluation: its test split
+    return metrics
 
 
 def with_run_metrics(checkpoint: Checkpoint, source: object) -> Checkpoint:
@@ -143,8 +147,10 @@ def render_card(checkpoint: Checkpoint, info: CardInfo | None = None) -> str:
     ]
     config = checkpoint.config
     if config:
-        lines += [f"- {k}: {_fmt(config[k])}" for k in TRAINING_KEYS
-                  if config.get(k) not in (None, "", [], {})]
+        shown = {**config, "loss": loss_name(config["loss"], checkpoint.task)} \
+            if config.get("loss") and checkpoint.task != "instance" else config
+        lines += [f"- {k}: {_fmt(shown[k])}" for k in TRAINING_KEYS
+                  if shown.get(k) not in (None, "", [], {})]
         if config.get("model_args"):
             lines.append(f"- model_args: {config['model_args']}")
     else:
@@ -160,9 +166,10 @@ def render_card(checkpoint: Checkpoint, info: CardInfo | None = None) -> str:
             f"{k[4:]} {v:.4f}" for k, v in best.items()) + ".")
     test = info.test_metrics or checkpoint.metrics.get("test")
     if test and test.get("global"):
-        split = test.get("split") or "all images"
+        split = test.get("split")
+        which = "all images" if split in (None, "all") else f"{split} split"
         runtime = f", {test['runtime']}" if test.get("runtime") else ""
-        lines += ["", f"Test evaluation ({split} split, {test.get('images', '?')} images, "
+        lines += ["", f"Test evaluation ({which}, {test.get('images', '?')} images, "
                       f"whole images at native resolution{runtime}):", "",
                   *_metrics_table(test)]
     if not best and not (test and test.get("global")):

@@ -10,7 +10,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from ..errors import UnetzooError
+from ..errors import UnetzooError, one_line
 from . import (
     bench,
     compare,
@@ -79,11 +79,6 @@ def setup_logging() -> None:
     logger.propagate = False
 
 
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: runs a sub-command. Every failure is one line on stderr and a non-zero
     exit: 2 for a user error (the `UnetzooError` family), 1 for a system error (a file that
@@ -99,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.run(args)
     except UnetzooError as exc:
         error: BaseException = exc
-        code, message = 2, f"error: {exc}"
+        code, message = 2, f"error: {one_line(exc)}"
     except KeyboardInterrupt as exc:
         error = exc
         code, message = 130, "interrupted"
@@ -112,15 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         error = exc
         where = f"{exc.filename}: " if exc.filename else ""
-        code, message = 1, f"error: {where}{exc.strerror or _one_line(exc)}"
+        code, message = 1, f"error: {where}{exc.strerror or one_line(exc)}"
     except Exception as exc:  # a bug: one line, the traceback on request
         error = exc
         code = 1
-        message = (f"internal error: {type(exc).__name__}: {_one_line(exc)} (run with "
+        message = (f"internal error: {type(exc).__name__}: {one_line(exc)} (run with "
                    f"--traceback or {DEBUG_ENV}=1 for the traceback)")
     else:
         return 0
-    if debug:
-        traceback.print_exception(error)
-    print(f"{prefix}: {message}", file=sys.stderr)
+    try:
+        if debug:
+            traceback.print_exception(error)
+        print(f"{prefix}: {message}", file=sys.stderr)
+        sys.stderr.flush()
+    except BrokenPipeError:  # stderr went into the same closed pipe (`2>&1 | head`)
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
     return code

@@ -161,8 +161,18 @@ def check_file(path: Path, data: bytes | None = None) -> None:
         raise DataError(f"{_not_a_format(path)}; unetzoo reads {FORMATS}", path)
 
 
+def _suffix(path: Path) -> str:
+    """A file's format suffix as people name it: `.nii.gz`, `.ome.tif`, `.png`."""
+    name = path.name.lower()
+    stem = image_stem(path).lower()
+    suffix = name[len(stem):] if name.startswith(stem) and name != stem else path.suffix.lower()
+    if suffix == path.suffix.lower() and name.endswith(".gz") and "." in name[:-3]:
+        suffix = "." + name[:-3].rsplit(".", 1)[1] + ".gz"  # .nii.gz, .tar.gz
+    return suffix or "no extension"
+
+
 def _not_a_format(path: Path) -> str:
-    return f"not an image format unetzoo reads ({path.suffix.lower() or 'no extension'})"
+    return f"not an image format unetzoo reads ({_suffix(path)})"
 
 
 def _source(path: Path, data: bytes | None):
@@ -889,17 +899,29 @@ def list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list
 
 def describe_skipped(skipped: list[Listed], root: Path | None = None, shown: int = 3
                      ) -> list[str]:
-    """One line per kind of skipped entry, e.g. "skipped 2 entries: not an image format
-    unetzoo reads (.txt) (notes.txt, todo.txt)"; names relative to `root` when given, at
-    most `shown` of them."""
+    """One line per kind of skipped entry, e.g. "skipped 3 entries: not image formats
+    unetzoo reads (.dcm, .nii.gz, .txt): IM-0001.dcm, case_01.nii.gz, notes.txt"; names
+    relative to `root` when given, at most `shown` of them per line."""
     groups: dict[str, list[Listed]] = {}
     for entry in skipped:
-        groups.setdefault(entry.reason, []).append(entry)
+        groups.setdefault(entry.kind, []).append(entry)
     lines = []
-    for reason, entries in groups.items():
+    for kind, entries in groups.items():
         names = [str(e.path.relative_to(root)) if root is not None and
                  e.path.is_relative_to(root) else e.path.name for e in entries]
+        if kind == "format":
+            suffixes = sorted({_suffix(e.path) for e in entries if e.path.is_file()})
+            others = sorted({e.reason for e in entries if not e.path.is_file()})
+            what = "; ".join(([f"not {'image formats' if len(suffixes) > 1 else 'an image format'}"
+                               f" unetzoo reads ({', '.join(suffixes)})"] if suffixes else [])
+                             + others)
+        else:
+            reasons = list(dict.fromkeys(e.reason for e in entries))
+            what = reasons[0] if len(reasons) == 1 else "; ".join(reasons[:3])
+            if kind == "system":
+                what = "files the operating system made" if len(entries) > 1 else \
+                    "a file the operating system made"
         more = f", +{len(names) - shown} more" if len(names) > shown else ""
         lines.append(f"skipped {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}: "
-                     f"{reason} ({', '.join(names[:shown])}{more})")
+                     f"{what}: {', '.join(names[:shown])}{more}")
     return lines

@@ -1,28 +1,52 @@
-"""Predict masks for new images and write them at each image's original size, from a
-checkpoint or from an exported file alone (ONNX, OpenVINO IR, TorchScript); under torchrun
-the inputs are sharded across the processes."""
+"""Predict masks for new images and write them at each image's original size, from anything a
+user names as a trained model; every input is accounted for, and an interrupted run
+continues where it stopped.
+
+- Before any work, what will not be read is named per kind (another format, a sub-folder
+  without `--recursive`, a hidden or empty file), one line each.
+- An image that cannot be read or predicted is named when it happens and the others go on;
+  the run ends with a summary naming every failed file and a non-zero exit (`strict` stops
+  at the first). A file that cannot be written stops the run at once.
+- Every output is written atomically; with `skip_existing` a re-run after a kill skips the
+  images whose outputs are all there and finishes the rest with identical outputs.
+- Reading the next images and writing the last ones overlap with the model (bounded queues:
+  at most a few images in memory), so a folder runs at the speed of the model.
+- Under torchrun the inputs are sharded across the processes.
+"""
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from ...artefacts.checkpoint import Checkpoint
+from ...artefacts.references import ModelReference
 from ...data.dataset import channel_evidence
 from ...data.io import (
+    FORMATS,
     ImageHeader,
-    is_image_file,
+    Listed,
+    classify_path,
+    describe_skipped,
+    image_stem,
+    list_images,
     read_header,
     read_image,
 )
-from ...errors import DataError, RunError
-from ...fileio import atomic_write
+from ...data.large import PixelSize, read_pixel_size
+from ...data.writers import write_label_png
+from ...errors import DataError, RunError, UnetzooError
+from ...fileio import atomic_write, atomic_write_text
 from ...progress import progress_bar
 from ...viz import class_colors, heatmap, save_png
 from ..distributed import Distributed
@@ -30,10 +54,14 @@ from .predictor import InferenceOptions, Predictor
 
 log = logging.getLogger("unetzoo")
 
+READ_AHEAD = 2  # images decoded ahead of the model
+WRITE_BEHIND = 2  # outputs queued for writing
+FAILED_LIST = "unreadable.txt"  # in the output folder: every input that failed, with why
+
 
 @dataclass
 class PredictResult:
-    """What `predict_paths` wrote.
+    """What `predict_paths` did.
 
     Attributes:
         written: the files this process wrote (all of them in a single process).
@@ -41,6 +69,10 @@ class PredictResult:
         seconds: wall time of the prediction loop (this process).
         files: the files written, over all processes (each exists once).
         is_main: this is the only or the first process (the one that reports).
+        skipped_existing: images whose outputs were there already (`skip_existing`).
+        failed: (input, one-line reason) of every image that could not be read or
+            predicted, over all processes.
+        not_read: entries of the input folder that are not images unetzoo reads, with why.
     """
 
     written: list[Path]
@@ -48,47 +80,71 @@ class PredictResult:
     seconds: float
     files: int = 0
     is_main: bool = True
+    skipped_existing: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    not_read: list[Listed] = field(default_factory=list)
 
 
-def input_images(source: Path) -> list[Path]:
-    """The image files of a file or folder (sorted), with a clear error when there are none."""
-    if source.is_file():
-        return [source]
-    if not source.is_dir():
+class PredictionFailures(DataError):
+    """Some inputs could not be read or predicted; the others were written."""
+
+
+def input_images(source: Path, recursive: bool = False) -> tuple[list[Path], list[Listed]]:
+    """The image files of a file or folder (sorted; sub-folders with `recursive`) and the
+    entries that will not be read, with why (`data.io.classify_path`).
+
+    Raises:
+        DataError: no such input, a single file that is not an image unetzoo reads, or a
+            folder without images (naming what it holds).
+    """
+    if not source.exists() and not source.is_symlink():
         raise DataError("input not found", source)
-    files = sorted(p for p in source.iterdir() if p.is_file() and is_image_file(p))
+    if not source.is_dir() or classify_path(source).readable:  # a file, or an OME-Zarr
+        entry = classify_path(source)
+        if not entry.readable:
+            raise DataError(f"{entry.reason}; unetzoo reads {FORMATS}", source)
+        return [source], []
+    files, skipped = list_images(source, recursive)
     if not files:
-        nested = sorted(p.name for p in source.iterdir()
-                        if p.is_dir() and not p.name.startswith("."))
-        if nested:
-            raise DataError(f"no image files in folder; it holds folders ({', '.join(nested[:5])}"
-                            f"{', ...' if len(nested) > 5 else ''}), which are not searched: "
-                            "give one of them as --input", source)
-        raise DataError("no image files in folder", source)
-    return files
+        folders = [e.path.name for e in skipped if e.kind == "folder"]
+        if folders:
+            raise DataError(f"no image files in folder; it holds folders ({', '.join(folders[:5])}"
+                            f"{', ...' if len(folders) > 5 else ''}): pass --recursive to "
+                            "predict the images in them, or give one as --input", source)
+        what = "; ".join(describe_skipped(skipped, source)) or "it is empty"
+        raise DataError(f"no image files in folder ({what})", source)
+    return files, skipped
 
 
-def output_stems(files: list[Path]) -> dict[Path, str]:
-    """The output name (stem) of each input: its own stem, unless another input has the same
-    stem ignoring case (`scan.png` and `scan.tif`, `case.JPG` and `case.jpg`); those are
-    named by stem and lower-cased extension (`scan_png`, `scan_tif`), and a number is added
-    where that still clashes (`case_jpg`, `case_jpg_2`, in input order). No two outputs differ
-    only in case, so none overwrites another, on case-insensitive file systems too."""
+def output_stems(files: list[Path], root: Path | None = None) -> dict[Path, str]:
+    """The output name of each input, without suffix: its name without its format's
+    suffixes (`scan.ome.tif` -> `scan`), under its sub-folder of `root` (`--recursive`:
+    `a/scan`), unless another input has the same name ignoring case (`scan.png` and
+    `scan.tif`, `case.JPG` and `case.jpg`); those are named by stem and lower-cased
+    extension (`scan_png`, `scan_tif`), and a number is added where that still clashes
+    (`case_jpg`, `case_jpg_2`, in input order). No two outputs differ only in case, so none
+    overwrites another, on case-insensitive file systems too."""
+    def base(path: Path) -> str:
+        folder = path.parent.relative_to(root).as_posix() if root is not None and \
+            path.parent != root and path.is_relative_to(root) else ""
+        return f"{folder}/{image_stem(path)}" if folder else image_stem(path)
+
     groups: dict[str, list[Path]] = {}
     for path in files:
-        groups.setdefault(path.stem.lower(), []).append(path)
-    stems = {p: p.stem for p in files}
-    taken = {stem.lower() for stem, group in groups.items() if len(group) == 1}
+        groups.setdefault(base(path).lower(), []).append(path)
+    stems = {p: base(p) for p in files}
+    taken = {stem for stem, group in groups.items() if len(group) == 1}
     for group in (g for g in groups.values() if len(g) > 1):
         for path in group:
-            base = f"{path.stem}_{path.suffix.lstrip('.').lower()}"
-            name, count = base, 1
-            while name.lower() in taken:
+            suffix = path.name[len(image_stem(path)):].lstrip(".").replace(".", "_").lower()
+            name = f"{base(path)}_{suffix}"
+            candidate, count = name, 1
+            while candidate.lower() in taken:
                 count += 1
-                name = f"{base}_{count}"
-            taken.add(name.lower())
-            stems[path] = name
-    renamed = [p for p in files if stems[p] != p.stem]
+                candidate = f"{name}_{count}"
+            taken.add(candidate.lower())
+            stems[path] = candidate
+    renamed = [p for p in files if stems[p] != base(p)]
     if renamed:
         shown = ", ".join(f"{p.name} -> {stems[p]}.png" for p in renamed[:4])
         log.info(f"{len(renamed)} inputs share a name apart from the extension or case; "
@@ -97,88 +153,117 @@ def output_stems(files: list[Path]) -> dict[Path, str]:
     return stems
 
 
-def _write_labels(path: Path, labels: np.ndarray, checkpoint: Checkpoint) -> None:
+def _write_labels(path: Path, labels: np.ndarray, checkpoint: Checkpoint,
+                  pixel_size: PixelSize | None) -> None:
     """Binary (and each multilabel class): 0/255 PNG. Multiclass: a palette PNG whose pixel
-    values are the class indices."""
+    values are the class indices. The input's pixel size is kept (pHYs)."""
     if checkpoint.task != "multiclass":
-        save_png(path, (labels * 255).astype(np.uint8))
+        write_label_png(path, (labels * 255).astype(np.uint8), pixel_size, bits=8)
         return
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     colors = class_colors(checkpoint.model_spec["num_classes"], checkpoint.class_colors)
     image.putpalette(colors.flatten().tolist())
-    atomic_write(path, lambda fh: image.save(fh, format="PNG"))
+    options: dict[str, Any] = {"format": "PNG"}
+    if pixel_size is not None:
+        options["dpi"] = (25_400 / pixel_size.x, 25_400 / pixel_size.y)
+    atomic_write(path, lambda fh: image.save(fh, **options))
 
 
-def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) -> Iterator[Path]:
-    if checkpoint.task == "multilabel":
-        for name in checkpoint.class_names:
-            yield output / name / f"{stem}.png"
-    else:
-        yield output / f"{stem}.png"
-    for level in range(attention):
-        yield output / "attention" / f"{stem}_gate{level + 1}.png"
+def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) -> list[Path]:
+    targets = [output / name / f"{stem}.png" for name in checkpoint.class_names] \
+        if checkpoint.task == "multilabel" else [output / f"{stem}.png"]
+    return targets + [output / "attention" / f"{stem}_gate{level + 1}.png"
+                      for level in range(attention)]
 
 
 def _check_outputs(files: list[Path], stems: dict[Path, str], output: Path,
-                   checkpoint: Checkpoint, levels: int, overwrite: bool) -> None:
-    clashes = [t for f in files for t in _targets(stems[f], output, checkpoint, levels)
-               if t.exists()]
-    if clashes and not overwrite:
-        raise RunError(f"{len(clashes)} output file(s) exist, e.g. {clashes[0]}; pass "
-                       "--overwrite to replace them or choose another --output", output)
+                   checkpoint: Checkpoint, levels: int, overwrite: bool,
+                   skip_existing: bool) -> set[Path]:
+    """The inputs whose outputs are all there (to skip with `skip_existing`).
+
+    Raises:
+        RunError: outputs exist without `overwrite` or `skip_existing`; the output folder
+            is an input folder.
+    """
     if output.resolve() in {f.parent.resolve() for f in files}:
         raise RunError("output folder is the input folder; choose another --output", output)
+    if overwrite:
+        return set()
+    exists = {f: [t.exists() for t in _targets(stems[f], output, checkpoint, levels)]
+              for f in files}
+    clashes = [f for f, there in exists.items() if any(there)]
+    if clashes and not skip_existing:
+        first = next(t for t in _targets(stems[clashes[0]], output, checkpoint, levels)
+                     if t.exists())
+        raise RunError(f"outputs of {len(clashes)} input(s) exist, e.g. {first}; pass "
+                       "--skip-existing to finish an interrupted run, --overwrite to "
+                       "replace them, or choose another --output", output)
+    return {f for f, there in exists.items() if all(there)}
 
 
-def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path | str,
-                  options: InferenceOptions | None = None, save_attention: bool = False,
-                  overwrite: bool = False, progress: bool = True) -> PredictResult:
+def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | str,
+                  output: Path | str, options: InferenceOptions | None = None,
+                  save_attention: bool = False, overwrite: bool = False,
+                  progress: bool = True, *, recursive: bool = False, strict: bool = False,
+                  skip_existing: bool = False) -> PredictResult:
     """Write one mask per input image (multilabel: one folder per class) into `output`, at
     each image's original size.
 
     Args:
-        checkpoint_path: a checkpoint (`.pt`), a model folder or pretrained name, a file
-            written by `unetzoo export`, or a BioImage Model Zoo package (`.zip`).
+        checkpoint_path: a trained model as a user names it (a checkpoint, a run folder, a
+            model folder, a shipped name, a package, an exported file: `resolve_model`).
         source: an image file or a folder of images (any size; tiled when larger than the
             model's patch).
-        output: the output folder. Masks are PNGs named after the input's stem: binary 0/255,
-            multiclass palette PNGs whose values are class indices, multilabel one 0/255 PNG
-            per class in `output/<class>/`. Inputs whose stems clash (`scan.png`,
-            `scan.tif`) get distinct names (`scan_png.png`, `scan_tif.png`; logged).
-        options: runtime and backend (default `auto`: OpenVINO where installed, converted
-            once and cached next to the checkpoint; torch otherwise), tiling, TTA,
-            threshold, post-processing.
+        output: the output folder. Masks are PNGs named after the input's name without its
+            suffixes: binary 0/255, multiclass palette PNGs whose values are class indices,
+            multilabel one 0/255 PNG per class in `output/<class>/`; the input's pixel size
+            is kept. Inputs whose names clash (`scan.png`, `scan.tif`) get distinct names
+            (`scan_png.png`, `scan_tif.png`; logged); with `recursive`, sub-folders are
+            mirrored.
+        options: runtime and backend (default `auto`), tiling, TTA, threshold,
+            post-processing.
         save_attention: also write each gate's attention map (gated models, torch backend)
             as a heat-map PNG `output/attention/<stem>_gate<k>.png`, tiled like the masks.
         overwrite: replace existing output files (otherwise refused before any work).
         progress: show a progress bar.
+        recursive: also predict the images in sub-folders (hidden ones and OME-Zarr images
+            are not entered).
+        strict: stop at the first image that cannot be read or predicted (default: name it,
+            go on, and fail at the end).
+        skip_existing: skip the images whose outputs are all there (continue an interrupted
+            run); outputs are written atomically, so each is whole or absent.
 
     Returns:
-        A `PredictResult`: the files written (each exactly once), the number of images and
-        the seconds spent. Under torchrun each process predicts every N-th input and writes
-        its own outputs; `files` and `images` count all processes.
+        A `PredictResult`: the files written (each exactly once), the images, seconds, the
+        images skipped as done, and what was not read. Under torchrun each process predicts
+        every N-th input and writes its own outputs; counts cover all processes.
 
     Raises:
-        DataError: no input images, an unreadable image.
-        RunError: outputs exist (without `overwrite`), output folder = input folder,
-            attention maps asked of a model without them.
+        DataError: no input images, or a single unreadable image; `PredictionFailures`
+            (a DataError) after the run when some inputs failed (every one named, their list
+            written to `output/unreadable.txt`), or at the first with `strict`.
+        RunError: outputs exist (without `overwrite` or `skip_existing`), output folder =
+            input folder, attention maps asked of a model without them, an output that
+            cannot be written.
         CheckpointError, ConfigError: an unusable model file or option.
 
     Example:
-        >>> result = predict_paths("runs/exp1/models/best.pt", "scans/", "masks/")
+        >>> result = predict_paths("runs/exp1", "scans/", "masks/")
         >>> result.files  # one H x W uint8 PNG per input image (binary task)
         12
     """
     options = options or InferenceOptions()
     torch_only = "--save-attention: attention maps come from the PyTorch model" \
         if save_attention else None
-    files = input_images(Path(source))
-    output = Path(output)
+    source, output = Path(source), Path(output)
+    files, not_read = input_images(source, recursive)
     context = Distributed.start()
     level = log.level
     if not context.is_main:
         log.setLevel(logging.ERROR)
     try:
+        for line in describe_skipped(not_read, source):
+            log.warning(f"{source}: {line}")
         opened: list[Predictor] = []
         # rank 0 opens first (it makes the OpenVINO cache entry once), then every other rank
         context.shared(lambda: opened.append(
@@ -192,49 +277,177 @@ def predict_paths(checkpoint_path: Path | str, source: Path | str, output: Path 
             raise RunError(f"model {checkpoint.model_spec['name']!r} has no attention maps "
                            "here (only gated models in the torch backend have them; add "
                            "--backend torch)")
-        stems = output_stems(files)
+        stems = output_stems(files, source if source.is_dir() else None)
         # every rank checks before any rank writes (agreed waits for all of them)
-        context.agreed(lambda: _check_outputs(files, stems, output, checkpoint, levels,
-                                              overwrite))
-        shard = files[context.rank::context.world_size]
+        done = context.agreed(lambda: _check_outputs(files, stems, output, checkpoint, levels,
+                                                     overwrite, skip_existing))
+        if done:
+            log.info(f"--skip-existing: {len(done)} of {len(files)} image(s) have their "
+                     "outputs already; predicting the other "
+                     f"{len(files) - len(done)}")
+        todo = [f for f in files if f not in done]
+        shard = todo[context.rank::context.world_size]
         start = time.perf_counter()
-        written = _predict_files(predictor, shard, stems, output, levels,
-                                 progress and context.is_main)
+        written, failed = _predict_files(predictor, shard, stems, output, levels,
+                                         progress and context.is_main, strict)
         seconds = time.perf_counter() - start
-        counts = context.gather((len(written), len(shard)))
+        counts = context.gather((len(written), failed))
     finally:
         log.setLevel(level)
         context.stop()
-    return PredictResult(written, sum(c[1] for c in counts), seconds,
-                         sum(c[0] for c in counts), context.is_main)
+    failures = [f for _, part in counts for f in part]
+    result = PredictResult(written, len(files), seconds, sum(c[0] for c in counts),
+                           context.is_main, len(done), failures, not_read)
+    if failures:
+        _report_failures(result, output, context.is_main)
+    return result
+
+
+def _report_failures(result: PredictResult, output: Path, is_main: bool) -> None:
+    """Write `output/unreadable.txt` (every failed input and why) and raise the summary."""
+    listing = output / FAILED_LIST
+    if is_main:
+        atomic_write_text(listing, "".join(f"{p}\t{why}\n" for p, why in result.failed))
+    shown = "; ".join(f"{p.name} ({why})" for p, why in result.failed[:3])
+    more = f"; and {len(result.failed) - 3} more" if len(result.failed) > 3 else ""
+    predicted = result.images - result.skipped_existing - len(result.failed)
+    raise PredictionFailures(f"{len(result.failed)} of {result.images} image(s) could not be "
+                             f"read or predicted: {shown}{more} (all listed in {listing}); "
+                             f"the other {predicted} were written to {output}; after fixing "
+                             "or removing them, --skip-existing predicts only what is "
+                             "missing")
+
+
+@dataclass
+class _Read:
+    path: Path
+    image: Any = None
+    header: ImageHeader | None = None
+    pixel_size: PixelSize | None = None
+    error: str | None = None
+
+
+def _reader(predictor: Predictor, wanted: int) -> Callable[[Path], _Read]:
+    """What reads one input (in a thread, ahead of the model): the pixels as the model
+    takes them, the header (for the channel summary) and the pixel size."""
+    package_reader = getattr(predictor.model, "read_input", None)  # packages of other tools
+
+    def read(path: Path) -> _Read:
+        try:
+            if package_reader is not None:
+                return _Read(path, package_reader(path))
+            return _Read(path, read_image(path, wanted), read_header(path),
+                         _pixel_size(path))
+        except UnetzooError as exc:
+            return _Read(path, error=exc.message)
+        except (OSError, ValueError, MemoryError) as exc:
+            return _Read(path, error=f"cannot read ({type(exc).__name__}: {exc})")
+    return read
+
+
+def _pixel_size(path: Path) -> PixelSize | None:
+    try:
+        return read_pixel_size(path)
+    except UnetzooError:
+        return None  # the image itself read: a size we cannot tell is left out
+
+
+def _read_ahead(read: Callable[[Path], _Read], files: list[Path]) -> Iterator[_Read]:
+    """The inputs, decoded by a thread up to READ_AHEAD images ahead of the caller."""
+    with ThreadPoolExecutor(1, thread_name_prefix="unetzoo-read") as pool:
+        pending = [pool.submit(read, p) for p in files[:READ_AHEAD]]
+        for index in range(len(files)):
+            if index + READ_AHEAD < len(files):
+                pending.append(pool.submit(read, files[index + READ_AHEAD]))
+            yield pending.pop(0).result()
+
+
+class _Writer:
+    """Writes outputs in a thread, at most WRITE_BEHIND queued; the first error stops the
+    run (raised by `put` or `close`): a file that cannot be written is not worth going on."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(WRITE_BEHIND)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="unetzoo-write", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None:
+                try:
+                    job()
+                except BaseException as exc:  # handed to the caller's thread
+                    self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            if isinstance(error, OSError):
+                where = Path(error.filename) if error.filename else None
+                raise RunError(f"cannot write an output ({error.strerror or error})",
+                               where) from error
+            raise error
+
+    def put(self, job: Callable[[], None]) -> None:
+        self._raise()
+        self.jobs.put(job)
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+        self._raise()
 
 
 def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, str],
-                   output: Path, levels: int, progress: bool) -> list[Path]:
+                   output: Path, levels: int, progress: bool, strict: bool
+                   ) -> tuple[list[Path], list[tuple[Path, str]]]:
     checkpoint = predictor.checkpoint
     assert checkpoint is not None
     written: list[Path] = []
+    failed: list[tuple[Path, str]] = []
     predictor.emptied = 0  # counted for these files only (a predictor may be reused)
-    reader = getattr(predictor.model, "read_input", None)  # packages of other tools
     wanted = checkpoint.preprocessing.in_channels
     headers: list[ImageHeader] = []
-    for path in progress_bar(files, "predict", "image", enabled=progress, leave=True):
-        image = reader(path) if reader else read_image(path, wanted)
-        if not reader:
-            headers.append(read_header(path))
-        labels = predictor.labels(image).numpy()
-        targets = list(_targets(stems[path], output, checkpoint, levels))
-        layers = labels if checkpoint.task == "multilabel" else [labels]
-        for target, layer in zip(targets[: len(layers)], layers, strict=True):
-            _write_labels(target, layer, checkpoint)
-        if levels:
-            maps = predictor.attention(image).numpy()
-            for target, amap in zip(targets[-levels:], maps, strict=True):
-                save_png(target, heatmap(amap))
-        written += targets
-    if warning := predictor.options.postprocess.emptied_warning(predictor.emptied, len(files)):
+    writer = _Writer()
+    try:
+        inputs = _read_ahead(_reader(predictor, wanted), files)
+        for item in progress_bar(inputs, "predict", "image", enabled=progress, leave=True,
+                                 total=len(files)):
+            if item.error is None:
+                try:
+                    labels = predictor.labels(item.image)
+                    maps = predictor.attention(item.image).numpy() if levels else None
+                except UnetzooError as exc:
+                    item.error = exc.message
+            if item.error is not None:
+                log.warning(f"{item.path}: not predicted: {item.error}")
+                failed.append((item.path, item.error))
+                if strict:
+                    raise PredictionFailures(f"not predicted: {item.error} (--strict stops "
+                                             "at the first image that fails)", item.path)
+                continue
+            if item.header is not None:
+                headers.append(item.header)
+            targets = _targets(stems[item.path], output, checkpoint, levels)
+            layers = labels if checkpoint.task == "multilabel" else [labels]
+            jobs = [(t, layer) for t, layer in zip(targets, layers, strict=False)]
+            pixel_size = item.pixel_size
+
+            def write(jobs=jobs, maps=maps, targets=targets, pixel_size=pixel_size) -> None:
+                for target, layer in jobs:
+                    _write_labels(target, np.asarray(layer), checkpoint, pixel_size)
+                if maps is not None:
+                    for target, amap in zip(targets[-levels:], maps, strict=True):
+                        save_png(target, heatmap(amap))
+            writer.put(write)
+            written += targets
+    finally:
+        writer.close()
+    if warning := predictor.options.postprocess.emptied_warning(predictor.emptied,
+                                                                len(files) - len(failed)):
         log.warning(warning)
     images = channel_evidence(headers, wanted)
     if ";" in images:  # something was converted or dropped: say it
         log.info(f"images: {images}")
-    return written
+    return written, failed
