@@ -222,13 +222,13 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
         image = reader(path) if reader else read_image(path, wanted)
         if not reader:
             headers.append(read_header(path))
-        labels = predictor.labels(image).numpy()
+        labels = np.asarray(predictor.labels(image))  # numpy or tensor, as the input
         targets = list(_targets(stems[path], output, checkpoint, levels))
         layers = labels if checkpoint.task == "multilabel" else [labels]
         for target, layer in zip(targets[: len(layers)], layers, strict=True):
             _write_labels(target, layer, checkpoint)
         if levels:
-            maps = predictor.attention(image).numpy()
+            maps = np.asarray(predictor.attention(image))
             for target, amap in zip(targets[-levels:], maps, strict=True):
                 save_png(target, heatmap(amap))
         written += targets
