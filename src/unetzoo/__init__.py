@@ -8,6 +8,10 @@
     unetzoo.export(result.best_checkpoint, "onnx", "model.onnx")
     unetzoo.save_pretrained(result.best_checkpoint, "my_model/")   # config.json + safetensors
     checkpoint = unetzoo.from_pretrained("nuclei")                   # shipped, no download
+    options = unetzoo.InferenceOptions(unetzoo.Runtime.resolve(backend="torch"), tta="flip",
+                                       postprocess=unetzoo.PostProcessing(min_size=20))
+    predictor = unetzoo.Predictor.open(result.best_checkpoint, options)
+    labels = predictor.labels(numpy.asarray(PIL.Image.open("scan.png")))  # uint8 H x W
 
 Attributes load on first use (PEP 562): `import unetzoo` costs almost nothing, and
 `import unetzoo.models` the models alone; the trainer, distributed and export stacks load when
@@ -33,7 +37,8 @@ _MODULES: dict[str, tuple[str | tuple[str, str], ...]] = {
     ".data.split": ("split_dataset",),
     ".engine.evaluate": (("evaluate", "evaluate_checkpoint"),),
     ".engine.export.exporter": (("export", "export_checkpoint"),),
-    ".engine.inference.predictor": ("Predictor",),
+    ".engine.inference.predictor": ("Predictor", "InferenceOptions"),
+    ".engine.inference.postprocess": ("PostProcessing",),
     ".engine.inference.predict": (("predict", "predict_paths"),),
     ".api": ("train",),
     ".artefacts.pretrained": ("list_pretrained",),
@@ -42,6 +47,7 @@ _MODULES: dict[str, tuple[str | tuple[str, str], ...]] = {
                 "ModelError", "PeerError", "RunError", "TrainingError", "UnetzooError"),
     ".models": ("count_parameters", "list_models", "model_card",
                 "register_model"),
+    ".runtime": ("Runtime",),
 }
 # public name -> (module, attribute)
 _EXPORTS: dict[str, tuple[str, str]] = {
@@ -79,8 +85,9 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these 
     from .data.split import split_dataset
     from .engine.evaluate import evaluate_checkpoint as evaluate
     from .engine.export.exporter import export_checkpoint as export
+    from .engine.inference.postprocess import PostProcessing
     from .engine.inference.predict import predict_paths as predict
-    from .engine.inference.predictor import Predictor
+    from .engine.inference.predictor import InferenceOptions, Predictor
     from .errors import (
         CheckpointError,
         ConfigError,
@@ -95,3 +102,4 @@ if TYPE_CHECKING:  # what static tools see; at run time __getattr__ loads these 
         UnetzooError,
     )
     from .models import count_parameters, list_models, model_card, register_model
+    from .runtime import Runtime

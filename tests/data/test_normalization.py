@@ -55,7 +55,7 @@ def test_tiled_prediction_normalises_tiles_as_the_whole_image():
     model = create_model("unet", 3, 1, preset="tiny").eval()
     predictor = Predictor(model, pre, "binary", InferenceOptions(overlap=0.5))
     image = _image(1, 56)
-    from_array = predictor.logits(image)  # tiles cut from the array as read from disk
+    from_array = torch.from_numpy(predictor.logits(image))  # tiles cut from the array
     from_tensor = predictor.logits(pre.to_tensor(image))  # the dataset's whole-image tensor
     assert from_array.shape == (1, 56, 56)
     assert torch.allclose(from_array, from_tensor, atol=1e-5)

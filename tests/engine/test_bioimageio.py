@@ -115,12 +115,14 @@ def test_package_folder_and_checkpoint_give_the_same_masks(run, package: Path,
                "package onnx": (package, fp32("onnxruntime"))}
     unit = np.asarray(big, np.float32)[..., :3] / 255
     expected = Predictor(reference, info.preprocessing, info.task, fp32()).logits(unit)
+    expected = torch.from_numpy(expected)  # numpy in, numpy out
     predict_paths(best, images, tmp_path / "out-best", fp32(), progress=False)
     masks = {p.name: np.asarray(Image.open(p)) for p in (tmp_path / "out-best").iterdir()}
     for name, (source, options) in sources.items():
         model, checkpoint = load_model(source, options)
         assert checkpoint.task == info.task and checkpoint.preprocessing == info.preprocessing
-        got = Predictor(model, checkpoint.preprocessing, checkpoint.task, options).logits(unit)
+        got = torch.from_numpy(Predictor(model, checkpoint.preprocessing, checkpoint.task,
+                                         options).logits(unit))
         assert (got - expected).abs().max() <= TOLERANCE, name
         out = tmp_path / f"out-{name.replace(' ', '-')}"
         predict_paths(source, images, out, options, progress=False)
@@ -348,19 +350,19 @@ def test_each_normalisation_gives_the_package_unetzoos_probabilities(
     image = dim_image(data, checkpoint.preprocessing.img_size)  # one patch: no tiling
     theirs = package_probabilities(package, image)
     ours = Predictor.from_checkpoint(checkpoint, fp32()).probabilities(
-        image.astype(np.float32) / 255).numpy()
+        image.astype(np.float32) / 255)
     assert theirs.shape == ours.shape == (1, *image.shape[:2])
     assert np.abs(theirs - ours).max() <= PROBABILITY_TOLERANCE
     opened = open_package(package)  # unetzoo runs its own package with the checkpoint's
     assert opened.checkpoint.preprocessing == checkpoint.preprocessing
     again = Predictor(opened.module, opened.checkpoint.preprocessing, opened.checkpoint.task,
-                      fp32()).probabilities(image.astype(np.float32) / 255).numpy()
+                      fp32()).probabilities(image.astype(np.float32) / 255)
     assert np.abs(again - ours).max() <= PROBABILITY_TOLERANCE
     if normalization == "image":  # the image tells the normalisations apart
         fixed = replace(checkpoint, preprocessing=replace(checkpoint.preprocessing,
                                                           normalization="dataset"))
         other = Predictor.from_checkpoint(fixed, fp32()).probabilities(
-            image.astype(np.float32) / 255).numpy()
+            image.astype(np.float32) / 255)
         assert np.abs(other - ours).max() > 100 * PROBABILITY_TOLERANCE
 
 

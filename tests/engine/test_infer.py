@@ -100,7 +100,9 @@ def test_an_image_as_read_from_disk_is_normalised_tile_by_tile() -> None:
     array = rng.random((50, 70, 3), dtype=np.float32)
     pred = predictor(img_size=32)
     from_tensor = pred.probabilities(pred.preprocessing.to_tensor(array))
-    torch.testing.assert_close(pred.probabilities(array), from_tensor)
+    from_array = pred.probabilities(array)
+    assert isinstance(from_array, np.ndarray) and from_array.dtype == np.float32
+    torch.testing.assert_close(torch.from_numpy(from_array), from_tensor)
 
 
 def test_resize_mode_returns_original_size() -> None:

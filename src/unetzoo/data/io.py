@@ -568,6 +568,59 @@ def image_from_pixels(array: np.ndarray, alpha: bool, channels: int | None, path
     raise DataError(f"has {image.shape[2]} channels; the model expects {channels}", path)
 
 
+# Integer samples image files hold, scaled by their dtype's maximum like a file's: wider
+# integers (numpy's default int64, Pillow's 32-bit mode "I") do not say their range.
+_ARRAY_INTEGERS = frozenset(np.dtype(t) for t in (np.uint8, np.uint16, np.int8, np.int16))
+
+
+def image_from_array(array: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """A numpy image read by the rule of a file holding the same pixels (`read_image` of a
+    `.npy` file; a PNG or TIFF of these pixels gives the same): float32 `H x W x C`,
+    converted to `channels` when given.
+
+    Layout as `npy_axes` decides: `H x W`, `H x W x C` (at most 4 channels last) or
+    `C x H x W`, leading axes of size 1 dropped. Values as `image_from_pixels` takes them:
+    uint8 / 255 and uint16 / 65535 (`np.asarray(PIL.Image.open(f))`, `tifffile.imread(f)`),
+    int8 / 127 and int16 / 32767 (signed TIFF samples), bool as 0 and 1 (a 1-bit image),
+    float16 / 32 / 64 as stored (a float TIFF): values outside [0, 1] are kept, not rescaled.
+    An array declares no alpha channel, so each of its channels is an input channel. A
+    float32 `H x W x C` array that needs no conversion comes back as it is (no copy).
+
+    Raises:
+        DataError: in one line naming the array's shape and dtype, for integers of 32 or 64
+            bits (their range is unknown: convert to uint8, uint16 or float), other dtypes
+            (complex, object, ...), NaN or infinite values, an empty array or one that is not
+            laid out as an image, or channels that do not fit `channels`.
+    """
+    what = f"a numpy image of shape {tuple(array.shape)} and dtype {array.dtype}"
+    if array.dtype.kind in "iu" and array.dtype not in _ARRAY_INTEGERS:
+        raise DataError(f"{what}: {array.dtype.itemsize * 8}-bit integers do not say the range "
+                        "of their values; convert it: .astype(np.uint8) for 0..255, "
+                        ".astype(np.uint16) for 0..65535, or a float array (taken as stored)")
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{what}: images are bool, 8- or 16-bit integers, or floats")
+    if array.size == 0:
+        raise DataError(f"{what}: it is empty")
+    try:
+        view = npy_image_view(array, Path("array"))
+    except DataError:
+        raise DataError(f"{what}: not laid out as an image; pass H x W, H x W x C (C <= "
+                        f"{NPY_MAX_CHANNELS}) or C x H x W") from None
+    if array.dtype.kind == "f" and not (np.isfinite(view.min()) and np.isfinite(view.max())):
+        raise DataError(f"{what}: holds NaN or infinite values")
+    found = view.shape[2] if view.ndim == 3 else 1
+    try:
+        check_channels(found, channels, Path("array"))
+    except DataError:
+        hint = f"; if the last is alpha, pass image[..., :{channels}]" \
+            if channels is not None and found == channels + 1 else ""
+        raise DataError(f"{what}: {found} channels, the model expects {channels}{hint}"
+                        ) from None
+    if view.dtype == np.float32 and (channels is None or channels == found):
+        return view if view.ndim == 3 else view[..., None]
+    return image_from_pixels(view, False, channels, Path("array"))
+
+
 def check_channels(found: int, channels: int | None, path: Path) -> int:
     """The channels `image_from_pixels` gives for an image of `found` channels (after the
     alpha is dropped) when asked for `channels`.

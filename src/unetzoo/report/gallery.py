@@ -324,7 +324,7 @@ def render_images(sources: Sequence[Source], pairs: dict[str, Pair], reading: Ma
         zoom_codes = None
         for index, (source, predictor) in enumerate(zip(sources, predictors, strict=True)):
             image = read_image(pair.image, source.checkpoint.preprocessing.in_channels)
-            pred = predictor.labels(image).numpy()
+            pred = np.asarray(predictor.labels(image))
             codes = error_codes(target, pred)
             zoom_codes = codes if zoom_codes is None else zoom_codes | codes
             tag = f"{stem}_{index}"
@@ -347,7 +347,7 @@ def _maps(extra: list[tuple[str, Predictor, list[str]]], image: np.ndarray, task
           ) -> list[tuple[str, str]]:
     written = []
     for kind, predictor, titles in extra:
-        values = predictor.logits(image)
+        values = torch.as_tensor(predictor.logits(image))
         for i, title in enumerate(titles):
             if kind == "side":
                 plane = _foreground(values[i * classes: (i + 1) * classes], task)

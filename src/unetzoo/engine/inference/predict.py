@@ -417,7 +417,7 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
             if item.error is None:
                 try:
                     labels = predictor.labels(item.image)
-                    maps = predictor.attention(item.image).numpy() if levels else None
+                    maps = np.asarray(predictor.attention(item.image)) if levels else None
                 except UnetzooError as exc:
                     item.error = exc.message
             if item.error is not None:

@@ -7,6 +7,11 @@ finished and handed on as soon as no later tile reaches it (at most two tile hei
 `K x W` float32 are held), the blending weight is separable so its normaliser is two
 vectors, an `H x W x C` image as read from disk is normalised tile by tile, and hard labels
 come out as uint8. Accumulation is float32 whatever the model's precision.
+
+A numpy image is read by the rule of an image file holding the same pixels
+(`data.io.image_from_array`: 8-bit / 255, 16-bit / 65535, float as stored, channels converted
+as `read_image` converts them), so that `Predictor.labels(np.asarray(PIL.Image.open(f)))`
+equals what `unetzoo predict` writes for `f`; numpy in gives numpy out, torch in torch out.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -25,8 +30,9 @@ from torch import nn
 
 from ...artefacts.checkpoint import Checkpoint
 from ...artefacts.references import ModelReference
+from ...data.io import image_from_array
 from ...data.transforms import Preprocessing, Statistics, resize_image
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 from ...runtime import Runtime
 from ...task import Task, labels_from_probabilities, probabilities
 from .backends import ExportedModule
@@ -37,7 +43,10 @@ from .tta import tta_transforms
 
 log = logging.getLogger("unetzoo")
 
-Image = torch.Tensor | np.ndarray  # normalised C x H x W tensor, or H x W x C in [0, 1]
+# What the public methods take: a numpy image as a file holds it (`image_from_array`), or a
+# normalised float `C x H x W` tensor. Inside, numpy images are float32 `H x W x C`.
+Image = torch.Tensor | np.ndarray
+ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray)  # what goes in is what comes out
 
 
 @dataclass(frozen=True)
@@ -94,15 +103,27 @@ class InferenceOptions:
 
 
 class Predictor:
-    """Runs a model on images of any size and returns float32 outputs `K x H x W` on the
-    CPU, or hard labels.
+    """Runs a model on images of any size and returns float32 outputs `K x H x W`, or hard
+    uint8 labels, on the CPU: numpy arrays for a numpy image, tensors for a tensor.
 
-    Images are normalised `C x H x W` tensors, or `H x W x C` float arrays in [0, 1] as read
-    from disk (normalised tile by tile: no full-size copy). In `crop` mode an image larger
-    than the patch size is tiled with patch-sized windows (overlap as given, Gaussian-weighted
-    blending, `batch_size` tiles per forward pass through the model or graph); smaller images
-    go through whole. In `resize` mode the image is resized to the patch size and the output
-    resized back. Memory stays bounded (see the module docstring).
+    Images are either
+    - numpy arrays read by the rule of an image file holding the same pixels (the one rule
+      of `read_image`, `data.io.image_from_array`): `H x W`, `H x W x C` or `C x H x W`;
+      uint8 / 255, uint16 / 65535, int8 / 127, int16 / 32767, bool as 0 / 1, float16/32/64
+      as stored (as a float TIFF: values outside [0, 1] are not rescaled); gray replicated
+      to 3 channels or RGB turned to luminance when the model wants it. An array declares
+      no alpha channel (pass `image[..., :3]` for RGBA). Refused in one line: 32- and 64-bit
+      integers (numpy's default int64 does not say whether 0..255 or 0..65535 is meant),
+      NaN or infinite values, other channel counts. So `labels(np.asarray(PIL.Image.open(f)))`
+      equals the mask `unetzoo predict` writes for `f` (binary masks are written 0/255).
+    - torch tensors: already normalised float `C x H x W` model input, as the dataset gives
+      (`preprocessing.to_tensor(read_image(f))`), used as they are.
+
+    A numpy image is normalised tile by tile (no normalised full-size copy). In `crop` mode
+    an image larger than the patch size is tiled with patch-sized windows (overlap as given,
+    Gaussian-weighted blending, `batch_size` tiles per forward pass through the model or
+    graph); smaller images go through whole. In `resize` mode the image is resized to the
+    patch size and the output resized back. Memory stays bounded (see the module docstring).
 
     `Predictor.open(path)` is the fast path: a checkpoint runs in OpenVINO where it is
     installed (converted once, cached, checked against PyTorch) and in torch otherwise; an
@@ -118,14 +139,16 @@ class Predictor:
     Raises:
         ConfigError: more than 256 classes (labels are uint8), bad options.
         ExportError: an explicit non-torch backend whose graph differs from PyTorch.
+        DataError: (from the methods taking images) an image that cannot be read as one; see
+            above.
 
     Example:
         >>> predictor = Predictor.open("runs/exp1/models/best.pt")  # logs the backend
-        >>> image = read_image("scan.png", 3)            # H x W x 3 float32 in [0, 1]
-        >>> predictor.labels(image).shape                # uint8, binary / multiclass
-        torch.Size([H, W])
-        >>> predictor.probabilities(image).shape         # float32 in [0, 1]
-        torch.Size([K, H, W])
+        >>> image = np.asarray(PIL.Image.open("scan.png"))  # uint8 H x W x 3, as stored
+        >>> predictor.labels(image).shape                # numpy uint8, binary / multiclass
+        (H, W)
+        >>> predictor.probabilities(image).dtype         # numpy float32 K x H x W in [0, 1]
+        dtype('float32')
     """
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing, task: Task,
@@ -152,6 +175,7 @@ class Predictor:
         self.checkpoint = checkpoint
         self._tta = tta_transforms(self.options.tta)
         self._stats: Statistics | None = None
+        self._said_range = False
         self.model_seconds = 0.0
         self.emptied = 0  # images whose every predicted pixel post-processing removed
 
@@ -302,26 +326,87 @@ class Predictor:
     def _probabilities(self, band: torch.Tensor) -> torch.Tensor:
         return band if self.blends_probabilities else probabilities(band[None], self.task)[0]
 
+    # -- what comes in, what goes out ----------------------------------------------------
+    def _read(self, image: Image) -> Image:
+        """`image` as the bands take it: a numpy image read by the file rule (float32
+        `H x W x C`), a tensor as it is (checked to be float `C x H x W`)."""
+        if isinstance(image, torch.Tensor):
+            if image.ndim != 3 or not image.is_floating_point():
+                raise DataError(f"a torch tensor of shape {tuple(image.shape)} and dtype "
+                                f"{image.dtype}: a tensor is taken as normalised float "
+                                "C x H x W model input; pass a numpy array to have it read "
+                                "as an image file's pixels are")
+            return image
+        if not isinstance(image, np.ndarray):
+            raise DataError(f"an image is a numpy array (as read from a file) or a normalised "
+                            f"C x H x W torch tensor, not {type(image).__name__}; for a PIL "
+                            "image pass np.asarray(image)")
+        if getattr(self.model, "read_input", None) is not None:
+            raise DataError("this bioimage.io package of another tool reads image files by "
+                            "its own preprocessing: pass unetzoo.predict a file, or this "
+                            "predictor the tensor model.read_input(file) gives")
+        array = image_from_array(image, self.preprocessing.in_channels)
+        self._say_range(image, array)
+        return array
+
+    def _say_range(self, given: np.ndarray, array: np.ndarray) -> None:
+        """One line (once per predictor) when float pixels outside [0, 1] meet a model that
+        normalises with fixed dataset statistics, where their scale matters: they are taken
+        as stored, as a float TIFF is."""
+        if self._said_range or given.dtype.kind != "f" or \
+                self.preprocessing.normalization != "dataset":
+            return
+        low, high = float(array.min()), float(array.max())
+        if low < 0 or high > 1:
+            self._said_range = True
+            log.warning(f"a float image with values in [{low:.4g}, {high:.4g}]: taken as "
+                        "stored, as a float TIFF is (not rescaled to [0, 1]), and normalised "
+                        "with the training data's mean and std, measured on [0, 1] pixels; "
+                        "pass 8-bit data as uint8 (or divided by 255)")
+
+    @staticmethod
+    def _out(result: torch.Tensor, image: ImageT) -> ImageT:
+        """`result` as a numpy array for a numpy image, as a tensor for a tensor."""
+        return cast(ImageT, result.numpy() if isinstance(image, np.ndarray) else result)
+
     # -- public -------------------------------------------------------------------------
-    def logits(self, image: Image) -> torch.Tensor:
-        """Float32 logits `K x H x W` (without TTA, which averages probabilities)."""
+    def logits(self, image: ImageT) -> ImageT:
+        """Float32 logits `K x H x W` (without TTA, which averages probabilities): a numpy
+        array for a numpy image, a tensor for a tensor (see the class docstring for how
+        each is read).
+
+        Raises:
+            ConfigError: with test-time augmentation.
+            DataError: an image that cannot be read as one.
+        """
         if self.blends_probabilities:
             raise ConfigError("test-time augmentation averages probabilities; use "
                               "probabilities() or labels()")
-        return torch.cat(list(self._bands(image)), dim=1)
+        return self._out(torch.cat(list(self._bands(self._read(image))), dim=1), image)
 
-    def probabilities(self, image: Image) -> torch.Tensor:
-        """Float32 probabilities `K x H x W` (softmax for multiclass, sigmoid otherwise)."""
-        return torch.cat([self._probabilities(b) for b in self._bands(image)], dim=1)
+    def probabilities(self, image: ImageT) -> ImageT:
+        """Float32 probabilities `K x H x W` in [0, 1] (softmax for multiclass, sigmoid
+        otherwise): a numpy array for a numpy image, a tensor for a tensor.
 
-    def labels(self, image: Image) -> torch.Tensor:
-        """Hard uint8 labels, post-processed: `H x W` (binary, multiclass) or `K x H x W`
-        (multilabel)."""
+        Raises:
+            DataError: an image that cannot be read as one (see the class docstring).
+        """
+        bands = self._bands(self._read(image))
+        return self._out(torch.cat([self._probabilities(b) for b in bands], dim=1), image)
+
+    def labels(self, image: ImageT) -> ImageT:
+        """Hard uint8 labels, post-processed: `H x W` (binary: 0 / 1; multiclass: class
+        indices) or `K x H x W` (multilabel: 0 / 1): a numpy array for a numpy image, a
+        tensor for a tensor. `unetzoo predict` writes binary labels as 0 / 255.
+
+        Raises:
+            DataError: an image that cannot be read as one (see the class docstring).
+        """
         bands = [labels_from_probabilities(self._probabilities(b)[None], self.task,
                                            self.options.threshold)[0].to(torch.uint8)
-                 for b in self._bands(image)]
+                 for b in self._bands(self._read(image))]
         labels = torch.cat(bands, dim=-2)
-        return self.postprocess(labels)
+        return self._out(self.postprocess(labels), image)
 
     def postprocess(self, labels: torch.Tensor) -> torch.Tensor:
         """`labels` after the options' post-processing; counts in `emptied` the images it
@@ -334,17 +419,20 @@ class Predictor:
             self.emptied += 1
         return out
 
-    def attention(self, image: Image) -> torch.Tensor:
+    def attention(self, image: ImageT) -> ImageT:
         """The attention maps of a gated model (Attention U-Net, R2AttU-Net), coarse to
-        fine, each resized to the image: float32 `levels x H x W` in [0, 1]. Large images
-        are tiled and blended exactly like the outputs (bounded memory); no TTA.
+        fine, each resized to the image: float32 `levels x H x W` in [0, 1], a numpy array
+        for a numpy image and a tensor for a tensor. Large images are tiled and blended
+        exactly like the outputs (bounded memory); no TTA.
 
         Raises:
             ConfigError: the model has no attention maps here (no gates, or an exported
                 graph / non-torch backend).
+            DataError: an image that cannot be read as one (see the class docstring).
         """
         levels = self.attention_levels
         if not levels:
             raise ConfigError("this model has no attention maps here (only gated models in "
                               "the torch backend have them; use --backend torch)")
-        return torch.cat(list(self._bands(image, self._attention_batch, levels)), dim=1)
+        maps = self._bands(self._read(image), self._attention_batch, levels)
+        return self._out(torch.cat(list(maps), dim=1), image)
