@@ -21,6 +21,7 @@ from pathlib import Path
 from unetzoo import fileio, viz
 from unetzoo.artefacts import checkpoint
 from unetzoo.cli import main
+from unetzoo.data import writers
 from unetzoo.engine.inference import predict
 from unetzoo.engine.training import trainer
 
@@ -76,7 +77,7 @@ def patch_writes() -> None:
                 return original(path, half_then_hang)
         return original(path, write)
 
-    for module in (fileio, checkpoint, viz, predict):  # each bound the name at import
+    for module in (fileio, checkpoint, viz, predict, writers):  # each bound it at import
         module.atomic_write = atomic_write
 
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..models import count_parameters, model_card
 from ..losses import loss_name
+from ..models import count_parameters, model_card
 from .checkpoint import Checkpoint
 from .runs import TEST, run_of
 

@@ -31,6 +31,7 @@ from ..losses import build_loss
 from ..models import count_parameters, create_model, list_models
 from ..runtime import DTYPES, Runtime
 from ..schedules import build_optimizer
+from .inference.backends import ExportedModule
 from .inference.opening import open_checkpoint, open_model
 from .inference.predictor import InferenceOptions, Predictor
 from .training.step import OptimizerStep
@@ -114,15 +115,18 @@ class BenchResult:
         return "\n".join([
             f"{self.model} {self.mode} at {self.size} x {self.size}, batch {self.batch} "
             f"({setting})",
-            f"  parameters     {self.params:,}",
+            f"  parameters     {self.params:,}" if self.params else
+            "  parameters     unknown (a network of another tool)",
             f"  GFLOPs/image   {self.gflops:.2f} (forward pass"
-            f"{'; a training step counts 3x' if self.mode == 'train' else ''})",
+            f"{'; a training step counts 3x' if self.mode == 'train' else ''})" if self.gflops
+            else "  GFLOPs/image   unknown",
             f"  latency        median {self.latency_ms:.1f} ms, p90 {self.latency_p90_ms:.1f} ms"
             f" per batch",
             f"  throughput     {self.images_per_s:.2f} images/s",
             f"  peak memory    {self.peak_memory_mb:.0f} MB",
             f"  compute        {self.tflops:.3f} TFLOP/s = {100 * self.fraction_of_peak:.1f}% of "
-            f"the measured {self.precision} peak ({self.peak_tflops:.2f} TFLOP/s)",
+            f"the measured {self.precision} peak ({self.peak_tflops:.2f} TFLOP/s)"
+            if self.gflops else "  compute        unknown (no FLOP count)",
         ])
 
 
@@ -132,7 +136,7 @@ class BenchModel:
     a display name, the runtime it runs in (backend decided) and a line saying why."""
 
     module: nn.Module
-    eager: nn.Module
+    eager: nn.Module | None
     name: str
     runtime: Runtime
     note: str
@@ -180,8 +184,12 @@ def resolve_bench_model(model: str, runtime: Runtime, preset: str | None = None,
         reference.checkpoint("bench --train")  # raises: an exported graph has no weights
     opened = open_model(reference, runtime, torch_only=torch_only)
     spec = opened.checkpoint.model_spec
-    eager = opened.checkpoint.build_model() if opened.checkpoint.state_dict else \
-        create_model(spec["name"], spec["in_channels"], spec["num_classes"], **spec["kwargs"])
+    eager: nn.Module | None = None  # a network of another tool: parameters, FLOPs unknown
+    if opened.checkpoint.state_dict:
+        eager = opened.checkpoint.build_model()
+    elif spec["name"] in list_models():
+        eager = create_model(spec["name"], spec["in_channels"], spec["num_classes"],
+                             **spec["kwargs"])
     return BenchModel(opened.module, eager, reference.path.name, opened.runtime, opened.note)
 
 
@@ -209,9 +217,11 @@ def bench(model: nn.Module, runtime: Runtime, size: int = 256, batch: int = 1,
     """
     if repeats < 1 or warmup < 0 or batch < 1 or size < 1:
         raise ConfigError("--repeats, --batch and --size must be >= 1, --warmup >= 0")
-    in_channels = int(getattr(flops_model or model, "in_channels", 3))
+    counted = flops_model if flops_model is not None else \
+        None if isinstance(model, ExportedModule) else model  # a graph alone: not counted
+    in_channels = int(getattr(counted or model, "in_channels", 3))
     x = torch.randn(batch, in_channels, size, size)
-    flops = flops or count_flops(flops_model or model, x[:1])
+    flops = flops or (count_flops(counted, x[:1]) if counted is not None else 0)
     if train:
         if runtime.backend not in ("auto", "torch"):
             raise ConfigError("training runs in torch; drop --backend for --train")
@@ -231,7 +241,8 @@ def bench(model: nn.Module, runtime: Runtime, size: int = 256, batch: int = 1,
         model=name or type(model).__name__, mode="train" if train else "inference",
         backend=runtime.backend, precision=runtime.precision,
         channels_last=runtime.channels_last, compile=runtime.compile, size=size, batch=batch,
-        threads=torch.get_num_threads(), params=count_parameters(flops_model or model),
+        threads=torch.get_num_threads(),
+        params=count_parameters(counted) if counted is not None else 0,
         gflops=flops / 1e9, latency_ms=median * 1e3, latency_p90_ms=p90 * 1e3,
         images_per_s=batch / median, peak_memory_mb=peak_memory_mb(runtime.device),
         tflops=work / median / 1e12, peak_tflops=peak / 1e12,

@@ -355,6 +355,7 @@ def _reader(descr: Any, channels: int, path: Path) -> Callable[[Path], torch.Ten
     float input with a fixed normalisation whose test input lies in [0, 1]: then values are
     scaled to [0, 1] (said once, with the evidence)."""
     from bioimageio.core import Sample, Tensor
+    from bioimageio.core.axis import Axis
     from bioimageio.core.digest_spec import get_axes_infos
     from bioimageio.core.proc_setup import setup_pre_and_postprocessing
 
@@ -368,7 +369,9 @@ def _reader(descr: Any, channels: int, path: Path) -> Callable[[Path], torch.Ten
     invariant = bool(steps) and steps[0] in _INVARIANT
     declared = np.dtype(inp.dtype)
     test_max = float(_test_array(inp, path).max()) if inp.test_tensor is not None else None
-    dims = get_axes_infos(inp)
+    # axis ids without the package's size rule: the whole image is preprocessed at its own
+    # size; the network then runs on tiles the package accepts
+    dims = [Axis(a.id, a.type) for a in get_axes_infos(inp)]
     kinds = [a.type for a in inp.axes]
     announced: list[str] = []
 
