@@ -52,6 +52,7 @@ def folder_config(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str, A
         "preprocessing": checkpoint.preprocessing.to_dict(), "threshold": 0.5,
         "weights": {"file": WEIGHTS_FILE, "dtype": dtype},
         "metrics": checkpoint.metrics, "training": checkpoint.config,
+        "mask_reading": checkpoint.mask_reading, "input_stats": checkpoint.input_stats,
     }
 
 
@@ -145,7 +146,8 @@ def read_folder(directory: Path | str) -> Checkpoint:
             state_dict=state, config=config.get("training") or {},
             metrics=config.get("metrics") or {},
             class_colors=tuple(tuple(c) for c in config["class_colors"])
-            if config.get("class_colors") else None)
+            if config.get("class_colors") else None,
+            mask_reading=config.get("mask_reading"), input_stats=config.get("input_stats"))
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"incomplete {CONFIG_FILE} (missing {exc})", directory) from exc
     try:

@@ -24,6 +24,7 @@ from .dataset import (
     scan_dataset,
     spread_sample,
 )
+from .input_stats import InputStatistics
 from .layouts import Pair, find_pairs
 from .masks import MaskOptions, MaskReading, format_values, survey_pair
 from .split import split_for_run
@@ -46,6 +47,7 @@ class TrainData:
     new_split: bool = False
     cache: str = "auto"  # see data.cache: auto, memory, disk or off
     record: SplitRecord | None = None  # the run's split, with each file's size and digest
+    input_stats: InputStatistics | None = None  # what the training images' values look like
     _caches: dict[tuple, SampleCache] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -147,8 +149,10 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
         mean, std = channel_statistics(train, info.in_channels)
         preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode,
                                       normalization)
+    per_image = preprocessing.normalize if preprocessing.normalization != "dataset" else None
+    stats = InputStatistics.measure([p.image for p in train], info.in_channels, per_image)
     return TrainData(root, train, val, test, info, preprocessing, made, cache,
-                     record=split.record)
+                     record=split.record, input_stats=stats)
 
 
 def run_reading(task: Task, num_classes: int, dataset: str | Path, pairs: Sequence[Pair],

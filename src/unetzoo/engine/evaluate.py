@@ -23,8 +23,16 @@ from torch.utils.data import DataLoader
 from ..artefacts.checkpoint import Checkpoint
 from ..artefacts.references import ModelReference, resolve_model
 from ..artefacts.runs import DATASET_FILE, SPLIT_FILE
-from ..data.dataset import SegmentationDataset, channel_evidence, check_files, verify_pairs
+from ..data.dataset import (
+    SegmentationDataset,
+    channel_evidence,
+    check_files,
+    spread_sample,
+    verify_pairs,
+)
 from ..data.digests import unpack_digests
+from ..data.input_stats import SAMPLE_IMAGES
+from ..data.io import read_image
 from ..data.layouts import Pair, read_split_csv
 from ..data.prepare import TrainData, labelled_split, run_reading
 from ..data.split_record import read_split_record, training_overlap
@@ -36,6 +44,7 @@ from ..task import labels_from_logits
 from ..viz import class_colors, comparison_panel, save_png
 from .distributed import Distributed
 from .inference.opening import model_metadata
+from .inference.predict import shift_monitor
 from .inference.predictor import InferenceOptions, Predictor
 
 log = logging.getLogger("unetzoo")
@@ -196,6 +205,21 @@ def _held_out_of_run(reference: ModelReference, config: dict[str, Any], dataset:
     return held_out
 
 
+def _input_shift(checkpoint: Checkpoint, pairs: Sequence[Pair]) -> str | None:
+    """One line naming scored images far from the checkpoint's training images (up to
+    `input_stats.SAMPLE_IMAGES` of them, spread through the split), or None."""
+    monitor = shift_monitor(checkpoint)
+    if monitor.stats is None:
+        return None
+    for pair in spread_sample(list(pairs), SAMPLE_IMAGES):
+        try:
+            image = read_image(pair.image, checkpoint.preprocessing.in_channels)
+        except DataError:
+            continue  # evaluation names it
+        monitor.observe(image, pair.image.name, pair.image)
+    return monitor.summary()
+
+
 def _training_overlap(reference: ModelReference, checkpoint: Checkpoint, dataset: Path | str,
                       pairs: Sequence[Pair]) -> str | None:
     """One line naming the scored images the checkpoint trained or validated on (by file
@@ -284,6 +308,9 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
     verify_pairs(pairs, reading)  # before a checkpoint is converted for its backend
     images = channel_evidence(check_files(pairs), checkpoint.preprocessing.in_channels)
     log.info(f"images: {images}")
+    shifted = _input_shift(checkpoint, pairs)
+    if shifted:
+        log.warning(shifted)
     predictor = Predictor.open(reference, options, checkpoint)
     data = SegmentationDataset(pairs, checkpoint.preprocessing, reading)
     out = Path(str(out_dir).replace("{split}", used_split or "all")) if out_dir else None
@@ -298,6 +325,8 @@ def evaluate_checkpoint(checkpoint_path: Path | str, dataset: Path | str,
                     "inference": predictor.options.to_dict(), "out": str(out) if out else None}
     if overlap:
         result.extra["overlap"] = overlap
+    if shifted:
+        result.extra["input_shift"] = shifted
     if split is None and used_split is None:
         result.extra["note"] = (f"the dataset has no split information: all {len(pairs)} "
                                 "images were evaluated")

@@ -32,6 +32,7 @@ from PIL import Image
 from ...artefacts.checkpoint import Checkpoint
 from ...artefacts.references import ModelReference
 from ...data.dataset import channel_evidence
+from ...data.input_stats import InputStatistics, ShiftMonitor
 from ...data.io import (
     FORMATS,
     ImageHeader,
@@ -409,6 +410,7 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     predictor.emptied = 0  # counted for these files only (a predictor may be reused)
     wanted = checkpoint.preprocessing.in_channels
     headers: list[ImageHeader] = []
+    shift = shift_monitor(checkpoint)
     writer = _Writer()
     try:
         inputs = _read_ahead(_reader(predictor, wanted), files)
@@ -429,6 +431,7 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
                 continue
             if item.header is not None:
                 headers.append(item.header)
+                shift.observe(item.image, item.path.name, item.path)
             targets = _targets(stems[item.path], output, checkpoint, levels)
             layers = labels if checkpoint.task == "multilabel" else [labels]
             jobs = [(t, layer) for t, layer in zip(targets, layers, strict=False)]
@@ -450,4 +453,13 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     images = channel_evidence(headers, wanted)
     if ";" in images:  # something was converted or dropped: say it
         log.info(f"images: {images}")
+    if warning := shift.summary():
+        log.warning(warning)
     return written, failed
+
+
+def shift_monitor(checkpoint: Checkpoint) -> ShiftMonitor:
+    """What names the images far from the model's training images (`data.input_stats`)."""
+    pre = checkpoint.preprocessing
+    return ShiftMonitor(InputStatistics.from_dict(checkpoint.input_stats), pre.normalization,
+                        pre.normalize if pre.normalization != "dataset" else None)

@@ -395,7 +395,8 @@ class Trainer:
             config=self.config.to_dict(), metrics=metrics,
             train_state=self.training_state() if with_state else None,
             class_colors=info.class_colors, mask_reading=self.data.reading.to_dict(),
-            fit_digests=self._fit_digests)
+            fit_digests=self._fit_digests,
+            input_stats=self.data.input_stats.to_dict() if self.data.input_stats else None)
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from `checkpoint`'s weights, optimizer, schedule, position,
