@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from ..config import TrainConfig, add_config_arguments, check_values
+from ..config import ModelOptions, add_config_arguments, check_values
 from .common import (
     TRAINED_MODEL,
     add_backend_arguments,
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, metavar="NAME|CKPT|FILE",
                         help=f"an architecture (a registered model name) or a trained model: "
                              f"{TRAINED_MODEL}")
-    add_config_arguments(parser, TrainConfig, only=("preset", "model_args"))
+    add_config_arguments(parser, ModelOptions, only=("preset", "model_args"))
     parser.add_argument("--in-channels", type=int, default=3, help="input channels (names)")
     parser.add_argument("--num-classes", type=int, default=1, help="output channels (names)")
     add_img_size_argument(parser, "input height and width", default=256)
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> None:
     given = {k: getattr(args, k) for k in ("preset", "model_args") if hasattr(args, k)}
     if isinstance(given.get("model_args"), list):
         given["model_args"] = parse_key_values(given["model_args"])
-    options = check_values(given)
+    options = check_values(given, ModelOptions)
     chosen = resolve_bench_model(args.model, runtime, options.get("preset"), args.in_channels,
                                  args.num_classes, args.img_size, args.train,
                                  options.get("model_args"))

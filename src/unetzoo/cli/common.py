@@ -8,8 +8,8 @@ One meaning per flag name across commands:
 - `--img-size`: image height and width in pixels (`--size` is a deprecated alias).
 - `--batch`: samples (images or tiles) per forward pass.
 - runtime flags (`--device`, `--precision`, `--channels-last`, `--threads`, `--progress`,
-  `--compile`) are `TrainConfig` fields: one declaration, the same help and checks
-  everywhere.
+  `--compile`) are `RuntimeOptions` fields (a part of `TrainConfig`): one declaration, the
+  same help and checks everywhere.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from ..artefacts import MODEL_REFERENCES
 from ..config import (
     RUNTIME_OPTIONS,
     TTA_MODES,
-    TrainConfig,
+    RuntimeOptions,
     add_config_arguments,
-    check_values,
+    build_config,
 )
 from ..runtime import BACKENDS
 
@@ -86,10 +86,17 @@ def trained_model(value: str) -> Any:
     return resolve_model(value)
 
 
+# The runtime options a command that runs a model takes: all of `RuntimeOptions` but
+# `compile` (with --backend, where the command has one) and `sync_bn` (processes training
+# together: train only).
+MODEL_RUNTIME_OPTIONS: tuple[str, ...] = tuple(
+    name for name in RUNTIME_OPTIONS if name not in ("compile", "sync_bn"))
+
+
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
-    """--device, --precision, --channels-last, --threads, --progress (TrainConfig's)."""
-    add_config_arguments(parser.add_argument_group("runtime"), TrainConfig, only=RUNTIME_OPTIONS,
-                         defaults=True)
+    """--device, --precision, --channels-last, --threads, --progress (`RuntimeOptions`')."""
+    add_config_arguments(parser.add_argument_group("runtime"), RuntimeOptions,
+                         only=MODEL_RUNTIME_OPTIONS, defaults=True)
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +106,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
                             "model converts (converted once, cached next to the checkpoint), "
                             "torch otherwise; an exported file runs in its format's backend. "
                             "torch, onnxruntime or openvino force one")
-    add_config_arguments(group, TrainConfig, only=("compile",), defaults=True)
+    add_config_arguments(group, RuntimeOptions, only=("compile",), defaults=True)
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,18 +130,27 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                             "see benchmarks/unetpp_pruning.py)")
 
 
+def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+    """The `RuntimeOptions` the flags give (checked as a config's are; those a command does
+    not take keep their defaults).
+
+    Raises:
+        ConfigError: a value of the wrong type or out of its choices, naming the flag.
+    """
+    return build_config({k: getattr(args, k) for k in RUNTIME_OPTIONS if hasattr(args, k)},
+                        cls=RuntimeOptions)
+
+
 def runtime_from(args: argparse.Namespace) -> Any:
     """The runtime the flags ask for: device, precision, memory format, threads and the
     backend (`auto` unless --backend says otherwise; commands without --backend run torch).
     Which backend then runs a model, and why, is `engine.inference.opening.decide_backend`'s
-    one rule (an exported file runs in its format's backend)."""
-    from ..runtime import Runtime
+    one rule (an exported file runs in its format's backend).
 
-    options = check_values({k: getattr(args, k) for k in (*RUNTIME_OPTIONS, "compile")
-                            if hasattr(args, k)})
-    return Runtime.resolve(options["device"], options["precision"], options["channels_last"],
-                           options["threads"], compile=options.get("compile", False),
-                           backend=getattr(args, "backend", "torch"))
+    Raises:
+        ConfigError: see `runtime_options` and `RuntimeOptions.runtime`.
+    """
+    return runtime_options(args).runtime(backend=getattr(args, "backend", "torch"))
 
 
 def inference_options(args: argparse.Namespace) -> Any:
