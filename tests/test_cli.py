@@ -237,3 +237,13 @@ def test_a_bad_sample_met_in_training_is_logged_and_skipped(tmp_path: Path, caps
     printed = capsys.readouterr().out
     assert "skipped a bad sample" in printed and "img_003.png" in printed
     assert "epoch 1/1" in printed
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_prints_the_version_and_exits_0(flag: str, capsys) -> None:
+    from unetzoo.version import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        run(flag)
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"unetzoo {__version__}\n" == "unetzoo 0.1.0\n"

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Sequence
 
 from ..errors import UnetzooError
+from ..version import __version__
 from . import (
     bench,
     compare,
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unetzoo", description="The U-Net family: train, evaluate, predict, export. "
         f"Errors print one line; --traceback (or {DEBUG_ENV}=1) prints the traceback.")
+    parser.add_argument("-V", "--version", action="version", version=f"unetzoo {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
