@@ -97,7 +97,7 @@ def test_eval_on_an_exported_backend(tmp_path: Path, checkpoint: Path) -> None:
 def test_bench_reports_speed_and_fraction_of_peak(tmp_path: Path, capsys) -> None:
     result = tmp_path / "bench.json"
     assert run("bench", "--model", "unet", "--preset", "tiny", "--img-size", "32", "--repeats",
-               "2", "--warmup", "0", "--precision", "fp32", "--json", result, *FAST) == 0
+               "2", "--warmup-passes", "0", "--precision", "fp32", "--json", result, *FAST) == 0
     printed = capsys.readouterr().out
     assert "GFLOPs/image" in printed and "of the measured fp32 peak" in printed
     numbers = json.loads(result.read_text())
@@ -265,8 +265,8 @@ def test_every_command_taking_a_trained_model_takes_a_run_folder(tmp_path: Path,
                tmp_path / "m.onnx") == 0
     assert open_exported(tmp_path / "m.onnx", "onnxruntime").checkpoint.preprocessing == \
         load_checkpoint(checkpoint).preprocessing
-    assert run("bench", "--model", run_dir, "--img-size", "32", "--repeats", "1", "--warmup",
-               "0", "--backend", "torch", *FAST) == 0
+    assert run("bench", "--model", run_dir, "--img-size", "32", "--repeats", "1",
+               "--warmup-passes", "0", "--backend", "torch", *FAST) == 0
     assert said in "".join(capsys.readouterr())
     (run_dir / "models" / "best.pt").rename(run_dir / "models" / "epoch_last.pt")
     assert run("predict", "--model", run_dir, "--input", data / "images", "--output",

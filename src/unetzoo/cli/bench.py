@@ -9,6 +9,7 @@ import logging
 from ..config import ModelOptions, add_config_arguments, check_values
 from .common import (
     TRAINED_MODEL,
+    DeprecatedAlias,
     add_backend_arguments,
     add_img_size_argument,
     add_runtime_arguments,
@@ -35,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch", type=int, default=1,
                         help="samples (images) per forward pass or training step")
     parser.add_argument("--repeats", type=int, default=20, help="timed passes")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed passes first")
+    parser.add_argument("--warmup-passes", "--warmup", dest="warmup_passes", type=int, default=3,
+                        action=DeprecatedAlias, deprecated=("--warmup",),
+                        help="untimed passes first (--warmup: deprecated spelling)")
     parser.add_argument("--train", action="store_true",
                         help="time training steps (forward, loss, backward, AdamW)")
     parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
                                  args.num_classes, args.img_size, args.train,
                                  options.get("model_args"))
     log.info(chosen.note)
-    result = bench(chosen.module, chosen.runtime, args.img_size, args.batch, args.warmup,
+    result = bench(chosen.module, chosen.runtime, args.img_size, args.batch, args.warmup_passes,
                    args.repeats, args.train, chosen.name, flops_model=chosen.eager)
     log.info(result.format())
     if args.json:

@@ -7,6 +7,13 @@ One meaning per flag name across commands:
 - `--out` (alias `--output`): what the command writes, a folder or a file.
 - `--img-size`: image height and width in pixels (`--size` is a deprecated alias).
 - `--batch`: samples (images or tiles) per forward pass.
+- `--warmup`: warm-up epochs of training; bench's untimed passes are `--warmup-passes`.
+- `--test` / `--no-test`: evaluate on the test split after training; export's check of a
+  package by bioimage.io's tools is `--no-package-test`.
+- `--instances`: the masks are instance label images; convert's writing of instance label
+  maps is `--write-instances`.
+- the dataset: a positional DIR or `--dataset DIR` in every command that reads one.
+- `--threshold`: the probability above which a pixel is foreground (binary, multilabel).
 - runtime flags (`--device`, `--precision`, `--channels-last`, `--threads`, `--progress`,
   `--compile`) are `RuntimeOptions` fields (a part of `TrainConfig`): one declaration, the
   same help and checks everywhere.
@@ -36,7 +43,8 @@ TRAINED_MODEL = MODEL_REFERENCES  # one text, in artefacts/__init__.py
 
 
 class DeprecatedAlias(argparse.Action):
-    """Stores like `store` and prints one line when a deprecated spelling is used."""
+    """Stores like `store` (or, with `nargs=0`, like `store_const`: `const`) and prints one
+    line when a deprecated spelling is used."""
 
     def __init__(self, option_strings: Sequence[str], dest: str, deprecated: Sequence[str] = (),
                  **kwargs: Any) -> None:
@@ -48,7 +56,7 @@ class DeprecatedAlias(argparse.Action):
         if option_string in self.deprecated:
             print(f"{parser.prog}: {option_string} is deprecated; use {self.option_strings[0]}",
                   file=sys.stderr)
-        setattr(namespace, self.dest, values)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
 def add_out_argument(parser: argparse.ArgumentParser, help: str, required: bool = False,
