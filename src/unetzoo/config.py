@@ -133,9 +133,9 @@ class DataOptions(Options):
 
     dataset: str | None = option(None, "dataset folder (images/ + masks/, or the CSV's root)",
                                  metavar="DIR")
-    csvfile: str | None = option(None, "CSV split (image,mask,split) relative to the dataset; "
-                                 "without one, a seeded train/val/test split is made and saved",
-                                 metavar="F")
+    csvfile: str | None = option(None, "CSV split (image,mask,split) relative to the dataset "
+                                 "(without one, train makes a seeded train/val/test split and "
+                                 "keeps it in the run folder)", metavar="F")
     task: str | None = option(None, "binary, multiclass or multilabel (default: inferred from "
                               "the masks)", choices=TASKS)
     num_classes: int | None = option(None, "output channels (default: inferred from the masks)",
@@ -158,7 +158,8 @@ class DataOptions(Options):
                                    "folder when present)", metavar="YAML")
     ignore_index: int | None = option(None, "stored mask value of pixels to ignore (default: "
                                       "255 in index masks when it shares masks with other "
-                                      "labels, none in binary masks)", ge=0, lt=65536)
+                                      "labels, none in binary masks)", ge=0, lt=65536,
+                                      metavar="VALUE")
     instances: bool = option(False, "masks are instance label images (one integer per "
                              "object): train a binary model, foreground = any label")
     mask_threshold: float | None = option(None, "binary masks: stored values above this are "

@@ -27,6 +27,7 @@ from . import (
     split,
     train,
 )
+from .common import settle_dataset
 
 COMMANDS = (demo, train, plan, evaluate, predict, export, bench, split, convert, inspect,
             models, report, compare)
@@ -99,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"unetzoo {args.command}"
     debug = args.traceback or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        settle_dataset(args)
         args.run(args)
     except UnetzooError as exc:
         error: BaseException = exc

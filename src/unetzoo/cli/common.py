@@ -25,6 +25,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..artefacts import MODEL_REFERENCES
@@ -35,6 +36,7 @@ from ..config import (
     add_config_arguments,
     build_config,
 )
+from ..errors import ConfigError
 from ..runtime import BACKENDS
 
 log = logging.getLogger("unetzoo")
@@ -64,6 +66,49 @@ def add_out_argument(parser: argparse.ArgumentParser, help: str, required: bool 
     """`--out` (alias `--output`): where the command writes."""
     parser.add_argument("--out", "--output", dest="out", required=required, metavar=metavar,
                         help=help)
+
+
+DATASET_POSITIONAL = "dataset_positional"
+
+
+def add_dataset_argument(parser: argparse.ArgumentParser, help: str = "dataset folder",
+                         required: bool = True, flag: bool = True) -> None:
+    """The dataset as a positional DIR or as `--dataset DIR` (`settle_dataset` joins them).
+
+    Args:
+        help: what the folder is.
+        required: the command cannot run without one.
+        flag: also add `--dataset` (False where a `TrainConfig` field already declares it).
+    """
+    parser.add_argument(DATASET_POSITIONAL, nargs="?", default=None, metavar="DIR",
+                        help=f"{help} (or --dataset DIR)")
+    if flag:
+        parser.add_argument("--dataset", metavar="DIR", default=None,
+                            help=f"{help} (or as the positional DIR)")
+    parser.set_defaults(dataset_required=required)
+
+
+def settle_dataset(args: argparse.Namespace) -> None:
+    """`args.dataset` from the positional DIR or `--dataset` (left unset when neither is
+    given and the command does not need one, so a YAML file may still give it).
+
+    Raises:
+        ConfigError: both are given and name different folders; neither is given where the
+            command needs one.
+    """
+    if not hasattr(args, DATASET_POSITIONAL):
+        return
+    positional = vars(args).pop(DATASET_POSITIONAL)
+    given = getattr(args, "dataset", None)
+    if positional is not None and given is not None and \
+            Path(positional).resolve() != Path(given).resolve():
+        raise ConfigError(f"the dataset is given twice, as {positional} and as --dataset "
+                          f"{given}; give it once")
+    value = given if given is not None else positional
+    if value is None and args.dataset_required:
+        raise ConfigError("no dataset given: name its folder, as DIR or with --dataset DIR")
+    if value is not None:
+        args.dataset = value
 
 
 def add_img_size_argument(parser: argparse.ArgumentParser, help: str,

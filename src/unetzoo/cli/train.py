@@ -6,6 +6,7 @@ import argparse
 from dataclasses import fields
 
 from ..config import TrainConfig, add_config_arguments, build_config, load_yaml
+from .common import add_dataset_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "flag is also a YAML key (dashes or underscores). Under torchrun, the "
                     "processes train together (--batch is per process).")
     parser.add_argument("--config", metavar="YAML", help="YAML file of options")
+    add_dataset_argument(parser, "dataset folder", required=False, flag=False)
     add_config_arguments(parser)
     parser.set_defaults(run=run)
 
