@@ -298,3 +298,33 @@ def test_post_processing_that_empties_every_prediction_is_said(
                     "--min-size or leave it out"] * 2
     assert all(not m.any() for m in masks(tmp_path / "p").values())
     assert all(m.all() for m in masks(tmp_path / "q").values())
+
+
+def test_eval_and_predict_share_the_threshold(tmp_path: Path, capsys) -> None:
+    # a model whose probability is 0.7 at every pixel: foreground above 0.5, nothing above 0.8
+    _, info = tiny_checkpoint(num_classes=1)
+    weights = {k: v.clone() for k, v in info.state_dict.items()}
+    weights["head.weight"].zero_()
+    weights["head.bias"].fill_(float(torch.logit(torch.tensor(0.7))))
+    constant = save_checkpoint(tmp_path / "constant.pt", replace(info, state_dict=weights))
+    data = write_pairs(tmp_path / "data", count=2, size=32)
+    truth = np.stack([np.asarray(Image.open(p)) > 0 for p in sorted(data.glob("masks/*.png"))])
+    everywhere = 2 * truth.sum() / (truth.sum() + truth.size)
+    for threshold, dice, value in (("0.5", everywhere, 255), ("0.8", 0.0, 0)):
+        out = tmp_path / f"eval-{threshold}"
+        assert run("eval", data, "--model", constant, "--split", "all", "--threshold",
+                   threshold, "--precision", "fp32", "--backend", "torch", "--no-report",
+                   "--out", out, *FAST) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["global"]["dice"] == pytest.approx(dice, abs=1e-6)
+        assert run("predict", "--model", constant, "--input", data / "images", "--threshold",
+                   threshold, "--precision", "fp32", "--backend", "torch", "--output",
+                   tmp_path / f"p-{threshold}", *FAST) == 0
+        written = masks(tmp_path / f"p-{threshold}")
+        assert len(written) == 2 and all((m == value).all() for m in written.values())
+    capsys.readouterr()
+    for command in (["eval", data], ["predict", "--input", data / "images", "--out",
+                                     tmp_path / "x"]):
+        assert run(*command, "--model", constant, "--threshold", "1", *FAST) == 2
+        assert capsys.readouterr().err == (f"unetzoo {command[0]}: error: --threshold must be "
+                                           "in (0, 1), got 1.0\n")

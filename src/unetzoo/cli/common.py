@@ -163,12 +163,16 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
-    """Runtime, backend, tiling, test-time augmentation and post-processing flags."""
+    """Runtime, backend, tiling, threshold, test-time augmentation and post-processing
+    flags (eval and predict: one declaration)."""
     add_runtime_arguments(parser)
     add_backend_arguments(parser)
     group = parser.add_argument_group("inference")
     group.add_argument("--batch", type=int, default=4,
                        help="samples (images or tiles) per forward pass")
+    group.add_argument("--threshold", type=float, default=0.5, metavar="P",
+                       help="binary and multilabel: a pixel is foreground where its "
+                            "probability is above P, in (0, 1) (default 0.5)")
     group.add_argument("--overlap", type=float, default=0.25,
                        help="overlap of sliding-window tiles (0..1)")
     group.add_argument("--tta", default="none", choices=TTA_MODES,
@@ -207,11 +211,19 @@ def runtime_from(args: argparse.Namespace) -> Any:
 
 
 def inference_options(args: argparse.Namespace) -> Any:
+    """The `InferenceOptions` of the runtime, backend, tiling, threshold, TTA and
+    post-processing flags (`add_inference_arguments`).
+
+    Raises:
+        ConfigError: --threshold outside (0, 1); see `runtime_from`.
+    """
     from ..engine.inference.postprocess import PostProcessing
     from ..engine.inference.predictor import InferenceOptions
 
+    if not 0 < args.threshold < 1:  # NaN too
+        raise ConfigError(f"--threshold must be in (0, 1), got {args.threshold}")
     return InferenceOptions(runtime_from(args), batch_size=args.batch,
-                            overlap=args.overlap, threshold=getattr(args, "threshold", 0.5),
+                            overlap=args.overlap, threshold=args.threshold,
                             tta=args.tta, postprocess=PostProcessing(args.min_size,
                                                                      args.fill_holes),
                             prune_depth=args.prune_depth)
