@@ -73,13 +73,55 @@ def test_export_then_predict_from_the_file_alone(tmp_path: Path, checkpoint: Pat
     assert scores[0] == pytest.approx(scores[1], abs=1e-6)
 
 
-def test_predict_with_tta_and_post_processing(tmp_path: Path, checkpoint: Path) -> None:
-    images = write_pairs(tmp_path / "data", count=1, size=70) / "images"
-    assert run("predict", "--model", checkpoint, "--input", images, "--output", tmp_path / "a",
-               "--tta", "flip-rot90", "--min-size", "20", "--fill-holes", "--batch", "2",
+def symmetries() -> list[tuple]:
+    """The eight symmetries of the square on `B x C x H x W` and their inverses."""
+    rot = lambda k: lambda t: torch.rot90(t, k, (2, 3))  # noqa: E731
+    flip = lambda *dims: lambda t: t.flip(dims)  # noqa: E731
+    transpose = lambda t: t.transpose(2, 3)  # noqa: E731
+    anti = lambda t: t.flip((2, 3)).transpose(2, 3)  # noqa: E731
+    return [(flip(), flip()), (flip(3), flip(3)), (flip(2), flip(2)), (flip(2, 3), flip(2, 3)),
+            (rot(1), rot(-1)), (rot(-1), rot(1)), (transpose, transpose), (anti, anti)]
+
+
+def test_predict_with_tta_and_post_processing(tmp_path: Path) -> None:
+    from scipy import ndimage
+
+    image = write_pairs(tmp_path / "data", count=1, size=70) / "images" / "img_000.png"
+    pixels = np.asarray(Image.open(image).convert("RGB"), np.float32) / 255
+    x = torch.from_numpy((pixels - 0.5) / 0.25).permute(2, 0, 1)[None]  # its normalisation
+    model, info = tiny_checkpoint(num_classes=1)
+    # A random tiny U-Net is ~0.55 everywhere; its head scaled about the median logit gives
+    # a noisy map: small components and holes, and views of the image that disagree.
+    with torch.no_grad():
+        median = float(model(x).median())
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        weights["head.weight"] *= 1e6
+        weights["head.bias"] = (weights["head.bias"] - median) * 1e6
+        model.load_state_dict(weights)
+        plain = torch.sigmoid(model(x))[0, 0].numpy()
+        mean = np.mean([torch.sigmoid(inverse(model(view(x))))[0, 0].numpy()
+                        for view, inverse in symmetries()], axis=0)
+    # the whole image in one pass (patch 96 > 70), so the views are of the image itself
+    checkpoint = save_checkpoint(tmp_path / "best.pt", replace(
+        info, state_dict=weights, preprocessing=replace(info.preprocessing, img_size=96)))
+    threshold = 0.3
+    assert np.abs(mean - threshold).min() > 1e-3  # no pixel on the edge of the threshold
+    tta = mean > threshold
+    labels, count = ndimage.label(tta, structure=np.ones((3, 3)))  # 8-connected
+    sizes = ndimage.sum_labels(tta, labels, index=np.arange(1, count + 1))
+    kept = np.isin(labels, 1 + np.flatnonzero(sizes >= 20))
+    expected = ndimage.binary_fill_holes(kept)  # background 4-connected to the border stays
+    # each step matters here, so leaving one out changes the mask
+    assert (tta != (plain > threshold)).sum() > 100 and (tta & ~kept).any()
+    assert (expected & ~kept).sum() > 100
+
+    assert run("predict", "--model", checkpoint, "--input", image, "--output", tmp_path / "a",
+               "--tta", "flip-rot90", "--min-size", "20", "--fill-holes", "--threshold",
+               str(threshold), "--batch", "2", "--precision", "fp32", "--backend", "torch",
                *FAST) == 0
     (mask,) = masks(tmp_path / "a").values()
-    assert mask.shape == (70, 70) and set(np.unique(mask)) <= {0, 255}
+    assert mask.shape == (70, 70) and set(np.unique(mask)) == {0, 255}
+    assert np.array_equal(mask == 255, expected)
 
 
 def test_eval_on_an_exported_backend(tmp_path: Path, checkpoint: Path) -> None:
