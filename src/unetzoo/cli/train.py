@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 
 from ..config import TrainConfig, add_config_arguments, build_config, load_yaml
 from .common import add_dataset_argument
@@ -27,7 +26,7 @@ def run(args: argparse.Namespace) -> None:
     from ..api import train
     from ..engine.training.preemption import TrainingInterrupted
 
-    names = {f.name for f in fields(TrainConfig)}
+    names = set(TrainConfig.names())
     given = {k: v for k, v in vars(args).items() if k in names}
     config = build_config(given, args.config)
     explicit = set(given) | set(load_yaml(args.config) if args.config else {})
