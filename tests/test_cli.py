@@ -76,7 +76,7 @@ def test_split_train_resume_eval_predict(tmp_path: Path, capsys) -> None:
 def test_multiclass_training_writes_palette_predictions(tmp_path: Path, capsys) -> None:
     data = write_pairs(tmp_path / "data", count=8, size=32, multiclass=True)
     out = tmp_path / "run"
-    assert run("train", "--dataset", data, "--epoch", "1", "--out", out, *TRAIN) == 0
+    assert run("train", data, "--epoch", "1", "--out", out, *TRAIN) == 0  # DIR positional
     assert "multiclass, 3 class(es)" in capsys.readouterr().out
     assert run("predict", "--model", out / "models" / "best.pt", "--input",
                data / "images" / "img_000.png", "--output", tmp_path / "p", *FAST) == 0
@@ -237,3 +237,42 @@ def test_a_bad_sample_met_in_training_is_logged_and_skipped(tmp_path: Path, caps
     printed = capsys.readouterr().out
     assert "skipped a bad sample" in printed and "img_003.png" in printed
     assert "epoch 1/1" in printed
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version_prints_the_version_and_exits_0(flag: str, capsys) -> None:
+    from unetzoo.version import __version__
+
+    with pytest.raises(SystemExit) as exit_:
+        run(flag)
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"unetzoo {__version__}\n" == "unetzoo 0.1.0\n"
+
+
+DATASET_COMMANDS = [["train"], ["eval", "--model", "m.pt"], ["plan"], ["inspect"], ["split"]]
+
+
+@pytest.mark.parametrize("command", DATASET_COMMANDS, ids=lambda c: c[0])
+def test_the_dataset_is_positional_or_a_flag_but_not_two_folders(command: list[str], capsys,
+                                                                 tmp_path: Path) -> None:
+    assert run(*command, tmp_path / "a", "--dataset", tmp_path / "b") == 2
+    assert capsys.readouterr().err == (
+        f"unetzoo {command[0]}: error: the dataset is given twice, as {tmp_path / 'a'} and as "
+        f"--dataset {tmp_path / 'b'}; give it once\n")
+    if command[0] != "train":  # train may take it from --config or --resume
+        assert run(*command) == 2
+        assert capsys.readouterr().err == (f"unetzoo {command[0]}: error: no dataset given: "
+                                           "name its folder, as DIR or with --dataset DIR\n")
+
+
+def test_inspect_and_split_take_the_dataset_either_way(tmp_path: Path, capsys) -> None:
+    data = write_pairs(tmp_path / "data", count=3, size=16)
+    assert run("inspect", "--dataset", data, "--no-progress") == 0
+    flag = capsys.readouterr().out
+    assert "problems: none found" in flag
+    # the same folder spelled twice is one dataset
+    assert run("inspect", data, "--dataset", f"{data}/", "--no-progress") == 0
+    assert capsys.readouterr().out == flag
+    assert run("split", data, "--train-size", "0.5", "--csvfile", "a.csv") == 0
+    assert run("split", "--dataset", data, "--train-size", "0.5", "--csvfile", "b.csv") == 0
+    assert (data / "a.csv").read_text() == (data / "b.csv").read_text()

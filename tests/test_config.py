@@ -143,3 +143,73 @@ def test_direct_construction_is_validated_and_converted() -> None:
 def test_config_round_trips_through_a_dict() -> None:
     config = TrainConfig(dataset="d", model_args={"depth": 3})
     assert build_config(config.to_dict()) == config
+
+
+def test_the_options_are_declared_in_groups_and_stay_flat(tmp_path: Path) -> None:
+    from dataclasses import fields
+
+    from unetzoo.config import (
+        GROUPS,
+        RUNTIME_OPTIONS,
+        DataOptions,
+        ModelOptions,
+        OptimOptions,
+        RunOptions,
+        RuntimeOptions,
+    )
+
+    # every option in exactly one group; the config is their union, in the groups' order
+    names = [f.name for group in GROUPS for f in fields(group)]
+    assert len(names) == len(set(names))
+    assert tuple(names) == TrainConfig.names() == tuple(f.name for f in fields(TrainConfig))
+    assert {"dataset", "img_size", "fg_oversample"} <= set(DataOptions.names())
+    assert set(ModelOptions.names()) == {"model", "preset", "model_args", "init"}
+    assert {"loss", "optimizer", "schedule", "batch", "lr", "epoch", "ema"} <= set(
+        OptimOptions.names())
+    assert {"out", "resume", "seed", "val_every", "test", "report", "checkpoint_every",
+            "logger", "mlflow"} <= set(RunOptions.names())
+    assert RUNTIME_OPTIONS == RuntimeOptions.names() == (
+        "device", "precision", "channels_last", "compile", "threads", "progress", "sync_bn")
+    # flat: attributes, the dict config.yaml and checkpoints store, an old flat YAML
+    config = build_config({"lr": "2e-3", "device": "cpu"},
+                          yaml_file(tmp_path, "img_size: 64\nmonitor: loss\nsync_bn: true\n"))
+    assert (config.lr, config.device, config.img_size, config.monitor, config.sync_bn) == (
+        0.002, "cpu", 64, "loss", True)
+    assert list(config.to_dict()) == list(names)
+    # a part is its own instance with the same values; the config is an instance of each
+    runtime = config.part(RuntimeOptions)
+    assert type(runtime) is RuntimeOptions and runtime.to_dict() == {
+        n: getattr(config, n) for n in RUNTIME_OPTIONS}
+    assert config.part(OptimOptions).lr == 0.002 and isinstance(config, RunOptions)
+    with pytest.raises(TypeError, match="TrainConfig is not a part of RuntimeOptions"):
+        runtime.part(TrainConfig)
+
+
+def test_a_group_is_checked_alone_as_the_config_is() -> None:
+    from unetzoo.config import DataOptions, OptimOptions, RunOptions, RuntimeOptions
+
+    assert build_config({"precision": "fp32", "threads": "2"}, cls=RuntimeOptions) == \
+        RuntimeOptions(precision="fp32", threads=2)
+    with pytest.raises(ConfigError, match=r"^--precision expects one of auto, fp32"):
+        build_config({"precision": "int8"}, cls=RuntimeOptions)
+    with pytest.raises(ConfigError, match=r"^unknown option lr$"):
+        build_config({"lr": 1.0}, cls=RuntimeOptions)  # not a runtime option
+    with pytest.raises(ConfigError, match=r"^--warmup must be in \[0, epoch\), got 3$"):
+        OptimOptions(warmup=3, epoch=3).validate()
+    with pytest.raises(ConfigError, match="--resume auto needs --out"):
+        RunOptions(resume="auto").validate()
+    with pytest.raises(ConfigError, match=r"^--fg-oversample must be <= 1, got 1.5$"):
+        DataOptions(fg_oversample=1.5).validate()
+    # the cross-group check: the loss for the task
+    with pytest.raises(ConfigError, match="unknown loss"):
+        TrainConfig(loss="hausdorff").validate()
+
+
+def test_runtime_options_resolve_to_a_runtime() -> None:
+    from unetzoo.config import RuntimeOptions
+
+    runtime = RuntimeOptions(device="cpu", precision="fp32", channels_last=False).runtime()
+    assert (runtime.device.type, runtime.precision, runtime.channels_last, runtime.backend) == (
+        "cpu", "fp32", False, "torch")
+    with pytest.raises(ConfigError, match="torch options"):
+        RuntimeOptions(device="cpu", compile=True).runtime(backend="onnxruntime")

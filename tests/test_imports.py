@@ -57,3 +57,17 @@ def test_public_names_resolve_and_unknown_ones_raise() -> None:
     assert set(unetzoo.__all__) <= set(dir(unetzoo))
     with pytest.raises(AttributeError, match="no attribute 'trian'"):
         unetzoo.trian  # noqa: B018
+
+
+HELP = ("import contextlib, io\nfrom unetzoo.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main({argv!r})")
+
+
+@pytest.mark.parametrize("statement", [
+    "import unetzoo.config", HELP.format(argv=["--help"]), HELP.format(argv=["train", "--help"]),
+])
+def test_the_config_and_the_help_load_no_engine_module(statement: str) -> None:
+    ours = unetzoo_modules(loaded_after(statement))
+    assert "unetzoo.config" in ours
+    assert not {m for m in ours if m.startswith("unetzoo.engine")}

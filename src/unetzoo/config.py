@@ -8,9 +8,14 @@ way whether they come from a flag (text), a YAML file or the Python API, so `1e-
 `.5` and `+1` are numbers everywhere and `null` leaves an optional value unset. A wrong
 value is one `ConfigError` line naming the option (and the YAML file it came from).
 
-Adding an option is one line: a field with `option(default, help, ...)`; `train` gets the
-flag, YAML the key, checkpoints the value. Checks that involve several options go in
-`TrainConfig.validate`.
+The options are declared in groups, one per part of the work that reads them
+(`DataOptions`, `ModelOptions`, `OptimOptions`, `RunOptions`, `RuntimeOptions`);
+`TrainConfig` inherits them all, so it stays one flat set of options (`config.lr`, flat YAML
+and checkpoints) while a layer that reads one part takes that group (`config.part(...)`).
+
+Adding an option is one line: a field with `option(default, help, ...)` in its group; `train`
+gets the flag, YAML the key, checkpoints the value. Checks that involve several options go
+in the group's `check` (or `TrainConfig.check` across groups).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import typing
 from dataclasses import dataclass, field, fields
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pydantic
 import yaml
@@ -33,7 +38,7 @@ from .data.transforms import AUGMENT_LEVELS, NORMALIZATIONS, RESIZE_MODES
 from .errors import ConfigError
 from .losses import build_loss
 from .models.registry import resolve_kwargs
-from .runtime import PRECISIONS
+from .runtime import PRECISIONS, Runtime
 from .schedules import OPTIMIZERS, SCHEDULES
 from .task import TASKS
 
@@ -68,16 +73,69 @@ NAN_POLICIES = ("stop", "skip")
 LOGGERS = ("tensorboard", "none")
 
 
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; saved in every checkpoint."""
+_O = TypeVar("_O", bound="Options")
+_G = TypeVar("_G", bound="Options")
 
-    # data
+
+class Options:
+    """What every group of options shares: checking, a flat dict, a part as its own type.
+
+    A group is a dataclass of `option(...)` fields; `TrainConfig` inherits every group, so
+    its fields (flags, YAML keys, checkpoint keys) stay flat: `config.lr`, `lr: 1e-3`.
+    """
+
+    def validate(self: _O) -> _O:
+        """Check every value (types, choices, bounds) and the options that go together.
+
+        Returns:
+            self, with values converted to their declared types.
+
+        Raises:
+            ConfigError: naming the option, for the first value that is wrong.
+        """
+        for name, value in check_values(self.to_dict(), type(self)).items():
+            setattr(self, name, value)
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """Checks that involve several options of this group (after each value is checked).
+
+        Raises:
+            ConfigError: naming the options that do not go together.
+        """
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as plain values (what config.yaml and checkpoints store)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def part(self, group: type[_G]) -> _G:
+        """The options of `group` (e.g. `RuntimeOptions`) as an instance of it: what a layer
+        that reads only that part takes. Values are shared, not copied.
+
+        Raises:
+            TypeError: `group` is not one of this config's groups.
+        """
+        if not isinstance(self, group):
+            raise TypeError(f"{group.__name__} is not a part of {type(self).__name__}")
+        return group(**{f.name: getattr(self, f.name) for f in fields(group)})  # type: ignore[arg-type]
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names of this group (or config), in declaration order."""
+        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
+
+@dataclass
+class DataOptions(Options):
+    """Which images and masks, how they are read, split, sampled, augmented and loaded
+    (`data.prepare.prepare_data` and the training datasets)."""
+
     dataset: str | None = option(None, "dataset folder (images/ + masks/, or the CSV's root)",
                                  metavar="DIR")
-    csvfile: str | None = option(None, "CSV split (image,mask,split) relative to the dataset; "
-                                 "without one, a seeded train/val/test split is made and saved",
-                                 metavar="F")
+    csvfile: str | None = option(None, "CSV split (image,mask,split) relative to the dataset "
+                                 "(without one, train makes a seeded train/val/test split and "
+                                 "keeps it in the run folder)", metavar="F")
     task: str | None = option(None, "binary, multiclass or multilabel (default: inferred from "
                               "the masks)", choices=TASKS)
     num_classes: int | None = option(None, "output channels (default: inferred from the masks)",
@@ -100,7 +158,8 @@ class TrainConfig:
                                    "folder when present)", metavar="YAML")
     ignore_index: int | None = option(None, "stored mask value of pixels to ignore (default: "
                                       "255 in index masks when it shares masks with other "
-                                      "labels, none in binary masks)", ge=0, lt=65536)
+                                      "labels, none in binary masks)", ge=0, lt=65536,
+                                      metavar="VALUE")
     instances: bool = option(False, "masks are instance label images (one integer per "
                              "object): train a binary model, foreground = any label")
     allow_duplicates: bool = option(False, "accept an image listed twice in one split (it "
@@ -123,7 +182,18 @@ class TrainConfig:
                               "ones; the rest is checked as it is loaded: unreadable training "
                               "samples skipped and logged, mask values the reading cannot hold "
                               "stop training)")
-    # model
+    fg_oversample: float = option(0.0, "fraction of training patches centred on a "
+                                  "foreground pixel (crop mode; sparse objects), 0..1", ge=0)
+
+    def check(self) -> None:
+        if self.fg_oversample > 1:
+            raise ConfigError(f"--fg-oversample must be <= 1, got {self.fg_oversample}")
+
+
+@dataclass
+class ModelOptions(Options):
+    """Which architecture, its arguments, and the weights it starts from."""
+
     model: str = option("unet", "architecture to train: a registered model name (see "
                         "`unetzoo models`)", aliases=("--arch",), metavar="NAME")
     preset: str | None = option(None, "model preset, e.g. reference or tiny")
@@ -134,7 +204,16 @@ class TrainConfig:
                               "head for other classes starts anew); its architecture and "
                               "normalisation are used unless --model is given",
                               metavar="NAME|DIR|CKPT")
-    # optimisation
+
+    def check(self) -> None:
+        resolve_kwargs(self.model, self.preset, **self.model_args)
+
+
+@dataclass
+class OptimOptions(Options):
+    """What is minimised and how: loss, optimizer, schedule, batch, steps, averaging, and the
+    time budget with the plan its recipe came from."""
+
     loss: str = option("ce+dice", "bce, ce, dice, focal, tversky, lovasz, or a sum such as "
                                   "bce+dice")
     batch: int = option(8, "samples per forward pass (one optimizer step of each process)",
@@ -155,16 +234,9 @@ class TrainConfig:
     ds_weights: list[float] | None = option(None, "loss weight per deep-supervision output "
                                             "(default: the model's own)")
     grad_clip: float | None = option(None, "clip the gradient norm to this value", gt=0)
-    monitor: str = option("dice", "validation metric that selects the best checkpoint (loss: "
-                          "the lowest validation loss)",
-                          choices=MONITORS)
     ema: float | None = option(None, "keep an exponential moving average of the weights with "
                                "this decay (e.g. 0.999); validation, best.pt and inference use "
                                "it", gt=0, lt=1)
-    fg_oversample: float = option(0.0, "fraction of training patches centred on a "
-                                  "foreground pixel (crop mode; sparse objects), 0..1", ge=0)
-    test_tta: str = option("none", "test-time augmentation of the final test evaluation",
-                           choices=TTA_MODES)
     time_budget: float | None = option(None, "train for this many minutes (wall clock, "
                                        "validation included; then the test evaluation): the "
                                        "schedule is laid over the budget from measured step "
@@ -173,7 +245,17 @@ class TrainConfig:
     plan: dict[str, Any] | None = option(None, "the plan the recipe came from (written by "
                                          "`unetzoo plan`; recorded in checkpoints)",
                                          command_line=False)
-    # run
+
+    def check(self) -> None:
+        if self.warmup >= self.epoch:
+            raise ConfigError(f"--warmup must be in [0, epoch), got {self.warmup}")
+
+
+@dataclass
+class RunOptions(Options):
+    """The run folder and what happens around the steps: resume, seed, validation, the best
+    checkpoint, the test evaluation, the report, checkpointing, loggers."""
+
     out: str | None = option(None, "run folder (default: runs/<model>-<date-time>)",
                              aliases=("--output",), metavar="DIR")
     resume: str | None = option(None, "resume from a run folder (its newest valid checkpoint) "
@@ -182,7 +264,12 @@ class TrainConfig:
     overwrite: bool = option(False, "allow replacing an existing run folder's contents")
     seed: int = option(0, "random seed (CPU runs are reproducible)")
     val_every: int = option(1, "validate every N epochs", ge=1)
+    monitor: str = option("dice", "validation metric that selects the best checkpoint (loss: "
+                          "the lowest validation loss)",
+                          choices=MONITORS)
     test: bool = option(True, "evaluate the best checkpoint on the test split after training")
+    test_tta: str = option("none", "test-time augmentation of the final test evaluation",
+                           choices=TTA_MODES)
     report: bool = option(True, "write report.html into the run folder at the end (curves, "
                           "metrics, worst and best images; see `unetzoo report`)")
     checkpoint_every: int | None = option(None, "also write models/epoch_last.pt every N "
@@ -199,7 +286,19 @@ class TrainConfig:
                                 "(sqlite:///mlflow.db, a folder, or a server URL)",
                                 metavar="URI")
     mlflow_experiment: str = option("unetzoo", "MLflow experiment name")
-    # runtime (also the runtime flags of eval, predict, bench and demo: RUNTIME_OPTIONS)
+
+    def check(self) -> None:
+        if self.resume == "auto" and not self.out:
+            raise ConfigError("--resume auto needs --out: the run folder to continue, or to "
+                              "start when it holds no checkpoint yet")
+
+
+@dataclass
+class RuntimeOptions(Options):
+    """Where and how the model runs on this machine: the runtime flags of train, eval,
+    predict, bench and demo (`RUNTIME_OPTIONS`). They change speed, not what is learnt
+    (precision aside)."""
+
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     precision: str = option("auto", "auto (bf16 where the hardware has it), fp32, bf16, fp16",
                             choices=PRECISIONS)
@@ -211,36 +310,48 @@ class TrainConfig:
     sync_bn: bool = option(False, "SyncBatchNorm: batch-norm statistics over all processes of "
                            "a distributed CUDA run")
 
-    def validate(self) -> TrainConfig:
-        """Check every value (types, choices, bounds) and the options that go together.
+    def runtime(self, backend: str = "torch", device: str | None = None) -> Runtime:
+        """The resolved `Runtime` (device, precision, memory format, threads, compile) for
+        `backend` (`auto`: decided when a model is opened).
 
-        Returns:
-            self, with values converted to their declared types.
+        Args:
+            backend: torch, onnxruntime, openvino or auto.
+            device: overrides `self.device` (e.g. a distributed process's own GPU).
 
         Raises:
-            ConfigError: naming the option, for the first value that is wrong.
+            ConfigError: a device that is not there, a precision the device or backend
+                cannot run, torch options with an exported-graph backend.
         """
-        for name, value in check_values(self.to_dict(), type(self)).items():
-            setattr(self, name, value)
-        if self.resume == "auto" and not self.out:
-            raise ConfigError("--resume auto needs --out: the run folder to continue, or to "
-                              "start when it holds no checkpoint yet")
-        if self.warmup >= self.epoch:
-            raise ConfigError(f"--warmup must be in [0, epoch), got {self.warmup}")
-        if self.fg_oversample > 1:
-            raise ConfigError(f"--fg-oversample must be <= 1, got {self.fg_oversample}")
+        return Runtime.resolve(device or self.device, self.precision, self.channels_last,
+                               self.threads, compile=self.compile, backend=backend)
+
+
+GROUPS: tuple[type[Options], ...] = (DataOptions, ModelOptions, OptimOptions, RunOptions,
+                                     RuntimeOptions)
+
+
+# The bases are listed in reverse: a dataclass takes its bases' fields from the last base to
+# the first, so the fields (flags in --help, keys of config.yaml) read data, model,
+# optimisation, run, runtime.
+@dataclass
+class TrainConfig(RuntimeOptions, RunOptions, OptimOptions, ModelOptions, DataOptions):
+    """Everything a training run needs; saved in every checkpoint.
+
+    One flat set of options (`config.lr`; flat YAML and checkpoint dicts) declared in the
+    groups each layer reads: `DataOptions`, `ModelOptions`, `OptimOptions`, `RunOptions`,
+    `RuntimeOptions`. `config.part(RuntimeOptions)` is one group as its own instance; a
+    function typed with a group also takes the whole config (it is an instance of each).
+    """
+
+    def check(self) -> None:
+        """Each group's checks, then those across groups (the loss for the task)."""
+        for group in GROUPS:
+            group.check(self)
         build_loss(self.loss, "multiclass" if self.task == "multiclass" else "binary")
-        resolve_kwargs(self.model, self.preset, **self.model_args)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """The options as plain values (what config.yaml and checkpoints store)."""
-        return dataclasses.asdict(self)
 
 
-# Runtime options every command that runs a model takes (one declaration: TrainConfig's).
-RUNTIME_OPTIONS: tuple[str, ...] = ("device", "precision", "channels_last", "threads",
-                                    "progress")
+# Runtime options every command that runs a model takes (one declaration: RuntimeOptions').
+RUNTIME_OPTIONS: tuple[str, ...] = RuntimeOptions.names()
 
 
 def flag(name: str) -> str:

@@ -46,7 +46,8 @@ def test_an_unwritable_output_is_one_line_with_exit_1(tmp_path: Path, capsys) ->
     blocker.write_text("not a folder")
     out = blocker / "bench.json"  # a path below a file cannot be created
     code = main(["bench", "--model", "unet", "--preset", "tiny", "--img-size", "16",
-                 "--repeats", "1", "--warmup", "0", "--precision", "fp32", "--json", str(out)])
+                 "--repeats", "1", "--warmup-passes", "0", "--precision", "fp32", "--json",
+                 str(out)])
     err = capsys.readouterr().err
     assert code == 1 and len(err.splitlines()) == 1, err
     assert err.startswith(f"unetzoo bench: error: {blocker}: ") and "Traceback" not in err
@@ -66,17 +67,38 @@ def test_a_closed_output_pipe_is_one_line(tmp_path: Path) -> None:
 def test_deprecated_spellings_print_one_line_and_still_work(tmp_path: Path, capsys) -> None:
     out = tmp_path / "b.json"
     assert main(["bench", "--model", "unet", "--preset", "tiny", "--size", "16", "--repeats",
-                 "1", "--warmup", "0", "--precision", "fp32", "--json", str(out)]) == 0
+                 "1", "--warmup-passes", "0", "--precision", "fp32", "--json", str(out)]) == 0
     err = capsys.readouterr().err
     assert err == "unetzoo bench: --size is deprecated; use --img-size\n"
     assert json.loads(out.read_text())["size"] == 16
 
 
+@pytest.mark.parametrize("command, deprecated, new, dest, value", [
+    (["bench", "--model", "unet"], ["--warmup", "5"], "--warmup-passes", "warmup_passes", 5),
+    (["export", "--model", "m.pt", "--format", "bioimageio", "--out", "m.zip"],
+     ["--no-test"], "--no-package-test", "test", False),
+    (["convert", "dsb2018", "src", "dest"], ["--instances"], "--write-instances", "instances",
+     True),
+])
+def test_a_flag_name_with_a_second_meaning_is_a_deprecated_alias(
+        command: list[str], deprecated: list[str], new: str, dest: str, value, capsys) -> None:
+    from unetzoo.cli import build_parser
+
+    args = build_parser().parse_args([*command, *deprecated])
+    assert getattr(args, dest) == value
+    assert capsys.readouterr().err == (f"unetzoo {command[0]}: {deprecated[0]} is deprecated; "
+                                       f"use {new}\n")
+    args = build_parser().parse_args([*command, new, *deprecated[1:]])
+    assert getattr(args, dest) == value and capsys.readouterr().err == ""
+    default = build_parser().parse_args(command)
+    assert getattr(default, dest) == {"warmup_passes": 3, "test": True, "instances": False}[dest]
+
+
 def test_bench_builds_an_architecture_with_model_args(tmp_path: Path, capsys) -> None:
     out = tmp_path / "b.json"
     assert main(["bench", "--model", "unet", "--preset", "tiny", "--model-args", "depth=2",
-                 "--img-size", "16", "--repeats", "1", "--warmup", "0", "--precision", "fp32",
-                 "--json", str(out)]) == 0
+                 "--img-size", "16", "--repeats", "1", "--warmup-passes", "0", "--precision",
+                 "fp32", "--json", str(out)]) == 0
     expected = count_parameters(create_model("unet", preset="tiny", depth=2))
     assert json.loads(out.read_text())["params"] == expected
     assert expected != count_parameters(create_model("unet", preset="tiny"))

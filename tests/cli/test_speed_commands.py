@@ -73,13 +73,55 @@ def test_export_then_predict_from_the_file_alone(tmp_path: Path, checkpoint: Pat
     assert scores[0] == pytest.approx(scores[1], abs=1e-6)
 
 
-def test_predict_with_tta_and_post_processing(tmp_path: Path, checkpoint: Path) -> None:
-    images = write_pairs(tmp_path / "data", count=1, size=70) / "images"
-    assert run("predict", "--model", checkpoint, "--input", images, "--output", tmp_path / "a",
-               "--tta", "flip-rot90", "--min-size", "20", "--fill-holes", "--batch", "2",
+def symmetries() -> list[tuple]:
+    """The eight symmetries of the square on `B x C x H x W` and their inverses."""
+    rot = lambda k: lambda t: torch.rot90(t, k, (2, 3))  # noqa: E731
+    flip = lambda *dims: lambda t: t.flip(dims)  # noqa: E731
+    transpose = lambda t: t.transpose(2, 3)  # noqa: E731
+    anti = lambda t: t.flip((2, 3)).transpose(2, 3)  # noqa: E731
+    return [(flip(), flip()), (flip(3), flip(3)), (flip(2), flip(2)), (flip(2, 3), flip(2, 3)),
+            (rot(1), rot(-1)), (rot(-1), rot(1)), (transpose, transpose), (anti, anti)]
+
+
+def test_predict_with_tta_and_post_processing(tmp_path: Path) -> None:
+    from scipy import ndimage
+
+    image = write_pairs(tmp_path / "data", count=1, size=70) / "images" / "img_000.png"
+    pixels = np.asarray(Image.open(image).convert("RGB"), np.float32) / 255
+    x = torch.from_numpy((pixels - 0.5) / 0.25).permute(2, 0, 1)[None]  # its normalisation
+    model, info = tiny_checkpoint(num_classes=1)
+    # A random tiny U-Net is ~0.55 everywhere; its head scaled about the median logit gives
+    # a noisy map: small components and holes, and views of the image that disagree.
+    with torch.no_grad():
+        median = float(model(x).median())
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        weights["head.weight"] *= 1e6
+        weights["head.bias"] = (weights["head.bias"] - median) * 1e6
+        model.load_state_dict(weights)
+        plain = torch.sigmoid(model(x))[0, 0].numpy()
+        mean = np.mean([torch.sigmoid(inverse(model(view(x))))[0, 0].numpy()
+                        for view, inverse in symmetries()], axis=0)
+    # the whole image in one pass (patch 96 > 70), so the views are of the image itself
+    checkpoint = save_checkpoint(tmp_path / "best.pt", replace(
+        info, state_dict=weights, preprocessing=replace(info.preprocessing, img_size=96)))
+    threshold = 0.3
+    assert np.abs(mean - threshold).min() > 1e-3  # no pixel on the edge of the threshold
+    tta = mean > threshold
+    labels, count = ndimage.label(tta, structure=np.ones((3, 3)))  # 8-connected
+    sizes = ndimage.sum_labels(tta, labels, index=np.arange(1, count + 1))
+    kept = np.isin(labels, 1 + np.flatnonzero(sizes >= 20))
+    expected = ndimage.binary_fill_holes(kept)  # background 4-connected to the border stays
+    # each step matters here, so leaving one out changes the mask
+    assert (tta != (plain > threshold)).sum() > 100 and (tta & ~kept).any()
+    assert (expected & ~kept).sum() > 100
+
+    assert run("predict", "--model", checkpoint, "--input", image, "--output", tmp_path / "a",
+               "--tta", "flip-rot90", "--min-size", "20", "--fill-holes", "--threshold",
+               str(threshold), "--batch", "2", "--precision", "fp32", "--backend", "torch",
                *FAST) == 0
     (mask,) = masks(tmp_path / "a").values()
-    assert mask.shape == (70, 70) and set(np.unique(mask)) <= {0, 255}
+    assert mask.shape == (70, 70) and set(np.unique(mask)) == {0, 255}
+    assert np.array_equal(mask == 255, expected)
 
 
 def test_eval_on_an_exported_backend(tmp_path: Path, checkpoint: Path) -> None:
@@ -97,7 +139,7 @@ def test_eval_on_an_exported_backend(tmp_path: Path, checkpoint: Path) -> None:
 def test_bench_reports_speed_and_fraction_of_peak(tmp_path: Path, capsys) -> None:
     result = tmp_path / "bench.json"
     assert run("bench", "--model", "unet", "--preset", "tiny", "--img-size", "32", "--repeats",
-               "2", "--warmup", "0", "--precision", "fp32", "--json", result, *FAST) == 0
+               "2", "--warmup-passes", "0", "--precision", "fp32", "--json", result, *FAST) == 0
     printed = capsys.readouterr().out
     assert "GFLOPs/image" in printed and "of the measured fp32 peak" in printed
     numbers = json.loads(result.read_text())
@@ -265,8 +307,8 @@ def test_every_command_taking_a_trained_model_takes_a_run_folder(tmp_path: Path,
                tmp_path / "m.onnx") == 0
     assert open_exported(tmp_path / "m.onnx", "onnxruntime").checkpoint.preprocessing == \
         load_checkpoint(checkpoint).preprocessing
-    assert run("bench", "--model", run_dir, "--img-size", "32", "--repeats", "1", "--warmup",
-               "0", "--backend", "torch", *FAST) == 0
+    assert run("bench", "--model", run_dir, "--img-size", "32", "--repeats", "1",
+               "--warmup-passes", "0", "--backend", "torch", *FAST) == 0
     assert said in "".join(capsys.readouterr())
     (run_dir / "models" / "best.pt").rename(run_dir / "models" / "epoch_last.pt")
     assert run("predict", "--model", run_dir, "--input", data / "images", "--output",
@@ -298,3 +340,33 @@ def test_post_processing_that_empties_every_prediction_is_said(
                     "--min-size or leave it out"] * 2
     assert all(not m.any() for m in masks(tmp_path / "p").values())
     assert all(m.all() for m in masks(tmp_path / "q").values())
+
+
+def test_eval_and_predict_share_the_threshold(tmp_path: Path, capsys) -> None:
+    # a model whose probability is 0.7 at every pixel: foreground above 0.5, nothing above 0.8
+    _, info = tiny_checkpoint(num_classes=1)
+    weights = {k: v.clone() for k, v in info.state_dict.items()}
+    weights["head.weight"].zero_()
+    weights["head.bias"].fill_(float(torch.logit(torch.tensor(0.7))))
+    constant = save_checkpoint(tmp_path / "constant.pt", replace(info, state_dict=weights))
+    data = write_pairs(tmp_path / "data", count=2, size=32)
+    truth = np.stack([np.asarray(Image.open(p)) > 0 for p in sorted(data.glob("masks/*.png"))])
+    everywhere = 2 * truth.sum() / (truth.sum() + truth.size)
+    for threshold, dice, value in (("0.5", everywhere, 255), ("0.8", 0.0, 0)):
+        out = tmp_path / f"eval-{threshold}"
+        assert run("eval", data, "--model", constant, "--split", "all", "--threshold",
+                   threshold, "--precision", "fp32", "--backend", "torch", "--no-report",
+                   "--out", out, *FAST) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["global"]["dice"] == pytest.approx(dice, abs=1e-6)
+        assert run("predict", "--model", constant, "--input", data / "images", "--threshold",
+                   threshold, "--precision", "fp32", "--backend", "torch", "--output",
+                   tmp_path / f"p-{threshold}", *FAST) == 0
+        written = masks(tmp_path / f"p-{threshold}")
+        assert len(written) == 2 and all((m == value).all() for m in written.values())
+    capsys.readouterr()
+    for command in (["eval", data], ["predict", "--input", data / "images", "--out",
+                                     tmp_path / "x"]):
+        assert run(*command, "--model", constant, "--threshold", "1", *FAST) == 2
+        assert capsys.readouterr().err == (f"unetzoo {command[0]}: error: --threshold must be "
+                                           "in (0, 1), got 1.0\n")

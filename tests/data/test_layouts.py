@@ -134,6 +134,38 @@ def test_csv_errors_name_row_and_file(tmp_path: Path, row: str, message: str) ->
     assert "split.csv" in str(info.value)
 
 
+def test_symlinked_folders_and_files_inside_the_dataset_are_followed(tmp_path: Path) -> None:
+    store, root = tmp_path / "store", tmp_path / "data"
+    png(store / "images" / "a.png", 1)
+    png(store / "masks" / "a.png", 2)
+    png(store / "elsewhere" / "b.png", 3)
+    png(root / "masks" / "b.png", 4)
+    (root / "images").symlink_to(store / "images")  # a linked folder
+    (store / "images" / "b.png").symlink_to(store / "elsewhere" / "b.png")  # a linked file
+    (root / "masks" / "a.png").symlink_to(store / "masks" / "a.png")
+    folders = find_pairs(root)
+    assert [(p.image, p.mask) for p in folders] == [
+        (root / "images" / "a.png", root / "masks" / "a.png"),
+        (root / "images" / "b.png", root / "masks" / "b.png")]
+    (root / "split.csv").write_text("image,mask,split\nimages/a.png,masks/a.png,train\n"
+                                    "images/b.png,images/../masks/b.png,val\n")
+    rows = find_pairs(root, "split.csv")
+    # `..` collapsed as written: the dataset's masks/b.png, not the link target's sibling
+    assert [(p.image, p.mask) for p in rows] == [(p.image, p.mask) for p in folders]
+    assert [np.asarray(Image.open(p.image)).max() for p in rows] == [1, 3]
+    # the dataset folder itself a link, a row with its real (absolute) path
+    (tmp_path / "link").symlink_to(root)
+    (root / "abs.csv").write_text(f"image,mask,split\n{root / 'images' / 'a.png'},masks/a.png,"
+                                  "train\n")
+    assert [p.image for p in find_pairs(tmp_path / "link", "abs.csv")] == [
+        root / "images" / "a.png"]
+    for escape in ("images/../../store/elsewhere/b.png", str(store / "elsewhere" / "b.png")):
+        (root / "split.csv").write_text(f"image,mask,split\n{escape},masks/b.png,train\n")
+        with pytest.raises(DataError, match=f"row 2: '{re.escape(escape)}' points outside the "
+                                            "dataset folder"):
+            find_pairs(root, "split.csv")
+
+
 def test_csv_without_header(tmp_path: Path) -> None:
     (tmp_path / "split.csv").write_text("images/a.png,masks/a.png,train\n")
     with pytest.raises(DataError, match="expected a header"):

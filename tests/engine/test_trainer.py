@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import unetzoo
@@ -35,14 +36,55 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
                                                            resumed.history]
 
 
+class HeadsAtStart(unetzoo.engine.training.trainer.Callback):
+    """The output heads' weights before the first step."""
+
+    def on_train_start(self, trainer) -> None:
+        self.heads = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()
+                      if k.startswith("heads.")}
+
+
 def test_deep_supervision_model_trains_and_predicts(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from unetzoo.engine.inference.predictor import InferenceOptions
+    from unetzoo.runtime import Runtime
+
     data = write_pairs(tmp_path / "data", count=6, size=32)
+    start = HeadsAtStart()
     result = unetzoo.train(dataset=str(data), epoch=1, out=str(tmp_path / "r"),
-                           **{**COMMON, "model": "unetpp"})
-    assert result.best_checkpoint.is_file()
+                           callbacks=[start], **{**COMMON, "model": "unetpp"})
+    checkpoint = unetzoo.load_checkpoint(result.best_checkpoint)
+    # trains: every output is in the loss, so every head moved (a head left out of the loss
+    # gets no gradient and AdamW leaves it exactly as it was)
+    # the tiny UNet++ (depth 3) has a head on X^{0,1} and on X^{0,2}: weight and bias each
+    assert len(start.heads) == 2 * 2 and checkpoint.model_spec["kwargs"]["deep_supervision"]
+    for key, before in start.heads.items():
+        assert not torch.equal(checkpoint.state_dict[key], before), key
+    # predicts: the masks are the main output's (the X^{0,2} head) above the threshold,
+    # set at the median probability so that both classes are there to get right
+    pre = checkpoint.preprocessing
+    main, first = checkpoint.build_model(), checkpoint.build_model(prune_depth=1)
+    paths = sorted((data / "images").glob("*.png"))
+    probabilities = {}
+    for path in paths:
+        pixels = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+        x = torch.from_numpy((pixels - np.float32(pre.mean)) / np.float32(pre.std))
+        with torch.no_grad():
+            probabilities[path.name] = [torch.sigmoid(model(x.permute(2, 0, 1)[None]))[0, 0]
+                                        .numpy() for model in (main, first)]
+    threshold = float(np.median([p for p, _ in probabilities.values()]))
+    runtime = Runtime.resolve("cpu", "fp32", backend="torch")
     pred = unetzoo.predict(result.best_checkpoint, data / "images", tmp_path / "p",
-                           progress=False)
+                           InferenceOptions(runtime, threshold=threshold), progress=False)
     assert pred.images == 6
+    differs = 0
+    for name, (expected, shallow) in probabilities.items():
+        written = np.asarray(Image.open(tmp_path / "p" / name)) == 255
+        sure = np.abs(expected - threshold) > 1e-6  # pixels away from the threshold
+        assert np.array_equal(written[sure], (expected > threshold)[sure]), name
+        differs += int(((shallow > threshold) != (expected > threshold)).sum())
+    assert differs > 0  # another head's masks would not pass
 
 
 class Recorder(unetzoo.engine.training.trainer.Callback):

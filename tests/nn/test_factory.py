@@ -8,12 +8,11 @@ from torch import nn
 
 from unetzoo.errors import ModelError
 from unetzoo.models import create_model
+from unetzoo.nn import factory, norms
 from unetzoo.nn.attention_gate import CoarseGate, SameLevelGate
 from unetzoo.nn.factory import (
-    GATES,
     NORMS,
-    SQUEEZE_EXCITATIONS,
-    UPSAMPLERS,
+    Choice,
     create_norm,
     create_upsample,
     gate_factory,
@@ -22,11 +21,36 @@ from unetzoo.nn.factory import (
 from unetzoo.nn.squeeze_excitation import SCSE, ChannelSE
 
 
-def test_names_come_from_the_tables() -> None:
-    assert NORMS.names == ("batch", "instance", "group", "none")
-    assert UPSAMPLERS.names == ("transpose", "nearest", "bilinear")
-    assert GATES.names == ("same_level", "coarse")
-    assert SQUEEZE_EXCITATIONS.names == ("se", "scse")
+class Marker(nn.Identity):
+    """A layer that no table holds: where it turns up, the name came from the table."""
+
+
+@pytest.mark.parametrize("module, table, listed, build", [
+    (norms, "NORMS", ("batch", "instance", "group", "none"), lambda name: create_norm(name, 8)),
+    (factory, "UPSAMPLERS", ("transpose", "nearest", "bilinear"),
+     lambda name: create_upsample(name, 16, 8).up),
+    (factory, "GATES", ("same_level", "coarse"), gate_factory),
+    (factory, "SQUEEZE_EXCITATIONS", ("se", "scse"), se_factory),
+], ids=["norm", "upsample", "gate", "se"])
+def test_names_come_from_the_tables(module, table: str, listed: tuple[str, ...], build,
+                                    monkeypatch) -> None:
+    original: Choice = getattr(module, table)
+    assert original.names == tuple(original) == listed  # the names users see, in order
+    # a name added to the table is accepted, built by its entry, and listed in the error:
+    # no other list of names stands between the table and the user
+    monkeypatch.setattr(module, table, Choice(original.option, {
+        **original, "extra": lambda *args: Marker()}))
+    assert isinstance(build("extra"), Marker)
+    with pytest.raises(ModelError, match=f"^unknown {original.option} 'nope'; choose one of "
+                                         f"{', '.join(listed)}, extra$"):
+        build("nope")
+
+
+def test_a_model_takes_a_norm_name_through_the_table(monkeypatch) -> None:
+    monkeypatch.setattr(norms, "NORMS", Choice("norm", {**NORMS, "extra": lambda c: Marker()}))
+    model = create_model("unet", preset="tiny", norm="extra")
+    assert any(isinstance(m, Marker) for m in model.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
 def test_each_name_builds_its_layer() -> None:

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Sequence
 
 from ..errors import UnetzooError, one_line
+from ..version import __version__
 from . import (
     bench,
     compare,
@@ -26,6 +27,7 @@ from . import (
     split,
     train,
 )
+from .common import settle_dataset
 
 COMMANDS = (demo, train, plan, evaluate, predict, export, bench, split, convert, inspect,
             models, report, compare)
@@ -38,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unetzoo", description="The U-Net family: train, evaluate, predict, export. "
         f"Errors print one line; --traceback (or {DEBUG_ENV}=1) prints the traceback.")
+    parser.add_argument("-V", "--version", action="version", version=f"unetzoo {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
@@ -91,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"unetzoo {args.command}"
     debug = args.traceback or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     try:
+        settle_dataset(args)
         args.run(args)
     except UnetzooError as exc:
         error: BaseException = exc

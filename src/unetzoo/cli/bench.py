@@ -6,9 +6,10 @@ import argparse
 import json
 import logging
 
-from ..config import TrainConfig, add_config_arguments, check_values
+from ..config import ModelOptions, add_config_arguments, check_values
 from .common import (
     TRAINED_MODEL,
+    DeprecatedAlias,
     add_backend_arguments,
     add_img_size_argument,
     add_runtime_arguments,
@@ -28,14 +29,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, metavar="NAME|CKPT|FILE",
                         help=f"an architecture (a registered model name) or a trained model: "
                              f"{TRAINED_MODEL}")
-    add_config_arguments(parser, TrainConfig, only=("preset", "model_args"))
+    add_config_arguments(parser, ModelOptions, only=("preset", "model_args"))
     parser.add_argument("--in-channels", type=int, default=3, help="input channels (names)")
     parser.add_argument("--num-classes", type=int, default=1, help="output channels (names)")
     add_img_size_argument(parser, "input height and width", default=256)
     parser.add_argument("--batch", type=int, default=1,
                         help="samples (images) per forward pass or training step")
     parser.add_argument("--repeats", type=int, default=20, help="timed passes")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed passes first")
+    parser.add_argument("--warmup-passes", "--warmup", dest="warmup_passes", type=int, default=3,
+                        action=DeprecatedAlias, deprecated=("--warmup",),
+                        help="untimed passes first (--warmup: deprecated spelling)")
     parser.add_argument("--train", action="store_true",
                         help="time training steps (forward, loss, backward, AdamW)")
     parser.add_argument("--json", metavar="FILE", help="also write the result as JSON")
@@ -53,12 +56,12 @@ def run(args: argparse.Namespace) -> None:
     given = {k: getattr(args, k) for k in ("preset", "model_args") if hasattr(args, k)}
     if isinstance(given.get("model_args"), list):
         given["model_args"] = parse_key_values(given["model_args"])
-    options = check_values(given)
+    options = check_values(given, ModelOptions)
     chosen = resolve_bench_model(args.model, runtime, options.get("preset"), args.in_channels,
                                  args.num_classes, args.img_size, args.train,
                                  options.get("model_args"))
     log.info(chosen.note)
-    result = bench(chosen.module, chosen.runtime, args.img_size, args.batch, args.warmup,
+    result = bench(chosen.module, chosen.runtime, args.img_size, args.batch, args.warmup_passes,
                    args.repeats, args.train, chosen.name, flops_model=chosen.eager)
     log.info(result.format())
     if args.json:

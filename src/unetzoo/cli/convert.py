@@ -6,6 +6,8 @@ import argparse
 import logging
 from collections import Counter
 
+from .common import DeprecatedAlias
+
 log = logging.getLogger("unetzoo")
 
 
@@ -24,8 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty DEST")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the 80/10/10 split where the dataset has none")
-    parser.add_argument("--instances", action="store_true",
-                        help="dsb2018: also write 16-bit instance label maps to instances/")
+    parser.add_argument("--write-instances", "--instances", dest="instances", nargs=0,
+                        const=True, default=False, action=DeprecatedAlias,
+                        deprecated=("--instances",),
+                        help="dsb2018: also write 16-bit instance label maps to instances/ "
+                             "(--instances: deprecated spelling)")
     parser.add_argument("--no-fov", dest="fov", action="store_false", default=None,
                         help="drive: no field-of-view ROI (evaluate the whole image)")
     parser.set_defaults(run=run)

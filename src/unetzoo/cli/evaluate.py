@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from .common import (
+    add_dataset_argument,
     add_inference_arguments,
     add_out_argument,
     add_trained_model_argument,
@@ -20,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("eval", help="evaluate a checkpoint on a dataset",
                             description="Dice, IoU, precision, recall, specificity, F1, "
                                         "accuracy, mDice per image and summarised.")
-    parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
+    add_dataset_argument(parser)
     parser.add_argument("--csvfile", metavar="F", help="CSV split (image,mask,split)")
     add_trained_model_argument(parser, " (INT8 included): an exported file evaluates like "
                                         "its checkpoint")

@@ -7,6 +7,7 @@ import argparse
 import logging
 
 from .common import (
+    DeprecatedAlias,
     add_img_size_argument,
     add_out_argument,
     add_trained_model_argument,
@@ -72,8 +73,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     share.add_argument("--sample-image", metavar="FILE",
                        help="bioimageio: the image the test input is cropped from (default: "
                             "a test image of the run's dataset); its pixel type is the input's")
-    share.add_argument("--no-test", dest="test", action="store_false",
-                       help="bioimageio: skip bioimageio.core's test of the package")
+    share.add_argument("--no-package-test", "--no-test", dest="test", nargs=0, const=False,
+                       default=True, action=DeprecatedAlias, deprecated=("--no-test",),
+                       help="bioimageio: skip bioimageio.core's test of the package "
+                            "(--no-test: deprecated spelling)")
     share.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"),
                        help="folder: storage type of the weights (they load as float32)")
     parser.set_defaults(run=run)

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from ..config import TrainConfig, add_config_arguments, check_values
+from .common import add_dataset_argument
 
 log = logging.getLogger("unetzoo")
 
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "and validation for the time budget (default 15 minutes), prints the "
                     "reasons and writes a YAML for `unetzoo train --config`. `unetzoo train "
                     "--time-budget M` plans the same way for every option not given.")
-    parser.add_argument("dataset", metavar="DIR", help="dataset folder")
+    add_dataset_argument(parser)
     add_config_arguments(parser, TrainConfig, only=PLAN_OPTIONS)
     parser.add_argument("--out", metavar="YAML", help="write the plan here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -27,8 +27,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_trained_model_argument(parser, ", which alone is enough")
     parser.add_argument("--input", required=True, metavar="FILE|DIR", help="image or folder")
     add_out_argument(parser, "output folder", required=True)
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="probability threshold (binary, multilabel)")
     parser.add_argument("--save-attention", action="store_true",
                         help="also write attention maps as heat maps (gated models; tiled and "
                              "blended like the masks; runs the torch backend)")

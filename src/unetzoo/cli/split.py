@@ -6,7 +6,7 @@ import argparse
 import logging
 from collections import Counter
 
-from .common import DeprecatedAlias
+from .common import DeprecatedAlias, add_dataset_argument
 
 log = logging.getLogger("unetzoo")
 
@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("split", help="write a train/val/test CSV split",
                             description="Shuffle the pairs of DIR/images + DIR/masks with a "
                                         "seed and write image,mask,split rows.")
-    parser.add_argument("--dataset", required=True, metavar="DIR", help="dataset folder")
+    add_dataset_argument(parser)
     parser.add_argument("--train-size", "--size", dest="train_size", type=float, default=0.9,
                         action=DeprecatedAlias, deprecated=("--size",),
                         help="fraction for training (--size: deprecated spelling)")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 
 from ..config import TrainConfig, add_config_arguments, build_config, load_yaml
+from .common import add_dataset_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,6 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "flag is also a YAML key (dashes or underscores). Under torchrun, the "
                     "processes train together (--batch is per process).")
     parser.add_argument("--config", metavar="YAML", help="YAML file of options")
+    add_dataset_argument(parser, "dataset folder", required=False, flag=False)
     add_config_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> None:
     from ..api import train
     from ..engine.training.preemption import TrainingInterrupted
 
-    names = {f.name for f in fields(TrainConfig)}
+    names = set(TrainConfig.names())
     given = {k: v for k, v in vars(args).items() if k in names}
     config = build_config(given, args.config)
     explicit = set(given) | set(load_yaml(args.config) if args.config else {})

@@ -249,18 +249,36 @@ def find_split_folder_pairs(root: Path, problems: list[DataError] | None = None)
     return pairs
 
 
+def _lexical(path: Path) -> Path:
+    """`path` made absolute with `..` and `.` collapsed, following no symbolic link."""
+    return Path(os.path.normpath(os.path.abspath(path)))
+
+
 def _inside(root: Path, value: str, row: int, csvfile: Path) -> Path:
-    path = Path(value) if Path(value).is_absolute() else root / value
+    """The file a CSV row names, relative to the dataset folder `root` (or absolute).
+
+    A path is inside the dataset when, with `..` collapsed as written, it lies under `root`
+    (as given, or with its own links resolved): symbolic links inside the dataset (a linked
+    `images/` folder, linked files) are followed wherever they point. The path returned has
+    `..` collapsed, so the file opened is the one checked.
+
+    Raises:
+        DataError: the path leaves the dataset (`../x.png`, an absolute path elsewhere),
+            or names no file; naming the CSV and its line.
+    """
+    given = Path(value) if Path(value).is_absolute() else root / value
+    path = Path(os.path.normpath(given))
     if not path.exists() and "\\" in value and not Path(value).is_absolute():
-        path = root / value.replace("\\", "/")  # a CSV written on Windows (images\a.png)
+        path = Path(os.path.normpath(root / value.replace("\\", "/")))  # written on Windows
     if not path.exists():  # the CSV and the file system may spell the name in NFC or NFD
         for form in ("NFC", "NFD"):
             other = Path(unicodedata.normalize(form, str(path)))
             if other.exists():
                 path = other
                 break
-    resolved = path.resolve()
-    if not resolved.is_relative_to(root.resolve()):
+    written, folder = _lexical(path), root.resolve()
+    if not (written.is_relative_to(_lexical(root)) or written.is_relative_to(folder)
+            or path.resolve().is_relative_to(folder)):
         raise DataError(f"row {row}: {value!r} points outside the dataset folder {root}", csvfile)
     if not path.is_file():
         raise DataError(f"row {row}: file {value!r} not found under {root}", csvfile)
