@@ -193,9 +193,11 @@ class Trainer:
             devices = [runtime.device.index] if runtime.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(model, device_ids=devices)
         forward = torch.compile(self.ddp) if config.compile else self.ddp
+        # the patch and resize mode are the preprocessing's, which checkpoints carry
+        patch = data.preprocessing.img_size
         self.train_set = data.dataset(
-            data.train, train_transform(config.img_size, config.resize_mode,  # type: ignore[arg-type]
-                                        config.augment, fg_oversample=config.fg_oversample),
+            data.train, train_transform(patch, data.preprocessing.resize_mode, config.augment,
+                                        fg_oversample=config.fg_oversample),
             seed=config.seed)
         self.global_batch = config.batch * self.context.world_size
         self.steps_per_epoch = config.steps_per_epoch or max(
@@ -209,7 +211,7 @@ class Trainer:
                 config.step_size, config.gamma, config.poly_power)
             # what one validation runs, per process, against one training step
             self.val_pixels = estimate_pixels(data.val) // self.context.world_size
-            self.step_pixels = config.batch * config.img_size**2
+            self.step_pixels = config.batch * patch**2
         else:
             factor = lr_factor(config.schedule, config.epoch * self.steps_per_epoch,
                                config.warmup * self.steps_per_epoch, self.steps_per_epoch,
