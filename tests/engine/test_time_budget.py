@@ -12,6 +12,7 @@ import pytest
 
 import unetzoo
 from tests.helpers import write_pairs
+from unetzoo.artefacts.checkpoint import save_checkpoint
 from unetzoo.cli import main
 
 
@@ -61,10 +62,23 @@ def test_resume_continues_with_the_budget_that_is_left(tmp_path: Path):
     again = unetzoo.load_checkpoint(first.last_checkpoint).train_state
     assert again["step"] == before["step"]
     assert "the time budget is spent" in (run / "train.log").read_text()
+    # where a tiny run's schedule stands depends on the machine's speed: make it the end
+    # of the decay (its floor), as a run that used its budget has it
+    checkpoint = unetzoo.load_checkpoint(first.last_checkpoint)
+    for schedule in checkpoint.train_state["scheduler"]["lr_lambdas"]:  # one per group
+        schedule.update(total=before["step"], laid=0, warmup=0, start=1.0, progress=1.0,
+                        pace=None, at=before["step"], value=0.0)
+    for group in checkpoint.train_state["optimizer"]["param_groups"]:
+        group["lr"] = 0.0
+    save_checkpoint(first.last_checkpoint, checkpoint)
     # a larger budget: training goes on for what the new budget leaves
     resumed = unetzoo.train(resume=str(run), time_budget=0.2)
     after = unetzoo.load_checkpoint(resumed.last_checkpoint).train_state
     assert after["step"] > before["step"] and after["epoch"] > before["epoch"]
+    # the decay is laid again over the budget twice as long: half way down the cosine
+    assert f"the cosine schedule now spans 0.2 min: lr 5.00e-04 at step {before['step']} " \
+        "(it was 0.00e+00 where the run stopped)" in (run / "train.log").read_text()
+    assert resumed.history[before["epoch"]]["lr"] == pytest.approx(5e-4)  # not 0
     spent = sum(after["budget"][k] for k in ("training", "validation", "other"))
     assert 0.2 * 60 * 0.3 < spent < 0.2 * 60 + 30
     assert after["budget"]["steps"] == after["step"]
