@@ -14,6 +14,7 @@ import unetzoo
 from tests.helpers import write_pairs
 from unetzoo.artefacts.checkpoint import save_checkpoint
 from unetzoo.cli import main
+from unetzoo.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -188,3 +189,23 @@ def test_init_under_a_budget_is_planned_keeping_architecture_and_normalisation(
     assert prepared.preprocessing.normalization == "dataset"
     assert prepared.preprocessing.mean != (0.3,) * 3  # this dataset's statistics
     assert "your --normalize dataset" in caplog.text
+
+
+def test_a_planned_run_killed_before_its_first_checkpoint_restarts(tmp_path: Path):
+    """Its config.yaml holds the plan's patch and normalisation; `--resume auto` with the
+    same command plans again instead of calling them different from the run's."""
+    import yaml
+
+    from unetzoo.config import build_config
+    from unetzoo.engine.training.resume import plan_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(
+        {"dataset": "data", "img_size": 48, "normalize": "image", "time_budget": 2}))
+    given = {"dataset": "data", "out": str(run), "resume": "auto", "time_budget": 2}
+    plan = plan_run(build_config(given), given)
+    assert plan.reuse_folder and plan.checkpoint is None
+    given["img_size"] = 64  # a patch given that differs from the run's: another run
+    with pytest.raises(ConfigError, match="--img-size 64 differs from the run's 48"):
+        plan_run(build_config(given), given)

@@ -77,7 +77,10 @@ def plan_run(config: TrainConfig, given: dict[str, Any]) -> RunPlan:
                 if not saved.is_file():
                     raise RunError("holds outputs of an unknown run; choose another --out or "
                                    "pass --overwrite", path)
-                _same_run(load_yaml(saved), config, RUN_IDENTITY, saved)
+                # the options given now (a planned run's saved patch or normalisation
+                # is the plan's, which planning again gives)
+                _same_run(load_yaml(saved), config, [k for k in RUN_IDENTITY if k in given],
+                          saved)
             log.info(f"--resume auto: no checkpoint in {path} yet, starting the run")
             return RunPlan(path, config, reuse_folder=True)
         path, checkpoint = found
