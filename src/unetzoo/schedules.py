@@ -95,11 +95,33 @@ def lr_factor(schedule: str, total_steps: int, warmup_steps: int, steps_per_epoc
                                   step_size, gamma, power)
 
 
+PACE_GROWTH = 1.05  # the most the decay's pace may grow from one step to the next
+
+
 class BudgetSchedule:
-    """A schedule laid over a time budget: the run's length in steps (`total`) is
-    re-estimated as step times are measured (see `engine.budget`). The warm-up is
-    `warmup_steps`, at most a tenth of the first estimate of the length, and stays fixed
-    from then on. Called with the step like `lr_factor`'s functions.
+    """A schedule laid over a time budget, whose length in steps is known only as step
+    times are measured (see `engine.training.budget`). The learning rate follows one curve:
+
+    - until the first estimate of the run's length (`set_total`, once the step time is
+      measured), a linear warm-up of `warmup_steps`;
+    - at that estimate the schedule is laid: the warm-up ends at `warmup`, at most a tenth
+      of the estimated length (and not before the step it is laid at), rising linearly
+      from where it stands; this end stays fixed;
+    - after the warm-up, a progress p (0 to 1) drives the decay (cosine, poly):
+      each step moves p by (1 - p) / (the steps left in the latest estimate, at least 2),
+      and the pace grows by at most `PACE_GROWTH` per step. A later estimate only stretches
+      or shrinks what is left of the curve: p never goes back (a decaying lr never rises
+      after the warm-up), comes within a few percent of 1 at the estimated last step and
+      only halves its distance to 1 per step after it (a run that outlasts a pessimistic
+      estimate never trains at the schedule's floor), and a swing of the estimate (a slow
+      first epoch that fills the sample cache, a first validation dearer than estimated)
+      bends the curve instead of making it jump. (Laid anew from each estimate, as before,
+      the lr of a run whose first epoch took half of the budget went 1e-5, 3.2e-4, 9e-6 at
+      its first epoch ends.)
+    - `step`: `gamma` every `step_size` epochs; `constant`: 1 (both after the warm-up).
+
+    Called with the optimizer step like `lr_factor`'s functions, in increasing order
+    (torch's LambdaLR); its state is plain values, saved with the scheduler's state.
 
     Raises:
         ConfigError: `schedule` is not one of `SCHEDULES`.
@@ -111,17 +133,56 @@ class BudgetSchedule:
         self.schedule, self.warmup_steps = schedule, warmup_steps
         self.steps_per_epoch, self.step_size = steps_per_epoch, step_size
         self.gamma, self.power = gamma, power
-        self.total = 1
-        self.warmup: int | None = None
+        self.total: int | None = None  # the latest estimate of the run's length in steps
+        self.laid: int | None = None  # the step the schedule was laid at
+        self.warmup: int | None = None  # the last step of the warm-up, once laid
+        self.start = 0.0  # the factor the laid warm-up rises from
+        self.progress = 0.0  # p of the decay at step `at`
+        self.pace: float | None = None  # the last step's move of p
+        self.at = -1  # the last step computed
+        self.value = 0.0  # the factor at step `at`
 
     def set_total(self, total: int) -> None:
-        """The run's estimated length in optimizer steps."""
-        self.total = max(1, total)
-        if self.warmup is None:
-            self.warmup = min(self.warmup_steps, self.total // 10)
+        """The run's estimated length in optimizer steps (the first call lays the
+        schedule)."""
+        self.total = max(1, int(total))
+
+    def stretch(self, ratio: float) -> None:
+        """Lay the rest of the decay over a run `ratio` times as long as planned (a larger
+        budget given on resume): the progress so far becomes `1 / ratio` of what it was,
+        as in a run planned that long from the start (the lr rises from the old floor to
+        the new curve at the resume, and follows it from there)."""
+        if ratio > 1:
+            self.progress /= ratio
+            self.pace = None
+            if self.at >= 0 and self.warmup is not None and self.at > self.warmup:
+                self.value = self._decay(self.at)
 
     def __call__(self, step: int) -> float:
-        if self.warmup is None:  # before the first estimate: the warm-up's start
-            return min(1.0, (step + 1) / max(1, self.warmup_steps))
-        return factor_at(self.schedule, step, self.total, self.warmup,
-                         self.steps_per_epoch, self.step_size, self.gamma, self.power)
+        while self.at < step:
+            self._advance(self.at + 1)
+        return self.value
+
+    def _advance(self, step: int) -> None:
+        if self.laid is None and self.total is not None:
+            self.laid, self.start = step, self.value if step > 0 else 0.0
+            self.warmup = max(step, min(self.warmup_steps, self.total // 10))
+        if self.laid is None or self.warmup is None:  # before the first estimate
+            self.value = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps \
+                else 1.0
+        elif step <= self.warmup:  # rising from `start` at laid - 1 to 1 at the warm-up end
+            self.value = self.start + (1 - self.start) * (step - self.laid + 1) / (
+                self.warmup - self.laid + 1)
+        else:
+            left = max(2, (self.total or 1) - step)  # the floor is for after the end
+            pace = (1 - self.progress) / left
+            if self.pace is not None:
+                pace = min(pace, self.pace * PACE_GROWTH)
+            self.progress, self.pace = min(1.0, self.progress + pace), pace
+            self.value = self._decay(step)
+        self.at = step
+
+    def _decay(self, step: int) -> float:
+        options = {"gamma": self.gamma, "steps_per_epoch": self.steps_per_epoch,
+                   "step_size": self.step_size, "power": self.power}
+        return _SCHEDULES[self.schedule](self.progress, step, options)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import pytest
 
 from unetzoo.engine.training.budget import SKIPPED_STEPS, BudgetUsage, TimeBudget
 from unetzoo.errors import ConfigError
+from unetzoo.schedules import BudgetSchedule
 
 
 class Clock:
@@ -94,3 +98,85 @@ def test_bad_budgets_are_refused():
         TimeBudget(0)
     with pytest.raises(ConfigError, match="share"):
         TimeBudget(1, BudgetUsage(), validation_share=1.5)
+
+
+def _budget_run(minutes: float, steps_per_epoch: int, step_seconds, validation: float,
+                schedule: str = "cosine", warmup_epochs: int = 1) -> tuple[list[float], int]:
+    """The learning-rate factors of a simulated run under a budget, as the trainer takes
+    its decisions (`Trainer.train_step`, `_want_validation`): `step_seconds(epoch)` is the
+    step time of an epoch, `validation` what a validation costs. Returns the factor used at
+    each step taken and the warm-up's last step."""
+    clock = Clock()
+    budget = TimeBudget(minutes, clock=clock)
+    factor = BudgetSchedule(schedule, warmup_epochs * steps_per_epoch, steps_per_epoch)
+    lrs, step, epoch = [factor(0)], 0, 0
+    estimate = validation / 3  # what the trainer estimates before measuring one
+    while True:
+        epoch += 1
+        for index in range(steps_per_epoch):
+            clock.now += step_seconds(epoch)
+            budget.observe_step(step_seconds(epoch), steady=index > 0)
+            reserve = budget.validation_estimate(1, 1) if budget.usage.validations \
+                else estimate
+            if budget.measured:
+                factor.set_total(budget.total_steps(step + 1, reserve))
+            step += 1
+            if budget.exhausted(reserve):
+                return lrs, factor.warmup or 0
+            lrs.append(factor(step))
+        reserve = budget.validation_estimate(1, 1) if budget.usage.validations else estimate
+        if budget.should_validate(reserve, final=False):
+            clock.now += validation
+            budget.observe_validation(validation)
+
+
+def test_the_learning_rate_follows_one_curve_when_the_first_epoch_is_slow():
+    # the polyp run of issue 22: the first epoch (filling the sample cache) takes half of a
+    # 10-minute budget at 3 s per step, later steps take 1 s; a validation 20 s
+    lrs, warmup = _budget_run(10, 100, lambda epoch: 3.0 if epoch == 1 else 1.0, 20.0)
+    steps = len(lrs)
+    assert 300 < steps < 340 and 5 < warmup < 50  # 100 slow steps, the rest less validations
+    decay = lrs[warmup:]
+    drops = [a - b for a, b in itertools.pairwise(decay)]
+    assert min(drops) >= 0  # never rises after the warm-up
+    # a cosine laid over the steps actually taken changes by at most pi / 2 per step of
+    # its length; the curve's steepest step is at most twice that
+    own = math.pi / 2 / (steps - warmup)
+    assert max(drops) < 2 * own
+    assert lrs[-1] < 0.01  # the decay ends at the budget's end...
+    assert min(lrs[warmup: -steps // 50]) > 0.002  # ...and not before (the floor is 0)
+    mid = lrs[100]  # the end of the slow first epoch: on the curve, not at the floor
+    assert 0.3 < mid < 0.8
+
+
+def test_the_learning_rate_bends_smoothly_when_the_step_time_swings():
+    # step times swinging between epochs (a shared machine): 1 s, 2 s, 1 s, 0.5 s, ...
+    times = {1: 1.0, 2: 2.0, 3: 1.0, 4: 0.5}
+    lrs, warmup = _budget_run(5, 50, lambda epoch: times.get(epoch, 1.0), 5.0,
+                              warmup_epochs=0)
+    assert warmup == SKIPPED_STEPS + 1  # laid once the step time is measured
+    decay = lrs[warmup:]
+    drops = [a - b for a, b in itertools.pairwise(decay)]
+    assert min(drops) >= 0 and max(drops) < 2 * math.pi / 2 / (len(lrs) - warmup)
+    assert lrs[-1] < 0.01
+
+
+def test_a_budget_schedule_warms_up_then_decays_and_is_saved_as_plain_values():
+    factor = BudgetSchedule("cosine", 10, 5)
+    assert [factor(s) for s in range(3)] == pytest.approx([0.1, 0.2, 0.3])  # not laid yet
+    factor.set_total(200)  # laid at the next step: the warm-up ends at 10 (a tenth: 20)
+    assert factor(3) == pytest.approx(0.3 + 0.7 / 8) and factor.warmup == 10  # on to 1 at 10
+    assert factor(10) == 1.0 and factor(9) == 1.0  # computed in order; 9 is behind
+    assert 0.99 < factor(11) < 1.0
+    assert all(isinstance(v, (int, float, str, type(None))) for v in vars(factor).values())
+    poly = BudgetSchedule("poly", 0, 5)
+    poly.set_total(10)
+    assert poly(0) == 1.0 and 0 < poly(9) == pytest.approx((1 / 18) ** 0.9)  # near the floor
+    assert 0 < poly(12) == pytest.approx((1 / 18 / 8) ** 0.9)  # past the estimated end:
+    # halving the distance to the floor at each step, never at it
+    stretched = BudgetSchedule("cosine", 0, 5)
+    stretched.set_total(10)
+    assert stretched(9) < 0.01 and stretched.progress == pytest.approx(17 / 18)
+    stretched.stretch(2.0)  # twice the budget on resume: the curve of a run twice as long
+    assert stretched.progress == pytest.approx(17 / 36)
+    assert stretched.value == pytest.approx(0.5 * (1 + math.cos(math.pi * 17 / 36)))

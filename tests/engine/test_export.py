@@ -342,3 +342,48 @@ def test_int8_leaves_the_attention_gates_products_in_float(tmp_path: Path) -> No
     assert len(products) >= 4  # one gate per skip connection of the tiny preset
     assert not any("FakeQuantize" in inputs(op) for op in products)
     assert sum("FakeQuantize" in inputs(op) for op in convolutions) >= len(convolutions) // 2
+
+
+class _Inputs(torch.nn.Module):
+    """A stand-in model that keeps every input it is given and returns zeros."""
+
+    num_classes = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += [t.clone() for t in x]
+        return x.new_zeros(x.shape[0], 1, *x.shape[2:])
+
+
+@pytest.mark.parametrize(("normalization", "resize_mode"), [
+    ("image", "crop"), ("percentile", "crop"), ("dataset", "crop"), ("image", "resize")])
+def test_int8_calibration_tiles_are_the_predictors_tile_inputs(
+        tmp_path: Path, normalization: str, resize_mode: str) -> None:
+    """Calibration fits INT8 ranges to what the model sees: each tile must be one of the
+    inputs the predictor gives the model for that image (normalised as the whole image,
+    then tiled), not a crop normalised by its own statistics."""
+    from unetzoo.data.io import read_image
+    from unetzoo.engine.export.quantize import CalibrationTiles
+
+    data = write_pairs(tmp_path / "data", count=3, size=72)  # 72 px: 3 x 3 tiles of 32
+    pairs = find_pairs(data)
+    _, info = tiny_checkpoint(num_classes=1)
+    pre = Preprocessing(3, (0.3,) * 3, (0.2,) * 3, SIZE, resize_mode, normalization)
+    info.preprocessing = pre
+    tiles = list(CalibrationTiles(pairs, info, 6))  # each image twice, another tile
+    assert len(tiles) == 6
+    for i, tile in enumerate(tiles):
+        model = _Inputs()
+        predictor = Predictor(model, pre, "binary", InferenceOptions(
+            Runtime.resolve("cpu", "fp32", backend="torch"), batch_size=16))
+        predictor.logits(read_image(pairs[i % 3].image, 3))
+        size = (SIZE, SIZE) if resize_mode == "resize" else tile.shape[-2:]
+        assert tile.shape == (1, 3, *size) and tile.dtype == np.float32
+        assert any(torch.equal(torch.from_numpy(tile[0]), seen) for seen in model.seen), i
+    if resize_mode == "crop":
+        assert len(model.seen) == 9  # tiles of the sliding window: one of them was taken
+    fixed = next(iter(CalibrationTiles(pairs, info, 1, fixed=(48, 40))))  # a fixed graph
+    assert fixed.shape == (1, 3, 48, 40)

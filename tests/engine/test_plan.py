@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from tests.helpers import write_pairs
 from unetzoo.cli import main
 from unetzoo.config import build_config
 from unetzoo.data.fingerprint import DatasetFingerprint, MachineFingerprint
-from unetzoo.data.prepare import prepare_data
+from unetzoo.data.prepare import prepare_data, scan_data
 from unetzoo.engine.plan import make_plan, plan_config, plan_for
 
 CPU = MachineFingerprint(cores=2, bf16="avx512_bf16", memory_gb=24)
@@ -156,25 +157,37 @@ def test_reasons_whose_options_the_user_gave_say_they_are_overridden():
                 if line.startswith("unet base width")).endswith(" - overridden by your --model")
 
 
+def test_steps_per_epoch_follow_the_global_batch_of_all_processes():
+    one = make_plan(NUCLEI, CPU, 15)
+    four = make_plan(NUCLEI, CPU, 15, processes=4)  # torchrun: 4 batches of 8 per step
+    assert one.options["batch"] == four.options["batch"] == 8  # per process
+    assert one.options["steps_per_epoch"] == math.ceil(500 / 8) == 63
+    assert four.options["steps_per_epoch"] == math.ceil(500 / 32) == 16
+    assert "batch 8 per process x 4 processes; 16 steps per epoch" in "\n".join(four.reasons)
+    assert "batch 8; 63 steps per epoch" in "\n".join(one.reasons)  # one process: as before
+
+
 def test_an_explicit_batch_or_patch_keeps_each_image_once_per_epoch(tmp_path: Path):
     data_dir = write_pairs(tmp_path / "data", count=12, size=48)
+    scanned = scan_data(data_dir)
 
-    def planned_with(**given):
+    def planned_with(processes=1, **given):
         config = build_config({"dataset": str(data_dir), "time_budget": 2, **given})
-        return plan_config(config, prepare_data(data_dir, cache="off"),
-                           {"dataset", "time_budget", *given})
+        return plan_config(config, scanned, {"dataset", "time_budget", *given},
+                           processes=processes, machine=CPU)
 
-    planned, _, plan = planned_with(batch=4)
+    planned, plan = planned_with(batch=4)
     assert plan.dataset.count == 10  # 12 less the validation images
     assert plan.options["batch"] == 8 and plan.options["steps_per_epoch"] == 2  # 10 in 8s
     assert planned.batch == 4 and planned.steps_per_epoch == 3  # still each image once
-    planned, _, plan = planned_with(img_size=32)  # 48 x 48 images: 2.25 patches of 32 each
+    assert planned_with(processes=2, batch=4)[0].steps_per_epoch == 2  # 10 in 2 x 4s
+    planned, plan = planned_with(img_size=32)  # 48 x 48 images: 2.25 patches of 32 each
     assert planned.img_size == 32 and planned.steps_per_epoch == 3  # 22.5 patches in 8s
     steps = next(line for line in plan.explained({"img_size"}) if line.startswith("batch 8"))
     assert steps.endswith(" - steps per epoch recomputed for your --img-size")
-    planned, _, _ = planned_with(img_size=32, resize_mode="resize")  # whole, resized
+    planned, _ = planned_with(img_size=32, resize_mode="resize")  # whole, resized
     assert planned.steps_per_epoch == 2
-    planned, _, _ = planned_with(batch=4, steps_per_epoch=5)
+    planned, _ = planned_with(batch=4, steps_per_epoch=5)
     assert planned.steps_per_epoch == 5  # given, kept
 
 

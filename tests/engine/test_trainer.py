@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import unetzoo
@@ -126,3 +127,27 @@ def test_ema_weights_are_saved_and_resume_exactly(tmp_path: Path) -> None:
     conv = next(k for k in a.state_dict if k.endswith("weight") and a.state_dict[k].ndim == 4)
     assert not torch.equal(a.state_dict[conv], a.train_state["model"][conv])
     assert a.train_state["ema_averaged"] == 3 * 2  # 10 train images: 2 steps per epoch
+
+
+def test_a_resumed_extended_run_follows_the_schedule_of_its_new_length(tmp_path: Path,
+                                                                       caplog) -> None:
+    # issue 24: the first epoch of a resumed, extended run logged lr 0.00e+00 and ran at it
+    # (the optimizer's lr was the old schedule's floor)
+    import logging
+
+    data = write_pairs(tmp_path / "data", count=10, size=40)  # 8 train: 2 steps per epoch
+    options = {**COMMON, "schedule": "cosine", "warmup": 0}
+    first = unetzoo.train(dataset=str(data), epoch=1, out=str(tmp_path / "b"), **options)
+    state = unetzoo.load_checkpoint(first.last_checkpoint).train_state
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    with caplog.at_level(logging.INFO, logger="unetzoo"):
+        resumed = unetzoo.train(resume=str(tmp_path / "b"), epoch=2)
+    # a 2-epoch cosine at step 2 of 4: half of the peak lr 0.01
+    assert resumed.history[1]["lr"] == pytest.approx(0.005)
+    assert ("the cosine schedule now spans 2 epochs: lr 5.00e-03 at step 2 (it was 0.00e+00 "
+            "where the run stopped)") in caplog.text
+    # resumed without a change, the lr is the saved one (no line)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="unetzoo"):
+        unetzoo.train(resume=str(tmp_path / "b"), epoch=2)
+    assert "schedule now spans" not in caplog.text

@@ -95,28 +95,44 @@ class TrainData:
         return self._caches[key]
 
 
-def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
-                 task: Task | None = None, num_classes: int | None = None,
-                 class_names: Sequence[str] | None = None, class_map: str | Path | None = None,
-                 ignore_index: int | None = None, instances: bool = False,
-                 mask_threshold: float | None = None, full_check: bool = False,
-                 val_fraction: float = 0.1, seed: int = 0, img_size: int = 256,
-                 resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None,
-                 cache: str = "auto", normalization: str = "dataset",
-                 resume_from: Path | None = None, add_new: str | None = None,
-                 allow_duplicates: bool = False, allow_copies: bool = False,
-                 record: bool = True) -> TrainData:
-    """Find pairs, assign splits, check the files (all of them with `full_check`, else
-    headers and a sample: see `data.dataset`), and fix the preprocessing (normalisation
-    from the training images) unless one is given (resume).
+@dataclass
+class ScannedData:
+    """A dataset's splits and what the scan found, before any setting of the run that a
+    plan may choose (patch, resize mode, normalisation, cache) is applied: what a plan
+    fingerprints (`data.fingerprint`), and what `finish_data` turns into `TrainData`."""
 
-    The class map is `class_map`, else `classes.yaml` in the dataset folder when present.
-    Test images without masks are left out of the test evaluation. `info.reading` says how
-    the masks are read (task, classes, evidence; see `data.masks`). `cache` says how decoded
-    samples are kept (see `data.cache`); `normalization` how images are normalised (see
-    `Preprocessing`). The split is checked and, for a resumed run, kept as the run recorded
-    it (`resume_from`, `add_new`, `allow_duplicates`, `allow_copies`, `record`: see
-    `data.split.split_for_run`); `TrainData.record` is the run's split record to write.
+    root: Path
+    train: list[Pair]
+    val: list[Pair]
+    test: list[Pair]
+    info: DatasetInfo
+    new_split: bool = False
+    record: SplitRecord | None = None
+
+    @property
+    def reading(self) -> MaskReading:
+        """How the masks are read (task, classes, stored values, evidence)."""
+        assert self.info.reading is not None
+        return self.info.reading
+
+
+def scan_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
+              task: Task | None = None, num_classes: int | None = None,
+              class_names: Sequence[str] | None = None, class_map: str | Path | None = None,
+              ignore_index: int | None = None, instances: bool = False,
+              mask_threshold: float | None = None, full_check: bool = False,
+              val_fraction: float = 0.1, seed: int = 0, resume_from: Path | None = None,
+              add_new: str | None = None, allow_duplicates: bool = False,
+              allow_copies: bool = False, record: bool = True) -> ScannedData:
+    """Find pairs, assign splits and check the files (all of them with `full_check`, else
+    headers and a sample: see `data.dataset`): the first half of `prepare_data`, whose
+    arguments these are.
+
+    Raises:
+        ConfigError: no dataset, train/val rows without masks, or options that contradict
+            the masks.
+        DataError: naming the file, for the first unreadable, mismatched or misread pair,
+            or a split that fails its checks.
     """
     if not dataset:
         raise ConfigError("--dataset is required")
@@ -145,14 +161,69 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
     info = scan_dataset(train + val + test, options, class_names, full=full_check)
     for line in classes_not_in_training(info, train, val + test, len(train + val + test)):
         log.warning(line)
+    return ScannedData(root, train, val, test, info, made, split.record)
+
+
+def finish_data(scanned: ScannedData, *, img_size: int = 256, resize_mode: ResizeMode = "crop",
+                normalization: str = "dataset", preprocessing: Preprocessing | None = None,
+                cache: str = "auto") -> TrainData:
+    """The second half of `prepare_data`: `scanned` with its preprocessing, given (resume,
+    `--init`) or fixed here (`img_size`, `resize_mode`, `normalization`, and the
+    normalisation statistics measured on the training images).
+
+    Raises:
+        DataError: none of the sampled training images can be read.
+        ConfigError: a resize mode or normalisation that does not exist.
+    """
     if preprocessing is None:
-        mean, std = channel_statistics(train, info.in_channels)
-        preprocessing = Preprocessing(info.in_channels, mean, std, img_size, resize_mode,
-                                      normalization)
+        mean, std = channel_statistics(scanned.train, scanned.info.in_channels)
+        preprocessing = Preprocessing(scanned.info.in_channels, mean, std, img_size,
+                                      resize_mode, normalization)
     per_image = preprocessing.normalize if preprocessing.normalization != "dataset" else None
-    stats = InputStatistics.measure([p.image for p in train], info.in_channels, per_image)
-    return TrainData(root, train, val, test, info, preprocessing, made, cache,
-                     record=split.record, input_stats=stats)
+    stats = InputStatistics.measure([p.image for p in scanned.train],
+                                    scanned.info.in_channels, per_image)
+    return TrainData(scanned.root, scanned.train, scanned.val, scanned.test, scanned.info,
+                     preprocessing, scanned.new_split, cache, record=scanned.record,
+                     input_stats=stats)
+
+
+def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
+                 task: Task | None = None, num_classes: int | None = None,
+                 class_names: Sequence[str] | None = None, class_map: str | Path | None = None,
+                 ignore_index: int | None = None, instances: bool = False,
+                 mask_threshold: float | None = None, full_check: bool = False,
+                 val_fraction: float = 0.1, seed: int = 0, img_size: int = 256,
+                 resize_mode: ResizeMode = "crop", preprocessing: Preprocessing | None = None,
+                 cache: str = "auto", normalization: str = "dataset",
+                 resume_from: Path | None = None, add_new: str | None = None,
+                 allow_duplicates: bool = False, allow_copies: bool = False,
+                 record: bool = True) -> TrainData:
+    """Find pairs, assign splits, check the files (all of them with `full_check`, else
+    headers and a sample: see `data.dataset`), and fix the preprocessing (normalisation
+    from the training images) unless one is given (resume): `scan_data`, then
+    `finish_data`. A planned run (`--time-budget`) calls the two itself, with the plan
+    between them, so that the data are prepared once with the planned settings.
+
+    The class map is `class_map`, else `classes.yaml` in the dataset folder when present.
+    Test images without masks are left out of the test evaluation. `info.reading` says how
+    the masks are read (task, classes, evidence; see `data.masks`). `cache` says how decoded
+    samples are kept (see `data.cache`); `normalization` how images are normalised (see
+    `Preprocessing`). The split is checked and, for a resumed run, kept as the run recorded
+    it (`resume_from`, `add_new`, `allow_duplicates`, `allow_copies`, `record`: see
+    `data.split.split_for_run`); `TrainData.record` is the run's split record to write.
+
+    Raises:
+        ConfigError, DataError: as `scan_data` and `finish_data`.
+    """
+    scanned = scan_data(dataset, csvfile, task=task, num_classes=num_classes,
+                        class_names=class_names, class_map=class_map,
+                        ignore_index=ignore_index, instances=instances,
+                        mask_threshold=mask_threshold, full_check=full_check,
+                        val_fraction=val_fraction, seed=seed, resume_from=resume_from,
+                        add_new=add_new, allow_duplicates=allow_duplicates,
+                        allow_copies=allow_copies, record=record)
+    return finish_data(scanned, img_size=img_size, resize_mode=resize_mode,
+                       normalization=normalization, preprocessing=preprocessing, cache=cache)
 
 
 def run_reading(task: Task, num_classes: int, dataset: str | Path, pairs: Sequence[Pair],

@@ -8,14 +8,17 @@ the reason for it, so the plan can be printed, written as a YAML that `unetzoo t
 (Isensee et al., Nature Methods 2021) where they apply to 2-D images, scaled to what a CPU
 or a GPU does in the budget; docs/recipes.md lists them with the measurements behind them.
 
-`plan_config` applies a plan to a run: options the user gave explicitly keep their values.
+`plan_config` applies a plan to a run's config before its data are prepared (fingerprint,
+plan, prepare, train: nnU-Net's order): options the user gave explicitly, and those an
+`--init` source fixes (its architecture and normalisation), keep their values.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from ..data.fingerprint import (
     fingerprint_dataset,
     fingerprint_machine,
 )
-from ..data.prepare import TrainData
+from ..data.prepare import ScannedData, TrainData
 from ..fileio import atomic_write_text
 
 PLAN_VERSION = 1
@@ -53,17 +56,24 @@ class RecipePlan:
     # the options each reason decided (same order as `reasons`; empty for a fact)
     decides: list[tuple[str, ...]] = field(default_factory=list)
 
-    def explained(self, explicit: set[str] = frozenset()) -> list[str]:
+    def explained(self, explicit: set[str] = frozenset(),
+                  kept: Mapping[str, str] | None = None) -> list[str]:
         """The reasons, each whose options the user gave marked as overridden, e.g.
         `unet base width 16 (...) - overridden by your --model-args` (the rest of such a
-        line still holds: `--lr` leaves the plan's AdamW and schedule)."""
+        line still holds: `--lr` leaves the plan's AdamW and schedule), and each whose
+        options `kept` fixes otherwise marked with what replaces them (`kept`: option ->
+        e.g. "--init cells's architecture")."""
+        kept = {k: v for k, v in (kept or {}).items() if k not in explicit}
         replaced = _overriding(explicit)
         lines = []
         for reason, keys in zip(self.reasons, self.decides or [()] * len(self.reasons),
                                 strict=True):
             flags = [f"--{k.replace('_', '-')}" for k in keys if k in explicit]
+            sources = list(dict.fromkeys(kept[k] for k in keys if k in kept))
             if any(k in replaced for k in keys) and flags:
                 reason += f" - overridden by your {', '.join(flags)}"
+            elif sources:
+                reason += f" - replaced by {', '.join(sources)}"
             elif "steps_per_epoch" in keys and "steps_per_epoch" not in explicit and \
                     (shaping := sorted(EPOCH_SHAPERS & explicit)):  # see plan_config
                 given = ", ".join(f"--{k.replace('_', '-')}" for k in shaping)
@@ -144,7 +154,8 @@ def _steps_per_epoch(data: DatasetFingerprint, patch: int, resize_mode: str, bat
                      ) -> tuple[int, float]:
     """Optimizer steps of an epoch that covers each image's area about once, and the
     patches per image (image area / patch area, 1 to MAX_PATCHES_PER_IMAGE, when patches
-    are smaller than the images; one when images are whole or resized)."""
+    are smaller than the images; one when images are whole or resized). `batch` is the
+    global batch: the batch of one process times the processes (torchrun)."""
     per_image = min(MAX_PATCHES_PER_IMAGE, data.median_area / patch**2) \
         if _tiled(data, patch, resize_mode) else 1.0
     return max(1, math.ceil(data.count * per_image / batch)), per_image
@@ -156,13 +167,15 @@ def _tiled(data: DatasetFingerprint, patch: int, resize_mode: str) -> bool:
 
 
 def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
-              minutes: float | None = None) -> RecipePlan:
+              minutes: float | None = None, processes: int = 1) -> RecipePlan:
     """The recipe for `data` on `machine` in `minutes` of training (default 15).
 
     Args:
         data: the training set's fingerprint.
-        machine: the machine's fingerprint.
+        machine: the machine's fingerprint (of one process's device).
         minutes: the time budget (wall clock, validation included).
+        processes: processes training together (torchrun's world size): each takes a
+            batch per step, so an epoch has that many times fewer steps.
 
     Returns:
         A RecipePlan whose options are TrainConfig fields.
@@ -218,10 +231,12 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     batch = 8
     if gpu:
         batch = max(8, min(32, int(16 * (256 / patch) ** 2 * machine.gpu_memory_gb / 16)))
-    steps, per_image = _steps_per_epoch(data, patch, c.options["resize_mode"], batch)
+    steps, per_image = _steps_per_epoch(data, patch, c.options["resize_mode"],
+                                        batch * processes)
     tiled = _tiled(data, patch, c.options["resize_mode"])
     each = f"{per_image:.1f} patches per image" if tiled else "each image once, whole"
-    c.set(f"batch {batch}; {steps} steps per epoch ({each})",
+    every = f" per process x {processes} processes" if processes > 1 else ""
+    c.set(f"batch {batch}{every}; {steps} steps per epoch ({each})",
           batch=batch, steps_per_epoch=steps)
 
     # foreground oversampling only for really sparse objects in patches smaller than the
@@ -267,11 +282,16 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     return RecipePlan(c.options, c.reasons, data, machine, minutes, c.decides)
 
 
-def plan_for(data: TrainData, minutes: float | None = None,
-             machine: MachineFingerprint | None = None) -> RecipePlan:
-    """Fingerprint the training split of `data` (and this machine) and plan."""
+def plan_for(data: ScannedData | TrainData, minutes: float | None = None,
+             machine: MachineFingerprint | None = None, processes: int = 1) -> RecipePlan:
+    """Fingerprint the training split of `data` (and this machine) and plan (see
+    `make_plan`).
+
+    Raises:
+        DataError: none of the sampled training images can be read.
+    """
     fingerprint = fingerprint_dataset(data.train, data.reading, data.info.in_channels)
-    return make_plan(fingerprint, machine or fingerprint_machine(), minutes)
+    return make_plan(fingerprint, machine or fingerprint_machine(), minutes, processes)
 
 
 def _overriding(explicit: set[str]) -> set[str]:
@@ -280,32 +300,40 @@ def _overriding(explicit: set[str]) -> set[str]:
     return set(explicit) | ({"preset", "model_args"} if "model" in explicit else set())
 
 
-def plan_config(config: TrainConfig, data: TrainData, explicit: set[str]
-                ) -> tuple[TrainConfig, TrainData, RecipePlan]:
-    """`config` with the plan's options for every recipe option not in `explicit`, the
-    data with the planned preprocessing, and the plan (recorded in `config.plan`). When
-    the model is explicit, the plan's width options (made for its own model) are not used.
+def plan_config(config: TrainConfig, data: ScannedData | TrainData, explicit: set[str],
+                kept: Mapping[str, str] | None = None, processes: int = 1,
+                machine: MachineFingerprint | None = None) -> tuple[TrainConfig, RecipePlan]:
+    """`config` with the plan's options for every recipe option not in `explicit` nor in
+    `kept`, and the plan (recorded in `config.plan`). When the model is explicit, the
+    plan's width options (made for its own model) are not used. Called before the data
+    are prepared (`data` is the scan: pairs, splits, mask reading), which then follow
+    the planned patch, resize mode and normalisation; nothing is changed afterwards.
+
+    Args:
+        config: the run's config (the user's options, and what `--init` fixed).
+        data: the scanned dataset: its training split is fingerprinted.
+        explicit: the options the user gave.
+        kept: options fixed otherwise (`--init`'s architecture and normalisation), with
+            what fixed them, for the printed reasons (`RecipePlan.explained`).
+        processes: processes training together (steps per epoch follow the global batch).
+        machine: the machine's fingerprint (default: this machine).
 
     Raises:
         ConfigError: an explicit option does not fit the planned ones.
         DataError: none of the sampled training images can be read.
     """
-    plan = plan_for(data, config.time_budget)
-    explicit = _overriding(explicit)
-    values = {k: v for k, v in config.to_dict().items() if k in explicit or
+    plan = plan_for(data, config.time_budget, machine, processes)
+    fixed = _overriding(set(explicit) | set(kept or {}))
+    values = {k: v for k, v in config.to_dict().items() if k in fixed or
               k not in plan.options}
-    values.update({k: v for k, v in plan.options.items() if k not in explicit})
+    values.update({k: v for k, v in plan.options.items() if k not in fixed})
     if explicit & EPOCH_SHAPERS and "steps_per_epoch" not in explicit:
         # the epoch still covers each image's area once, in the user's batches and patches
         values["steps_per_epoch"], _ = _steps_per_epoch(
-            plan.dataset, values["img_size"], values["resize_mode"], values["batch"])
+            plan.dataset, values["img_size"], values["resize_mode"],
+            values["batch"] * processes)
     values["plan"] = plan.record()
-    planned = build_config(values)
-    data.preprocessing = replace(data.preprocessing, img_size=planned.img_size,
-                                 resize_mode=planned.resize_mode,
-                                 normalization=planned.normalize)
-    data.cache = planned.cache
-    return planned, data, plan
+    return build_config(values), plan
 
 
 def write_plan(plan: RecipePlan, path: Path, dataset: str | None, csvfile: str | None) -> None:

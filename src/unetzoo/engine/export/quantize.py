@@ -3,7 +3,9 @@
 `export_int8` converts a model to OpenVINO (float32, checked against PyTorch), quantises it
 with NNCF's post-training quantisation (`nncf.quantize`: min-max statistics of activations
 on calibration inputs, symmetric INT8 weights and activations, fast bias correction)
-calibrated on patches of the run's training images, then evaluates the float model and the
+calibrated on tiles of the run's training images exactly as the predictor makes its model
+inputs (normalised with the dataset's or the whole image's statistics, then tiled or
+resized), then evaluates the float model and the
 INT8 model on the run's validation split with the ordinary evaluation code and writes the
 INT8 file only if its dataset-global Dice is at most `MAX_DICE_DROP` below the float
 model's (or with `accept_drop`). The scores of both models go into the file's metadata and
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from ...artefacts.checkpoint import Checkpoint
@@ -37,12 +40,15 @@ from ...data.io import read_image
 from ...data.layouts import Pair, find_pairs
 from ...data.prepare import run_reading
 from ...data.split import assign_splits
+from ...data.transforms import resize_image
 from ...errors import ConfigError, UnetzooError
+from ...nn.padding import pad_to
 from ...runtime import Runtime
 from ..evaluate import evaluate
 from ..inference.backends import ExportedModule, openvino_runner, require
 from ..inference.graphs import export_metadata, save_openvino, trace_openvino
 from ..inference.predictor import InferenceOptions, Predictor
+from ..inference.tiling import tile_starts
 from .files import ExportResult, check_target
 
 log = logging.getLogger("unetzoo")
@@ -120,34 +126,51 @@ def _data(info: Checkpoint, checkpoint_path: Path, dataset: Path | str | None,
 
 
 class CalibrationTiles:
-    """Up to `count` normalised `1 x C x s x s` float32 patches of the training images
-    (one seeded random crop per image, images spread over the set and reused when there
-    are fewer than `count`), read lazily each time NNCF iterates."""
+    """Up to `count` model inputs `1 x C x h x w` (float32) made from the training images
+    exactly as `Predictor` makes them: each image normalised as a whole (the dataset's
+    statistics, or for per-image and percentile normalisation the whole image's own,
+    `Preprocessing.statistics`), then, in `resize` mode, resized whole to the patch size
+    (`resize_image`), else cut into the predictor's sliding-window tiles (`tile_starts` at
+    `overlap`; images no larger than the patch whole), of which one seeded tile per image
+    is taken. A graph fixed to one input size (`fixed`) gets them zero-padded at the
+    bottom and right, as `ExportedModule` pads them. Images are spread over the set and
+    reused when there are fewer than `count`; they are read lazily each time NNCF
+    iterates. (A crop normalised by its own statistics, as calibration did before, is not
+    what the model sees: INT8 ranges would be fitted to other values.)
+    """
 
-    def __init__(self, pairs: list[Pair], info: Checkpoint, count: int, seed: int = 0) -> None:
+    def __init__(self, pairs: list[Pair], info: Checkpoint, count: int, seed: int = 0,
+                 overlap: float = InferenceOptions.overlap,
+                 fixed: tuple[int, int] | None = None) -> None:
         self.pre = info.preprocessing
         self.images = [p.image for p in spread_sample(pairs, count)]
         self.count = count if len(self.images) < count else len(self.images)
-        self.seed = seed
+        self.seed, self.overlap, self.fixed = seed, overlap, fixed
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self) -> Iterator[np.ndarray]:
         rng = np.random.default_rng(self.seed)
-        size = self.pre.img_size
         for i in range(self.count):
             image = read_image(self.images[i % len(self.images)], self.pre.in_channels)
-            if self.pre.resize_mode == "resize":
-                tensor = nn.functional.interpolate(self.pre.to_tensor(image)[None],
-                                                   size=(size, size), mode="bilinear",
-                                                   align_corners=False, antialias=True)
-                yield tensor.numpy()
-                continue
-            height, width = image.shape[:2]
-            y = int(rng.integers(0, max(1, height - size + 1)))
-            x = int(rng.integers(0, max(1, width - size + 1)))
-            yield self.pre.to_tensor(image[y: y + size, x: x + size])[None].numpy()
+            tile = self.tile(image, rng)
+            if self.fixed is not None:
+                tile = pad_to(tile, *self.fixed)
+            yield tile.numpy()
+
+    def tile(self, image: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
+        """One model input `1 x C x h x w` of `image` (`H x W x C` in [0, 1]), as the
+        predictor makes it."""
+        pre, size = self.pre, self.pre.img_size
+        stats = pre.statistics(image)  # of the whole image, before tiling or resizing
+        if pre.resize_mode == "resize":
+            return resize_image(pre.to_tensor(image, stats)[None], size)
+        height, width = image.shape[:2]
+        th, tw = min(size, height), min(size, width)
+        ys, xs = tile_starts(height, th, self.overlap), tile_starts(width, tw, self.overlap)
+        y, x = ys[int(rng.integers(len(ys)))], xs[int(rng.integers(len(xs)))]
+        return pre.to_tensor(image[y: y + th, x: x + tw], stats)[None]
 
 
 FLOAT_TYPES = ("Multiply",)  # OpenVINO op types NNCF leaves in float (see quantize_graph)
@@ -219,9 +242,10 @@ def export_int8(model: nn.Module, info: Checkpoint, out: Path, checkpoint_path: 
     verify_pairs(val, reading)
     side = size or info.preprocessing.img_size
     graph, fixed, diff = trace_openvino(model, (side, side), where=str(out))
-    tiles = CalibrationTiles(train, info, calibration_images or CALIBRATION_IMAGES)
-    log.info(f"INT8: calibrating on {len(tiles)} patches of {len(tiles.images)} training "
-             f"images of {root}")
+    tiles = CalibrationTiles(train, info, calibration_images or CALIBRATION_IMAGES,
+                             fixed=fixed)
+    log.info(f"INT8: calibrating on {len(tiles)} tiles of {len(tiles.images)} training "
+             f"images of {root}, normalised and tiled as prediction does")
     quantised = quantize_graph(graph, tiles)
     data = SegmentationDataset(val, info.preprocessing, reading)
     int8_precision = Runtime.resolve("cpu", "auto", backend="openvino").precision

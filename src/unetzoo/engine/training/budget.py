@@ -4,9 +4,11 @@ The trainer reports what it measures (optimizer steps and their time, validation
 theirs); `TimeBudget` turns that into decisions:
 
 - the number of optimizer steps that fit in what is left, from the measured step time
-  (a running average that skips the first steps after a start or resume, which pay for
-  memory allocation and kernel selection), re-estimated at every epoch end, so that the
-  learning-rate schedule (warm-up, decay) is laid over the budget and ends at its end;
+  (a running average that leaves out one-off costs: the first steps after a start or
+  resume, which pay for memory allocation, kernel selection and compilation, and each
+  epoch's first step, which starts the data-loading workers), re-estimated at every step
+  once measured, so that the learning-rate schedule (`schedules.BudgetSchedule`: laid once,
+  then only stretched or shrunk) ends at the budget's end;
 - validation counts against the budget and is bounded: a validation runs at an epoch end
   only while all validation time stays within `validation_share` of the time spent, and
   time for the last validation is reserved, so the run ends on a validated best model;
@@ -49,6 +51,10 @@ class TimeBudget:
         usage: what earlier sessions spent (from the checkpoint), else nothing.
         validation_share: the largest fraction of the time spent that validation may take.
         clock: seconds on a monotonic clock.
+        steps_per_epoch: optimizer steps per epoch: an epoch's own costs outside its steps
+            and validation (checkpoints, starting the data-loading workers, logs), measured
+            per epoch (`observe_overhead`, `end_epoch`), are spread over its steps when the
+            steps that fit are counted; None leaves them out.
 
     Raises:
         ConfigError: for a budget that is not positive or a share outside (0, 1).
@@ -56,7 +62,8 @@ class TimeBudget:
 
     def __init__(self, minutes: float, usage: BudgetUsage | None = None,
                  validation_share: float = 0.15,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 steps_per_epoch: int | None = None) -> None:
         if not minutes > 0:
             raise ConfigError(f"--time-budget must be > 0 minutes, got {minutes}")
         if not 0 < validation_share < 1:
@@ -75,6 +82,10 @@ class TimeBudget:
         self._session_steps = 0
         self._validation_time: float | None = (
             self.usage.validation / self.usage.validations if self.usage.validations else None)
+        self.steps_per_epoch = steps_per_epoch
+        self._overhead: float | None = None  # seconds per epoch outside steps and validation
+        self._epoch_overhead = 0.0  # of the epoch under way
+        self._epochs = 0
 
     # -- what has been spent ----------------------------------------------------------
     @property
@@ -91,13 +102,24 @@ class TimeBudget:
         """Measured seconds per optimizer step (None until measured)."""
         return self._step_time
 
-    def observe_step(self, seconds: float) -> None:
+    @property
+    def measured(self) -> bool:
+        """Whether the step time comes from steady steps (of this session, or of earlier
+        sessions of a resumed run), not from the first steps' stand-in."""
+        return self._step_time is not None and (
+            not self._provisional or self.usage.steps > self._session_steps)
+
+    def observe_step(self, seconds: float, steady: bool = True) -> None:
         """One optimizer step took `seconds` (its data loading included). The first
-        SKIPPED_STEPS of a session only stand in while nothing better is known."""
+        SKIPPED_STEPS of a session, and steps that are not `steady` (an epoch's first,
+        which starts the data-loading workers), count as spent but only stand in for the
+        step time while nothing better is known."""
         self.usage.training += seconds
         self.usage.steps += 1
         self._session_steps += 1
-        if self._session_steps <= SKIPPED_STEPS:
+        if not steady and not self._provisional:  # the excess is the epoch's own cost
+            self._epoch_overhead += max(0.0, seconds - self._step_time)  # type: ignore[operator]
+        if self._session_steps <= SKIPPED_STEPS or not steady:
             if self._step_time is None:
                 self._step_time, self._provisional = seconds, True
             return
@@ -107,6 +129,23 @@ class TimeBudget:
         else:  # a running mean that forgets slowly, as the machine's load changes
             weight = max(1 / self._timed_steps, 0.02)
             self._step_time += weight * (seconds - self._step_time)  # type: ignore[operator]
+
+    def observe_overhead(self, seconds: float) -> None:
+        """The epoch under way spent `seconds` outside its steps and validation (a
+        checkpoint, its end's bookkeeping)."""
+        self._epoch_overhead += seconds
+
+    def end_epoch(self) -> None:
+        """An epoch ended: its own costs join the per-epoch mean (one that forgets slowly).
+        The first epoch of a session (first checkpoint files, loggers starting) only stands
+        in until a second one ends."""
+        self._epochs += 1
+        if self._epochs <= 2:
+            self._overhead = self._epoch_overhead
+        else:
+            weight = max(1 / (self._epochs - 1), 0.1)
+            self._overhead += weight * (self._epoch_overhead - self._overhead)  # type: ignore[operator]
+        self._epoch_overhead = 0.0
 
     def observe_validation(self, seconds: float) -> None:
         self.usage.validation += seconds
@@ -129,11 +168,15 @@ class TimeBudget:
 
     def total_steps(self, step: int, reserve: float = 0.0) -> int:
         """Optimizer steps the whole run will take, `step` already taken: those that fit
-        in the time left less `reserve` (the last validation), at the measured step time."""
+        in the time left less `reserve` (the last validation), at the measured step time
+        and with each epoch's own costs (once measured) spread over its steps."""
         if self._step_time is None:
             return step + 1
         left = max(0.0, self.remaining - reserve)
-        return step + max(0, math.floor(left / self._step_time))
+        per_step = self._step_time
+        if self._overhead is not None and self.steps_per_epoch:
+            per_step += self._overhead / self.steps_per_epoch
+        return step + max(0, math.floor(left / per_step))
 
     def should_validate(self, estimate: float, final: bool) -> bool:
         """Validate now? At the end when it fits in what is left (time for it is reserved

@@ -26,7 +26,7 @@ NO_TRAINING_STATE = ("holds no training state (best.pt is for inference; resume 
                      "models/epoch_last.pt)")
 # Options that make a run what it is: a resumed run must keep them.
 RUN_IDENTITY = ("model", "preset", "model_args", "task", "num_classes", "class_names",
-                "img_size", "resize_mode")
+                "img_size", "resize_mode", "normalize")
 
 
 @dataclass
@@ -77,7 +77,10 @@ def plan_run(config: TrainConfig, given: dict[str, Any]) -> RunPlan:
                 if not saved.is_file():
                     raise RunError("holds outputs of an unknown run; choose another --out or "
                                    "pass --overwrite", path)
-                _same_run(load_yaml(saved), config, RUN_IDENTITY, saved)
+                # the options given now (a planned run's saved patch or normalisation
+                # is the plan's, which planning again gives)
+                _same_run(load_yaml(saved), config, [k for k in RUN_IDENTITY if k in given],
+                          saved)
             log.info(f"--resume auto: no checkpoint in {path} yet, starting the run")
             return RunPlan(path, config, reuse_folder=True)
         path, checkpoint = found

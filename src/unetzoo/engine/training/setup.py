@@ -2,7 +2,11 @@
 
 Everything that can be checked is checked before the run folder is touched: the run
 folder's state, every image and mask (headers and a sample, see `data.dataset`), the model
-and its options. Then the trainer runs (`trainer.Trainer`), and the best checkpoint is
+and its options. The set-up goes one way, as nnU-Net orders it: scan the dataset (pairs,
+splits, checks), take what `--init` fixes (architecture, normalisation), fingerprint and
+plan (`--time-budget` without a recorded plan), build the final config, then prepare the
+data once with its settings (patch, resize mode, normalisation, cache); nothing is patched
+afterwards. Then the trainer runs (`trainer.Trainer`), and the best checkpoint is
 evaluated on the test split.
 """
 
@@ -28,7 +32,7 @@ from ...artefacts.references import load_checkpoint
 from ...artefacts.runs import DATASET_FILE, SPLIT_FILE, check_run_dir, prepare_run_dir
 from ...config import TrainConfig, build_config
 from ...data.dataset import DatasetInfo
-from ...data.prepare import TrainData, prepare_data
+from ...data.prepare import TrainData, finish_data, scan_data
 from ...data.transforms import Preprocessing
 from ...errors import ConfigError, DataError
 from ...fileio import atomic_write_text
@@ -105,41 +109,56 @@ def train(config: TrainConfig | None = None, *, given: dict[str, Any] | None = N
         context.stop()
 
 
+def set_up_run(config: TrainConfig, given: dict[str, Any], explicit: Collection[str],
+               processes: int = 1) -> tuple[RunPlan, TrainData]:
+    """The run's plan (folder, checkpoint to continue, final config) and its data, in one
+    direction: resolve `--resume`, check the run folder, read the `--init` source, scan the
+    dataset (pairs, splits, checks), take what the source fixes, plan under a time budget
+    (fingerprint, then the recipe; `processes` training together share each epoch), and
+    prepare the data once with the final config's settings. Writes nothing.
+
+    Raises:
+        ConfigError, DataError, RunError, CheckpointError: as `train`.
+    """
+    explicit = set(explicit)
+    plan = plan_run(config, given)
+    cfg = plan.config
+    check_run_dir(plan.run_dir, resume=plan.reuse_folder, overwrite=cfg.overwrite)
+    checkpoint = plan.checkpoint
+    source = None
+    if cfg.init and checkpoint is None:  # read before anything is written
+        source = load_checkpoint(cfg.init, "--init")
+    scanned = scan_data(cfg.dataset, cfg.csvfile, task=cfg.task,
+                        num_classes=cfg.num_classes, class_names=cfg.class_names,
+                        class_map=cfg.class_map, ignore_index=cfg.ignore_index,
+                        instances=cfg.instances, mask_threshold=cfg.mask_threshold,
+                        full_check=cfg.full_check, val_fraction=cfg.val_fraction,
+                        seed=cfg.seed, resume_from=plan.split_record,
+                        add_new=cfg.add_new, allow_duplicates=cfg.allow_duplicates,
+                        allow_copies=cfg.allow_copies)
+    kept: dict[str, str] = {}
+    if source is not None:
+        cfg, kept = init_config(cfg, source, scanned.info.in_channels, explicit)
+    if cfg.time_budget and cfg.plan is None and checkpoint is None:
+        cfg, recipe = plan_config(cfg, scanned, explicit, kept, processes)
+        log.info("recipe from `unetzoo plan` (explicit options kept):")
+        for reason in recipe.explained(explicit, kept):
+            log.info(f"  {reason}")
+    preprocessing: Preprocessing | None = None  # None: measured as the config says
+    if checkpoint is not None:
+        preprocessing = checkpoint.preprocessing
+    elif source is not None and "normalize" in kept:
+        preprocessing = init_preprocessing(cfg, source, scanned.info.in_channels)
+    data = finish_data(scanned, img_size=cfg.img_size, resize_mode=cfg.resize_mode,
+                       normalization=cfg.normalize, preprocessing=preprocessing,
+                       cache=cfg.cache)
+    return replace(plan, config=cfg), data
+
+
 def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
            callbacks: list[Callback], explicit: set[str]) -> TrainResult:
-    def plan_and_scan() -> tuple[RunPlan, TrainData]:
-        plan = plan_run(config, given)
-        cfg = plan.config
-        check_run_dir(plan.run_dir, resume=plan.reuse_folder, overwrite=cfg.overwrite)
-        checkpoint = plan.checkpoint
-        source = None
-        if cfg.init and checkpoint is None:  # read before anything is written
-            source = load_checkpoint(cfg.init, "--init")
-            cfg = init_config(cfg, source, given)
-            plan = replace(plan, config=cfg)
-        data = prepare_data(cfg.dataset, cfg.csvfile, task=cfg.task,
-                            num_classes=cfg.num_classes, class_names=cfg.class_names,
-                            class_map=cfg.class_map, ignore_index=cfg.ignore_index,
-                            instances=cfg.instances, mask_threshold=cfg.mask_threshold,
-                            full_check=cfg.full_check,
-                            val_fraction=cfg.val_fraction, seed=cfg.seed,
-                            img_size=cfg.img_size, resize_mode=cfg.resize_mode,
-                            preprocessing=checkpoint.preprocessing if checkpoint else None,
-                            cache=cfg.cache, normalization=cfg.normalize,
-                            resume_from=plan.split_record, add_new=cfg.add_new,
-                            allow_duplicates=cfg.allow_duplicates,
-                            allow_copies=cfg.allow_copies)
-        if source is not None:
-            data.preprocessing = init_preprocessing(cfg, source, data.preprocessing)
-        elif cfg.time_budget and cfg.plan is None and checkpoint is None:
-            planned, data, recipe = plan_config(cfg, data, explicit)
-            plan = replace(plan, config=planned)
-            log.info("recipe from `unetzoo plan` (explicit options kept):")
-            for reason in recipe.explained(explicit):
-                log.info(f"  {reason}")
-        return plan, data
-
-    plan, data = context.shared(plan_and_scan)
+    plan, data = context.shared(
+        lambda: set_up_run(config, given, explicit, context.world_size))
     config, run_dir = plan.config, plan.run_dir
 
     def set_up_here() -> tuple[Runtime, nn.Module]:
@@ -200,32 +219,59 @@ def build_model(config: TrainConfig, info: DatasetInfo, checkpoint: Checkpoint |
     return model
 
 
-def init_config(config: TrainConfig, source: Checkpoint, given: dict[str, Any]
-                ) -> TrainConfig:
-    """The config of a run started from `source` (`--init`): its architecture, unless the
-    run sets one (`--model`, `--preset` or `--model-args`)."""
-    spec = source.model_spec
-    own = "model" in given or config.preset or config.model_args or config.model != "unet"
+ARCHITECTURE = ("model", "preset", "model_args")  # the options that choose the network
+
+
+def init_config(config: TrainConfig, source: Checkpoint, in_channels: int,
+                explicit: Collection[str] = ()) -> tuple[TrainConfig, dict[str, str]]:
+    """The config of a run started from `source` (`--init`), said in one line: its
+    architecture, unless the run sets one (`--model`, `--preset` or `--model-args`), and
+    its normalisation (what its weights learnt on), unless the run sets `--normalize` or
+    the dataset has another number of channels.
+
+    Returns:
+        The config, and the options `source` fixed, each with what fixed it (for the
+        plan's reasons: `RecipePlan.explained`).
+    """
+    spec, theirs = source.model_spec, source.preprocessing
+    values = config.to_dict()
+    kept: dict[str, str] = {}
+    own = bool(set(ARCHITECTURE) & set(explicit)) or config.preset or config.model_args or \
+        config.model != "unet"
     if own:
-        return config
-    log.info(f"--init {config.init}: {spec['name']} with "
-             f"{', '.join(f'{k}={v}' for k, v in spec['kwargs'].items()) or 'defaults'}")
-    return replace(config, model=spec["name"], model_args=dict(spec["kwargs"]))
+        what = [f"your --model {config.model} (weights loaded where names and shapes match)"]
+    else:
+        what = [f"{spec['name']} with "
+                f"{', '.join(f'{k}={v}' for k, v in spec['kwargs'].items()) or 'defaults'}"]
+        values.update(model=spec["name"], preset=None, model_args=dict(spec["kwargs"]))
+        kept.update(dict.fromkeys(ARCHITECTURE, f"--init {config.init}'s architecture"))
+    if "normalize" in explicit:
+        what.append(f"your --normalize {config.normalize} (statistics of this dataset)")
+    elif theirs.in_channels != in_channels:
+        what.append(f"{theirs.in_channels} input channel(s) there, {in_channels} here: "
+                    "normalisation from this dataset")
+    else:
+        what.append(f"its normalisation is kept ({_normalisation(theirs)})")
+        values["normalize"] = theirs.normalization
+        kept["normalize"] = f"--init {config.init}'s normalisation"
+    log.info(f"--init {config.init}: {'; '.join(what)}")
+    return (build_config(values) if kept else config), kept
 
 
-def init_preprocessing(config: TrainConfig, source: Checkpoint, own: Preprocessing
+def _normalisation(pre: Preprocessing) -> str:
+    if pre.normalization != "dataset":
+        return f"{pre.normalization} normalisation"
+    return (f"mean {', '.join(f'{m:.3g}' for m in pre.mean)}, std "
+            f"{', '.join(f'{v:.3g}' for v in pre.std)}")
+
+
+def init_preprocessing(config: TrainConfig, source: Checkpoint, in_channels: int
                        ) -> Preprocessing:
-    """With `--init`, the source's normalisation (statistics and mode: what its weights
-    learnt on) when the channels agree; patch size and resize mode stay the run's."""
+    """With `--init` keeping the source's normalisation (see `init_config`): its
+    statistics and mode, with the run's patch size and resize mode."""
     theirs = source.preprocessing
-    if theirs.in_channels != own.in_channels:
-        log.info(f"--init {config.init}: {theirs.in_channels} input channel(s) there, "
-                 f"{own.in_channels} here; normalisation from this dataset")
-        return own
-    log.info(f"--init {config.init}: its normalisation is kept (mean "
-             f"{', '.join(f'{m:.3g}' for m in theirs.mean)}, std "
-             f"{', '.join(f'{v:.3g}' for v in theirs.std)})")
-    return replace(own, mean=theirs.mean, std=theirs.std, normalization=theirs.normalization)
+    return Preprocessing(in_channels, theirs.mean, theirs.std, config.img_size,
+                         config.resize_mode, theirs.normalization)
 
 
 def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
@@ -252,7 +298,8 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     log.info(f"  masks: {data.reading.evidence}")
     length = f"time budget {config.time_budget:g} min" if config.time_budget else \
         f"{config.epoch} epochs"
-    log.info(f"  patch {config.img_size} ({config.resize_mode}), batch {config.batch}"
+    pre = data.preprocessing
+    log.info(f"  patch {pre.img_size} ({pre.resize_mode}), batch {config.batch}"
              f"{processes}, {trainer.steps_per_epoch} steps/epoch, {length}, "
              f"loss {loss_name(config.loss, info.task)}, {config.optimizer} lr "
              f"{config.lr:g} ({config.schedule})"

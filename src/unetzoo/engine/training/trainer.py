@@ -193,9 +193,11 @@ class Trainer:
             devices = [runtime.device.index] if runtime.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(model, device_ids=devices)
         forward = torch.compile(self.ddp) if config.compile else self.ddp
+        # the patch and resize mode are the preprocessing's, which checkpoints carry
+        patch = data.preprocessing.img_size
         self.train_set = data.dataset(
-            data.train, train_transform(config.img_size, config.resize_mode,  # type: ignore[arg-type]
-                                        config.augment, fg_oversample=config.fg_oversample),
+            data.train, train_transform(patch, data.preprocessing.resize_mode, config.augment,
+                                        fg_oversample=config.fg_oversample),
             seed=config.seed)
         self.global_batch = config.batch * self.context.world_size
         self.steps_per_epoch = config.steps_per_epoch or max(
@@ -204,12 +206,13 @@ class Trainer:
                                          config.weight_decay, config.momentum)
         self.budget_schedule: BudgetSchedule | None = None
         if self.budget is not None:
+            self.budget.steps_per_epoch = self.steps_per_epoch
             factor = self.budget_schedule = BudgetSchedule(
                 config.schedule, config.warmup * self.steps_per_epoch, self.steps_per_epoch,
                 config.step_size, config.gamma, config.poly_power)
             # what one validation runs, per process, against one training step
             self.val_pixels = estimate_pixels(data.val) // self.context.world_size
-            self.step_pixels = config.batch * config.img_size**2
+            self.step_pixels = config.batch * patch**2
         else:
             factor = lr_factor(config.schedule, config.epoch * self.steps_per_epoch,
                                config.warmup * self.steps_per_epoch, self.steps_per_epoch,
@@ -276,9 +279,8 @@ class Trainer:
             stop = self.train_step(batch, epoch, index)
             now = time.perf_counter()
             progress.seconds = base + now - started
-            if self.budget is not None:
-                self.budget.observe_step(now - last)
-                last = now
+            if self.budget is not None:  # the first step of an epoch starts the workers
+                self.budget.observe_step(now - last, steady=index > first)
             if progress.losses:
                 bar.set_postfix(loss=f"{progress.loss_sum / progress.losses:.4f}")
             if stop:
@@ -287,6 +289,9 @@ class Trainer:
             if every and self.step % every == 0 and self.step != self.saved_step and \
                     index + 1 < self.steps_per_epoch:
                 self._save_last(self.history[-1] if self.history else {})
+            last = time.perf_counter()  # a checkpoint's writing is not a step's time
+            if self.budget is not None:
+                self.budget.observe_overhead(last - now)
             if self.budget_done:
                 break
 
@@ -324,7 +329,8 @@ class Trainer:
         if self.budget is None:
             return 0.0, 0.0
         reserve = self._validation_estimate()
-        length = self.budget.total_steps(self.step + 1, reserve) if self.context.is_main else 0
+        length = self.budget.total_steps(self.step + 1, reserve) \
+            if self.context.is_main and self.budget.measured else 0
         return float(self.budget.exhausted(reserve)), float(length)
 
     def _validation_estimate(self) -> float:
@@ -414,9 +420,11 @@ class Trainer:
             self.ema.n_averaged.fill_(state.get("ema_averaged", 0))
         if self.budget is not None:
             self.budget = TimeBudget.from_state(self.config.time_budget,  # type: ignore[arg-type]
-                                                   state.get("budget"))
+                                                state.get("budget"),
+                                                steps_per_epoch=self.steps_per_epoch)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._continue_schedule(state)
         self.step_fn.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.saved_step = self.step
@@ -431,6 +439,30 @@ class Trainer:
         np_state = np.random.get_state()
         np.random.set_state((np_state[0], state["rng"]["numpy"].numpy().astype(np.uint32),
                              *np_state[2:]))
+
+    def _continue_schedule(self, state: dict[str, Any]) -> None:
+        """Set the learning rate of the step a resumed run continues at from the schedule
+        of its config now. The optimizer's saved lr is the one the old schedule gave: for a
+        run extended past its end (`--epoch` raised) that was the schedule's floor, 0 for a
+        cosine, and the first resumed epoch ran at it. An extended run follows the
+        schedule of a run planned that long (more epochs; under a larger `--time-budget`
+        the rest of the decay is stretched, `BudgetSchedule.stretch`), said in one line;
+        a run resumed as planned keeps its lr exactly."""
+        if self.budget_schedule is not None and self.budget is not None:
+            before = (state.get("budget") or {}).get("minutes")
+            if before and self.budget.seconds / 60 > before:
+                self.budget_schedule.stretch(self.budget.seconds / 60 / before)
+        step = self.scheduler.last_epoch
+        old = self.optimizer.param_groups[0]["lr"]
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas, strict=True):
+            group["lr"] = base * factor(step)
+        new = self.optimizer.param_groups[0]["lr"]
+        if not math.isclose(old, new, rel_tol=1e-6, abs_tol=1e-15):
+            length = f"{self.budget.seconds / 60:g} min" if self.budget is not None else \
+                f"{self.config.epoch} epochs"
+            log.info(f"the {self.config.schedule} schedule now spans {length}: lr {new:.2e} "
+                     f"at step {step} (it was {old:.2e} where the run stopped)")
 
     def save(self, path: Path, with_state: bool, metrics: dict[str, Any]) -> None:
         """Rank 0 builds the checkpoint and writes it atomically; a failed write (e.g. a full
@@ -512,14 +544,16 @@ class Trainer:
         if self.progress.lr is None:
             self.progress.lr = self.optimizer.param_groups[0]["lr"]
         self.train_epoch(epoch)
+        trained = time.perf_counter()
         progress = self.progress
         if not progress.losses:
             raise TrainingError(f"every batch of epoch {epoch} had a non-finite loss; the last "
                                 f"good checkpoint is kept in {self.run_dir / 'models'}")
         start = time.perf_counter()
         result = self.validate() if self._want_validation(epoch) else None
+        validated = time.perf_counter() - start if result is not None else 0.0
         if result is not None and self.budget is not None:
-            self.budget.observe_validation(time.perf_counter() - start)
+            self.budget.observe_validation(validated)
         train_loss = progress.loss_sum / progress.losses
         row: dict[str, Any] = {"epoch": epoch, "lr": progress.lr, "train_loss": train_loss,
                                "seconds": progress.seconds + time.perf_counter() - start}
@@ -545,6 +579,9 @@ class Trainer:
             write_history(self.run_dir, self.history)
         log.info(epoch_line(row, self.config, improved))
         self.callbacks.on_epoch_end(self, row, result)
+        if self.budget is not None:  # the epoch's end, less its validation
+            self.budget.observe_overhead(max(0.0, time.perf_counter() - trained - validated))
+            self.budget.end_epoch()
 
 
 def epoch_line(row: dict[str, Any], config: TrainConfig, improved: bool) -> str:
