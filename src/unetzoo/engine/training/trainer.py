@@ -522,6 +522,11 @@ class Trainer:
                 if self.context.reduce_sum([float(self.stop.signum > 0)],
                                            self.runtime.device)[0]:
                     self._interrupt(f"the end of epoch {self.epoch} (step {self.step})")
+        if not self.history:  # a budget spent before the first step: nothing was trained
+            spent = f" ({self.budget.elapsed:.0f} s of setting up)" if self.budget else ""
+            raise TrainingError(f"the time budget of {self.config.time_budget:g} min was spent "
+                                f"before the first training step{spent}: nothing was trained; "
+                                "give a larger --time-budget")
         if self.context.is_main and not self.best_path.exists():
             # no validation ever ran: the last weights are the best known
             self.save(self.best_path, False, self.history[-1])
