@@ -21,22 +21,28 @@ cannot hold. The rules (docs/datasets.md has them as a table):
   their order; the mapping is printed.
 - refused with one line naming a file, its values and what resolves it: indices with gaps or
   without a background 0 (a class map, or --task multiclass), instance label images (one
-  integer per object: --instances trains foreground = any label), hundreds of values or
+  integer per object: --task instance trains on the objects, --instances trains foreground =
+  any label), hundreds of values or
   intensity-like values such as a probability map or an image saved as a mask
   (--mask-threshold), colour masks of several colours (a class map: a ready one is printed),
   JPEG index masks.
 - colour masks: gray stored as RGB is gray (io.read_mask); black plus one colour is binary.
 - class folders hold one binary mask per class, read by the binary rule; a single folder of
   index masks is read as index masks instead, several are refused.
+- instance (--task instance): instance label images, 0 background and one integer id per
+  object, read as int32 label images with their ids (`instance`, `labels`); binary masks,
+  label images whose ids wrapped past their type, and ids in distant pieces are refused
+  (--instances-from-components reads binary masks' connected components as objects).
 
 A region-of-interest mask (DRIVE's field of view) turns the pixels outside it into ignored
 pixels of the target.
 
 The package, bottom to top: `facts` (what a file holds) -> `refusals` (every one-line
-refusal and the flag that resolves it) -> `reading` (MaskOptions, MaskReading: what the
-values mean, and encoding a mask under it) -> `levels` (the binary rule), `index` (the
-index rule and label-image detection) -> `rule` (`decide`: the decision per kind of mask)
--> `targets` (a pair's target: `load_target`, `binarize`).
+refusal and the flag that resolves it) -> `labels` (instance label images as int32
+targets) -> `reading` (MaskOptions, MaskReading: what the values mean, and encoding a mask
+under it) -> `levels` (the binary rule), `index` (the index rule and label-image
+detection), `instance` (the instance rule) -> `rule` (`decide`: the decision per kind of
+mask) -> `targets` (a pair's target: `load_target`, `binarize`).
 """
 
 from __future__ import annotations
@@ -44,18 +50,22 @@ from __future__ import annotations
 from ..classmap import format_value, format_values
 from .facts import (
     BALANCE_PIXELS,
+    FAR_PIECES,
     LEVEL_PIXELS,
     MAX_BETWEEN_SHARE,
     MAX_LABEL_OBJECTS,
     MAX_PLATEAU_SHARE,
+    MIN_PIECE,
     MIN_SIDE_SHARE,
     NOISE,
     SINGLE_OBJECT_SHARE,
     LabelFacts,
     MaskFacts,
+    ObjectFacts,
     PairSurvey,
     SoftFacts,
     mask_facts,
+    object_facts,
     survey_pair,
 )
 from .index import (
@@ -65,15 +75,18 @@ from .index import (
     MIN_FLAT_SHARE,
     SMOOTH_VALUES,
 )
+from .instance import MAX_SPLIT_SHARE
+from .labels import WRAP_FILL, WRAP_SPLIT, encode_labels
 from .reading import MaskOptions, MaskReading
 from .rule import RULES, decide, read_as
 from .targets import binarize, load_target
 
 __all__ = [
-    "BALANCE_PIXELS", "INSTANCE_FILE_SHARE", "LEVEL_PIXELS", "MANY_VALUES",
+    "BALANCE_PIXELS", "FAR_PIECES", "INSTANCE_FILE_SHARE", "LEVEL_PIXELS", "MANY_VALUES",
     "MAX_BETWEEN_SHARE", "MAX_INDEX", "MAX_LABEL_OBJECTS", "MAX_PLATEAU_SHARE",
-    "MIN_FLAT_SHARE", "MIN_SIDE_SHARE", "NOISE", "RULES", "SINGLE_OBJECT_SHARE",
-    "SMOOTH_VALUES", "LabelFacts", "MaskFacts", "MaskOptions", "MaskReading", "PairSurvey",
-    "SoftFacts", "binarize", "decide", "format_value", "format_values", "load_target",
-    "mask_facts", "read_as", "survey_pair",
+    "MAX_SPLIT_SHARE", "MIN_FLAT_SHARE", "MIN_PIECE", "MIN_SIDE_SHARE", "NOISE", "RULES",
+    "SINGLE_OBJECT_SHARE", "SMOOTH_VALUES", "WRAP_FILL", "WRAP_SPLIT", "LabelFacts",
+    "MaskFacts", "MaskOptions", "MaskReading", "ObjectFacts", "PairSurvey", "SoftFacts",
+    "binarize", "decide", "encode_labels", "format_value", "format_values", "load_target",
+    "mask_facts", "object_facts", "read_as", "survey_pair",
 ]

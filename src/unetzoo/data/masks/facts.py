@@ -1,8 +1,9 @@
 """What one mask file holds: its distinct values and their pixel counts, the type's full
 scale, JPEG noise, in-between values and where they lie, objects per label (`MaskFacts`,
-`mask_facts`, `survey_pair`), and the foreground level at which a file with in-between
-values is binary (`soft_level`). Facts say nothing about what the values mean: that is the
-rule's (`data.masks.rule`)."""
+`mask_facts`, `survey_pair`), its objects when read as an instance label image
+(`ObjectFacts`), and the foreground level at which a file with in-between values is binary
+(`soft_level`). Facts say nothing about what the values mean: that is the rule's
+(`data.masks.rule`)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,13 @@ NOISE = 1 / 8  # JPEG and float masks: values within NOISE x level of 0 or the l
 # Instance label images: labels that are one object each, in most files.
 SINGLE_OBJECT_SHARE = 0.9
 MAX_LABEL_OBJECTS = 5000  # labels counted per file, at most
+# Pieces of one id: 8-connected parts of the id that do not touch even through other
+# objects. A piece is distant from the id's largest when their centroids lie farther apart
+# than FAR_PIECES times the sum of their equivalent radii (sqrt(area / pi)) and it holds at
+# least MIN_PIECE pixels (a stray pixel beside an object is not a second object).
+FAR_PIECES = 1.5
+MIN_PIECE = 4
+EIGHT = np.ones((3, 3), bool)
 
 
 def _full_scale(array: np.ndarray) -> float:
@@ -88,6 +96,21 @@ class LabelFacts:
 
 
 @dataclass(frozen=True)
+class ObjectFacts:
+    """The objects of a mask read as an instance label image (0 background, one id per
+    object; void values left out), or of a binary mask (then one id, its pieces the
+    connected components)."""
+
+    ids: int  # distinct non-zero ids
+    low: int = 0  # the smallest id (0 without any)
+    high: int = 0  # the largest id
+    pieces: int = 0  # pieces of all ids (see FAR_PIECES): a binary mask's components
+    split: int = 0  # ids with a piece distant from their largest
+    example: tuple[int, int] = (0, 0)  # the id with the most distant pieces, and their count
+    thin: int = 0  # ids without a pixel whose four neighbours hold the same id (no region)
+
+
+@dataclass(frozen=True)
 class MaskFacts:
     """What one mask file holds (ignored values left out of `values`)."""
 
@@ -101,6 +124,8 @@ class MaskFacts:
     level: float | None = None  # its own foreground level, when it has in-between values
     flat_counts: np.ndarray | None = None  # pixels per value inside a flat 3 x 3 patch
     labels: LabelFacts | None = None
+    objects: ObjectFacts | None = None  # surveyed as instance labels (see `object_facts`)
+    bits: int = 0  # bits of an integer type (8, 16, 32, 64); 0 for float and colour
 
     @property
     def flat(self) -> int:
@@ -155,6 +180,11 @@ class MaskFacts:
     def looks_soft(self) -> bool:
         """0 and its own level with soft edges or noise in between."""
         return self.level is not None and self.soft_at_level(self.level)
+
+    @property
+    def looks_binary(self) -> bool:
+        """0 and one level on its own: stored exactly, or with soft edges or JPEG noise."""
+        return self.two_level or self.looks_soft
 
     def shown(self) -> str:
         if self.colour:
@@ -234,10 +264,13 @@ def _colour_facts(mask: np.ndarray, path: Path, lossy: bool) -> MaskFacts:
     return MaskFacts(path, values, counts, _full_scale(mask), lossy, colour=True)
 
 
-def mask_facts(mask: np.ndarray, path: Path, ignore: Sequence[int] = ()) -> MaskFacts:
+def mask_facts(mask: np.ndarray, path: Path, ignore: Sequence[int] = (),
+               objects: bool = False) -> MaskFacts:
     """The facts of one stored mask as `io.read_mask` gives it (`H x W`, or `H x W x 3`
     colour); values in `ignore` are left out (they are void, whatever else the mask
-    holds)."""
+    holds). With `objects`, a gray mask of whole numbers also gets its `ObjectFacts`: as an
+    instance label image, or, when it is binary on its own (0 and one level, with soft
+    edges or JPEG noise at most), as the connected components of its foreground."""
     path = Path(path)
     lossy = is_lossy(path)
     if mask.ndim == 3:
@@ -250,15 +283,82 @@ def mask_facts(mask: np.ndarray, path: Path, ignore: Sequence[int] = ()) -> Mask
             values, counts = values[keep], counts[keep]
             valid = ~np.isin(mask, ignore)
     is_float = bool(np.issubdtype(mask.dtype, np.floating))
-    facts = MaskFacts(path, values, counts, _full_scale(mask), lossy, is_float=is_float)
-    if len(facts.nonzero) <= 1 and not facts.noisy:
-        return facts
-    facts = replace(facts, level=_own_level(values, counts),
-                    flat_counts=_flat_counts(mask, values, valid))
-    if not facts.noisy and not facts.looks_soft:
-        nonzero = facts.nonzero  # 255 beside other labels may be void: not an object label
-        facts = replace(facts, labels=_label_facts(mask, nonzero[nonzero != IGNORE_INDEX]))
+    bits = 0 if is_float else 8 * mask.dtype.itemsize
+    facts = MaskFacts(path, values, counts, _full_scale(mask), lossy, is_float=is_float,
+                      bits=bits)
+    if len(facts.nonzero) > 1 or facts.noisy:
+        facts = replace(facts, level=_own_level(values, counts),
+                        flat_counts=_flat_counts(mask, values, valid))
+        if not facts.noisy and not facts.looks_soft:
+            nonzero = facts.nonzero  # 255 beside other labels may be void: not an object
+            facts = replace(facts, labels=_label_facts(mask, nonzero[nonzero != IGNORE_INDEX]))
+    if objects and not is_float:
+        facts = replace(facts, objects=_survey_objects(mask, facts, valid))
     return facts
+
+
+def _survey_objects(mask: np.ndarray, facts: MaskFacts, valid: np.ndarray | None
+                    ) -> ObjectFacts | None:
+    """Objects of a label image, or of a binary mask's foreground (None: a JPEG mask that
+    is not binary, whose ids compression has changed)."""
+    if facts.looks_binary and not facts.two_level:
+        level = facts.own_level
+        return object_facts((mask > (level or 0) / 2).astype(np.uint8), valid)
+    if facts.lossy and not facts.two_level:
+        return None
+    return object_facts(mask, valid)
+
+
+def object_facts(labels: np.ndarray, valid: np.ndarray | None = None) -> ObjectFacts:
+    """The objects of an `H x W` integer label image (0 background; pixels outside `valid`
+    left out): its ids and their pieces. A piece is an 8-connected part of an id that does
+    not touch the rest of it even through other objects (pieces of one id joined by a
+    neighbouring object are one piece: an occluded object); pieces far from the id's
+    largest (see FAR_PIECES) make the id split: two objects sharing an id."""
+    foreground = labels != 0
+    if valid is not None:
+        foreground &= valid
+    if not foreground.any():
+        return ObjectFacts(0)
+    components, count = ndimage.label(foreground, EIGHT)
+    rows, cols = np.nonzero(foreground)
+    ids, which = np.unique(labels[rows, cols], return_inverse=True)
+    keys, piece, area = np.unique(which.astype(np.int64) * (count + 1) +
+                                  components[rows, cols], return_inverse=True,
+                                  return_counts=True)
+    owner = keys // (count + 1)  # index of each piece's id in `ids`, ascending
+    centres = np.stack([np.bincount(piece, weights=rows), np.bincount(piece, weights=cols)],
+                       axis=1) / area[:, None]
+    per_id = np.bincount(owner, minlength=len(ids))
+    inside = _inside(labels)[rows, cols]
+    thin = int((np.bincount(which[inside], minlength=len(ids)) == 0).sum())
+    starts = np.concatenate([[0], np.cumsum(per_id)[:-1]])
+    split, example = 0, (0, 0)
+    for index in np.flatnonzero(per_id > 1):
+        part = slice(starts[index], starts[index] + per_id[index])
+        far = _distant(area[part], centres[part])
+        if far:
+            split += 1
+            if far + 1 > example[1]:
+                example = (int(ids[index]), far + 1)
+    return ObjectFacts(len(ids), int(ids[0]), int(ids[-1]), len(keys), split, example, thin)
+
+
+def _inside(labels: np.ndarray) -> np.ndarray:
+    """Pixels whose four neighbours hold their own value (image borders count as same)."""
+    padded = np.pad(labels, 1, mode="edge")
+    centre = padded[1:-1, 1:-1]
+    return (padded[:-2, 1:-1] == centre) & (padded[2:, 1:-1] == centre) & \
+        (padded[1:-1, :-2] == centre) & (padded[1:-1, 2:] == centre)
+
+
+def _distant(area: np.ndarray, centres: np.ndarray) -> int:
+    """How many pieces of one id (their pixel counts and centroids) lie far from its
+    largest piece."""
+    big = int(np.argmax(area))
+    radius = np.sqrt(area / np.pi)
+    distance = np.hypot(*(centres - centres[big]).T)
+    return int(((distance > FAR_PIECES * (radius + radius[big])) & (area >= MIN_PIECE)).sum())
 
 
 @dataclass(frozen=True)
@@ -271,8 +371,10 @@ class PairSurvey:
     overlap: bool = False
 
 
-def survey_pair(pair: Pair, ignore: Sequence[int] = (), rgb: bool = False) -> PairSurvey:
-    """Read the masks of a labelled pair and measure them (see `MaskFacts`).
+def survey_pair(pair: Pair, ignore: Sequence[int] = (), rgb: bool = False,
+                objects: bool = False) -> PairSurvey:
+    """Read the masks of a labelled pair and measure them (see `MaskFacts`; with `objects`,
+    also their objects as instance labels: `ObjectFacts`).
 
     Raises:
         DataError: naming the file, when a mask cannot be read.
@@ -288,7 +390,8 @@ def survey_pair(pair: Pair, ignore: Sequence[int] = (), rgb: bool = False) -> Pa
         return PairSurvey(pair, facts, overlap)
     if pair.mask is None:
         raise DataError("has no mask", pair.image)
-    return PairSurvey(pair, (mask_facts(read_mask(pair.mask, rgb=rgb), pair.mask, ignore),))
+    mask = read_mask(pair.mask, rgb=rgb)
+    return PairSurvey(pair, (mask_facts(mask, pair.mask, ignore, objects),))
 
 
 def _own_binary(mask: np.ndarray, facts: MaskFacts) -> np.ndarray:

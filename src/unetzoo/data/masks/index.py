@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from ...task import IGNORE_INDEX
 from ..classmap import format_values
 from . import refusals
@@ -61,6 +63,13 @@ def label_example(facts: Sequence[MaskFacts]) -> MaskFacts:
     """The mask shown when label images are found: the first with one object per label."""
     return first(facts, lambda f: f.labels is not None and f.labels.one_object_each) or \
         first(facts, lambda f: len(f.nonzero) > 1) or facts[0]
+
+
+def label_values(f: MaskFacts) -> tuple[np.ndarray, str]:
+    """The labels of a label image as shown in messages (255 beside them left out as void)
+    and a note saying so."""
+    labels = f.nonzero[f.nonzero != IGNORE_INDEX] if f.labels else f.nonzero
+    return labels, " besides 255" if len(labels) < len(f.nonzero) else ""
 
 
 def index_reading(facts: Sequence[MaskFacts], options: MaskOptions, what: str = ""
@@ -126,9 +135,7 @@ def _not_indices(facts: Sequence[MaskFacts], classes: list[int], void: tuple[int
     """Why values are not class indices, naming the mask that shows it."""
     if instance:
         f = label_example(facts)
-        labels = f.nonzero[f.nonzero != IGNORE_INDEX] if f.labels else f.nonzero
-        void_note = " besides 255" if len(labels) < len(f.nonzero) else ""
-        return refusals.instance_labels(f, labels, void_note)
+        return refusals.instance_labels(f, *label_values(f))
     if len(classes) > MANY_VALUES or (classes and classes[-1] > MAX_INDEX):
         return refusals.too_many_values(max(facts, key=lambda f: len(f.values)))
 

@@ -17,6 +17,7 @@ from ...task import IGNORE_INDEX, Task
 from ..classmap import ClassMap, Color, class_map_from_dict, format_value, format_values
 from . import refusals
 from .facts import MaskFacts, mask_facts, soft_level
+from .labels import encode_labels
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class MaskOptions:
     ignore_index: int | None = None
     instances: bool = False  # instance label images: foreground = any label
     threshold: float | None = None  # stored values above it are foreground
+    components: bool = False  # --task instance: binary masks' components are the objects
 
     @property
     def ignore(self) -> tuple[int, ...]:
@@ -43,7 +45,9 @@ class MaskReading:
     type's full scale with `full_scale`; in-between values thresholded at half the level),
     index (class k is stored as `values[k]`), instances (any non-zero value), threshold
     (stored values above `threshold`), colour (`color` on black), class-map, class-folders
-    (one binary mask per class, read by the binary rule). `ignore` values are void.
+    (one binary mask per class, read by the binary rule); for the instance task, labels
+    (instance label images: ids as stored) or components (label images, and binary masks
+    whose connected components are the objects). `ignore` values are void.
     """
 
     task: Task
@@ -68,12 +72,16 @@ class MaskReading:
     # -- encoding ---------------------------------------------------------------------
     def encode(self, mask: np.ndarray, path: Path) -> np.ndarray:
         """The uint8 `H x W` target (class indices, `IGNORE_INDEX` for ignored pixels) of a
-        stored mask as `io.read_mask(path, rgb=self.reads_rgb)` gives it.
+        stored mask as `io.read_mask(path, rgb=self.reads_rgb)` gives it; for the instance
+        task, the int32 `H x W` label image (0 background, ids as stored, `IGNORE_LABEL`
+        for void pixels: see `labels.encode_labels`).
 
         Raises:
             MaskValueError: naming `path`, for values this reading cannot hold.
         """
         path = Path(path)
+        if self.task == "instance":
+            return encode_labels(mask, path, self.ignore, self.rule == "components")
         if self.class_map is not None:
             return self.class_map.encode(mask, path)
         if self.rule == "colour":

@@ -13,7 +13,7 @@ import numpy as np
 
 from ...errors import ConfigError, DataError, MaskValueError
 from ..classmap import format_value, format_values
-from .facts import MaskFacts
+from .facts import MaskFacts, ObjectFacts
 
 # -- deciding a dataset's reading -----------------------------------------------------------
 
@@ -54,9 +54,16 @@ def image_not_indices(f: MaskFacts) -> DataError:
 
 def instance_labels(f: MaskFacts, labels: np.ndarray, void_note: str) -> DataError:
     return DataError(f"holds {len(labels)} labels ({format_values(labels)}){void_note}, one "
-                     "object each: an instance label image, not class indices; pass "
-                     "--instances to train foreground = any label (binary), or --task "
-                     "multiclass if the values are classes", f.path)
+                     "object each: an instance label image, not class indices; pass --task "
+                     "instance to train on the objects, --instances to train foreground = any "
+                     "label (binary), or --task multiclass if the values are classes", f.path)
+
+
+def labels_for_binary(f: MaskFacts, labels: np.ndarray) -> DataError:
+    return DataError(f"holds {len(labels)} labels ({format_values(labels)}), one object "
+                     "each: an instance label image, not a binary mask (0 and one level) as "
+                     "--task binary needs; pass --task instance to train on the objects, or "
+                     "--instances to train foreground = any label (binary)", f.path)
 
 
 def too_many_values(f: MaskFacts) -> DataError:
@@ -121,6 +128,104 @@ def threshold_needs_gray(f: MaskFacts) -> DataError:
 
 def no_masks() -> DataError:
     return DataError("no labelled masks to read")
+
+
+# -- instance label images (--task instance) -------------------------------------------------
+
+
+def binary_for_instances(f: MaskFacts) -> MaskValueError:
+    """A binary mask (0 and one level) where --task instance needs label images."""
+    level = format_value(f.own_level or 0)
+    pieces = f.objects.pieces if f.objects else 0
+    found = f"0/{level} in {pieces} separate pieces" if f.two_level else \
+        f"0/{level} with in-between values on its edges ({f.shown()})"
+    return MaskValueError(f"holds {found}: a binary mask, not an instance label image (one "
+                          "id per object) as --task instance needs; pass "
+                          "--instances-from-components to read its connected components as "
+                          "objects (touching objects then merge into one), or drop --task "
+                          "instance to train a binary model", f.path)
+
+
+def colour_labels(f: MaskFacts) -> DataError:
+    return DataError(f"holds colours {{{f.shown()}}}: --task instance reads gray label "
+                     "images (0 background, one integer id per object: 16-bit PNG or TIFF); "
+                     "save the objects as ids, not colours", f.path)
+
+
+def jpeg_labels(f: MaskFacts) -> DataError:
+    return DataError(f"JPEG mask with values {{{f.shown()}}}: JPEG compression changes "
+                     "object ids; store label images as PNG or TIFF (16-bit for more than 255 "
+                     "objects); a binary JPEG mask's connected components are read as objects "
+                     "with --instances-from-components", f.path)
+
+
+def image_not_labels(f: MaskFacts) -> DataError:
+    thin = f.objects.thin if f.objects else 0
+    return DataError(f"holds {len(f.values)} distinct values ({f.shown()}) that change "
+                     f"from pixel to pixel ({thin} of them never fill a pixel's four "
+                     "neighbours): an image or a probability map, not an instance label image "
+                     "(one region per object); check that the mask folder holds label images",
+                     f.path)
+
+
+def fractional_labels(count: int, low: float, high: float, path: Path) -> MaskValueError:
+    return MaskValueError(f"holds {count} fractional values between {format_value(low)} and "
+                          f"{format_value(high)}: not object ids (whole numbers) as --task "
+                          "instance needs; if it is a probability map, drop --task instance "
+                          "and pass --mask-threshold 0.5 to read it as a binary mask", path)
+
+
+def negative_labels(f: MaskFacts) -> DataError:
+    return DataError(f"holds negative values ({f.shown()}): instance ids are >= 0, with 0 "
+                     "as background (pass --ignore-index for a void value)", f.path)
+
+
+def wrapped_ids(f: MaskFacts) -> MaskValueError:
+    """More objects than the file's type holds: ids wrapped past its largest value."""
+    objects = f.objects or ObjectFacts(0)
+    larger = "16-bit PNG or TIFF" if f.bits == 8 else "32-bit TIFF"
+    kind = f"{'an' if f.bits == 8 else 'a'} {f.bits}-bit"
+    return MaskValueError(f"holds {objects.ids} ids in {kind} image, {objects.split} of them "
+                          f"in distant pieces (id {objects.example[0]}: {objects.example[1]} "
+                          f"pieces): more objects than {kind} label image holds, so the ids "
+                          f"wrapped past {format_value(f.top)} and objects share ids; save "
+                          f"the labels as {larger}", f.path)
+
+
+def split_ids(f: MaskFacts, split: int, ids: int, files: int) -> DataError:
+    """Too many ids lie in distant pieces: not one id per object."""
+    objects = f.objects or ObjectFacts(0)
+    label, pieces = objects.example
+    return DataError(f"id {label} lies in {pieces} distant pieces; {split} of the {ids:,} ids "
+                     f"in the {files} label images read ({100 * split / max(ids, 1):.0f} %) "
+                     "lie in distant pieces: --task instance reads one id per object; if "
+                     f"{label} marks void (borders, unlabelled), pass --ignore-index {label}; "
+                     "if the values are classes, use --task multiclass", f.path)
+
+
+def class_map_for_instances() -> ConfigError:
+    return ConfigError("a class map names classes; --task instance reads label images (one "
+                       "id per object): drop the class map or --task instance")
+
+
+def class_folders_for_instances() -> ConfigError:
+    return ConfigError("--task instance reads one label image per image (0 background, one "
+                       "id per object); class folders hold a binary mask per class")
+
+
+def instances_flag_with_task() -> ConfigError:
+    return ConfigError("--instances trains a binary model on the foreground of label "
+                       "images; --task instance trains on the objects: pass one of them")
+
+
+def threshold_with_instances() -> ConfigError:
+    return ConfigError("--mask-threshold reads binary masks; --task instance reads label "
+                       "images: pass one of them")
+
+
+def components_without_task() -> ConfigError:
+    return ConfigError("--instances-from-components reads binary masks as objects for "
+                       "--task instance; pass --task instance with it")
 
 
 # -- options that contradict the masks or each other -----------------------------------------

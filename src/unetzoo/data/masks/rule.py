@@ -14,11 +14,13 @@ from ...task import IGNORE_INDEX, Task
 from ..classmap import ClassMap, format_value
 from . import refusals
 from .facts import MaskFacts, PairSurvey
-from .index import first, index_reading
+from .index import first, index_reading, instance_like, label_example, label_values
+from .instance import check_instance_options, instance_reading
 from .levels import Levels
 from .reading import MaskOptions, MaskReading
 
-RULES = ("binary", "index", "instances", "threshold", "colour", "class-map", "class-folders")
+RULES = ("binary", "index", "instances", "threshold", "colour", "class-map", "class-folders",
+         "labels", "components")
 
 
 def decide(surveys: Sequence[PairSurvey], options: MaskOptions | None = None
@@ -26,9 +28,12 @@ def decide(surveys: Sequence[PairSurvey], options: MaskOptions | None = None
     """The reading of a dataset's masks from the surveys of (a sample of) its pairs.
 
     Args:
-        surveys: `survey_pair` of each pair read, labelled pairs only.
+        surveys: `survey_pair` of each pair read, labelled pairs only (with `objects=True`
+            for the instance task).
         options: what the user said (task, classes, class map, ignore value, --instances,
-            --mask-threshold); each overrides what the values alone would say.
+            --mask-threshold, --instances-from-components); each overrides what the values
+            alone would say. For the instance task `num_classes` is not the masks' (the
+            target representation sets the model's channels) and is not compared.
 
     Returns:
         The MaskReading, its `evidence` one line such as "binary: 612 masks 0/255, 58
@@ -44,6 +49,10 @@ def decide(surveys: Sequence[PairSurvey], options: MaskOptions | None = None
         raise refusals.no_masks()
     folders = surveys[0].pair.class_names if surveys[0].pair.class_masks else ()
     facts = [f for s in surveys for f in s.masks]
+    if options.task == "instance" or options.components:
+        check_instance_options(options, bool(folders))
+        # the number of output channels is the target representation's, not the masks'
+        return replace(instance_reading(facts, options), surveyed=len(surveys))
     if options.class_map is not None:
         reading = _by_class_map(options, bool(folders))
     elif folders:
@@ -223,6 +232,9 @@ def _index_or_binary(facts: list[MaskFacts], options: MaskOptions, what: str) ->
             raise
         reading = None
     if options.task == "binary" and (reading is None or reading.task != "binary"):
+        if instance_like(facts):
+            f = label_example(facts)
+            raise refusals.labels_for_binary(f, label_values(f)[0])
         f = first(facts, lambda f: not f.two_level and not f.looks_soft) or facts[0]
         raise refusals.not_binary_for_task(f)
     assert reading is not None

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import DataError
-from ...task import IGNORE_INDEX
+from ...task import IGNORE_INDEX, IGNORE_LABEL
 from ..io import read_mask
 from ..layouts import Pair
 from . import refusals
@@ -21,7 +21,8 @@ from .reading import MaskReading
 def load_target(pair: Pair, reading: MaskReading, size: tuple[int, int] | None = None
                 ) -> np.ndarray:
     """The target of a labelled pair: read, encoded, checked against the image `size`
-    (height, width), with pixels outside its region of interest set to `IGNORE_INDEX`.
+    (height, width), with pixels outside its region of interest set to `IGNORE_INDEX`
+    (`IGNORE_LABEL` in an instance label image).
 
     Raises:
         DataError: naming the file, for unreadable masks, size mismatches and (as
@@ -43,7 +44,7 @@ def load_target(pair: Pair, reading: MaskReading, size: tuple[int, int] | None =
         roi = binarize(read_mask(pair.roi), pair.roi)
         if roi.shape != target.shape[:2]:
             raise refusals.roi_size(roi, target, pair.roi)
-        target[roi == 0] = IGNORE_INDEX
+        target[roi == 0] = IGNORE_LABEL if reading.task == "instance" else IGNORE_INDEX
     return target
 
 
