@@ -323,8 +323,9 @@ def test_instance_label_images_are_refused_naming_instances(tmp_path: Path) -> N
     message = refusal(root)
     count = int(labels[0].max())
     assert re.search(rf"masks/s00\.png: holds {count} labels \(1, 2, .*\), one object each: an "
-                     r"instance label image, not class indices; pass --instances to train "
-                     r"foreground = any label \(binary\)", message), message
+                     r"instance label image, not class indices; pass --task instance to train "
+                     r"on the objects, --instances to train foreground = any label \(binary\)",
+                     message), message
     info, pairs = read(root, instances=True)
     assert (info.task, info.reading.rule) == ("binary", "instances")
     assert (target(info, pairs[2]) == (labels[2] > 0)).all()
@@ -350,7 +351,8 @@ def test_voc_instance_masks_with_void_boundaries(tmp_path: Path) -> None:
     message = refusal(root)
     assert message.endswith("masks/s00.png: holds 3 labels (1, 2, 3) besides 255, one object "
                             "each: an "
-                            "instance label image, not class indices; pass --instances to "
+                            "instance label image, not class indices; pass --task instance to "
+                            "train on the objects, --instances to "
                             "train foreground = any label (binary), or --task multiclass if "
                             "the values are classes"), message
     info, pairs = read(root, instances=True, ignore_index=255)

@@ -327,3 +327,13 @@ def test_resize_mode_trains_on_the_pixels_it_predicts_on() -> None:
     masks = np.zeros((480, 640), np.int64)
     masks[:, 320:] = 2
     assert set(np.unique(resize_transform(160)(image=image, mask=masks)["mask"])) == {0, 2}
+
+
+def test_single_level_masks_at_many_levels_are_refused_in_one_line() -> None:
+    """Nine masks, each 0 and a level of its own: not binary (nine levels), not an image
+    (every file is two flat regions): the gaps refusal, not a crash."""
+    masks = [np.array([[0, 3 * k + 5]], np.uint8) for k in range(9)]
+    with pytest.raises(DataError, match=re.escape(
+            "m2.png: mask values {0, 5, 8, 11, 14, 17, 20, 23, 26, 29} in the dataset are not "
+            "class indices 0..9 (gaps); give a class map")):
+        decide(surveys(*masks))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +64,8 @@ class DatasetInfo:
 def default_class_names(task: Task, num_classes: int) -> tuple[str, ...]:
     if task == "binary":
         return ("foreground",)
+    if task == "instance":
+        return ("object",)
     if task == "multiclass":
         return ("background", *(f"class{k}" for k in range(1, num_classes)))
     return tuple(f"class{k + 1}" for k in range(num_classes))
@@ -147,7 +149,9 @@ def read_masks(pairs: Sequence[Pair], options: MaskOptions | None = None) -> Mas
     """
     options = options or MaskOptions()
     rgb = options.class_map is not None and options.class_map.by_color
-    return decide([survey_pair(p, options.ignore, rgb) for p in pairs if p.labelled], options)
+    objects = options.task == "instance"
+    return decide([survey_pair(p, options.ignore, rgb, objects) for p in pairs if p.labelled],
+                  options)
 
 
 def verify_pairs(pairs: Sequence[Pair], reading: MaskReading, full: bool = False,
@@ -168,9 +172,12 @@ def verify_pairs(pairs: Sequence[Pair], reading: MaskReading, full: bool = False
 
 def target_class_pixels(target: np.ndarray, reading: MaskReading) -> np.ndarray:
     """Pixels per class (`K`, int64) of an encoded target (`H x W` class indices, or
-    `H x W x K` 0/1 for multilabel); ignored pixels are not counted."""
+    `H x W x K` 0/1 for multilabel; background and objects of an instance label image);
+    ignored pixels are not counted."""
     if target.ndim == 3:
         return (target == 1).sum((0, 1)).astype(np.int64)
+    if reading.task == "instance":
+        return np.array([(target == 0).sum(), (target > 0).sum()], np.int64)
     classes = 2 if reading.task == "binary" else reading.num_classes
     valid = target[target != IGNORE_INDEX].ravel().astype(np.int64)
     return np.bincount(valid, minlength=classes)[:classes]
@@ -190,7 +197,7 @@ def classes_not_in_training(info: DatasetInfo, train: Sequence[Pair],
     no pixels in the training masks read, saying where it is found (val / test masks) or
     that it is found nowhere: a model cannot learn such a class, and its scores would mean
     nothing. `total` is the number of pairs, to say whether the masks read were a sample."""
-    if info.task == "binary" or not info.class_pixels:
+    if info.task in ("binary", "instance") or not info.class_pixels:
         return []
     pixels = info.class_pixels
     train_read = [pixels[p.image] for p in train if p.image in pixels]
@@ -299,8 +306,17 @@ def seeded_global_rngs(seed: int) -> Iterator[None]:
 
 class SegmentationDataset(Dataset):
     """Samples as dicts: `image` (C x H x W float32, normalised), `mask` (long target:
-    `H x W`, or `K x H x W` multilabel) and `name`. Files are read when a sample is asked
-    for, never all at once.
+    `H x W`, or `K x H x W` multilabel; the instance task's label image, ids as stored and
+    `IGNORE_LABEL` for void) and `name`. Files are read when a sample is asked for, never
+    all at once.
+
+    With a `target_encoder`, the target is encoded after augmentation, in the worker that
+    loads the sample: `target_encoder(target)` gets the augmented target (the instance
+    task's int32 `H x W` label image) and returns an array, which becomes `mask` with its
+    own dtype, or a dict of arrays, each added to the sample under its key (`mask`,
+    `weights`, ...); `labels` then holds the augmented target itself (an int32 tensor for
+    scoring objects). The encoder must be picklable (a module-level function or a
+    `functools.partial` of one) for data-loading workers.
 
     With `seed` set, the random transform of sample i in epoch e is seeded from (seed, e, i)
     (albumentations and the global `random` / NumPy generators alike), so augmentation does
@@ -316,8 +332,11 @@ class SegmentationDataset(Dataset):
     def __init__(self, pairs: Sequence[Pair], preprocessing: Preprocessing,
                  reading: MaskReading | None, transform=None, seed: int | None = None,
                  skip_bad: bool = False, cache: SampleCache | None = None,
-                 keep_pixels: bool = False) -> None:
+                 keep_pixels: bool = False,
+                 target_encoder: Callable[[np.ndarray], np.ndarray | dict[str, np.ndarray]]
+                 | None = None) -> None:
         self.pairs = list(pairs)
+        self.target_encoder = target_encoder
         self.keep_pixels = keep_pixels
         self.preprocessing = preprocessing
         self.reading = reading
@@ -359,11 +378,23 @@ class SegmentationDataset(Dataset):
             "image": self.preprocessing.to_tensor(image, stats), "name": pair.name}
         if self.keep_pixels:
             sample["pixels"] = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
-        if mask is not None:
+        if mask is not None and self.target_encoder is not None:
+            sample.update(self._encoded(mask))
+        elif mask is not None:
             if mask.ndim == 3:  # multilabel H x W x K -> K x H x W
                 mask = mask.transpose(2, 0, 1)
             sample["mask"] = torch.from_numpy(np.ascontiguousarray(mask)).long()
         return sample
+
+    def _encoded(self, target: np.ndarray) -> dict[str, torch.Tensor]:
+        """The augmented `target` as `labels` and what `target_encoder` makes of it."""
+        assert self.target_encoder is not None
+        encoded = self.target_encoder(target)
+        arrays = encoded if isinstance(encoded, dict) else {"mask": encoded}
+        out = {"labels": torch.from_numpy(np.ascontiguousarray(target))}
+        out.update((key, torch.from_numpy(np.ascontiguousarray(value)))
+                   for key, value in arrays.items())
+        return out
 
     def read(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         """The image (`H x W x C` float32 in [0, 1]) and target (None when unlabelled) of

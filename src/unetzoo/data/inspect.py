@@ -82,7 +82,7 @@ class Inspection:
 
     @property
     def frequency_names(self) -> tuple[str, ...]:
-        if self.task == "binary":
+        if self.task in ("binary", "instance"):
             return ("background", *self.class_names)
         return self.class_names
 
@@ -99,7 +99,10 @@ def _headers(pair: Pair, found: Inspection) -> bool:
 
 
 def _count(target: np.ndarray, found: Inspection, classes: int) -> None:
-    if target.ndim == 3:  # multilabel H x W x K
+    if found.task == "instance":  # label image: background, objects, IGNORE_LABEL (< 0)
+        counts = np.array([(target == 0).sum(), (target > 0).sum()], np.int64)
+        found.ignored += int((target < 0).sum())
+    elif target.ndim == 3:  # multilabel H x W x K
         valid = target != IGNORE_INDEX
         counts = ((target == 1) & valid).reshape(-1, target.shape[2]).sum(0)
         found.ignored += int((~valid).sum())
@@ -114,7 +117,7 @@ def inspect_dataset(root: Path | str, csvfile: Path | str | None = None, *,
                     class_map: Path | str | None = None, task: Task | None = None,
                     ignore_index: int | None = None, instances: bool = False,
                     mask_threshold: float | None = None, sample: int | None = None,
-                    progress: bool = True) -> Inspection:
+                    progress: bool = True, components: bool = False) -> Inspection:
     """Inspect a dataset folder without training, collecting every problem instead of
     stopping at the first.
 
@@ -127,6 +130,8 @@ def inspect_dataset(root: Path | str, csvfile: Path | str | None = None, *,
         csvfile: a CSV split (image,mask,split) relative to `root`; default: the layout.
         class_map: a class map YAML (default: `root/classes.yaml` when present).
         task, ignore_index, instances, mask_threshold: as the training options.
+        components: --instances-from-components (with task "instance": binary masks'
+            connected components are the objects).
         sample: read the pixels of this many spread pairs only.
         progress: progress bars (on a terminal; elsewhere nothing).
 
@@ -150,7 +155,8 @@ def inspect_dataset(root: Path | str, csvfile: Path | str | None = None, *,
     except ConfigError as error:
         found.problems.append(DataError(str(error)))
         cmap = None
-    options = MaskOptions(task, None, cmap, ignore_index, instances, mask_threshold)
+    options = MaskOptions(task, None, cmap, ignore_index, instances, mask_threshold,
+                          components)
     good = [p for p in progress_bar(found.pairs, "headers", "pair", enabled=progress)
             if _headers(p, found)]
     chosen = spread_sample(good, sample) if sample else good
@@ -160,7 +166,8 @@ def inspect_dataset(root: Path | str, csvfile: Path | str | None = None, *,
         try:
             read_image(pair.image)
             if pair.labelled:
-                surveys.append(survey_pair(pair, options.ignore, bool(cmap and cmap.by_color)))
+                surveys.append(survey_pair(pair, options.ignore, bool(cmap and cmap.by_color),
+                                           objects=task == "instance"))
             readable.append(pair)
         except DataError as error:
             found.problems.append(error)
