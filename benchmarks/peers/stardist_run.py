@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 
-EXAMPLE = "https://github.com/stardist/stardist/blob/main/examples/2D/2_training.ipynb"
+EXAMPLE = "https://github.com/stardist/stardist/blob/HEAD/examples/2D/2_training.ipynb"
 N_RAYS, GRID = 32, (2, 2)
 PERCENTILES = (1.0, 99.8)
 
