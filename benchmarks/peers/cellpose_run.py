@@ -224,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             n_epochs = int((left - logs * step_s / 3) // per_epoch_s)
         if n_epochs < 1:
             raise RuntimeError(f"{args.minutes} min leave no room for a training step "
-                               f"({step_s:.1f} s per step, "
-                               f"{time.monotonic() - started:.0f} s spent on flows)")
+                               f"({step_s:.1f} s per step, {time.monotonic() - started:.0f} s "
+                               "spent on flows and step timing)")
         hook = BudgetHook(budget_s, started)
         handle = model.net.register_forward_pre_hook(hook)
         finished = True

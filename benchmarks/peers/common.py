@@ -61,7 +61,10 @@ def parse_args(description: str, argv: list[str] | None = None,
 
 def limit_threads(threads: int) -> dict[str, str]:
     """Put `threads` into every thread-count variable that numpy's BLAS, OpenMP, numba and
-    TensorFlow read at import. Call before numpy is imported; returns what was set.
+    TensorFlow read at import, and pin the process to `threads` of the CPUs it may use
+    (Linux sched_setaffinity), so that helper threads a library starts on its own (Keras
+    prefetches StarDist's data generator in a tf.data thread) share the same cores. Call
+    before numpy is imported; returns what was set ("CPU_AFFINITY": the CPUs kept).
 
     Raises:
         RuntimeError: when numpy is already imported (its BLAS would ignore the setting).
@@ -71,6 +74,10 @@ def limit_threads(threads: int) -> dict[str, str]:
     values = {name: str(threads) for name in THREAD_VARIABLES}
     values["TF_NUM_INTEROP_THREADS"] = "1"  # ops one after the other: at most `threads` busy
     os.environ.update(values)
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))[:threads]
+        os.sched_setaffinity(0, cpus)
+        values["CPU_AFFINITY"] = ",".join(map(str, cpus))
     return values
 
 
