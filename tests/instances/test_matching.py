@@ -475,4 +475,6 @@ def test_the_package_sits_low_in_the_import_layers() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)
     assert json.loads(out.stdout) == ["unetzoo", "unetzoo.errors", "unetzoo.instances",
-                                      "unetzoo.instances.matching", "unetzoo.version"]
+                                      "unetzoo.instances.labels",
+                                      "unetzoo.instances.matching",
+                                      "unetzoo.instances.targets", "unetzoo.version"]

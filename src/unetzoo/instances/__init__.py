@@ -8,11 +8,25 @@ and counts of split, merged, missed and extra objects. `InstanceScores` accumula
 over a dataset, both as the mean over images and pooled. `matching.py` holds the rules and
 their sources.
 
-This package sits low in the import layers: numpy, scipy and `unetzoo.errors` only.
+The instance task's two numpy halves live here too: `targets.encode` turns a label image
+into training targets in one of several representations (`REPRESENTATIONS`: three_class,
+distance, contour_touch, hover), each with a table of channels (activation, losses);
+`labels.decode` turns a network's activated outputs back into a label image (seeds and a
+seeded watershed), and `labels.choose_thresholds` picks its thresholds on validation images.
+
+This package sits low in the import layers: numpy, scipy, scikit-image (imported by
+`decode` when first used) and `unetzoo.errors` only.
 """
 
 from __future__ import annotations
 
+from .labels import (
+    ThresholdChoice,
+    Thresholds,
+    choose_thresholds,
+    decode,
+    object_maps,
+)
 from .matching import (
     DSB_THRESHOLDS,
     EMPTY_RULES,
@@ -29,20 +43,39 @@ from .matching import (
     object_errors,
     score_dataset,
 )
+from .targets import (
+    REPRESENTATIONS,
+    Channel,
+    Encoded,
+    Representation,
+    encode,
+    get_representation,
+)
 
 __all__ = [
     "DSB_THRESHOLDS",
     "EMPTY_RULES",
+    "REPRESENTATIONS",
+    "Channel",
+    "Encoded",
     "ImageCounts",
     "InstanceScores",
     "Matching",
     "ObjectErrors",
     "Overlap",
+    "Representation",
+    "ThresholdChoice",
+    "Thresholds",
     "check_labels",
+    "choose_thresholds",
     "count_image",
+    "decode",
+    "encode",
+    "get_representation",
     "image_scores",
     "label_overlap",
     "match",
     "object_errors",
+    "object_maps",
     "score_dataset",
 ]
