@@ -36,6 +36,7 @@ import yaml
 from .data.cache import CACHE_MODES
 from .data.transforms import AUGMENT_LEVELS, NORMALIZATIONS, RESIZE_MODES
 from .errors import ConfigError
+from .instances.targets import REPRESENTATIONS
 from .losses import build_loss
 from .models.registry import resolve_kwargs
 from .runtime import PRECISIONS, Runtime
@@ -66,7 +67,12 @@ def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: A
     return field(default=default, metadata=meta)
 
 
-MONITORS = ("dice", "iou", "mdice", "miou", "loss")
+# "auto": dice, or for the instance task the loss; "map": the DSB mean AP 0.5:0.95 and "ap50":
+# AP at IoU 0.5 of the objects (instance task)
+MONITORS = ("auto", "dice", "iou", "mdice", "miou", "loss", "map", "ap50")
+INSTANCE_MONITORS = ("map", "ap50")
+# the instance task's default target representation (benchmarks/instance_targets.py)
+DEFAULT_REPRESENTATION = "distance"
 # test-time augmentation (engine/inference/tta.py): none, the 4 flips, the 8 symmetries
 TTA_MODES: tuple[str, ...] = ("none", "flip", "flip-rot90")
 NAN_POLICIES = ("stop", "skip")
@@ -136,8 +142,16 @@ class DataOptions(Options):
     csvfile: str | None = option(None, "CSV split (image,mask,split) relative to the dataset "
                                  "(without one, train makes a seeded train/val/test split and "
                                  "keeps it in the run folder)", metavar="F")
-    task: str | None = option(None, "binary, multiclass or multilabel (default: inferred from "
-                              "the masks)", choices=TASKS)
+    task: str | None = option(None, "binary, multiclass, multilabel or instance (objects: "
+                              "instance label images; default: inferred from the masks)",
+                              choices=TASKS)
+    representation: str | None = option(None, "--task instance: what the network learns from "
+                                        "the label images (default: "
+                                        f"{DEFAULT_REPRESENTATION}, chosen by measurement: "
+                                        "docs/instances.md)", choices=tuple(REPRESENTATIONS))
+    instances_from_components: bool = option(False, "--task instance: read binary masks' "
+                                             "connected components as objects (touching "
+                                             "objects merge into one)")
     num_classes: int | None = option(None, "output channels (default: inferred from the masks)",
                                      ge=1)
     class_names: list[str] | None = option(None, "class names, in class-index order")
@@ -264,9 +278,11 @@ class RunOptions(Options):
     overwrite: bool = option(False, "allow replacing an existing run folder's contents")
     seed: int = option(0, "random seed (CPU runs are reproducible)")
     val_every: int = option(1, "validate every N epochs", ge=1)
-    monitor: str = option("dice", "validation metric that selects the best checkpoint (loss: "
-                          "the lowest validation loss)",
-                          choices=MONITORS)
+    monitor: str = option("auto", "validation metric that selects the best checkpoint: auto "
+                          "(dice; for --task instance the loss, since object scores depend "
+                          "on thresholds chosen after training), loss (the lowest "
+                          "validation loss), map / ap50 (instance mean AP 0.5:0.95 / AP at "
+                          "IoU 0.5, with the default thresholds)", choices=MONITORS)
     test: bool = option(True, "evaluate the best checkpoint on the test split after training")
     test_tta: str = option("none", "test-time augmentation of the final test evaluation",
                            choices=TTA_MODES)
@@ -344,10 +360,20 @@ class TrainConfig(RuntimeOptions, RunOptions, OptimOptions, ModelOptions, DataOp
     """
 
     def check(self) -> None:
-        """Each group's checks, then those across groups (the loss for the task)."""
+        """Each group's checks, then those across groups (the loss for the task, the
+        instance options)."""
         for group in GROUPS:
             group.check(self)
+        if self.task == "instance":
+            return  # the representation's channel table names each channel's losses
         build_loss(self.loss, "multiclass" if self.task == "multiclass" else "binary")
+        if self.representation is not None or self.instances_from_components:
+            flag_ = "--representation" if self.representation else \
+                "--instances-from-components"
+            raise ConfigError(f"{flag_} applies to --task instance")
+        if self.monitor in INSTANCE_MONITORS and self.task is not None:
+            raise ConfigError(f"--monitor {self.monitor} scores objects: it needs --task "
+                              "instance")
 
 
 # Runtime options every command that runs a model takes (one declaration: RuntimeOptions').

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -229,6 +230,64 @@ def build_loss(name: str, task: Task, ignore_index: int = IGNORE_INDEX) -> nn.Mo
                           "or join several with '+'")
     losses = [_LOSSES[p](task, ignore_index) for p in parts]
     return losses[0] if len(losses) == 1 else SumLoss(losses)
+
+
+class InstanceLoss(nn.Module):
+    """The loss of an instance representation (`instances.targets`): each channel's terms of
+    the representation's table, summed with weight 1 each, over valid pixels.
+
+    The target is `B x (C + 1) x H x W`: the C encoded target channels, then a validity
+    channel (1 where the pixel counts, 0 where the label image was void or padding). Terms:
+    `ce` one softmax cross-entropy over a softmax group (target class = the group's channel
+    holding 1), `bce` binary cross-entropy with logits, `dice` soft Dice of the sigmoid,
+    `mse` / `l1` the squared / absolute error of the channel's activation (sigmoid, or the
+    raw output for `none`).
+    """
+
+    def __init__(self, representation: Any) -> None:
+        super().__init__()
+        self.channels = [(c.name, c.activation, tuple(c.losses), c.group)
+                         for c in representation.channels]
+        groups: dict[str, list[int]] = {}
+        for index, (_, _, _, group) in enumerate(self.channels):
+            if group is not None:
+                groups.setdefault(group, []).append(index)
+        self.groups = list(groups.values())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        count = len(self.channels)
+        if target.shape[1] != count + 1:
+            raise ConfigError(f"an instance target has {count} channels and a validity "
+                              f"channel, got {target.shape[1]} channels")
+        valid = target[:, count:].float()
+        pixels = valid.sum().clamp_min(1.0)
+        total = logits.new_zeros((), dtype=torch.float32)
+        for group in self.groups:
+            classes = target[:, group].argmax(1)
+            per_pixel = F.cross_entropy(logits[:, group], classes, reduction="none")
+            total = total + (per_pixel * valid[:, 0]).sum() / pixels
+        for index, (_, activation, losses, group) in enumerate(self.channels):
+            if group is not None:
+                continue
+            raw, wanted = logits[:, index: index + 1], target[:, index: index + 1].float()
+            active = raw.sigmoid() if activation == "sigmoid" else raw
+            for term in losses:
+                if term == "bce":
+                    per_pixel = F.binary_cross_entropy_with_logits(raw, wanted,
+                                                                   reduction="none")
+                    total = total + (per_pixel * valid).sum() / pixels
+                elif term == "dice":
+                    inter = (active * wanted * valid).sum()
+                    union = ((active + wanted) * valid).sum()
+                    total = total + 1 - (2 * inter + 1) / (union + 1)
+                elif term in ("mse", "l1"):
+                    error = (active - wanted).square() if term == "mse" else \
+                        (active - wanted).abs()
+                    total = total + (error * valid).sum() / pixels
+                else:
+                    raise ConfigError(f"unknown loss term {term!r} of an instance channel")
+        return total
 
 
 def deep_supervision_loss(loss: nn.Module, outputs: torch.Tensor | Sequence[torch.Tensor],

@@ -75,6 +75,9 @@ class Checkpoint:
     # what its training images' values looked like (data.input_stats.InputStatistics
     # .to_dict()): predict and eval name images far from them
     input_stats: dict[str, Any] | None = None
+    # an instance model: how its outputs become objects (its representation and the
+    # thresholds chosen on validation; engine/inference/instance.InstanceDecoding)
+    instance: dict[str, Any] | None = None
 
     def build_model(self, prune_depth: int | None = None) -> nn.Module:
         """The model with its trained weights, in eval mode, on the CPU; `prune_depth` runs
@@ -112,7 +115,7 @@ class Checkpoint:
             "preprocessing": self.preprocessing.to_dict(), "state_dict": self.state_dict,
             "config": self.config, "metrics": self.metrics, "train_state": self.train_state,
             "mask_reading": self.mask_reading, "fit_digests": self.fit_digests,
-            "input_stats": self.input_stats,
+            "input_stats": self.input_stats, "instance": self.instance,
         }
 
     @classmethod
@@ -135,7 +138,7 @@ class Checkpoint:
                 class_colors=tuple(tuple(c) for c in colors) if colors else None,
                 mask_reading=payload.get("mask_reading"),
                 fit_digests=payload.get("fit_digests"),
-                input_stats=payload.get("input_stats"),
+                input_stats=payload.get("input_stats"), instance=payload.get("instance"),
             )
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"incomplete checkpoint (missing {exc})", path) from exc

@@ -53,6 +53,7 @@ def folder_config(checkpoint: Checkpoint, dtype: str = "float32") -> dict[str, A
         "weights": {"file": WEIGHTS_FILE, "dtype": dtype},
         "metrics": checkpoint.metrics, "training": checkpoint.config,
         "mask_reading": checkpoint.mask_reading, "input_stats": checkpoint.input_stats,
+        "instance": checkpoint.instance,
     }
 
 
@@ -147,7 +148,8 @@ def read_folder(directory: Path | str) -> Checkpoint:
             metrics=config.get("metrics") or {},
             class_colors=tuple(tuple(c) for c in config["class_colors"])
             if config.get("class_colors") else None,
-            mask_reading=config.get("mask_reading"), input_stats=config.get("input_stats"))
+            mask_reading=config.get("mask_reading"), input_stats=config.get("input_stats"),
+            instance=config.get("instance"))
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"incomplete {CONFIG_FILE} (missing {exc})", directory) from exc
     try:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
-from ..task import IGNORE_INDEX, Task
+from ..task import IGNORE_INDEX, IGNORE_LABEL, Task
 from .dataset import spread_sample
 from .io import read_array, to_unit_float
 from .layouts import Pair
@@ -193,9 +193,15 @@ def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: i
         image_stds.append(float(gray.std()))
         if target is None:
             continue
-        valid = target != IGNORE_INDEX if target.ndim == 2 else \
-            np.ones(target.shape[:2], bool)
-        if task == "multilabel":
+        if task == "instance":  # label images: ids of objects, -1 void (255 may be an id)
+            valid = target != IGNORE_LABEL
+        else:
+            valid = target != IGNORE_INDEX if target.ndim == 2 else \
+                np.ones(target.shape[:2], bool)
+        if task == "instance":
+            foreground = (target > 0) & valid
+            class_pixels += int(foreground.sum())
+        elif task == "multilabel":
             foreground = target.any(axis=2)
             class_pixels += target.reshape(-1, outputs).sum(0)
         else:
@@ -204,7 +210,11 @@ def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: i
             class_pixels += counted[1:2] if task == "binary" else counted[:classes]
         labelled_pixels += int(valid.sum())
         fractions.append(float(foreground.sum() / max(1, valid.sum())))
-        objects = _objects(foreground)
+        if task == "instance":  # one object per id, touching ones apart
+            sizes = np.bincount(target[foreground].ravel())
+            objects = [int(s) for s in sizes[sizes > 0]]
+        else:
+            objects = _objects(foreground)
         areas += objects
         counts.append(len(objects))
         background = ~foreground & valid

@@ -27,6 +27,7 @@ from .dataset import (
 from .input_stats import InputStatistics
 from .layouts import Pair, find_pairs
 from .masks import MaskOptions, MaskReading, format_values, survey_pair
+from .masks.targets import InstanceEncoder
 from .split import split_for_run
 from .split_record import SplitRecord
 from .transforms import Preprocessing, ResizeMode, resize_transform
@@ -48,6 +49,8 @@ class TrainData:
     cache: str = "auto"  # see data.cache: auto, memory, disk or off
     record: SplitRecord | None = None  # the run's split, with each file's size and digest
     input_stats: InputStatistics | None = None  # what the training images' values look like
+    # the instance task: labels -> the representation's targets, in the loading workers
+    target_encoder: InstanceEncoder | None = None
     _caches: dict[tuple, SampleCache] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -62,7 +65,8 @@ class TrainData:
         training are logged and skipped rather than stopping the epoch. Unless `cache` is
         off, files are decoded (and, for training in resize mode, resized) once per run."""
         data = SegmentationDataset(pairs, self.preprocessing, self.reading, transform, seed,
-                                   skip_bad=transform is not None)
+                                   skip_bad=transform is not None,
+                                   target_encoder=self.target_encoder)
         data.cache = self.sample_cache(data, resized=transform is not None and
                                        self.preprocessing.resize_mode == "resize")
         return data
@@ -123,7 +127,8 @@ def scan_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
               mask_threshold: float | None = None, full_check: bool = False,
               val_fraction: float = 0.1, seed: int = 0, resume_from: Path | None = None,
               add_new: str | None = None, allow_duplicates: bool = False,
-              allow_copies: bool = False, record: bool = True) -> ScannedData:
+              allow_copies: bool = False, record: bool = True,
+              components: bool = False) -> ScannedData:
     """Find pairs, assign splits and check the files (all of them with `full_check`, else
     headers and a sample: see `data.dataset`): the first half of `prepare_data`, whose
     arguments these are.
@@ -157,7 +162,7 @@ def scan_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
                  len(unlabelled))
         test = [p for p in test if p.labelled]
     options = MaskOptions(task, num_classes, find_class_map(root, class_map),  # type: ignore[arg-type]
-                          ignore_index, instances, mask_threshold)
+                          ignore_index, instances, mask_threshold, components)
     info = scan_dataset(train + val + test, options, class_names, full=full_check)
     for line in classes_not_in_training(info, train, val + test, len(train + val + test)):
         log.warning(line)
@@ -166,10 +171,11 @@ def scan_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
 
 def finish_data(scanned: ScannedData, *, img_size: int = 256, resize_mode: ResizeMode = "crop",
                 normalization: str = "dataset", preprocessing: Preprocessing | None = None,
-                cache: str = "auto") -> TrainData:
+                cache: str = "auto", representation: str | None = None) -> TrainData:
     """The second half of `prepare_data`: `scanned` with its preprocessing, given (resume,
     `--init`) or fixed here (`img_size`, `resize_mode`, `normalization`, and the
-    normalisation statistics measured on the training images).
+    normalisation statistics measured on the training images); for the instance task, the
+    target `representation` its samples are encoded in (`InstanceEncoder`).
 
     Raises:
         DataError: none of the sampled training images can be read.
@@ -182,9 +188,11 @@ def finish_data(scanned: ScannedData, *, img_size: int = 256, resize_mode: Resiz
     per_image = preprocessing.normalize if preprocessing.normalization != "dataset" else None
     stats = InputStatistics.measure([p.image for p in scanned.train],
                                     scanned.info.in_channels, per_image)
+    encoder = InstanceEncoder(representation or "distance") \
+        if scanned.info.task == "instance" else None
     return TrainData(scanned.root, scanned.train, scanned.val, scanned.test, scanned.info,
                      preprocessing, scanned.new_split, cache, record=scanned.record,
-                     input_stats=stats)
+                     input_stats=stats, target_encoder=encoder)
 
 
 def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, *,
@@ -197,7 +205,8 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
                  cache: str = "auto", normalization: str = "dataset",
                  resume_from: Path | None = None, add_new: str | None = None,
                  allow_duplicates: bool = False, allow_copies: bool = False,
-                 record: bool = True) -> TrainData:
+                 record: bool = True, components: bool = False,
+                 representation: str | None = None) -> TrainData:
     """Find pairs, assign splits, check the files (all of them with `full_check`, else
     headers and a sample: see `data.dataset`), and fix the preprocessing (normalisation
     from the training images) unless one is given (resume): `scan_data`, then
@@ -221,9 +230,10 @@ def prepare_data(dataset: str | Path | None, csvfile: str | Path | None = None, 
                         mask_threshold=mask_threshold, full_check=full_check,
                         val_fraction=val_fraction, seed=seed, resume_from=resume_from,
                         add_new=add_new, allow_duplicates=allow_duplicates,
-                        allow_copies=allow_copies, record=record)
+                        allow_copies=allow_copies, record=record, components=components)
     return finish_data(scanned, img_size=img_size, resize_mode=resize_mode,
-                       normalization=normalization, preprocessing=preprocessing, cache=cache)
+                       normalization=normalization, preprocessing=preprocessing, cache=cache,
+                       representation=representation)
 
 
 def run_reading(task: Task, num_classes: int, dataset: str | Path, pairs: Sequence[Pair],
@@ -249,11 +259,16 @@ def run_reading(task: Task, num_classes: int, dataset: str | Path, pairs: Sequen
         root = Path(dataset)
         if given and not (Path(given).is_file() or (root / given).is_file()):
             given = None
-        options = MaskOptions(task, num_classes, find_class_map(root, given),
-                              config.get("ignore_index"), bool(config.get("instances")),
-                              config.get("mask_threshold"))
+        options = MaskOptions(task, None if task == "instance" else num_classes,
+                              find_class_map(root, given), config.get("ignore_index"),
+                              bool(config.get("instances")), config.get("mask_threshold"),
+                              bool(config.get("instances_from_components")))
         reading = read_masks(spread_sample(list(pairs), SAMPLE_SIZE), options)
-    if (reading.task, reading.num_classes) != (task, num_classes):
+    if task == "instance":  # an instance model's channels are its representation's
+        if reading.task != "instance":
+            raise DataError(f"the masks read as {reading.evidence}, but the model finds "
+                            "objects in instance label images", Path(dataset))
+    elif (reading.task, reading.num_classes) != (task, num_classes):
         raise DataError(f"the masks read as {reading.evidence}, but the model was trained "
                         f"for {task} with {num_classes} output(s)", Path(dataset))
     return reading

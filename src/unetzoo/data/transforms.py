@@ -179,13 +179,18 @@ def resize_transform(img_size: int) -> A.Lambda:
 
 
 def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "default",
-                    ignore_index: int = IGNORE_INDEX, fg_oversample: float = 0.0) -> A.Compose:
+                    ignore_index: int = IGNORE_INDEX, fg_oversample: float = 0.0,
+                    labels: bool = False) -> A.Compose:
     """Random patches of `img_size` with flips, 90-degree rotations, scale/rotate and
     brightness/contrast; padding added to reach the patch size is ignored in the loss.
 
     In crop mode a fraction `fg_oversample` of the patches contains foreground (centred
     near a random foreground pixel when the mask has one), as nnU-Net oversamples
-    foreground for sparse objects (Isensee et al. 2021)."""
+    foreground for sparse objects (Isensee et al. 2021).
+
+    `labels`: the targets are instance label images: what the scale/rotate step brings in
+    from outside the image is void (`ignore_index`) rather than reflected, since a
+    reflection would repeat an object under its own id."""
     import cv2
 
     A = albumentations()
@@ -210,6 +215,8 @@ def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "defa
         ops.append(A.Affine(scale=(1 - 0.2 * strength, 1 + 0.2 * strength),
                             rotate=(-15 * strength, 15 * strength),
                             translate_percent=(-0.05 * strength, 0.05 * strength),
-                            border_mode=cv2.BORDER_REFLECT_101, p=0.5))
+                            **({"border_mode": cv2.BORDER_CONSTANT, "fill": 0,
+                                "fill_mask": ignore_index} if labels else
+                               {"border_mode": cv2.BORDER_REFLECT_101}), p=0.5))
     ops.append(A.RandomBrightnessContrast(0.2 * strength, 0.2 * strength, p=0.5))
     return A.Compose([*size, *ops])

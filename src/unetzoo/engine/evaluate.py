@@ -38,11 +38,13 @@ from ..data.prepare import TrainData, labelled_split, run_reading
 from ..data.split_record import read_split_record, training_overlap
 from ..errors import DataError
 from ..fileio import atomic_write_text
+from ..instances.matching import InstanceScores
 from ..metrics import METRIC_NAMES, MetricAccumulator
 from ..progress import progress_bar
-from ..task import labels_from_logits
+from ..task import IGNORE_INDEX, labels_from_logits
 from ..viz import class_colors, comparison_panel, save_png
 from .distributed import Distributed
+from .inference.instance import activate
 from .inference.opening import model_metadata
 from .inference.predict import shift_monitor
 from .inference.predictor import InferenceOptions, Predictor
@@ -60,6 +62,7 @@ class EvaluationResult:
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)
     counts: torch.Tensor | None = field(default=None, repr=False)  # image, class: TP FP FN TN
+    objects: InstanceScores | None = field(default=None, repr=False)  # an instance model's
     losses: list[float] | None = field(default=None, repr=False)  # per image, when asked
 
     @property
@@ -75,7 +78,10 @@ class EvaluationResult:
         """metrics.json and per_image.csv into `folder`, atomically."""
         atomic_write_text(folder / "metrics.json", json.dumps(self.to_json(), indent=2) + "\n")
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=["image", *METRIC_NAMES], lineterminator="\n")
+        columns = ["image", *METRIC_NAMES]
+        for row in self.per_image:  # an instance model's rows add its object scores
+            columns += [k for k in row if k not in columns]
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in self.per_image:
             writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v)
@@ -99,7 +105,10 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
     With `loss` (validation), each image's loss on the whole-image logits is kept too
     (`EvaluationResult.loss` is their mean); the predictor must then run without TTA.
     Progress: a bar on a terminal, else one line at the end (see `unetzoo.progress`).
+    An instance model is scored as objects (`evaluate_instances`).
     """
+    if predictor.instance is not None:
+        return evaluate_instances(predictor, dataset, debug_dir, workers, progress, loss)
     num_classes = predictor.model_num_classes
     metrics = MetricAccumulator(predictor.task, num_classes, class_names)
     colors = class_colors(max(num_classes, 2) + 1, class_colors_given)
@@ -133,6 +142,82 @@ def evaluate(predictor: Predictor, dataset: SegmentationDataset, class_names: Se
                             counts=metrics.stacked(), losses=losses)
 
 
+def instance_headline(scores: dict[str, Any], pooled: bool = False) -> dict[str, float]:
+    """The object scores shown beside the pixel ones (from `InstanceScores.summary()`):
+    ap50 (AP at IoU 0.5), map (the DSB mean AP over IoU 0.5:0.95), pq, aji; per image
+    mean, or `pooled`."""
+    part = scores["pooled" if pooled else "mean_over_images"]
+    ap50 = next(t["ap"] for t in part["per_threshold"] if abs(t["threshold"] - 0.5) < 1e-9)
+    return {"ap50": ap50, "map": part["mean_ap"], "pq": part["pq"], "aji": part["aji"]}
+
+
+def evaluate_instances(predictor: Predictor, dataset: SegmentationDataset,
+                       debug_dir: Path | None = None, workers: int = 0, progress: bool = True,
+                       loss: nn.Module | None = None) -> EvaluationResult:
+    """Score an instance model's objects (`instances.matching`: AP at IoU 0.5..0.95, mean AP,
+    PQ, AJI, splits and merges, per image and pooled) and its foreground as pixels (Dice,
+    IoU, ... of objects against background). Void pixels of the truth (`IGNORE_LABEL`) are
+    left out of both: objects predicted there are removed before matching.
+
+    With `loss` (validation) each image's loss on its encoded targets is kept (the predictor
+    runs without TTA). With `debug_dir`, a panel per image (image | true objects | predicted
+    objects | errors).
+    """
+    assert predictor.instance is not None
+    decoding = predictor.instance
+    metrics = MetricAccumulator("binary", 1, ("object",))
+    scores = InstanceScores()
+    colors = class_colors(3)
+    predictor.model_seconds = 0.0
+    losses: list[float] | None = [] if loss is not None else None
+    start = time.perf_counter()
+    dataset.keep_pixels = dataset.keep_pixels or debug_dir is not None
+    loader = DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=_unbatched)
+    for sample in progress_bar(loader, "evaluate", "image", enabled=progress, summary=True):
+        if loss is not None and losses is not None:
+            logits = predictor.logits(sample["image"])
+            with torch.no_grad():
+                losses.append(float(loss(logits[None], sample["mask"][None])))
+            outputs = activate(logits[None], decoding.representation)[0]
+        else:
+            outputs = predictor.probabilities(sample["image"])
+        pred = decoding.decode(np.asarray(outputs), sample["name"])
+        true = sample["labels"].numpy().astype(np.int64)
+        void = true < 0
+        true[void] = 0
+        pred[void] = 0
+        scores.update(true, pred, sample["name"])
+        target = torch.from_numpy((true > 0).astype(np.int64))
+        target[torch.from_numpy(void)] = IGNORE_INDEX
+        metrics.update(torch.from_numpy(pred > 0).to(torch.uint8)[None], target[None],
+                       [sample["name"]])
+        if debug_dir is not None:
+            panel = comparison_panel(sample["pixels"].numpy(), (true > 0).astype(np.uint8),
+                                     (pred > 0).astype(np.uint8), colors, binary=True)
+            save_png(debug_dir / f"{sample['name']}.png", panel)
+    seconds = time.perf_counter() - start
+    images = len(metrics.names)
+    fps = images / predictor.model_seconds if predictor.model_seconds > 0 else float("nan")
+    return instance_result(metrics, scores, fps, seconds, losses)
+
+
+def instance_result(metrics: MetricAccumulator, scores: InstanceScores, fps: float,
+                    seconds: float, losses: list[float] | None) -> EvaluationResult:
+    """An instance model's `EvaluationResult`: the foreground's pixel scores with the
+    object scores beside them (`instance_headline`), the whole object summary under
+    `summary["instances"]` (with its conventions in words), one row per image with both."""
+    objects = scores.summary()
+    summary = metrics.summary()
+    summary["mean_over_images"].update(instance_headline(objects))
+    summary["global"].update(instance_headline(objects, pooled=True))
+    summary["instances"] = objects
+    rows = []
+    for pixels, row in zip(metrics.per_image(), scores.per_image(), strict=True):
+        rows.append({**pixels, **{k: v for k, v in row.items() if k != "name"}})
+    return EvaluationResult(summary, rows, fps, seconds, counts=metrics.stacked(),
+                            objects=scores, losses=losses)
+
+
 def format_summary(result: EvaluationResult, title: str = "") -> str:
     """A console table: each metric as mean over images and dataset-global."""
     mean = result.summary["mean_over_images"]
@@ -150,6 +235,19 @@ def format_summary(result: EvaluationResult, title: str = "") -> str:
                              f"predicted; left out of the means")
             else:
                 lines.append(f"{name:<16} {scores['dice']:>8.4f} {scores['iou']:>8.4f}")
+    if "instances" in result.summary:
+        objects = result.summary["instances"]
+        lines.append(f"{'objects':<12} {'mean/image':>10} {'pooled':>10}  ({objects['n_true']:,} "
+                     f"true, {objects['n_pred']:,} predicted)")
+        for key, name in (("ap50", "AP@0.5"), ("map", "mAP .5:.95"), ("pq", "PQ"),
+                          ("aji", "AJI")):
+            lines.append(f"{name:<12} {mean[key]:>10.4f} {glob[key]:>10.4f}")
+        pooled = objects["pooled"]
+        lines.append(f"{pooled['splits']:.0f} true objects split, {pooled['merges']:.0f} "
+                     f"predictions merging several, {pooled['missed']:.0f} missed, "
+                     f"{pooled['extra']:.0f} extra; AP = TP/(TP+FP+FN), a match needs IoU "
+                     f"{objects['conventions']['threshold_rule']} t (metrics.json: "
+                     "conventions)")
     lines.append(f"{result.summary['images']} images, {result.fps:.1f} images/s model "
                  f"throughput (FPS), {result.seconds:.1f} s in all")
     return "\n".join(lines)
@@ -354,15 +452,21 @@ def evaluate_sharded(context: Distributed, predictor: Predictor, data: TrainData
         result = evaluate(predictor, data.dataset(shard), class_names, workers=workers,
                           progress=progress and context.is_main, loss=loss)
         names = [row["image"] for row in result.per_image]
+        objects = result.objects.counts() if result.objects is not None else None
         local = (result.counts, names, predictor.model_seconds, result.seconds,
-                 result.summary.get("confusion_matrix"), result.losses)
+                 result.summary.get("confusion_matrix"), result.losses, objects)
     parts = context.gather(local)
-    metrics = MetricAccumulator(predictor.task, predictor.model_num_classes, class_names)
+    instance = predictor.instance is not None
+    metrics = MetricAccumulator("binary", 1, ("object",)) if instance else \
+        MetricAccumulator(predictor.task, predictor.model_num_classes, class_names)
+    scores = InstanceScores() if instance else None
     losses: list[float] | None = [] if loss is not None else None
     for index in range(len(pairs)):
-        counts, names, _, _, _, shard_losses = parts[index % context.world_size]  # type: ignore[misc]
+        counts, names, _, _, _, shard_losses, objects = parts[index % context.world_size]  # type: ignore[misc]
         position = index // context.world_size
         metrics.add_counts(counts[position: position + 1], names[position: position + 1])
+        if scores is not None:
+            scores.add(*objects[position])
         if losses is not None:
             losses.append(shard_losses[position])
     matrices = [p[4] for p in parts if p is not None]
@@ -371,5 +475,7 @@ def evaluate_sharded(context: Distributed, predictor: Predictor, data: TrainData
     model_seconds = sum(p[2] for p in parts if p is not None)
     seconds = max(p[3] for p in parts if p is not None)
     fps = len(pairs) / model_seconds if model_seconds > 0 else math.nan
+    if scores is not None:
+        return instance_result(metrics, scores, fps, seconds, losses)
     return EvaluationResult(metrics.summary(), metrics.per_image(), fps, seconds,
                             losses=losses)

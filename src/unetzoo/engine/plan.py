@@ -275,9 +275,11 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     c.set("adamw lr 1e-3, cosine decay over the budget, a short warm-up",
           optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine", warmup=1,
           ema=None)
+    best = "by the validation loss (object thresholds are chosen after training)" \
+        if data.task == "instance" else "by Dice"
     c.set("validation after each epoch while it stays under 15% of the time spent; best "
-          "by Dice; flip TTA on the test split",
-          val_every=1, monitor="dice", test_tta="flip", epoch=100_000)
+          f"{best}; flip TTA on the test split",
+          val_every=1, monitor="auto", test_tta="flip", epoch=100_000)
     c.options["time_budget"] = minutes  # the user's own budget, not a choice of the plan
     return RecipePlan(c.options, c.reasons, data, machine, minutes, c.decides)
 

@@ -847,6 +847,28 @@ class InstanceScores:
         self._names.add(name)
         return row
 
+    def counts(self) -> list[tuple[str, ImageCounts]]:
+        """(name, counts) of every image scored, in update order (to merge the images
+        other processes scored: `add`)."""
+        return [(row["name"], counts) for row, counts in zip(self._rows, self._counts,
+                                                               strict=True)]
+
+    def add(self, name: str, counts: ImageCounts) -> dict[str, Any]:
+        """Keep an image's counts made elsewhere (`count_image` with this object's
+        thresholds and rules, e.g. by another process), as `update` keeps its own.
+
+        Raises:
+            DataError: the name was already scored.
+        """
+        if name in self._names:
+            raise DataError("this image was already scored in this evaluation "
+                            "(names must not repeat)", name)
+        row = _row(counts, self.thresholds, self.empty)
+        self._counts.append(counts)
+        self._rows.append(row)
+        self._names.add(name)
+        return row
+
     def per_image(self) -> list[dict[str, Any]]:
         """One flat row per image, in update order, for a CSV: name, n_true, n_pred, then
         per threshold t: precision@t, recall@t, f1@t, ap@t, tp@t, fp@t, fn@t; then mean_ap,

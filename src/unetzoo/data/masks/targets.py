@@ -65,3 +65,23 @@ def binarize(mask: np.ndarray, path: Path) -> np.ndarray:
         raise refusals.not_a_binary_mask(facts)
     return np.zeros(mask.shape, np.uint8) if level is None else \
         (mask > level / 2).astype(np.uint8)
+
+
+class InstanceEncoder:
+    """What an instance model learns from a label image: `instances.targets.encode`'s
+    channels of its representation, then a validity channel (0 where the label image is
+    `IGNORE_LABEL`: void, padding, outside a region of interest), as float32
+    `(C + 1) x H x W` (what `losses.InstanceLoss` takes). Picklable: it runs in the
+    data-loading workers, after augmentation (`SegmentationDataset(target_encoder=...)`)."""
+
+    def __init__(self, representation: str) -> None:
+        from ...instances.targets import get_representation
+
+        self.representation = get_representation(representation).name
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        from ...instances.targets import encode
+
+        valid = labels != IGNORE_LABEL
+        encoded = encode(np.where(valid, labels, 0), self.representation)
+        return np.concatenate([encoded.targets, valid[None].astype(np.float32)])

@@ -36,6 +36,7 @@ from ...errors import ConfigError, DataError
 from ...runtime import Runtime
 from ...task import Task, labels_from_probabilities, probabilities
 from .backends import ExportedModule
+from .instance import InstanceDecoding, activate
 from .opening import decide_backend, open_checkpoint, open_model, to_backend
 from .postprocess import PostProcessing
 from .tiling import gaussian_axis, gaussian_importance, tile_starts
@@ -153,8 +154,17 @@ class Predictor:
 
     def __init__(self, model: nn.Module, preprocessing: Preprocessing, task: Task,
                  options: InferenceOptions | None = None,
-                 checkpoint: Checkpoint | None = None) -> None:
+                 checkpoint: Checkpoint | None = None,
+                 instance: InstanceDecoding | None = None) -> None:
         options = options or InferenceOptions()
+        self.instance: InstanceDecoding | None = None
+        if task == "instance":  # objects: the representation and thresholds to decode with
+            self.instance = instance or InstanceDecoding.from_dict(
+                checkpoint.instance if checkpoint is not None else None)
+            if options.tta != "none" and not self.instance.flips_safely:
+                raise ConfigError(f"--tta {options.tta}: the {self.instance.representation.name}"
+                                  " representation regresses offsets, which a flip changes "
+                                  "the sign of; predict without test-time augmentation")
         runtime = options.runtime
         if isinstance(model, ExportedModule):
             runtime = replace(runtime, channels_last=False)  # a graph has no memory format
@@ -237,7 +247,7 @@ class Predictor:
             return self.forward(batch)
         total = torch.zeros(0)
         for transform, inverse in self._tta:
-            probs = probabilities(inverse(self.forward(transform(batch))), self.task)
+            probs = self._activated(inverse(self.forward(transform(batch))))
             total = probs if total.numel() == 0 else total.add_(probs)
         return total / len(self._tta)
 
@@ -323,8 +333,15 @@ class Predictor:
         self.model_seconds += time.perf_counter() - start
         return out
 
+    def _activated(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities of a `B x K x H x W` batch of logits (an instance model: its
+        representation's channels activated, `instance.activate`)."""
+        if self.instance is not None:
+            return activate(logits, self.instance.representation)
+        return probabilities(logits, self.task)
+
     def _probabilities(self, band: torch.Tensor) -> torch.Tensor:
-        return band if self.blends_probabilities else probabilities(band[None], self.task)[0]
+        return band if self.blends_probabilities else self._activated(band[None])[0]
 
     # -- what comes in, what goes out ----------------------------------------------------
     def _read(self, image: Image) -> Image:
@@ -399,9 +416,17 @@ class Predictor:
         indices) or `K x H x W` (multilabel: 0 / 1): a numpy array for a numpy image, a
         tensor for a tensor. `unetzoo predict` writes binary labels as 0 / 255.
 
+        An instance model gives int32 `H x W` object labels (0 background, objects 1..N):
+        its outputs over the whole image (tiles blended first), decoded with the run's
+        thresholds (`instance.InstanceDecoding`).
+
         Raises:
             DataError: an image that cannot be read as one (see the class docstring).
         """
+        if self.instance is not None:
+            outputs = torch.cat([self._probabilities(b) for b in
+                                 self._bands(self._read(image))], dim=1)
+            return self._out(torch.from_numpy(self.instance.decode(outputs.numpy())), image)
         bands = [labels_from_probabilities(self._probabilities(b)[None], self.task,
                                            self.options.threshold)[0].to(torch.uint8)
                  for b in self._bands(self._read(image))]

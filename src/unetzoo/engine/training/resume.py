@@ -25,8 +25,8 @@ log = logging.getLogger("unetzoo")
 NO_TRAINING_STATE = ("holds no training state (best.pt is for inference; resume from "
                      "models/epoch_last.pt)")
 # Options that make a run what it is: a resumed run must keep them.
-RUN_IDENTITY = ("model", "preset", "model_args", "task", "num_classes", "class_names",
-                "img_size", "resize_mode", "normalize")
+RUN_IDENTITY = ("model", "preset", "model_args", "task", "representation", "num_classes",
+                "class_names", "img_size", "resize_mode", "normalize")
 
 
 @dataclass

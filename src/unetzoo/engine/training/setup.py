@@ -26,21 +26,26 @@ import torch
 import yaml
 from torch import nn
 
-from ...artefacts.checkpoint import Checkpoint, read_checkpoint_file
+from ...artefacts.checkpoint import Checkpoint, read_checkpoint_file, save_checkpoint
 from ...artefacts.initialise import init_from
 from ...artefacts.references import load_checkpoint
 from ...artefacts.runs import DATASET_FILE, SPLIT_FILE, check_run_dir, prepare_run_dir
-from ...config import TrainConfig, build_config
-from ...data.dataset import DatasetInfo
+from ...config import DEFAULT_REPRESENTATION, TrainConfig, build_config
+from ...data.dataset import DatasetInfo, spread_sample
+from ...data.io import read_header
+from ...data.layouts import Pair
 from ...data.prepare import TrainData, finish_data, scan_data
 from ...data.transforms import Preprocessing
 from ...errors import ConfigError, DataError
 from ...fileio import atomic_write_text
+from ...instances.labels import choose_thresholds
+from ...instances.targets import get_representation
 from ...losses import loss_name
 from ...models import count_parameters, create_model
 from ...runtime import Runtime
 from ..distributed import Distributed
 from ..evaluate import EvaluationResult, evaluate_sharded, format_summary
+from ..inference.instance import InstanceDecoding
 from ..inference.predictor import InferenceOptions, Predictor
 from ..plan import plan_config
 from .loggers import logging_callbacks
@@ -123,6 +128,8 @@ def set_up_run(config: TrainConfig, given: dict[str, Any], explicit: Collection[
     explicit = set(explicit)
     plan = plan_run(config, given)
     cfg = plan.config
+    if cfg.task == "instance" and cfg.representation is None:  # recorded, so a resume keeps it
+        cfg = replace(cfg, representation=DEFAULT_REPRESENTATION)
     check_run_dir(plan.run_dir, resume=plan.reuse_folder, overwrite=cfg.overwrite)
     checkpoint = plan.checkpoint
     source = None
@@ -135,7 +142,8 @@ def set_up_run(config: TrainConfig, given: dict[str, Any], explicit: Collection[
                         full_check=cfg.full_check, val_fraction=cfg.val_fraction,
                         seed=cfg.seed, resume_from=plan.split_record,
                         add_new=cfg.add_new, allow_duplicates=cfg.allow_duplicates,
-                        allow_copies=cfg.allow_copies)
+                        allow_copies=cfg.allow_copies,
+                        components=cfg.instances_from_components)
     kept: dict[str, str] = {}
     if source is not None:
         cfg, kept = init_config(cfg, source, scanned.info.in_channels, explicit)
@@ -151,7 +159,7 @@ def set_up_run(config: TrainConfig, given: dict[str, Any], explicit: Collection[
         preprocessing = init_preprocessing(cfg, source, scanned.info.in_channels)
     data = finish_data(scanned, img_size=cfg.img_size, resize_mode=cfg.resize_mode,
                        normalization=cfg.normalize, preprocessing=preprocessing,
-                       cache=cfg.cache)
+                       cache=cfg.cache, representation=cfg.representation)
     return replace(plan, config=cfg), data
 
 
@@ -211,12 +219,19 @@ def build_model(config: TrainConfig, info: DatasetInfo, checkpoint: Checkpoint |
         spec = checkpoint.model_spec
         return create_model(spec["name"], spec["in_channels"], spec["num_classes"],
                             **spec["kwargs"])
-    model = create_model(config.model, info.in_channels,
-                         1 if info.task == "binary" else info.num_classes,
+    model = create_model(config.model, info.in_channels, output_channels(config, info),
                          preset=config.preset, **config.model_args)
     if config.init:
         init_from(model, config.init)
     return model
+
+
+def output_channels(config: TrainConfig, info: DatasetInfo) -> int:
+    """The network's output channels: 1 for a binary task, the classes otherwise, the
+    representation's channels for the instance task."""
+    if info.task == "instance":
+        return get_representation(config.representation or DEFAULT_REPRESENTATION).num_channels
+    return 1 if info.task == "binary" else info.num_classes
 
 
 ARCHITECTURE = ("model", "preset", "model_args")  # the options that choose the network
@@ -307,6 +322,9 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     log.info(f"  runtime: {runtime.describe()}")
     log.info(f"  run folder: {run_dir}{_resume_note(trainer) if checkpoint else ''}")
     trainer.fit()
+    if data.info.task == "instance":
+        context.shared(lambda: choose_instance_thresholds(config, runtime, data,
+                                                          trainer.best_path))
     result = TrainResult(run_dir, trainer.best_path, trainer.last_path, trainer.history,
                          trainer.best_score)
     if data.test and config.test:
@@ -331,6 +349,51 @@ def dataset_facts(data: TrainData) -> dict[str, Any]:
             "splits": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
             "images": info.images, "pixels_checked": info.pixels_checked,
             "headers_checked": info.headers_checked}
+
+
+THRESHOLD_VALUES = 60_000_000  # output values (channels x pixels) held to choose thresholds
+
+
+def choose_instance_thresholds(config: TrainConfig, runtime: Runtime, data: TrainData,
+                               best_path: Path) -> None:
+    """Choose the thresholds that turn the best checkpoint's outputs into objects on the
+    validation images (else a spread sample of the training images, said in one line), as
+    StarDist chooses its thresholds after training (`instances.labels.choose_thresholds`:
+    a grid of foreground and seed thresholds and minimum sizes, scored by the DSB mean AP),
+    and write them into `best.pt`; one line says what was chosen and how it scored.
+    At most `THRESHOLD_VALUES` output values are held (a spread sample of the images)."""
+    best = read_checkpoint_file(best_path)
+    decoding = InstanceDecoding.from_dict(best.instance, str(best_path))
+    pairs, split = (data.val, "validation") if data.val else (data.train, "training")
+    if not data.val:
+        log.warning("no validation images: the instance thresholds are chosen on training "
+                    "images, which flatter them (keep a val split to choose them fairly)")
+    channels = decoding.representation.num_channels
+    pixels = sum(h * w for h, w in (_size(p) for p in pairs)) or 1
+    keep = max(1, min(len(pairs), int(len(pairs) * THRESHOLD_VALUES / (pixels * channels))))
+    pairs = spread_sample(pairs, keep)
+    predictor = Predictor.from_checkpoint(best, InferenceOptions(
+        runtime.for_backend("torch"), batch_size=config.batch))
+    outputs, truths, names = [], [], []
+    dataset = data.dataset(pairs)
+    for index in range(len(pairs)):
+        sample = dataset[index]
+        outputs.append(np.asarray(predictor.probabilities(sample["image"])))
+        truths.append(np.maximum(sample["labels"].numpy(), 0))
+        names.append(str(sample["name"]))
+    choice = choose_thresholds(outputs, truths, decoding.representation, names=names)
+    chosen = {**choice.to_dict(), "split": split}
+    instance = replace(decoding, thresholds=choice.thresholds, chosen=chosen).to_dict()
+    save_checkpoint(best_path, replace(best, instance=instance))
+    t = choice.thresholds
+    log.info(f"objects: thresholds chosen on {choice.images} {split} image(s): foreground > "
+             f"{t.foreground:g}, seed > {t.seed:g}, objects of {t.min_size}+ pixels (mean AP "
+             f"{choice.mean_ap:.4f}, AP@0.5 {choice.ap50:.4f}; {choice.seconds:.0f} s)")
+
+
+def _size(pair: Pair) -> tuple[int, int]:
+    header = read_header(pair.image)
+    return header.height, header.width
 
 
 def _test(config: TrainConfig, runtime: Runtime, data: TrainData, context: Distributed,

@@ -29,18 +29,21 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from ...artefacts.checkpoint import Checkpoint, save_checkpoint
-from ...config import TrainConfig
+from ...config import DEFAULT_REPRESENTATION, INSTANCE_MONITORS, TrainConfig
 from ...data.cache import estimate_pixels
 from ...data.digests import pack_digests
 from ...data.prepare import TrainData
 from ...data.transforms import train_transform
 from ...errors import CheckpointError, RunError, TrainingError
-from ...losses import build_loss
+from ...instances.targets import get_representation
+from ...losses import InstanceLoss, build_loss
 from ...progress import progress_bar
 from ...runtime import Runtime
 from ...schedules import BudgetSchedule, build_optimizer, lr_factor
+from ...task import IGNORE_LABEL
 from ..distributed import Distributed, ShardSampler
 from ..evaluate import EvaluationResult, evaluate_sharded
+from ..inference.instance import InstanceDecoding
 from ..inference.predictor import InferenceOptions, Predictor
 from .budget import TimeBudget
 from .history import write_history
@@ -68,6 +71,14 @@ class EpochProgress:
 def _cpu(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
+
+
+def run_loss(config: TrainConfig, task: str) -> nn.Module:
+    """The loss a run trains with: `config.loss` for the task, or for the instance task the
+    loss of its representation's channel table (`losses.InstanceLoss`)."""
+    if task == "instance":
+        return InstanceLoss(get_representation(config.representation or DEFAULT_REPRESENTATION))
+    return build_loss(config.loss, task)  # type: ignore[arg-type]
 
 
 def data_workers(requested: int) -> int:
@@ -197,7 +208,9 @@ class Trainer:
         patch = data.preprocessing.img_size
         self.train_set = data.dataset(
             data.train, train_transform(patch, data.preprocessing.resize_mode, config.augment,
-                                        fg_oversample=config.fg_oversample),
+                                        fg_oversample=config.fg_oversample,
+                                        **({"ignore_index": IGNORE_LABEL, "labels": True}
+                                           if data.info.task == "instance" else {})),
             seed=config.seed)
         self.global_batch = config.batch * self.context.world_size
         self.steps_per_epoch = config.steps_per_epoch or max(
@@ -220,11 +233,20 @@ class Trainer:
         self.ema = AveragedModel(model, multi_avg_fn=ema_update(config.ema),
                                  use_buffers=True) if config.ema else None
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
-        self.step_fn = OptimizerStep(forward, model, build_loss(config.loss, data.info.task),
+        self.step_fn = OptimizerStep(forward, model, run_loss(config, data.info.task),
                                      self.optimizer, runtime,
                                      config.ds_weights or getattr(model, "output_weights", None),
                                      config.grad_clip)
-        self.val_loss = build_loss(config.loss, data.info.task)
+        self.val_loss = run_loss(config, data.info.task)
+        # an instance model decodes objects with default thresholds until they are chosen
+        # on the validation images after training (setup.choose_instance_thresholds)
+        self.decoding = InstanceDecoding(get_representation(
+            config.representation or DEFAULT_REPRESENTATION)) \
+            if data.info.task == "instance" else None
+        # auto: Dice; for objects the validation loss, since their scores depend on the
+        # thresholds, which are chosen only after training
+        self.monitor = ("loss" if data.info.task == "instance" else "dice") \
+            if config.monitor == "auto" else config.monitor
         self.epoch = 0  # completed epochs
         self.step = 0  # optimizer steps taken
         self.progress = EpochProgress()
@@ -361,7 +383,8 @@ class Trainer:
             return None
         predictor = Predictor(self.inference_model, self.data.preprocessing,
                               self.data.info.task,
-                              InferenceOptions(self.runtime, batch_size=self.config.batch))
+                              InferenceOptions(self.runtime, batch_size=self.config.batch),
+                              instance=self.decoding)
         result = evaluate_sharded(self.context, predictor, self.data, self.data.val,
                                   self.data.info.class_names,
                                   workers=data_workers(self.config.workers),
@@ -402,7 +425,8 @@ class Trainer:
             train_state=self.training_state() if with_state else None,
             class_colors=info.class_colors, mask_reading=self.data.reading.to_dict(),
             fit_digests=self._fit_digests,
-            input_stats=self.data.input_stats.to_dict() if self.data.input_stats else None)
+            input_stats=self.data.input_stats.to_dict() if self.data.input_stats else None,
+            instance=self.decoding.to_dict() if self.decoding is not None else None)
 
     def restore(self, checkpoint: Checkpoint) -> None:
         """Continue from `checkpoint`'s weights, optimizer, schedule, position,
@@ -497,9 +521,11 @@ class Trainer:
         when validation did not run."""
         if result is None:
             return None
-        if self.config.monitor == "loss":
+        if self.monitor == "loss":
             return None if result.loss is None else -result.loss
-        return result.summary["global"][self.config.monitor]
+        if self.monitor in INSTANCE_MONITORS:  # the DSB way: a score per image, then the mean
+            return result.summary["mean_over_images"][self.monitor]
+        return result.summary["global"][self.monitor]
 
     # -- the loop ---------------------------------------------------------------------
     def fit(self) -> None:
@@ -572,6 +598,8 @@ class Trainer:
             row.update(val_loss=result.loss, val_dice=glob["dice"], val_iou=glob["iou"],
                        val_mdice=glob["mdice"], val_dice_per_image=mean["dice"],
                        val_iou_per_image=mean["iou"])
+            if "map" in mean:  # objects: the DSB way, per image then the mean
+                row.update(val_map=mean["map"], val_ap50=mean["ap50"])
         self.epoch, self.progress = epoch, EpochProgress()
         self.history.append(row)
         score = self._score(result)
@@ -600,6 +628,8 @@ def epoch_line(row: dict[str, Any], config: TrainConfig, improved: bool) -> str:
     if "val_dice" in row:
         text += (f"  val dice {row['val_dice']:.4f} iou {row['val_iou']:.4f} "
                  f"(per image {row['val_dice_per_image']:.4f}) loss {row['val_loss']:.4f}")
+    if "val_map" in row:
+        text += f"  objects AP@0.5 {row['val_ap50']:.4f} mAP {row['val_map']:.4f}"
     if row.get("skipped"):
         text += f"  skipped {row['skipped']}"
     text += f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
