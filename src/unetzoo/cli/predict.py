@@ -20,7 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("predict", help="predict masks for images",
                             description="Writes one mask per image: binary 0/255 PNG, "
                                         "multiclass palette PNG of class indices, multilabel "
-                                        "one folder per class. Inputs whose names differ only "
+                                        "one folder per class; an instance model writes a "
+                                        "16-bit label TIFF of its objects (and, on request, "
+                                        "Fiji ROIs, QuPath GeoJSON, a table of objects). "
+                                        "Inputs whose names differ only "
                                         "in extension or case get distinct output names. "
                                         "Under torchrun the inputs are shared out among the "
                                         "processes.")
@@ -36,6 +39,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "run (each output is written whole or not at all)")
     parser.add_argument("--recursive", action="store_true",
                         help="also predict the images in sub-folders (mirrored in --output)")
+    objects = parser.add_argument_group("objects (instance models; a binary model's objects "
+                                        "are its mask's connected components)")
+    objects.add_argument("--masks", action="store_true",
+                         help="an instance model: write its objects' foreground as a 0/255 "
+                              "PNG instead of the 16-bit label TIFF")
+    objects.add_argument("--rois", action="store_true",
+                         help="also write each image's objects as an ImageJ / Fiji ROI set "
+                              "(<name>_rois.zip: the ROI Manager opens it)")
+    objects.add_argument("--geojson", action="store_true",
+                         help="also write QuPath objects (<name>.geojson: File > Import "
+                              "objects)")
+    objects.add_argument("--table", action="store_true",
+                         help="also write one row of measurements per object "
+                              "(<name>_objects.csv: id, area, centroid, bounding box, shape, "
+                              "mean intensity per channel; µm where the pixel size is known)")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first image that cannot be read or predicted "
                              "(default: name it, predict the others, fail at the end)")
@@ -50,7 +68,9 @@ def run(args: argparse.Namespace) -> None:
                            inference_options(args), save_attention=args.save_attention,
                            overwrite=args.overwrite, progress=args.progress,
                            recursive=args.recursive, strict=args.strict,
-                           skip_existing=args.skip_existing)
+                           skip_existing=args.skip_existing, masks=args.masks,
+                           objects=[k for k in ("rois", "geojson", "table")
+                                    if getattr(args, k)])
     if result.is_main:
         done = f", {result.skipped_existing} done before" if result.skipped_existing else ""
         log.info(f"{result.images} image(s) -> {args.out} ({result.files} files{done}, "

@@ -20,14 +20,16 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from ...artefacts.checkpoint import Checkpoint
 from ...artefacts.references import ModelReference
@@ -45,9 +47,16 @@ from ...data.io import (
     read_image,
 )
 from ...data.large import PixelSize, read_pixel_size
-from ...data.writers import write_label_png
-from ...errors import DataError, RunError, UnetzooError
+from ...data.writers import write_label_png, write_label_tiff
+from ...errors import ConfigError, DataError, RunError, UnetzooError
 from ...fileio import atomic_write, atomic_write_text
+from ...instances.objects import (
+    object_table,
+    outlines,
+    write_geojson,
+    write_imagej_rois,
+    write_table,
+)
 from ...progress import progress_bar
 from ...viz import class_colors, heatmap, save_png
 from ..distributed import Distributed
@@ -154,14 +163,90 @@ def output_stems(files: list[Path], root: Path | None = None) -> dict[Path, str]
     return stems
 
 
-def _write_labels(path: Path, labels: np.ndarray, checkpoint: Checkpoint,
-                  pixel_size: PixelSize | None) -> None:
-    """Binary (and each multilabel class): 0/255 PNG. Multiclass: a palette PNG whose pixel
-    values are the class indices. The input's pixel size is kept (pHYs)."""
-    if checkpoint.task != "multiclass":
-        write_label_png(path, (labels * 255).astype(np.uint8), pixel_size, bits=8)
-        return
-    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+OBJECT_FILES: tuple[str, ...] = ("rois", "geojson", "table")  # what objects may also be written
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What `predict` writes for each image, and where.
+
+    - binary (and each multilabel class): a 0/255 PNG; multiclass: a palette PNG of class
+      indices;
+    - an instance model: a 16-bit label TIFF (`<stem>.tif`; 32-bit past 65,535 objects),
+      or with `masks` the 0/255 PNG of its objects' foreground;
+    - with `objects` (an instance or binary model: a binary model's objects are its mask's
+      connected components): `rois` an ImageJ / Fiji ROI set (`<stem>_rois.zip`), `geojson`
+      QuPath objects (`<stem>.geojson`), `table` one row of measurements per object
+      (`<stem>_objects.csv`);
+    - attention maps of gated models (`attention/<stem>_gate<k>.png`).
+    The input's pixel size is kept in every image written.
+    """
+
+    checkpoint: Checkpoint
+    attention: int = 0
+    masks: bool = False
+    objects: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = set(self.objects) - set(OBJECT_FILES)
+        if unknown:
+            raise ConfigError(f"unknown object output(s) {', '.join(sorted(unknown))}; "
+                              f"choose {', '.join(OBJECT_FILES)}")
+        task = self.checkpoint.task
+        if self.objects and task not in ("instance", "binary"):
+            raise ConfigError(f"object outputs (--{' --'.join(self.objects)}) need an instance "
+                              f"or a binary model; this one is {task}")
+        if self.masks and task != "instance":
+            raise ConfigError("--masks writes an instance model's foreground as a mask; this "
+                              "model writes masks already")
+
+    @property
+    def labels_file(self) -> bool:
+        return self.checkpoint.task == "instance" and not self.masks
+
+    def targets(self, stem: str, output: Path) -> list[Path]:
+        """Every file one image gives, the labels or masks first."""
+        checkpoint = self.checkpoint
+        if checkpoint.task == "multilabel":
+            targets = [output / name / f"{stem}.png" for name in checkpoint.class_names]
+        else:
+            targets = [output / f"{stem}{'.tif' if self.labels_file else '.png'}"]
+        names = {"rois": f"{stem}_rois.zip", "geojson": f"{stem}.geojson",
+                 "table": f"{stem}_objects.csv"}
+        targets += [output / names[kind] for kind in OBJECT_FILES if kind in self.objects]
+        return targets + [output / "attention" / f"{stem}_gate{level + 1}.png"
+                          for level in range(self.attention)]
+
+    def write(self, targets: list[Path], labels: np.ndarray, image: Any,
+              pixel_size: PixelSize | None, maps: np.ndarray | None) -> None:
+        """Write one image's files (`targets` from `targets`)."""
+        checkpoint = self.checkpoint
+        if checkpoint.task == "multilabel":
+            for target, layer in zip(targets, labels, strict=False):
+                _write_mask(target, layer, pixel_size)
+        elif self.labels_file:
+            write_label_tiff(targets[0], labels, pixel_size)
+        elif checkpoint.task == "instance" or checkpoint.task == "binary":
+            _write_mask(targets[0], labels > 0, pixel_size)
+        else:
+            _write_palette(targets[0], labels, checkpoint, pixel_size)
+        if self.objects:
+            objects = labels if checkpoint.task == "instance" else \
+                ndimage.label(labels > 0)[0]
+            _write_objects(targets, objects, image, pixel_size, self.objects, checkpoint)
+        if maps is not None:
+            for target, amap in zip(targets[-self.attention:], maps, strict=True):
+                save_png(target, heatmap(amap))
+
+
+def _write_mask(path: Path, mask: np.ndarray, pixel_size: PixelSize | None) -> None:
+    write_label_png(path, (np.asarray(mask) > 0).astype(np.uint8) * 255, pixel_size, bits=8)
+
+
+def _write_palette(path: Path, labels: np.ndarray, checkpoint: Checkpoint,
+                   pixel_size: PixelSize | None) -> None:
+    """A palette PNG whose pixel values are the class indices."""
+    image = Image.fromarray(np.asarray(labels).astype(np.uint8), mode="P")
     colors = class_colors(checkpoint.model_spec["num_classes"], checkpoint.class_colors)
     image.putpalette(colors.flatten().tolist())
     options: dict[str, Any] = {"format": "PNG"}
@@ -170,16 +255,27 @@ def _write_labels(path: Path, labels: np.ndarray, checkpoint: Checkpoint,
     atomic_write(path, lambda fh: image.save(fh, **options))
 
 
-def _targets(stem: str, output: Path, checkpoint: Checkpoint, attention: int) -> list[Path]:
-    targets = [output / name / f"{stem}.png" for name in checkpoint.class_names] \
-        if checkpoint.task == "multilabel" else [output / f"{stem}.png"]
-    return targets + [output / "attention" / f"{stem}_gate{level + 1}.png"
-                      for level in range(attention)]
+def _write_objects(targets: list[Path], objects: np.ndarray, image: Any,
+                   pixel_size: PixelSize | None, kinds: tuple[str, ...],
+                   checkpoint: Checkpoint) -> None:
+    by_suffix = {t.name.rsplit("_", 1)[-1] if t.name.endswith(("_rois.zip", "_objects.csv"))
+                 else t.suffix: t for t in targets}
+    shapes = outlines(objects) if "rois" in kinds or "geojson" in kinds else None
+    pixels = image if isinstance(image, np.ndarray) else None
+    size = (pixel_size.x, pixel_size.y) if pixel_size is not None else None
+    rows = object_table(objects, pixels, size) if "table" in kinds or "geojson" in kinds \
+        else None
+    name = checkpoint.class_names[0] if checkpoint.class_names else "object"
+    if "rois" in kinds and shapes is not None:
+        write_imagej_rois(by_suffix["rois.zip"], shapes)
+    if "geojson" in kinds and shapes is not None:
+        write_geojson(by_suffix[".geojson"], shapes, name.capitalize(), measurements=rows)
+    if "table" in kinds and rows is not None:
+        write_table(by_suffix["objects.csv"], rows)
 
 
 def _check_outputs(files: list[Path], stems: dict[Path, str], output: Path,
-                   checkpoint: Checkpoint, levels: int, overwrite: bool,
-                   skip_existing: bool) -> set[Path]:
+                   outputs: Outputs, overwrite: bool, skip_existing: bool) -> set[Path]:
     """The inputs whose outputs are all there (to skip with `skip_existing`).
 
     Raises:
@@ -190,12 +286,10 @@ def _check_outputs(files: list[Path], stems: dict[Path, str], output: Path,
         raise RunError("output folder is the input folder; choose another --output", output)
     if overwrite:
         return set()
-    exists = {f: [t.exists() for t in _targets(stems[f], output, checkpoint, levels)]
-              for f in files}
+    exists = {f: [t.exists() for t in outputs.targets(stems[f], output)] for f in files}
     clashes = [f for f, there in exists.items() if any(there)]
     if clashes and not skip_existing:
-        first = next(t for t in _targets(stems[clashes[0]], output, checkpoint, levels)
-                     if t.exists())
+        first = next(t for t in outputs.targets(stems[clashes[0]], output) if t.exists())
         raise RunError(f"outputs of {len(clashes)} input(s) exist, e.g. {first}; pass "
                        "--skip-existing to finish an interrupted run, --overwrite to "
                        "replace them, or choose another --output", output)
@@ -206,7 +300,8 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
                   output: Path | str, options: InferenceOptions | None = None,
                   save_attention: bool = False, overwrite: bool = False,
                   progress: bool = True, *, recursive: bool = False, strict: bool = False,
-                  skip_existing: bool = False) -> PredictResult:
+                  skip_existing: bool = False, masks: bool = False,
+                  objects: Sequence[str] = ()) -> PredictResult:
     """Write one mask per input image (multilabel: one folder per class) into `output`, at
     each image's original size.
 
@@ -233,6 +328,10 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
             go on, and fail at the end).
         skip_existing: skip the images whose outputs are all there (continue an interrupted
             run); outputs are written atomically, so each is whole or absent.
+        masks: an instance model writes its objects' foreground as a 0/255 PNG instead of
+            the label TIFF.
+        objects: also write, per image, any of "rois" (a Fiji ROI set), "geojson" (QuPath
+            objects), "table" (measurements per object): see `Outputs`.
 
     Returns:
         A `PredictResult`: the files written (each exactly once), the images, seconds, the
@@ -280,7 +379,8 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
                            "--backend torch)")
         stems = output_stems(files, source if source.is_dir() else None)
         # every rank checks before any rank writes (agreed waits for all of them)
-        done = context.agreed(lambda: _check_outputs(files, stems, output, checkpoint, levels,
+        outputs = Outputs(checkpoint, levels, masks, tuple(objects))
+        done = context.agreed(lambda: _check_outputs(files, stems, output, outputs,
                                                      overwrite, skip_existing))
         if done:
             log.info(f"--skip-existing: {len(done)} of {len(files)} image(s) have their "
@@ -289,7 +389,7 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
         todo = [f for f in files if f not in done]
         shard = todo[context.rank::context.world_size]
         start = time.perf_counter()
-        written, failed = _predict_files(predictor, shard, stems, output, levels,
+        written, failed = _predict_files(predictor, shard, stems, output, outputs,
                                          progress and context.is_main, strict)
         seconds = time.perf_counter() - start
         counts = context.gather((len(written), failed))
@@ -401,7 +501,7 @@ class _Writer:
 
 
 def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, str],
-                   output: Path, levels: int, progress: bool, strict: bool
+                   output: Path, outputs: Outputs, progress: bool, strict: bool
                    ) -> tuple[list[Path], list[tuple[Path, str]]]:
     checkpoint = predictor.checkpoint
     assert checkpoint is not None
@@ -419,7 +519,8 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
             if item.error is None:
                 try:
                     labels = predictor.labels(item.image)
-                    maps = np.asarray(predictor.attention(item.image)) if levels else None
+                    maps = np.asarray(predictor.attention(item.image)) \
+                        if outputs.attention else None
                 except UnetzooError as exc:
                     item.error = exc.message
             if item.error is not None:
@@ -432,18 +533,9 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
             if item.header is not None:
                 headers.append(item.header)
                 shift.observe(item.image, item.path.name, item.path)
-            targets = _targets(stems[item.path], output, checkpoint, levels)
-            layers = labels if checkpoint.task == "multilabel" else [labels]
-            jobs = [(t, layer) for t, layer in zip(targets, layers, strict=False)]
-            pixel_size = item.pixel_size
-
-            def write(jobs=jobs, maps=maps, targets=targets, pixel_size=pixel_size) -> None:
-                for target, layer in jobs:
-                    _write_labels(target, np.asarray(layer), checkpoint, pixel_size)
-                if maps is not None:
-                    for target, amap in zip(targets[-levels:], maps, strict=True):
-                        save_png(target, heatmap(amap))
-            writer.put(write)
+            targets = outputs.targets(stems[item.path], output)
+            writer.put(partial(outputs.write, targets, np.asarray(labels), item.image,
+                               item.pixel_size, maps))
             written += targets
     finally:
         writer.close()
