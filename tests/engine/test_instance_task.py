@@ -1,0 +1,120 @@
+"""The instance task end to end: train on label images, choose thresholds on validation,
+score objects, predict labels and object files; objects on tile seams stay whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+from torch import nn
+
+from unetzoo.cli import main
+from unetzoo.data.transforms import Preprocessing
+from unetzoo.engine.inference.instance import InstanceDecoding
+from unetzoo.engine.inference.predictor import InferenceOptions, Predictor
+from unetzoo.instances.labels import Thresholds
+from unetzoo.instances.matching import image_scores
+from unetzoo.instances.targets import encode, get_representation
+from unetzoo.runtime import Runtime
+
+TINY = ["--model-args", "base_channels=8", "depth=3", "--img-size", "64", "--batch", "4",
+        "--workers", "0", "--logger", "none", "--no-report", "--no-progress",
+        "--precision", "fp32", "--device", "cpu", "--cache", "off"]
+
+
+def discs(shape: tuple[int, int], centres: list[tuple[int, int, int]]) -> np.ndarray:
+    """Label image of discs (y, x, radius), ids 10, 20, ... (not consecutive); later discs
+    take the pixels they share with earlier ones, so touching discs meet along a line."""
+    labels = np.zeros(shape, np.uint16)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for k, (y, x, r) in enumerate(centres, start=1):
+        labels[(yy - y) ** 2 + (xx - x) ** 2 <= r * r] = 10 * k
+    return labels
+
+
+def write_dataset(root: Path, count: int = 16, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(count):
+        centres = [(int(rng.integers(8, 56)), int(rng.integers(8, 56)), int(rng.integers(4, 8)))
+                   for _ in range(6)]
+        labels = discs((64, 64), centres)
+        image = rng.normal(0.1, 0.03, (64, 64))
+        image[labels > 0] = 0.7
+        Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(
+            root / "images" / f"im{i:02d}.png")
+        Image.fromarray(labels).save(root / "masks" / f"im{i:02d}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_train_eval_predict_objects(tmp_path: Path, capsys) -> None:
+    data = write_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", str(data), "--task", "instance", "--epoch", "40",
+                 "--lr", "0.003", "--out", str(run), *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "objects: thresholds chosen on 2 validation image(s)" in out
+    metrics = json.loads((run / "test" / "metrics.json").read_text())
+    objects = metrics["instances"]
+    assert objects["conventions"]["threshold_rule"] == ">="
+    assert metrics["mean_over_images"]["ap50"] > 0.4  # a tiny net, 40 short epochs
+    from unetzoo import load_checkpoint
+
+    checkpoint = load_checkpoint(run)
+    assert checkpoint.task == "instance" and checkpoint.instance["representation"] == "distance"
+    assert checkpoint.instance["chosen"]["split"] == "validation"
+    assert checkpoint.config["representation"] == "distance"
+    # eval scores objects too; predict writes label TIFFs and object files
+    assert main(["eval", "--model", str(run), "--dataset", str(data), "--no-report",
+                 "--no-progress"]) == 0
+    assert "AP@0.5" in capsys.readouterr().out
+    rows = (run / "eval-test" / "per_image.csv").read_text().splitlines()
+    assert "ap@0.5" in rows[0] and len(rows) == 3
+    (tmp_path / "new").mkdir()
+    for name in ("im00.png", "im01.png"):
+        (tmp_path / "new" / name).write_bytes((data / "images" / name).read_bytes())
+    assert main(["predict", "--model", str(run), "--input", str(tmp_path / "new"), "--out",
+                 str(tmp_path / "pred"), "--rois", "--table", "--no-progress"]) == 0
+    labels = tifffile.imread(tmp_path / "pred" / "im00.tif")
+    assert labels.dtype == np.uint16 and labels.shape == (64, 64) and labels.max() >= 1
+    table = (tmp_path / "pred" / "im00_objects.csv").read_text().splitlines()
+    assert len(table) == 1 + len(np.unique(labels)) - 1
+    assert (tmp_path / "pred" / "im00_rois.zip").is_file()
+
+
+class Logits(nn.Module):
+    """A 'network' whose input channels are the encoded targets: it returns their logits,
+    so the predictor's outputs are exactly the targets (up to the blending of tiles)."""
+
+    num_classes = 2
+    in_channels = 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logit(x.clamp(1e-4, 1 - 1e-4))
+
+
+def test_objects_on_tile_seams_are_neither_cut_nor_counted_twice() -> None:
+    """Objects placed across the seams of 32-pixel tiles (overlap 0.25) of a 100 x 100 image:
+    the outputs are blended over the whole image first, then decoded once."""
+    labels = discs((100, 100), [(24, 24, 7), (24, 48, 6), (48, 24, 6), (48, 48, 9),
+                                (72, 72, 8), (72, 50, 6), (30, 80, 5), (90, 20, 6)])
+    rep = get_representation("distance")
+    targets = encode(labels, rep).targets  # 2 x H x W: foreground, distance
+    image = np.ascontiguousarray(targets.transpose(1, 2, 0), dtype=np.float32)
+    pre = Preprocessing(2, (0.0, 0.0), (1.0, 1.0), img_size=32)
+    options = InferenceOptions(Runtime.resolve("cpu", "fp32", channels_last=False),
+                               overlap=0.25)
+    decoding = InstanceDecoding(rep, Thresholds(foreground=0.5, seed=0.5))
+    predictor = Predictor(Logits(), pre, "instance", options, instance=decoding)
+    predicted = predictor.labels(image)
+    assert predicted.dtype == np.int32
+    scores = image_scores(labels, predicted)
+    assert scores["n_pred"] == 8 and scores["splits"] == 0 and scores["merges"] == 0
+    assert scores["per_threshold"][-1]["ap"] == 1.0  # IoU >= 0.95 for every object
