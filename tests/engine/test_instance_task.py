@@ -118,3 +118,42 @@ def test_objects_on_tile_seams_are_neither_cut_nor_counted_twice() -> None:
     scores = image_scores(labels, predicted)
     assert scores["n_pred"] == 8 and scores["splits"] == 0 and scores["merges"] == 0
     assert scores["per_threshold"][-1]["ap"] == 1.0  # IoU >= 0.95 for every object
+
+
+def instance_checkpoint():
+    """An untrained tiny instance model (distance representation) with thresholds, as a
+    checkpoint: enough to check that files and packages give the checkpoint's labels."""
+    from unetzoo import create_model
+    from unetzoo.artefacts.checkpoint import Checkpoint
+
+    torch.manual_seed(3)
+    model = create_model("unet", 1, 2, preset="tiny")
+    state = model.state_dict()
+    head = [k for k in state if k.endswith(".bias") and state[k].shape == (2,)][-1]
+    state[head] = torch.tensor([2.0, 0.0])  # mostly foreground, seeds where the map says
+    return Checkpoint(model.unetzoo_spec, "instance", ("nucleus",),
+                      Preprocessing(1, (0.2,), (0.2,), img_size=32), state,
+                      instance={"representation": "distance",
+                                "thresholds": {"foreground": 0.5, "seed": 0.5, "min_size": 0},
+                                "chosen": None})
+
+
+def test_packages_and_graphs_of_an_instance_model_give_its_labels(tmp_path: Path) -> None:
+    pytest.importorskip("bioimageio.core")
+    from unetzoo.artefacts.checkpoint import save_checkpoint
+    from unetzoo.engine.export.bioimageio import export_bioimageio
+    from unetzoo.engine.export.exporter import export_checkpoint
+
+    path = save_checkpoint(tmp_path / "best.pt", instance_checkpoint())
+    export_bioimageio(path, tmp_path / "m.zip", authors=["A. Person"], license="MIT",
+                      test=False)  # (bioimageio.core's own test passes: slow, not run here)
+    export_checkpoint(path, "onnx", tmp_path / "m.onnx")
+    image = (np.random.default_rng(0).random((40, 48)) * 255).astype(np.uint8)
+    options = InferenceOptions(Runtime.resolve("cpu", "fp32", channels_last=False,
+                                               backend="torch"))
+    expected = Predictor.open(path, options).labels(image)
+    assert expected.dtype == np.int32 and expected.max() > 0
+    for other in (tmp_path / "m.zip", tmp_path / "m.onnx"):
+        got = Predictor.open(other, InferenceOptions(Runtime.resolve(
+            "cpu", "fp32", channels_last=False, backend="auto"))).labels(image)
+        assert np.mean(got == expected) > 0.995, other

@@ -196,7 +196,8 @@ def as_checkpoint(source: nn.Module | Checkpoint, *, task: Task | None = None,
     if metrics is not None:
         changes["metrics"] = metrics
     checkpoint = replace(checkpoint, **changes)
-    expected = 1 if checkpoint.task == "binary" else int(checkpoint.model_spec["num_classes"])
+    expected = int(checkpoint.model_spec["num_classes"]) \
+        if checkpoint.task in ("multiclass", "multilabel") else 1  # binary, instance: one
     if len(checkpoint.class_names) != expected:
         raise ConfigError(f"a {checkpoint.task} model with {checkpoint.model_spec['num_classes']}"
                           f" output channel(s) needs {expected} class name(s), got "

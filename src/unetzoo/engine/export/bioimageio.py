@@ -54,6 +54,7 @@ from ...task import Task, probabilities
 from ...viz import class_colors, comparison_panel, save_png
 from ..inference.backends import EXPORT_FORMAT
 from ..inference.graphs import OPSET
+from ..inference.instance import InstanceDecoding, activate
 from ..inference.packages import PIXEL_RANGES, spec_module
 from .files import export_model
 
@@ -241,7 +242,8 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
             usage=(f"unetzoo predict --model {out.name} --input images/ --output masks/",
                    f"bioimageio test {out.name}"),
             sections=(_bioimageio_section(dtype, task, fixed, divisor, origin,
-                                           pre.normalization != "dataset"),))
+                                           pre.normalization != "dataset"),
+                      *([_objects_section(checkpoint)] if task == "instance" else [])))
         (tmp / "README.md").write_text(render_card(checkpoint, card), encoding="utf-8")
         inputs, outputs = _tensor_descrs(v, checkpoint, tmp, dtype, divisor, fixed)
         _write_weights(tmp / PACKAGE_WEIGHTS, checkpoint)
@@ -303,10 +305,16 @@ def _write_test_data(tmp: Path, model: nn.Module, checkpoint: Checkpoint,
     unit = crop.astype(np.float32) / PIXEL_RANGES[dtype]
     with torch.inference_mode():
         logits = model.float()(pre.to_tensor(unit)[None])
-    probs = probabilities(logits, task).numpy().astype(np.float32)
+    probs = _package_outputs(logits, checkpoint).numpy().astype(np.float32)
     np.save(tmp / "test_input.npy", np.ascontiguousarray(crop.transpose(2, 0, 1)[None]))
     np.save(tmp / "test_output.npy", probs)
-    labels = (probs[0].argmax(0) if task == "multiclass" else probs[0] > 0.5).astype(np.uint8)
+    if task == "instance":  # the cover shows the objects' foreground
+        decoding = InstanceDecoding.from_dict(checkpoint.instance)
+        objects = decoding.decode(activate(logits, decoding.representation)[0].numpy())
+        labels, task = (objects > 0).astype(np.uint8)[None], "binary"
+    else:
+        labels = (probs[0].argmax(0) if task == "multiclass" else probs[0] > 0.5
+                  ).astype(np.uint8)
     colors = class_colors(max(len(checkpoint.class_names), 2) + 1, checkpoint.class_colors)
     shown = unit[..., :3] if unit.shape[2] >= 3 else unit[..., :1]
     save_png(tmp / "cover.png", comparison_panel(shown, None, labels[0] if task == "binary"
@@ -382,6 +390,30 @@ def package_preprocessing(v: Any, pre: Preprocessing, dtype: str) -> list[Any]:
     return [to_float, step, to_float]
 
 
+def _uniform_activation(checkpoint: Checkpoint) -> str | None:
+    """An instance model's one activation when every output channel shares it ("sigmoid",
+    or "softmax" over one group of all channels), else None (the package gives its raw
+    outputs and the card says how to activate each channel)."""
+    channels = InstanceDecoding.from_dict(checkpoint.instance).representation.channels
+    kinds = {(c.activation, c.group) for c in channels}
+    if len(kinds) == 1 and next(iter(kinds))[0] in ("sigmoid", "softmax"):
+        return next(iter(kinds))[0]
+    return None
+
+
+def _package_outputs(logits: torch.Tensor, checkpoint: Checkpoint) -> torch.Tensor:
+    """What the package outputs for `logits`: probabilities (its postprocessing), or for an
+    instance model whose channels are activated differently the raw outputs."""
+    if checkpoint.task != "instance":
+        return probabilities(logits, checkpoint.task)
+    activation = _uniform_activation(checkpoint)
+    if activation == "sigmoid":
+        return logits.sigmoid()
+    if activation == "softmax":
+        return logits.softmax(1)
+    return logits.float()
+
+
 def _tensor_descrs(v: Any, checkpoint: Checkpoint, tmp: Path, dtype: str, divisor: int,
                    fixed: tuple[int, int] | None) -> tuple[Any, Any]:
     """The input (stored pixels, the checkpoint's normalisation) and output (probabilities)
@@ -400,19 +432,32 @@ def _tensor_descrs(v: Any, checkpoint: Checkpoint, tmp: Path, dtype: str, diviso
         data=v.IntervalOrRatioDataDescr(type=dtype, range=(0, scale) if dtype != "float32"
                                         else (None, None)),
         preprocessing=package_preprocessing(v, pre, dtype))
+    if task == "instance":
+        decoding = InstanceDecoding.from_dict(checkpoint.instance)
+        class_ids = [_identifier(c.name, "channel_") for c in decoding.representation.channels]
+        activation = _uniform_activation(checkpoint)
+        post = [v.SigmoidDescr()] if activation == "sigmoid" else \
+            [v.SoftmaxDescr(kwargs=v.SoftmaxKwargs(axis=v.AxisId("channel")))] \
+            if activation == "softmax" else []
+        description = (f"the {decoding.representation.name} representation of the objects "
+                       "(see the README: a seeded watershed gives their labels)")
+    else:
+        post = [v.SoftmaxDescr(kwargs=v.SoftmaxKwargs(axis=v.AxisId("channel")))] \
+            if task == "multiclass" else [v.SigmoidDescr()]
+        description = f"{task} class probabilities; " + (
+            "argmax for labels" if task == "multiclass" else "threshold 0.5")
     outputs = v.OutputTensorDescr(
         id=v.TensorId("probabilities"),
-        description=f"{task} class probabilities; "
-                    + ("argmax for labels" if task == "multiclass" else "threshold 0.5"),
+        description=description,
         axes=[v.BatchAxis(), v.ChannelAxis(channel_names=[
             v.Identifier(c) for c in (class_ids[:1] if task == "binary" else class_ids)]),
             *[v.SpaceOutputAxis(id=v.AxisId(a), size=v.SizeReference(
                 tensor_id=v.TensorId("image"), axis_id=v.AxisId(a))) for a in "yx"]],
         test_tensor=v.FileDescr(source=tmp / "test_output.npy"),
         sample_tensor=v.FileDescr(source=tmp / "sample_output.tif"),
-        data=v.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-        postprocessing=[v.SoftmaxDescr(kwargs=v.SoftmaxKwargs(axis=v.AxisId("channel")))]
-        if task == "multiclass" else [v.SigmoidDescr()])
+        data=v.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0) if post else
+                                        (None, None)),
+        postprocessing=post)
     return inputs, outputs
 
 
@@ -449,6 +494,23 @@ def _bioimageio_section(dtype: str, task: Task, fixed: tuple[int, int] | None, d
         f"- Test input: a crop of {origin}; its expected output was computed by unetzoo "
         "(float32 PyTorch), and the TorchScript and ONNX weights reproduce it "
         "(`bioimageio test`).\n")
+
+
+def _objects_section(checkpoint: Checkpoint) -> str:
+    """How an instance model's outputs become objects, for tools that run the package."""
+    decoding = InstanceDecoding.from_dict(checkpoint.instance)
+    rep, t = decoding.representation, decoding.thresholds
+    channels = "; ".join(f"`{c.name}` ({c.activation}): {c.target}" for c in rep.channels)
+    return (
+        "## Objects (labels) from the outputs\n\n"
+        f"The output is the `{rep.name}` representation ({rep.source}): {channels}.\n\n"
+        f"To get one label per object: foreground = {rep.foreground} > {t.foreground:g}; "
+        f"seeds = the connected components of ({rep.seeds} > {t.seed:g}) within the "
+        f"foreground; a seeded watershed of -(seed score) restricted to the foreground gives "
+        f"every foreground pixel its seed; objects under {t.min_size} pixels are removed. "
+        "These thresholds were chosen on the run's validation images.\n\n"
+        "`unetzoo predict --model <this package> --input images/ --output labels/` does all "
+        "of it and writes 16-bit label TIFFs (`--rois` for Fiji, `--geojson` for QuPath).\n")
 
 
 def _run_test(package: Path, out: Path) -> str:
