@@ -265,7 +265,10 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
     augment = "light" if data.count >= 5000 else "default"
     c.set(f"{augment} augmentation ({data.count} images)", augment=augment)
 
-    if data.task == "multiclass":
+    if data.task == "instance":
+        c.set("loss: each channel's of the objects' representation (--representation; "
+              "foreground bce+dice, maps mse)", loss="bce+dice")
+    elif data.task == "multiclass":
         rare = min(data.class_frequencies[1:], default=1.0)
         c.set(f"loss ce+dice ({data.num_classes} classes, rarest {rare:.2%} of pixels)",
               loss="ce+dice")
