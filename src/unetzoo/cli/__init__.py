@@ -23,12 +23,13 @@ from . import (
     plan,
     predict,
     report,
+    serve,
     split,
     train,
 )
 
 COMMANDS = (demo, train, plan, evaluate, predict, export, bench, split, convert, inspect,
-            models, report, compare)
+            models, report, compare, serve)
 
 
 DEBUG_ENV = "UNETZOO_DEBUG"
