@@ -25,7 +25,7 @@ from unetzoo.runtime import Runtime
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
-pytest.importorskip("multipart")
+pytest.importorskip("python_multipart")
 pytest.importorskip("httpx")
 
 PATCH = 32  # images of 48 x 48 are tiled in 32 x 32 patches

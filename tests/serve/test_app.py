@@ -24,7 +24,8 @@ MAX_BODY = 256 * 1024
 
 @pytest.fixture(scope="module")
 def server(checkpoint: Path):
-    limits = {"max_pixels": MAX_PIXELS, "max_body_bytes": MAX_BODY, "max_queue": 8}
+    limits = {"max_pixels": MAX_PIXELS, "max_body_bytes": MAX_BODY, "max_queue": 8,
+              "max_batch": 1}  # one request at a time: no gatherer (the default gathers)
     with serving([str(checkpoint)], **limits) as (url, models), \
             httpx.Client(base_url=url, timeout=60) as client:
         yield client, models[0]
@@ -79,6 +80,7 @@ def test_health_and_metadata(server) -> None:
     assert meta["parameters"]["class_names"] == ["nucleus"]
     listed = client.get("/v1/models").json()["models"]
     assert [m["name"] for m in listed] == ["tiny"] and listed[0]["channels"] == 3
+    assert listed[0]["max_batch"] == 1 and listed[0]["model_calls"] is None
     page = client.get("/")
     assert page.status_code == 200 and "<title>unetzoo serve</title>" in page.text
 
@@ -404,3 +406,24 @@ def test_multiclass_and_multilabel_answers_equal_predict(workdir: Path, images: 
         assert meta["outputs"][0]["shape"] == [2, -1, -1]
         pixels = np.asarray(Image.open(path).convert("RGB"))
         assert labels_of(infer(client, pixels, model="two")).shape == (2, 48, 48)
+
+
+def test_a_package_of_another_tool_answers_as_predict(workdir: Path, images: Path) -> None:
+    """A bioimage.io package written by another tool reads its own input: uploads and tensors
+    go through its reader and answer what predict writes."""
+    pytest.importorskip("bioimageio.core")
+    from tests.engine.test_bioimageio import foreign_package
+
+    package, _ = foreign_package(workdir / "foreign")
+    expected = predict_files(package, images, workdir / "foreign_predicted")
+    path = images / "img_001.png"
+    with serving([f"other={package}"]) as (url, _), \
+            httpx.Client(base_url=url, timeout=60) as client:
+        mask = np.asarray(Image.open(io.BytesIO(
+            post_file(client, path.name, path.read_bytes(), "other").content)))
+        np.testing.assert_array_equal(mask, expected["img_001"])
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        np.testing.assert_array_equal(labels_of(infer(client, pixels, model="other")),
+                                      expected["img_001"] // 255)
+        overlay = post_file(client, path.name, path.read_bytes(), "other", output="overlay")
+        assert Image.open(io.BytesIO(overlay.content)).size == (48, 48)

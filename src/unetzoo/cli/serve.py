@@ -36,8 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             "Retry-After)")
     group.add_argument("--max-batch", type=int, default=None,
                        help="requests of a model run side by side, their model calls of one "
-                            "size gathered into one batch (default: 8 on a GPU, 1 on a CPU, "
-                            "where batching does not pay: benchmarks/serve_load.py --batching)")
+                            "size gathered into one batch (default: 8 on a GPU, 4 on a CPU: "
+                            "benchmarks/serve_load.py --batching measures the gain; 1: one "
+                            "request at a time)")
     group.add_argument("--batch-wait-ms", type=float, default=5.0,
                        help="how long a model call waits for others of its size to batch "
                             "with (milliseconds)")
@@ -50,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     import importlib.util
 
-    missing = [m for m in ("starlette", "uvicorn", "multipart")
+    missing = [m for m in ("starlette", "uvicorn", "python_multipart")
                if importlib.util.find_spec(m) is None]
     if missing:
         raise ConfigError(f"serve needs {', '.join(missing)}: pip install 'unetzoo[serve]'")

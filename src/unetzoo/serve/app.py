@@ -34,6 +34,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -157,8 +158,7 @@ class Server:
 
     # -- health and metadata --------------------------------------------------------------
     async def page(self, request: Request) -> Response:
-        html = resources.files("unetzoo.serve").joinpath("page.html").read_text("utf-8")
-        return HTMLResponse(html)
+        return HTMLResponse(_page())
 
     async def server_metadata(self, request: Request) -> Response:
         return JSONResponse({"name": "unetzoo", "version": __version__, "extensions": []})
@@ -187,19 +187,21 @@ class Server:
             request_id, tensors = await anyio.to_thread.run_sync(
                 self._parse_infer, body, self.options.max_pixels)
 
-            def work() -> bytes:
-                labels = [model.labels(model.read_pixels(p)) for p in tensors.images]
-                stacked = labels[0] if not tensors.batched else np.stack(labels)
-                answer: dict[str, Any] = {"model_name": model.name, "outputs": [{
-                    "name": "labels", "datatype": "UINT8", "shape": list(stacked.shape),
-                    "data": stacked.ravel().tolist()}]}
-                if request_id is not None:
-                    answer["id"] = request_id
-                return json.dumps(answer, separators=(",", ":")).encode()
-
-            content = await model.run(work)
+            labels = await model.run(
+                lambda: [model.labels(model.read_pixels(p)) for p in tensors.images])
         finally:
             model.release()
+        stacked = labels[0] if not tensors.batched else np.stack(labels)
+
+        def answer() -> bytes:
+            body: dict[str, Any] = {"model_name": model.name, "outputs": [{
+                "name": "labels", "datatype": "UINT8", "shape": list(stacked.shape),
+                "data": stacked.ravel().tolist()}]}
+            if request_id is not None:
+                body["id"] = request_id
+            return json.dumps(body, separators=(",", ":")).encode()
+
+        content = await anyio.to_thread.run_sync(answer)  # the model's workers move on
         return Response(content, media_type="application/json")
 
     @staticmethod
@@ -242,17 +244,21 @@ class Server:
             item = await self._upload(request)
             await anyio.to_thread.run_sync(check_upload, item, self.options.max_pixels)
 
-            def work() -> tuple[bytes, str]:
+            def work() -> tuple[Any, np.ndarray]:
                 image = model.read_upload(item)
-                labels = model.labels(image)
-                if output == "overlay":
-                    shown = image if model.shows(image) else model.display_image(item)
-                    return overlay_png(shown, labels, model.checkpoint), "image/png"
-                return mask_file(labels, model.checkpoint)
+                return (image if output == "overlay" else None), model.labels(image)
 
-            content, media = await model.run(work)
+            image, labels = await model.run(work)
         finally:
             model.release()
+
+        def answer() -> tuple[bytes, str]:  # off the model's workers
+            if image is None:
+                return mask_file(labels, model.checkpoint)
+            shown = image if model.shows(image) else model.display_image(item)
+            return overlay_png(shown, labels, model.checkpoint), "image/png"
+
+        content, media = await anyio.to_thread.run_sync(answer)
         return Response(content, media_type=media, headers={"X-Unetzoo-Model": model.name})
 
     async def _upload(self, request: Request) -> Upload:
@@ -275,6 +281,11 @@ class Server:
                                     "multipart/form-data (curl -F image=@cells.png) or as the "
                                     "raw body (curl --data-binary @cells.png)")
         return upload(request.query_params.get("filename"), await request.body())
+
+
+@cache
+def _page() -> str:
+    return resources.files("unetzoo.serve").joinpath("page.html").read_text("utf-8")
 
 
 class _Tensors:

@@ -4,9 +4,11 @@ event loop by worker threads of its own, behind a bounded queue.
 A request's labels come from `Predictor.labels` on the image `data.io` reads, exactly as
 `unetzoo predict` makes them (`engine/inference/predict.py`), so a response equals the file
 `predict` writes for the same image. A model holds at most `max_queue` requests (waiting
-or running); one more is answered 503 with `Retry-After` at once, before its body is read
-further. With `max_batch` > 1, that many worker threads run requests side by side, and their
-model calls of one input size are gathered into one batch (`serve.batching`).
+or running); one more is answered 503 with `Retry-After` at once, before its body is read.
+`max_batch` worker threads decode images and run `labels` side by side, their model calls
+of one input size gathered into one batch (`serve.batching`); so at most `max_batch` images
+of a model are decoded at a time, whatever the queue holds. Answers are encoded outside the
+workers.
 """
 
 from __future__ import annotations
@@ -46,8 +48,8 @@ class ServeOptions:
         max_pixels: the most pixels an upload or a tensor may hold; more is answered 413.
         max_queue: requests a model holds, waiting or running; more are answered 503.
         max_batch: requests of one model run side by side with their model calls of one
-            input size gathered into one batch; None: 8 on a GPU, 1 on a CPU (see
-            `serve.batching`).
+            input size gathered into one batch; None: 8 on a GPU, 4 on a CPU (see
+            `serve.batching`); 1: one request at a time, no gathering.
         batch_wait_ms: how long a model call waits for others of its size (milliseconds).
     """
 
@@ -81,7 +83,7 @@ class ServedModel:
         assert checkpoint is not None
         self.checkpoint = checkpoint
         device = self.predictor.runtime.device.type
-        self.max_batch = options.max_batch or (8 if device != "cpu" else 1)
+        self.max_batch = options.max_batch or (8 if device != "cpu" else 4)
         self.max_queue = max(1, options.max_queue)
         self.in_flight = 0  # touched on the event loop only
         self.served = 0
@@ -136,10 +138,15 @@ class ServedModel:
         }
 
     def summary(self) -> dict[str, Any]:
-        """What the page lists of the model (`GET /v1/models`)."""
+        """What the page lists of the model (`GET /v1/models`), with what it has served:
+        images, and the model calls and rows (images or tiles) run when calls are
+        gathered (`rows / model_calls` is the mean batch)."""
+        gatherer = self.gatherer
         return {"name": self.name, "task": self.task, "class_names": self.class_names,
                 "channels": self.channels, "backend": self.predictor.runtime.backend,
-                "source": self.reference.kind}
+                "source": self.reference.kind, "max_batch": self.max_batch,
+                "served": self.served, "model_calls": gatherer.calls if gatherer else None,
+                "rows": gatherer.rows if gatherer else None}
 
     # -- running --------------------------------------------------------------------------
     def admit(self) -> None:
