@@ -37,7 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("unetzoo.engine.export", "unetzoo.engine.plan"),
     ("unetzoo.engine.training",),
     ("unetzoo.engine.bench",),
-    ("unetzoo.report",),
+    ("unetzoo.report", "unetzoo.serve"),
     ("unetzoo.api",),
     ("unetzoo.demo",),
     ("unetzoo.cli",),

@@ -24,13 +24,14 @@ from . import (
     plan,
     predict,
     report,
+    serve,
     split,
     train,
 )
 from .common import settle_dataset
 
 COMMANDS = (demo, train, plan, evaluate, predict, export, bench, split, convert, inspect,
-            models, report, compare)
+            models, report, compare, serve)
 
 
 DEBUG_ENV = "UNETZOO_DEBUG"
