@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,8 @@ import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+
+from unetzoo.data.transforms import Preprocessing
 
 from .conftest import predict_files, serving, tiny_checkpoint
 
@@ -427,3 +430,41 @@ def test_a_package_of_another_tool_answers_as_predict(workdir: Path, images: Pat
                                       expected["img_001"] // 255)
         overlay = post_file(client, path.name, path.read_bytes(), "other", output="overlay")
         assert Image.open(io.BytesIO(overlay.content)).size == (48, 48)
+
+
+def test_an_instance_model_answers_with_the_labels_predict_writes(workdir: Path,
+                                                                   images: Path) -> None:
+    """Objects: the file route gives the 16-bit label TIFF predict writes, the tensor route
+    INT32 ids."""
+    from tests.engine.test_instance_task import instance_checkpoint
+    from unetzoo.artefacts.checkpoint import save_checkpoint
+    from unetzoo.engine.inference.predict import predict_paths
+
+    from .conftest import options
+
+    checkpoint = instance_checkpoint()
+    model = save_checkpoint(workdir / "objects.pt", replace(
+        checkpoint, model_spec={**checkpoint.model_spec, "in_channels": 3},
+        state_dict=_three_channels(checkpoint.state_dict),
+        preprocessing=Preprocessing(3, (0.2,) * 3, (0.2,) * 3, img_size=32)))
+    predict_paths(model, images, workdir / "objects", options(), progress=False,
+                  overwrite=True)
+    path = images / "img_000.png"
+    expected = tifffile.imread(workdir / "objects" / "img_000.tif")
+    assert expected.dtype == np.uint16 and expected.max() > 0
+    with serving([str(model)]) as (url, _), httpx.Client(base_url=url, timeout=60) as client:
+        got = tifffile.imread(io.BytesIO(post_file(client, path.name, path.read_bytes(),
+                                                   "objects").content))
+        np.testing.assert_array_equal(got, expected)
+        assert client.get("/v2/models/objects").json()["outputs"][0]["datatype"] == "INT32"
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        answer = infer(client, pixels, model="objects").json()["outputs"][0]
+        assert answer["datatype"] == "INT32"
+        np.testing.assert_array_equal(np.asarray(answer["data"]).reshape(answer["shape"]),
+                                      expected)
+
+
+def _three_channels(state: dict) -> dict:
+    """A one-channel model's weights for RGB input: the first conv's kernel repeated / 3."""
+    first = next(k for k, v in state.items() if v.ndim == 4)
+    return {**state, first: state[first].repeat(1, 3, 1, 1) / 3}

@@ -24,8 +24,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="address to listen on (default 127.0.0.1: this machine only; "
                              "0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="probability threshold (binary, multilabel)")
     group = parser.add_argument_group("limits and batching")
     group.add_argument("--max-request-mb", type=float, default=64,
                        help="largest request body in MiB (more: 413)")

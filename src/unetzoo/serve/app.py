@@ -51,7 +51,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import UnetzooError
 from ..version import __version__
 from .inputs import Upload, check_upload, tensor_pixels, upload
-from .models import ServedModel, ServeOptions
+from .models import ServedModel, ServeOptions, labels_datatype
 from .naming import NAME_RULE, is_model_name
 from .outputs import mask_file, overlay_png
 from .replies import RequestError, error_response, from_unetzoo, one_line
@@ -195,7 +195,8 @@ class Server:
 
         def answer() -> bytes:
             body: dict[str, Any] = {"model_name": model.name, "outputs": [{
-                "name": "labels", "datatype": "UINT8", "shape": list(stacked.shape),
+                "name": "labels", "datatype": labels_datatype(model.task),
+                "shape": list(stacked.shape),
                 "data": stacked.ravel().tolist()}]}
             if request_id is not None:
                 body["id"] = request_id

@@ -123,7 +123,8 @@ class ServedModel:
             "platform": f"unetzoo-{self.predictor.runtime.backend}",
             "inputs": [{"name": INPUT_NAME, "datatype": "FP32",
                         "shape": [-1, -1, self.channels]}],
-            "outputs": [{"name": "labels", "datatype": "UINT8", "shape": labels}],
+            "outputs": [{"name": "labels", "datatype": labels_datatype(self.task),
+                         "shape": labels}],
             "parameters": {
                 "task": self.task, "class_names": self.class_names,
                 "input_datatypes": ["UINT8", "UINT16", "FP32"],
@@ -215,10 +216,10 @@ class ServedModel:
         """Hard labels of one image, as `predict` makes them (`Predictor.labels`): uint8
         `H x W` (binary 0/1, multiclass class indices) or `K x H x W` (multilabel)."""
         if self.gatherer is None:
-            labels = self.predictor.labels(image).numpy()
+            labels = np.asarray(self.predictor.labels(image))
         else:
             with self.gatherer.working():
-                labels = self._worker_predictor().labels(image).numpy()
+                labels = np.asarray(self._worker_predictor().labels(image))
         self.served += 1
         return labels
 
@@ -229,4 +230,10 @@ class ServedModel:
 def _labels_meaning(task: str) -> str:
     return {"binary": "H x W: 1 foreground, 0 background",
             "multiclass": "H x W: the class index of each pixel",
-            "multilabel": "K x H x W: 1 where class k is present"}.get(task, task)
+            "multilabel": "K x H x W: 1 where class k is present",
+            "instance": "H x W: one id per object (1..N), 0 background"}.get(task, task)
+
+
+def labels_datatype(task: str) -> str:
+    """The Open Inference Protocol datatype of a task's labels: object ids are INT32."""
+    return "INT32" if task == "instance" else "UINT8"
