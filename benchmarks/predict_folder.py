@@ -35,7 +35,7 @@ def make_folder(folder: Path, count: int, bad_share: float, seed: int = 0) -> li
     """The images, and the names of the bad files (truncated, wrong format, empty, huge)."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    bad_count = int(round(count * bad_share))
+    bad_count = round(count * bad_share)
     bad_at = set(rng.choice(count, bad_count, replace=False).tolist())
     bad: list[str] = []
     for i in range(count):
@@ -106,7 +106,7 @@ def main() -> None:
     listed = [Path(line.split("\t")[0]).name
               for line in (work / "whole" / "unreadable.txt").read_text().splitlines()]
     empty_named = "empty file" in text  # empty files are named before any work
-    code_killed, killed_seconds, _ = predict(checkpoint, folder, work / "killed",
+    code_killed, _, _ = predict(checkpoint, folder, work / "killed",
                                              kill_after=args.kill_after)
     done_at_kill = len(list((work / "killed").glob("*.png")))
     code_rest, rest_seconds, _ = predict(checkpoint, folder, work / "killed",
