@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from dataclasses import asdict, dataclass
+from functools import cache
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,7 +28,9 @@ NO_UPDATE_CHECK = "NO_ALBUMENTATIONS_UPDATE"
 
 ResizeMode = Literal["crop", "resize"]
 RESIZE_MODES: tuple[str, ...] = ("crop", "resize")
-AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "default", "strong")
+# "stain": default, plus colour: H&E stain jitter, hue and saturation, grey (RGB images)
+AUGMENT_LEVELS: tuple[str, ...] = ("none", "light", "default", "strong", "stain")
+HED_SIGMA = 0.05  # stain jitter: each H, E, D channel scaled by 1 +- s and shifted by +- s
 NORMALIZATIONS: tuple[str, ...] = ("dataset", "image", "percentile")
 STAT_PIXELS = 1 << 18  # pixels per image enough for its statistics (a strided sample)
 STD_FLOOR = 1e-3  # per-image std floor on [0, 1] values (a quarter of one 8-bit level)
@@ -209,7 +212,7 @@ def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "defa
                               fill_mask=ignore_index), crop]
     if augment == "none":
         return A.Compose(size)
-    strength = {"light": 0.5, "default": 1.0, "strong": 1.5}[augment]
+    strength = {"light": 0.5, "default": 1.0, "strong": 1.5, "stain": 1.0}[augment]
     ops: list[A.BasicTransform] = [A.HorizontalFlip(), A.VerticalFlip(), A.RandomRotate90()]
     if augment != "light":
         ops.append(A.Affine(scale=(1 - 0.2 * strength, 1 + 0.2 * strength),
@@ -219,4 +222,52 @@ def train_transform(img_size: int, resize_mode: ResizeMode, augment: str = "defa
                                 "fill_mask": ignore_index} if labels else
                                {"border_mode": cv2.BORDER_REFLECT_101}), p=0.5))
     ops.append(A.RandomBrightnessContrast(0.2 * strength, 0.2 * strength, p=0.5))
+    if augment == "stain":
+        ops += [_stain_jitter_class()(HED_SIGMA, p=0.5),
+                A.HueSaturationValue(hue_shift_limit=10, sat_shift_limit=20, val_shift_limit=0,
+                                     p=0.3),
+                A.ToGray(p=0.1)]
     return A.Compose([*size, *ops])
+
+
+@cache
+def _stain_jitter_class() -> type:
+    """The `StainJitter` transform class (albumentations is imported when first needed, so
+    the class is made then; `unetzoo.data.transforms.StainJitter` names it, for pickling)."""
+    A = albumentations()
+
+    class StainJitter(A.ImageOnlyTransform):  # type: ignore[misc, name-defined]
+        """H&E stain augmentation (Tellez et al., "Quantifying the effects of data
+        augmentation and stain color normalization in convolutional neural networks for
+        computational pathology", Medical Image Analysis 2019): the RGB image in the
+        haematoxylin-eosin-DAB space of Ruifrok and Johnston (skimage.color.rgb2hed), each
+        channel scaled by 1 + a and shifted by b, a and b uniform in [-sigma, sigma], and back.
+        Images of other than 3 channels pass unchanged."""
+
+        def __init__(self, sigma: float = HED_SIGMA, p: float = 0.5) -> None:
+            super().__init__(p=p)
+            self.sigma = sigma
+
+        def get_params_dependent_on_data(self, params: dict, data: dict) -> dict:
+            rng = self.random_generator
+            return {"scale": 1 + rng.uniform(-self.sigma, self.sigma, 3),
+                    "shift": rng.uniform(-self.sigma, self.sigma, 3)}
+
+        def apply(self, img: np.ndarray, scale: np.ndarray, shift: np.ndarray,
+                  **params: object) -> np.ndarray:
+            if img.ndim != 3 or img.shape[2] != 3:
+                return img
+            from skimage.color import hed2rgb, rgb2hed
+
+            hed = rgb2hed(np.clip(img, 0, 1)) * scale + shift
+            return np.clip(hed2rgb(hed), 0, 1).astype(img.dtype)
+
+    StainJitter.__module__ = __name__
+    StainJitter.__qualname__ = "StainJitter"
+    return StainJitter
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StainJitter":  # made with albumentations on first use (see above)
+        return _stain_jitter_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
