@@ -36,7 +36,7 @@ import yaml
 from .data.cache import CACHE_MODES
 from .data.transforms import AUGMENT_LEVELS, NORMALIZATIONS, RESIZE_MODES
 from .errors import ConfigError
-from .instances.targets import REPRESENTATIONS
+from .instances.targets import DEFAULT_REPRESENTATION, REPRESENTATIONS
 from .losses import build_loss
 from .models.registry import resolve_kwargs
 from .runtime import PRECISIONS, Runtime
@@ -71,8 +71,6 @@ def option(default: Any, help: str, *, aliases: tuple[str, ...] = (), choices: A
 # AP at IoU 0.5 of the objects (instance task)
 MONITORS = ("auto", "dice", "iou", "mdice", "miou", "loss", "map", "ap50")
 INSTANCE_MONITORS = ("map", "ap50")
-# the instance task's default target representation (benchmarks/instance_targets.py)
-DEFAULT_REPRESENTATION = "distance"
 # test-time augmentation (engine/inference/tta.py): none, the 4 flips, the 8 symmetries
 TTA_MODES: tuple[str, ...] = ("none", "flip", "flip-rot90")
 NAN_POLICIES = ("stop", "skip")

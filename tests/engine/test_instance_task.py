@@ -57,8 +57,10 @@ def write_dataset(root: Path, count: int = 16, seed: int = 0) -> Path:
 def test_train_eval_predict_objects(tmp_path: Path, capsys) -> None:
     data = write_dataset(tmp_path / "data")
     run = tmp_path / "run"
+    # distance: on these discs the tiny net learns it fastest (the default, hover, needs more)
     assert main(["train", "--dataset", str(data), "--task", "instance", "--epoch", "40",
-                 "--lr", "0.003", "--out", str(run), *TINY]) == 0
+                 "--representation", "distance", "--lr", "0.003", "--out", str(run),
+                 *TINY]) == 0
     out = capsys.readouterr().out
     assert "objects: thresholds chosen on 2 validation image(s)" in out
     metrics = json.loads((run / "test" / "metrics.json").read_text())
@@ -118,6 +120,39 @@ def test_objects_on_tile_seams_are_neither_cut_nor_counted_twice() -> None:
     scores = image_scores(labels, predicted)
     assert scores["n_pred"] == 8 and scores["splits"] == 0 and scores["merges"] == 0
     assert scores["per_threshold"][-1]["ap"] == 1.0  # IoU >= 0.95 for every object
+
+
+class HoverOfLabels(nn.Module):
+    """A 'network' that is exactly equivariant: it reads a label image (ids / 10) and
+    returns its HoVer-Net targets (foreground as logits, offsets as they are)."""
+
+    num_classes = 3
+    in_channels = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = [torch.from_numpy(encode((b[0] * 10).round().numpy().astype(np.int32),
+                                       "hover").targets) for b in x]
+        out = torch.stack(out)
+        out[:, 0] = torch.logit(out[:, 0].clamp(1e-4, 1 - 1e-4))
+        return out
+
+
+@pytest.mark.parametrize("tta", ["flip", "flip-rot90"])
+def test_test_time_augmentation_maps_offsets_back(tta: str) -> None:
+    """A flip negates HoVer-Net's horizontal offsets and a transpose swaps the two maps: with
+    each symmetry undone on the vectors too, the averaged outputs are the image's own."""
+    labels = discs((40, 40), [(12, 10, 6), (14, 24, 7), (30, 14, 5), (28, 30, 8)]) // 10
+    image = (labels / 10).astype(np.float32)[..., None]
+    pre = Preprocessing(1, (0.0,), (1.0,), img_size=64)
+    runtime = Runtime.resolve("cpu", "fp32", channels_last=False)
+    decoding = InstanceDecoding(get_representation("hover"), Thresholds(0.5, 0.5))
+    plain = Predictor(HoverOfLabels(), pre, "instance", InferenceOptions(runtime),
+                      instance=decoding).probabilities(image)
+    averaged = Predictor(HoverOfLabels(), pre, "instance", InferenceOptions(runtime, tta=tta),
+                         instance=decoding).probabilities(image)
+    expected = encode(labels, "hover").targets
+    np.testing.assert_allclose(plain, expected, atol=1e-3)
+    np.testing.assert_allclose(averaged, expected, atol=1e-3)
 
 
 def instance_checkpoint():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
+from ..instances.targets import DEFAULT_REPRESENTATION
 from ..task import Task
 from .cache import SampleCache, choose_mode
 from .classmap import find_class_map
@@ -188,7 +189,7 @@ def finish_data(scanned: ScannedData, *, img_size: int = 256, resize_mode: Resiz
     per_image = preprocessing.normalize if preprocessing.normalization != "dataset" else None
     stats = InputStatistics.measure([p.image for p in scanned.train],
                                     scanned.info.in_channels, per_image)
-    encoder = InstanceEncoder(representation or "distance") \
+    encoder = InstanceEncoder(representation or DEFAULT_REPRESENTATION) \
         if scanned.info.task == "instance" else None
     return TrainData(scanned.root, scanned.train, scanned.val, scanned.test, scanned.info,
                      preprocessing, scanned.new_split, cache, record=scanned.record,

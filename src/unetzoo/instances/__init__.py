@@ -44,6 +44,7 @@ from .matching import (
     score_dataset,
 )
 from .targets import (
+    DEFAULT_REPRESENTATION,
     REPRESENTATIONS,
     Channel,
     Encoded,
@@ -53,6 +54,7 @@ from .targets import (
 )
 
 __all__ = [
+    "DEFAULT_REPRESENTATION",
     "DSB_THRESHOLDS",
     "EMPTY_RULES",
     "REPRESENTATIONS",

@@ -83,6 +83,8 @@ class Representation:
         seeds: how it reads the seed (object core) score, in words.
         weighted: whether `encode` also returns per-pixel loss weights.
         source: the paper or pipeline the representation follows.
+        vectors: channel index pairs (x, y) that hold offsets in the image plane; a flip
+            or rotation of the image changes their sign or swaps them.
     """
 
     name: str
@@ -92,6 +94,7 @@ class Representation:
     source: str
     weighted: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    vectors: tuple[tuple[int, int], ...] = ()
 
     @property
     def num_channels(self) -> int:
@@ -162,8 +165,14 @@ REPRESENTATIONS: dict[str, Representation] = {
         seeds="P(foreground) x (1 - edge energy), the energy being the Sobel derivative of "
               "the offsets where they fall (they fall only across an object's edge), / 8",
         source="Graham et al. 2019 (HoVer-Net), horizontal and vertical distance maps",
+        vectors=((1, 2),),
     ),
 }
+
+
+# The instance task's default: the representation that scored best on held-out nuclei when
+# all four were trained alike (benchmarks/instance_targets.py; docs/instances.md has the table).
+DEFAULT_REPRESENTATION = "hover"
 
 
 def get_representation(representation: str | Representation) -> Representation:

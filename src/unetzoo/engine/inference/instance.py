@@ -65,10 +65,10 @@ class InstanceDecoding:
                 "thresholds": self.thresholds.to_dict(), "chosen": self.chosen}
 
     @property
-    def flips_safely(self) -> bool:
-        """Whether flipped or rotated outputs mean the same (regressions of offsets change
-        sign: test-time augmentation would average them wrongly)."""
-        return all(c.activation != "none" for c in self.representation.channels)
+    def vectors(self) -> tuple[tuple[int, int], ...]:
+        """Channel pairs (x, y) that are offsets in the image plane (HoVer-Net's horizontal
+        and vertical maps), which test-time augmentation maps back by each symmetry."""
+        return self.representation.vectors
 
     def decode(self, outputs: np.ndarray, name: str | None = None) -> np.ndarray:
         """int32 `H x W` labels (0 background, objects 1..N) of activated `C x H x W`

@@ -161,10 +161,6 @@ class Predictor:
         if task == "instance":  # objects: the representation and thresholds to decode with
             self.instance = instance or InstanceDecoding.from_dict(
                 checkpoint.instance if checkpoint is not None else None)
-            if options.tta != "none" and not self.instance.flips_safely:
-                raise ConfigError(f"--tta {options.tta}: the {self.instance.representation.name}"
-                                  " representation regresses offsets, which a flip changes "
-                                  "the sign of; predict without test-time augmentation")
         runtime = options.runtime
         if isinstance(model, ExportedModule):
             runtime = replace(runtime, channels_last=False)  # a graph has no memory format
@@ -183,7 +179,8 @@ class Predictor:
         self.preprocessing = preprocessing
         self.task = task
         self.checkpoint = checkpoint
-        self._tta = tta_transforms(self.options.tta)
+        self._tta = tta_transforms(self.options.tta,
+                                   self.instance.vectors if self.instance else ())
         self._stats: Statistics | None = None
         self._said_range = False
         self.model_seconds = 0.0
