@@ -128,15 +128,30 @@ def test_errors_are_one_line_in_the_status(make_napari_viewer, tmp_path: Path,
     assert "give a full path" in widget.status.text()
 
 
-def test_the_manifest_names_what_exists() -> None:
+def test_napari_finds_the_widget_and_the_reader_through_the_manifest(
+        make_napari_viewer, npe2pm, tmp_path: Path) -> None:
+    """The manifest registered as an installed plugin's is (npe2's test plugin manager):
+    its commands import, napari opens a label TIFF with it as a labels layer with the
+    file's pixel size as scale, and docks the widget from it."""
     from npe2 import PluginManifest
 
     import unetzoo.napari
+    from unetzoo.data.large import PixelSize
+    from unetzoo.data.writers import write_label_tiff
+    from unetzoo.napari.widget import UnetzooWidget
 
     manifest = PluginManifest.from_file(Path(unetzoo.napari.__file__).parent / "napari.yaml")
     assert manifest.name == "unetzoo"
     for command in manifest.contributions.commands or []:
         module, _, name = command.python_name.partition(":")
         assert callable(getattr(import_module(module), name)), command.python_name
-    [reader] = manifest.contributions.readers or []
-    assert reader.accepts_directories and "*.tif" in reader.filename_patterns
+    npe2pm.register(manifest)
+    viewer = make_napari_viewer()
+    labels = np.zeros((30, 40), np.uint16)
+    labels[2:5, 2:5] = 1
+    path = write_label_tiff(tmp_path / "cells.tif", labels, PixelSize(0.25, 0.5))
+    [layer] = viewer.open(str(path), plugin="unetzoo")
+    assert type(layer).__name__ == "Labels" and layer.name == "cells labels"
+    np.testing.assert_allclose(layer.scale, (0.5, 0.25), rtol=1e-4)
+    _, widget = viewer.window.add_plugin_dock_widget("unetzoo", "unetzoo")
+    assert isinstance(widget, UnetzooWidget)
