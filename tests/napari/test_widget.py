@@ -126,6 +126,8 @@ def test_errors_are_one_line_in_the_status(make_napari_viewer, tmp_path: Path,
     viewer.add_labels(np.zeros((20, 20), np.uint8), name="a labels")
     assert widget.fine_tune() is None
     assert "give a full path" in widget.status.text()
+    assert widget.export_to(tmp_path / "m.zip", "bioimageio") is None
+    assert "fill in the authors and licence" in widget.status.text()
 
 
 def test_napari_finds_the_widget_and_the_reader_through_the_manifest(

@@ -534,6 +534,11 @@ class UnetzooWidget(QWidget):
         text = self.model_box.currentText()
         authors = [a for a in self.authors.text().split(",") if a.strip()]
         license = self.license.text().strip() or None
+        if kind == "bioimageio" and not (authors and license):
+            self._failed(ConfigError("a bioimage.io package names its authors and the licence "
+                                     "of its weights: fill in the authors and licence fields "
+                                     "(an SPDX id, e.g. CC-BY-4.0)"))
+            return None
 
         def job() -> Path:
             return export_model(self._model_for(text), kind, target, authors, license)
