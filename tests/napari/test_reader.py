@@ -1,5 +1,6 @@
 """The plugin's reader: label images as labels layers with their pixel size, other 2D images
-as image layers, run folders as their first test image, its mask and the run's prediction."""
+as image layers, runs (the folder, its config.yaml, its checkpoints) as their first test
+image, its mask and the run's prediction."""
 
 from __future__ import annotations
 
@@ -60,7 +61,9 @@ def test_other_images_are_images_and_other_files_are_left_to_napari(tmp_path: Pa
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 20, 20), np.uint16))
     Image.fromarray(rgb).save(tmp_path / "photo.jpg")
     (tmp_path / "folder").mkdir()
-    for other in ("stack.tif", "photo.jpg", "folder", "missing.png"):
+    (tmp_path / "model.pt").write_bytes(b"not a run's")
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    for other in ("stack.tif", "photo.jpg", "folder", "missing.png", "model.pt", "config.yaml"):
         assert get_reader(str(tmp_path / other)) is None, other
 
 
@@ -69,6 +72,9 @@ def test_a_run_folder_opens_as_image_truth_and_prediction(tiny_run: Path) -> Non
     from unetzoo.engine.inference.predictor import Predictor
 
     layers = _read(tiny_run)
+    for other in (tiny_run / "config.yaml", tiny_run / "models" / "best.pt"):
+        assert [(o["name"], kind) for _, o, kind in _read(other)] == \
+            [(o["name"], kind) for _, o, kind in layers]
     assert [kind for _, _, kind in layers] == ["image", "labels", "labels"]
     (image, image_options, _), (truth, truth_options, _), (labels, options, _) = layers
     name = f"{tiny_run.name}: img_003"  # the test image of the split

@@ -131,10 +131,12 @@ def test_errors_are_one_line_in_the_status(make_napari_viewer, tmp_path: Path,
 
 
 def test_napari_finds_the_widget_and_the_reader_through_the_manifest(
-        make_napari_viewer, npe2pm, tmp_path: Path) -> None:
+        make_napari_viewer, npe2pm, tiny_run: Path, tmp_path: Path) -> None:
     """The manifest registered as an installed plugin's is (npe2's test plugin manager):
-    its commands import, napari opens a label TIFF with it as a labels layer with the
-    file's pixel size as scale, and docks the widget from it."""
+    its commands import, napari opens a run's config.yaml and a label TIFF with it (the
+    file's pixel size as scale), `viewer.open` still uses napari's own reader by default,
+    and the widget docks from it."""
+    import tifffile
     from npe2 import PluginManifest
 
     import unetzoo.napari
@@ -148,12 +150,37 @@ def test_napari_finds_the_widget_and_the_reader_through_the_manifest(
         module, _, name = command.python_name.partition(":")
         assert callable(getattr(import_module(module), name)), command.python_name
     npe2pm.register(manifest)
+    builtins = import_module("napari_builtins")
+    npe2pm.register(PluginManifest.from_file(Path(builtins.__file__).parent / "builtins.yaml"))
     viewer = make_napari_viewer()
+    layers = viewer.open(str(tiny_run / "config.yaml"), plugin=None)  # unetzoo's alone
+    assert [type(layer).__name__ for layer in layers] == ["Image", "Labels", "Labels"]
+    assert layers[2].name == f"{tiny_run.name}: img_003 labels"
     labels = np.zeros((30, 40), np.uint16)
     labels[2:5, 2:5] = 1
     path = write_label_tiff(tmp_path / "cells.tif", labels, PixelSize(0.25, 0.5))
     [layer] = viewer.open(str(path), plugin="unetzoo")
     assert type(layer).__name__ == "Labels" and layer.name == "cells labels"
     np.testing.assert_allclose(layer.scale, (0.5, 0.25), rtol=1e-4)
+    tifffile.imwrite(tmp_path / "plain.tif", np.zeros((20, 20), np.uint16))
+    [plain] = viewer.open(str(tmp_path / "plain.tif"))
+    assert type(plain).__name__ == "Image"
     _, widget = viewer.window.add_plugin_dock_widget("unetzoo", "unetzoo")
     assert isinstance(widget, UnetzooWidget)
+
+
+def test_open_labels_adds_labels_layers_with_their_pixel_size(make_napari_viewer, tiny_model,
+                                                             tmp_path: Path) -> None:
+    from unetzoo.data.large import PixelSize
+    from unetzoo.data.writers import write_label_tiff
+
+    _, widget = _widget(make_napari_viewer, tiny_model())
+    labels = np.zeros((30, 40), np.uint16)
+    labels[2:5, 2:5], labels[9:12, 9:12] = 1, 2
+    path = write_label_tiff(tmp_path / "cells.tif", labels, PixelSize(0.25, 0.5))
+    Image.fromarray(np.full((5, 5), 7, np.uint8)).save(tmp_path / "gray.png")
+    [layer] = widget.open_labels([path, tmp_path / "gray.png"])
+    assert layer.name == "cells labels"
+    np.testing.assert_array_equal(layer.data, labels)
+    np.testing.assert_allclose(layer.scale, (0.5, 0.25), rtol=1e-4)
+    assert "gray.png" in widget.status.text() and "not a label image" in widget.status.text()

@@ -1,10 +1,15 @@
-"""The plugin's reader (npe2 reader contribution `unetzoo.reader`): unetzoo run folders,
-and the label images `unetzoo predict` writes, as napari layers with their names and
-scales (the pixel size the file states, in micrometres, as the layer's scale).
+"""The plugin's reader: unetzoo runs, and the label images `unetzoo predict` writes, as
+napari layers with their names and scales (the pixel size the file states, in
+micrometres, as the layer's scale).
 
-What it takes, and what it leaves to other readers (`get_reader` returns None):
+napari routes to it (npe2 reader contribution `unetzoo.get_reader`, napari.yaml) folders,
+`*.tif`, `*.tiff`, `*.png`, `config.yaml` and `*.pt`. napari's own reader also takes the
+first four, so File > Open asks which reader to use for them (and can remember the choice
+per extension), while `viewer.open(path)` keeps napari's own unless `plugin="unetzoo"` is
+given; the widget's "Open labels…" reads label images without asking. What it reads
+(`get_reader` returns None for anything else, and napari's own reader takes over):
 
-- a **training run folder** (`artefacts.runs.is_run_folder`): the first test image of the
+- a **training run** (its folder, `config.yaml` or `models/*.pt`): the first test image of the
   run's split (else the first validation, else the first image), as an image layer; its
   stored mask, read as the run read its masks (`dataset.json`), as the labels layer
   `<image> truth`; and the run's best model's prediction as `<image> labels` (the layer the
@@ -32,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artefacts.runs import DATASET_FILE, SPLIT_FILE, is_run_folder
+from ..artefacts.runs import DATASET_FILE, RUN_CONFIG, SPLIT_FILE, run_of
 from ..data.io import read_header, read_mask, read_pixels
 from ..data.large import read_pixel_size
 from ..data.layouts import Pair, read_split_csv
@@ -47,8 +52,8 @@ MAX_CHECKED_PIXELS = 400_000_000  # label files read whole to check their values
 
 
 def get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
-    """The reader of `path` (a run folder or a label image; a list of them), or None when
-    unetzoo does not read it (napari then asks its other readers).
+    """The reader of `path` (a run, a label image or a 2D image; a list of them), or None
+    when unetzoo does not read it (napari then asks its other readers).
 
     Args:
         path: what napari was asked to open.
@@ -70,17 +75,32 @@ def read(path: str | list[str]) -> list[LayerData]:
     for item in paths:
         item = Path(item)
         kind = _kind(item)
-        layers += read_run(item) if kind == "run" else \
+        model = item if kind == "run" and item.suffix.lower() == ".pt" else None
+        layers += read_run(run_of_file(item) or item, model) if kind == "run" else \
             [read_labels(item)] if kind == "labels" else [read_plain_image(item)]
     return layers
+
+
+def run_of_file(path: Path) -> Path | None:
+    """The run a path opens: a run folder itself, the folder of its `config.yaml`, or the
+    run of a checkpoint in its `models/`, where the run has what the reader needs (its
+    `dataset.json` and `split.csv`); None otherwise."""
+    if path.name == RUN_CONFIG and path.is_file():
+        path = path.parent
+    run = run_of(path)
+    if run is None or not ((run / DATASET_FILE).is_file() and (run / SPLIT_FILE).is_file()):
+        return None
+    return run
 
 
 def _kind(path: Path) -> str | None:
     """`run`, `labels`, `image` (a 2D image of a label file's format) or None (not
     unetzoo's)."""
     try:
+        if run_of_file(path) is not None:
+            return "run"
         if path.is_dir():
-            return "run" if is_run_folder(path) else None
+            return None
         if path.suffix.lower() not in (*TIFF_SUFFIXES, ".png") or not path.is_file():
             return None
         if label_values(path) is not None:
@@ -215,9 +235,10 @@ def _truth(pair: Pair, facts: dict[str, Any]) -> np.ndarray | None:
     return np.where(target == 255, 0, target).astype(np.uint8)
 
 
-def read_run(run: Path | str) -> list[LayerData]:
+def read_run(run: Path | str, model: Path | str | None = None) -> list[LayerData]:
     """A training run folder's layers: its first test image, that image's mask as the run
-    read it (`<image> truth`) and the run's best model's prediction (`<image> labels`).
+    read it (`<image> truth`) and the prediction (`<image> labels`) of `model` (default:
+    the run's best checkpoint).
 
     Raises:
         DataError: the run's dataset or split is missing (named); CheckpointError: a run
@@ -236,11 +257,12 @@ def read_run(run: Path | str) -> list[LayerData]:
     if truth is not None:
         layers.append((truth, {"name": f"{name} truth", **scale, "visible": False,
                                "metadata": dict(meta)}, "labels"))
-    model = open_model(str(run))
-    labels = predict_layer(model.predictor, pixels, rgb)
-    meta = {**meta, "unetzoo": {"model": str(run), "task": model.task, "image": name}}
-    if model.task == "multilabel":
-        for cls, plane in zip(model.class_names, labels, strict=True):
+    opened = open_model(str(model or run))
+    labels = predict_layer(opened.predictor, pixels, rgb)
+    meta = {**meta, "unetzoo": {"model": str(model or run), "task": opened.task,
+                                "image": name}}
+    if opened.task == "multilabel":
+        for cls, plane in zip(opened.class_names, labels, strict=True):
             layers.append((plane, {"name": f"{labels_name(name)} {cls}", **scale,
                                    "metadata": dict(meta)}, "labels"))
     else:

@@ -59,6 +59,7 @@ from .loop import (
     run_folder,
     write_corrections,
 )
+from .reader import read_labels
 
 if TYPE_CHECKING:
     import napari
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("unetzoo")
 
 MODEL_FILES = "Models (*.pt *.zip *.onnx *.xml *.torchscript *.yaml);;All files (*)"
+LABEL_FILES = "Label images (*.tif *.tiff *.png);;All files (*)"
 PROGRESS_STEPS = 1000  # the progress bar's resolution
 
 
@@ -155,7 +157,15 @@ class UnetzooWidget(QWidget):
         self.predict_button.setToolTip("labels of the image layer into the labels layer "
                                        "'<image> labels' (made or replaced)")
         self.predict_button.clicked.connect(self.predict)
-        form.addRow(self.predict_button)
+        self.open_labels_button = QPushButton("Open labels…")
+        self.open_labels_button.setToolTip("label images unetzoo predict wrote (label TIFF, "
+                                           "0/255 or palette PNG) as labels layers "
+                                           "'<stem> labels', with their pixel size")
+        self.open_labels_button.clicked.connect(self._open_labels_clicked)
+        row = QHBoxLayout()
+        row.addWidget(self.predict_button)
+        row.addWidget(self.open_labels_button)
+        form.addRow(row)
         layout.addWidget(box)
 
         box = QGroupBox("Fine-tune on corrected labels")
@@ -310,6 +320,10 @@ class UnetzooWidget(QWidget):
 
     # -- jobs --------------------------------------------------------------------------
     @property
+    def _job_buttons(self) -> tuple[QPushButton, ...]:
+        return (self.predict_button, self.fine_tune_button, self.export_button)
+
+    @property
     def busy(self) -> bool:
         """Whether a job runs."""
         return self.worker is not None
@@ -320,7 +334,7 @@ class UnetzooWidget(QWidget):
             return None
         self._cancel = False
         self.progress.setValue(0)
-        for button in (self.predict_button, self.fine_tune_button, self.export_button):
+        for button in self._job_buttons:
             button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self._say(what)
@@ -343,7 +357,7 @@ class UnetzooWidget(QWidget):
         self.worker = None
         self._switch = None
         self._clock.stop()
-        for button in (self.predict_button, self.fine_tune_button, self.export_button):
+        for button in self._job_buttons:
             button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
@@ -559,6 +573,36 @@ class UnetzooWidget(QWidget):
             if kind == "bioimageio" and not path.lower().endswith(".zip"):
                 path += ".zip"
             self.export_to(path, kind)
+
+    # -- label files -------------------------------------------------------------------
+    def open_labels(self, paths: list[str] | list[Path]) -> list[Labels]:
+        """Open label images `unetzoo predict` wrote as labels layers `<stem> labels`, with
+        the pixel size each states as scale (`reader.read_labels`); a file that is not one
+        is named in the status line.
+
+        Returns:
+            The layers added.
+        """
+        added, failed = [], []
+        for path in paths:
+            try:
+                data, options, _ = read_labels(path)
+            except UnetzooError as exc:
+                failed.append(_one_line(exc))
+                continue
+            added.append(self.viewer.add_labels(data, **options))
+        self._layers_changed()
+        opened = [f"opened {', '.join(repr(layer.name) for layer in added)}"] if added else []
+        self._say("; ".join(opened + failed))
+        if failed:
+            show_error(failed[0])
+        return added
+
+    def _open_labels_clicked(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Label images unetzoo predict wrote", "",
+                                                LABEL_FILES)
+        if paths:
+            self.open_labels(paths)
 
     # -- file choosers -----------------------------------------------------------------
     def _choose_model_folder(self) -> None:
