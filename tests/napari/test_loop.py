@@ -49,6 +49,8 @@ def test_a_plane_gives_what_the_predictor_gives(tiny_model) -> None:
     expected = Predictor.open(model.reference.path, TORCH).labels(image)
     assert labels.dtype == np.uint8 and labels.shape == (64, 64)
     np.testing.assert_array_equal(labels, expected)
+    rgba = np.concatenate([image, np.full((64, 64, 1), 255, np.uint8)], axis=2)
+    np.testing.assert_array_equal(predict_layer(model.predictor, rgba, rgb=True), expected)
 
 
 def test_forward_passes_count_every_tile_and_progress_ends_at_the_total(tiny_model) -> None:

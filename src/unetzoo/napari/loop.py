@@ -5,8 +5,9 @@ The widget (`unetzoo.napari.widget`) runs these functions in worker threads; the
 give numpy arrays as napari layers hold them, so they are tested without a viewer.
 
 A napari image layer is read by napari's own rule: an `rgb` layer is `... x H x W x C`
-(C = 3 or 4, last), any other layer `... x H x W`, and every leading axis (z, time,
-channels split into layers or not) is a stack of planes predicted one by one. Each plane is
+(C = 3, or 4 with the last channel alpha, which is dropped), any other layer
+`... x H x W`, and every leading axis (z, time, channels split into layers or not) is a
+stack of planes predicted one by one. Each plane is
 handed to the predictor as a numpy image (`engine.inference.predictor`: 8-bit / 255,
 16-bit / 65535, floats as stored; 32- and 64-bit integers refused in one line), so a plane
 gives the labels `unetzoo predict` writes for a file of the same pixels.
@@ -164,6 +165,13 @@ def plane_axes(shape: Sequence[int], rgb: bool) -> tuple[tuple[int, ...], tuple[
     return tuple(shape[: spatial - 2]), (int(shape[spatial - 2]), int(shape[spatial - 1]))
 
 
+def layer_plane(array: np.ndarray, index: tuple[int, ...], rgb: bool) -> np.ndarray:
+    """One plane of a layer's data: `H x W`, or `H x W x 3` for an `rgb` layer (napari's
+    4th channel of an rgb layer is alpha: dropped)."""
+    plane = array[index]
+    return plane[..., :3] if rgb and plane.ndim == 3 and plane.shape[2] == 4 else plane
+
+
 def forward_passes(predictor: Predictor, height: int, width: int) -> int:
     """How many forward passes the predictor makes for one `height x width` plane (the
     progress bar's length): tiles in batches, times the test-time transforms."""
@@ -221,7 +229,7 @@ def predict_layer(predictor: CountingPredictor, data: Any, rgb: bool,
         outputs = []
         offset = 0
         for index in planes:
-            labels = np.asarray(predictor.labels(array[index]))
+            labels = np.asarray(predictor.labels(layer_plane(array, index, rgb)))
             if predictor.task == "instance":
                 labels = labels.astype(np.int32, copy=False)
                 largest = int(labels.max()) if labels.size else 0
@@ -372,7 +380,8 @@ def write_corrections(corrections: Sequence[Correction], folder: Path | str,
             used.add(stem)
             for index in (list(np.ndindex(*lead)) if lead else [()]):
                 name = stem + "".join(f"_p{i}" for i in index)
-                pixels = _image_for_model(image[index], channels, item.name)
+                pixels = _image_for_model(layer_plane(image, index, item.rgb), channels,
+                                          item.name)
                 mask = _mask_for_task(labels[index], task, classes, item.name)
                 photometric = "rgb" if pixels.ndim == 3 and pixels.shape[2] == 3 \
                     else "minisblack"
