@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("unetzoo.report", "unetzoo.serve"),
     ("unetzoo.api",),
     ("unetzoo.demo",),
-    ("unetzoo.cli",),
+    ("unetzoo.cli", "unetzoo.napari"),
     ("unetzoo.__main__",),
     ("unetzoo",),  # the facade: `unetzoo/__init__.py`, whose names load on first use
 )
