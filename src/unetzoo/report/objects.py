@@ -98,7 +98,8 @@ def object_colors(ids: np.ndarray) -> np.ndarray:
 
 def object_layer(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """RGBA `h x w x 4` at the display `size` (width, height): each object filled in its own
-    colour with a white outline, void pixels (< 0) grey, background transparent."""
+    colour with a white outline one display pixel wide, void pixels (< 0) grey, background
+    transparent."""
     shown = display_labels(labels, size)
     rgba = np.zeros((*shown.shape, 4), np.uint8)
     inside = shown > 0
@@ -106,7 +107,7 @@ def object_layer(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         ids, index = np.unique(shown[inside], return_inverse=True)
         rgba[inside, :3] = object_colors(ids)[index.reshape(-1)]
         rgba[inside, 3] = 255
-        rgba[inner_outlines(shown, outline_width(size))] = (255, 255, 255, 255)
+        rgba[inner_outlines(shown)] = (255, 255, 255, 255)  # one pixel: the fill tells
     rgba[shown < 0] = (*VOID_COLOR, 255)
     return rgba
 
