@@ -8,19 +8,28 @@ import csv
 import html as htmllib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import unetzoo
 from unetzoo.artefacts.references import load_checkpoint
 from unetzoo.cli import main
 from unetzoo.data.io import read_image
 from unetzoo.engine.inference.predictor import InferenceOptions, Predictor
 from unetzoo.instances.matching import object_errors
 from unetzoo.report import ReportOptions, write_comparison
-from unetzoo.report.gallery import choose_images
+from unetzoo.report.gallery import (
+    AssetWriter,
+    choose_images,
+    dataset_pairs,
+    reading_for,
+    render_images,
+    source_for,
+)
 from unetzoo.report.objects import (
     FILL_ALPHA,
     OBJECT_KINDS,
@@ -280,3 +289,23 @@ def test_compare_instance_runs_shows_their_object_scores(instance_runs: tuple[Pa
     assert data["metric"] == "mean_ap" and data["columns"][-1] == "\u0394 mean_ap B\u2212A"
     assert all(set(asset["objects"]) == {"A", "B"} for asset in data["assets"])
     assert 'data-testid="object-legend"' in text and 'data-testid="ap-curve"' in text
+
+
+def test_side_outputs_of_an_instance_model_are_foreground_maps(
+        instance_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    """A deep-supervised instance model's side outputs are shown as the foreground its
+    representation gives (`object_maps`), one map per side output."""
+    base = load_checkpoint(instance_runs[0] / "models" / "best.pt")
+    model = unetzoo.create_model("unetpp", 1, 2, preset="tiny", deep_supervision=True)
+    checkpoint = replace(base, model_spec=model.unetzoo_spec, state_dict=model.state_dict())
+    data = Path(base.config["dataset"])
+    pairs = dataset_pairs(data, None, None, ["im00"])
+    assets = render_images([source_for(checkpoint, None, "model")], pairs,
+                           reading_for(checkpoint, data, pairs), ["im00"],
+                           AssetWriter(tmp_path, "x"), {"im00"}, "mean_ap")["im00"]
+    sides = len(model.output_weights) - 1
+    assert [title for title, _ in assets.maps["model"]] == [f"side {i + 1}"
+                                                             for i in range(sides)]
+    assert Image.open(tmp_path / Path(assets.maps["model"][0][1]).name).size == (64, 64)
+    assert set(assets.objects["model"]) == {"tp", "fp", "fn", "split", "merged", "n_true",
+                                            "n_pred"}
