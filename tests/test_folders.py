@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import unetzoo
 from unetzoo.artefacts import pretrained
+from unetzoo.artefacts.checkpoint import Checkpoint
+from unetzoo.artefacts.folders import write_folder
 from unetzoo.artefacts.initialise import load_matching
 from unetzoo.artefacts.pretrained import PRETRAINED, PretrainedModel
 from unetzoo.artefacts.references import (
@@ -22,6 +26,7 @@ from unetzoo.artefacts.references import (
 )
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.errors import CheckpointError, ConfigError, ModelError, RunError
+from unetzoo.instances.matching import score_dataset
 
 
 def tiny(num_classes: int = 1) -> torch.nn.Module:
@@ -146,3 +151,58 @@ def test_load_matching_refuses_weights_that_fit_nowhere() -> None:
     other = unetzoo.create_model("unet", 3, 2, base_channels=5, depth=2)
     with pytest.raises(ModelError, match="no tensor"):
         load_matching(tiny(), other.state_dict(), "other")
+
+
+def instance_checkpoint() -> Checkpoint:
+    """A tiny instance model (the `distance` representation's 2 channels) whose test
+    evaluation scored 3 images of objects: one matched, one missed, one merged pair."""
+    true = np.zeros((3, 30, 30), np.int32)
+    pred = np.zeros((3, 30, 30), np.int32)
+    true[0, 2:10, 2:10], pred[0, 2:10, 2:10] = 1, 5          # matched
+    true[1, 2:10, 2:10] = 1                                  # missed
+    true[2, 2:10, 2:10], true[2, 2:10, 10:18] = 1, 2          # merged ...
+    pred[2, 2:10, 2:19] = 3                                  # ... into one (IoU 0.47)
+    objects = score_dataset(list(true), list(pred), names=["a", "b", "c"])
+    pixels = {"dice": 0.8, "iou": 0.7, "precision": 0.9, "recall": 0.75}
+    test = {"images": 3, "split": "test", "mean_over_images": pixels, "global": pixels,
+            "instances": objects}
+    instance = {"representation": "distance",
+                "thresholds": {"foreground": 0.55, "seed": 0.35, "min_size": 4},
+                "chosen": {"objective": "mean_ap", "mean_ap": 0.61, "ap50": 0.83,
+                           "images": 5, "split": "validation"}}
+    model = unetzoo.create_model("unet", 1, 2, preset="tiny")
+    # as training writes it: one class name for the objects, whatever the channel count
+    return replace(as_checkpoint(model, metrics={"test": test}), task="instance",
+                   class_names=("nucleus",), instance=instance)
+
+
+def test_an_instance_models_card_states_its_objects_and_how_to_get_labels(
+        tmp_path: Path) -> None:
+    checkpoint = instance_checkpoint()
+    objects = checkpoint.metrics["test"]["instances"]
+    folder = write_folder(checkpoint, tmp_path / "nuclei")
+    card = (folder / "README.md").read_text()
+    assert from_pretrained(folder).instance == checkpoint.instance
+    mean, pooled = objects["mean_over_images"], objects["pooled"]
+    ap50 = next(t["ap"] for t in mean["per_threshold"] if t["threshold"] == 0.5)
+    ap50_pooled = next(t["ap"] for t in pooled["per_threshold"] if t["threshold"] == 0.5)
+    assert (ap50, ap50_pooled) == (pytest.approx(1 / 3), pytest.approx(1 / 5))
+    assert f"| AP@0.5 | {ap50:.4f} | {ap50_pooled:.4f} |" in card
+    assert f"| mean AP 0.5:0.95 | {mean['mean_ap']:.4f} | {pooled['mean_ap']:.4f} |" in card
+    assert f"| PQ | {mean['pq']:.4f} | {pooled['pq']:.4f} |" in card
+    assert f"| AJI | {mean['aji']:.4f} | {pooled['aji']:.4f} |" in card
+    assert "4 true objects, 2 predicted, 0 split, 1 merged, 3 missed, 1 extra." in card
+    assert "match one-to-one when their IoU >= t" in card
+    # how its outputs become objects, and the thresholds chosen on validation
+    assert "Representation `distance`" in card and "`foreground` (sigmoid)" in card
+    assert ("Thresholds: foreground 0.55, seed 0.35, min_size 4, chosen on 5 validation "
+            "image(s) by mean AP (mean AP 0.6100, AP@0.5 0.8300).") in card
+    assert "sigmoid per channel, threshold 0.5" not in card
+    # how to get labels and object files
+    assert "## Getting labels" in card and "16-bit label TIFF" in card
+    for flag in ("--rois", "--geojson", "--table", "--masks"):
+        assert f"`{flag}`" in card
+    assert "(instance segmentation: one label per object)" in card.splitlines()[0]
+    # a binary model's card says nothing of objects
+    binary = (save_pretrained(tiny(), tmp_path / "binary") / "README.md").read_text()
+    assert "## Objects" not in binary and "## Getting labels" not in binary

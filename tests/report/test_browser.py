@@ -155,3 +155,25 @@ def test_ten_thousand_images_stay_paged(browser, large_run: Path) -> None:
     assert table_names(browser) == [n for n in dice_order(large_run / "test") if n in wanted]
     # not a timing test: a bound far above a normal load, to catch a page that hangs
     assert time.perf_counter() - started < 60
+
+
+def test_instance_report_in_chromium(browser, instance_runs: tuple[Path, Path]) -> None:
+    """An instance run's page: no console errors, every picture decodes, the objects
+    section and its AP curve are shown, and the viewer shows the outlined objects with
+    their counts."""
+    html = write_report(instance_runs[0], options=ReportOptions(gallery=1))
+    open_page(browser, html)
+    section = browser.find_element("css selector", "[data-testid=objects]")
+    assert section.is_displayed() and "mean AP 0.5:0.95" in section.text
+    curve = browser.find_element("css selector", "[data-testid=ap-curve]")
+    assert browser.execute_script("return arguments[0].naturalWidth", curve) > 0
+    assert browser.execute_script(
+        "return Array.from(document.querySelectorAll('#table th button'))"
+        ".map(b => b.textContent)")[:2] == ["image", "mean_ap"]
+    card = browser.find_element("css selector", "[data-testid=worst] .card")
+    click(browser, card)
+    viewer = browser.find_element("id", "viewer")
+    assert viewer.is_displayed()
+    assert "object errors" in viewer.text and "missed" in viewer.text
+    assert any("_error" in s for s in viewer_sources(browser))
+    assert broken_images(browser) == [] and console_errors(browser) == []

@@ -15,8 +15,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overlays", type=int, default=100, metavar="N",
                         help="pictures of every image when the evaluation has at most N "
                              "(default 100); beyond, only the gallery's")
-    parser.add_argument("--metric", default="dice",
-                        help="per-image metric that ranks the images (default dice)")
+    parser.add_argument("--metric", default=None,
+                        help="per-image metric that ranks the images (a column of "
+                             "per_image.csv; default: mean_ap for instance models, else dice)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing page that unetzoo did not write")
 

@@ -30,6 +30,7 @@ from .gallery import (
     render_images,
     source_for,
 )
+from .objects import COUNT_COLUMNS, HEADLINE, headline_value, kinds_legend
 from .page import (
     GENERATOR,
     PAGE_ROWS,
@@ -39,9 +40,11 @@ from .page import (
     check_outputs,
     model_facts,
     page_json,
+    resolved,
     staged_assets,
+    strict_rule,
 )
-from .plots import RUN_COLORS, curves_svg
+from .plots import RUN_COLORS, ap_curve_svg, curves_svg
 
 log = logging.getLogger("unetzoo")
 
@@ -106,6 +109,43 @@ def metric_table(runs: list[RunData]) -> list[dict[str, Any]]:
     return rows
 
 
+OBJECT_KINDS = (("mean_over_images", "per image"), ("pooled", "pooled"))
+OBJECT_COUNTS = (("n_true", "true objects"), ("n_pred", "predicted objects"),
+                 ("splits", "split true objects"), ("merges", "merged predictions"),
+                 ("missed", "missed (FN)"), ("extra", "extra (FP)"))
+
+
+def _objects(run: RunData) -> dict[str, Any]:
+    objects = run.evaluation.metrics.get("instances") if run.evaluation else None
+    return objects if isinstance(objects, dict) else {}
+
+
+def object_table(runs: list[RunData]) -> list[dict[str, Any]]:
+    """The object scores of instance runs (`metrics.json["instances"]`), as `metric_table`
+    gives the pixel ones: per score (AP@0.5, mean AP, PQ, SQ, DQ, AJI, AJI+) per image and
+    pooled, then the counts of objects (totals over the images, `per image` their means),
+    each run's value and its difference to run A (None where a run has no object scores);
+    empty when no run has any."""
+    summaries = [_objects(run) for run in runs]
+    if not any(summaries):
+        return []
+    rows = []
+    entries = [(key, name, False) for key, name, _ in HEADLINE] + \
+        [(key, name, True) for key, name in OBJECT_COUNTS]
+    for key, name, count in entries:
+        row: dict[str, Any] = {"metric": name, "key": key, "count": count, "kinds": []}
+        for part, title in OBJECT_KINDS:
+            values: list[float | None] = []
+            for summary in summaries:
+                value = headline_value(summary.get(part, {}), key) if summary else None
+                values.append(float(value) if isinstance(value, (int, float)) else None)
+            first = values[0]
+            deltas = [None if v is None or first is None else v - first for v in values[1:]]
+            row["kinds"].append({"kind": title, "values": values, "deltas": deltas})
+        rows.append(row)
+    return rows
+
+
 def joined_images(runs: list[RunData], metric: str) -> tuple[list[list[Any]], list[str]]:
     """Rows [image, value per run, difference(s)] for the images every run scored, and the
     column names; with two runs the difference is B - A, with more the spread (max - min)."""
@@ -138,19 +178,31 @@ def disagreements(rows: list[list[Any]], count: int) -> list[int]:
 
 
 def console_table(runs: list[RunData], labels: list[str], metrics: list[dict[str, Any]],
-                  config: list[dict[str, Any]], rows: list[list[Any]], worst: list[int]
-                  ) -> str:
-    """The comparison as plain text for the terminal."""
+                  config: list[dict[str, Any]], rows: list[list[Any]], worst: list[int],
+                  objects: list[dict[str, Any]] | None = None) -> str:
+    """The comparison as plain text for the terminal (object scores first, for instance
+    runs)."""
     lines = [f"{label}: {run.path}" for label, run in zip(labels, runs, strict=True)]
-    head = f"{'metric':<28}" + "".join(f"{label:>10}" for label in labels) + \
+    width = max([28, *[len(f"{r['metric']} (per image)") + 1 for r in objects or []]])
+    head = f"{'metric':<{width}}" + "".join(f"{label:>10}" for label in labels) + \
         "".join(f"{label + '-A':>10}" for label in labels[1:])
     lines += ["", head]
+    for row in objects or []:
+        for kind in row["kinds"]:
+            fmt = "{:.1f}" if row["count"] else "{:.4f}"
+            cells = "".join(f"{'-' if v is None else fmt.format(v):>10}"
+                            for v in kind["values"])
+            cells += "".join(f"{'-' if d is None else ('+' if d >= 0 else '') + fmt.format(d):>10}"
+                             for d in kind["deltas"])
+            lines.append(f"{row['metric'] + ' (' + kind['kind'] + ')':<{width}}{cells}")
+    if objects:
+        lines.append("")
     for row in metrics:
         for kind in row["kinds"]:
             cells = "".join(f"{'-' if v is None else f'{v:.4f}':>10}" for v in kind["values"])
             cells += "".join(f"{'-' if d is None else f'{d:+.4f}':>10}"
                              for d in kind["deltas"])
-            lines.append(f"{row['metric'] + ' (' + kind['kind'] + ')':<28}{cells}")
+            lines.append(f"{row['metric'] + ' (' + kind['kind'] + ')':<{width}}{cells}")
     differ = [r for r in config if r["differs"]]
     if differ:
         lines += ["", "config differences:"]
@@ -197,7 +249,8 @@ def _pictures(runs: list[RunData], labels: list[str], rows: list[list[Any]],
                               if run.evaluation else None, label, run.config)
                    for run, label in zip(runs, labels, strict=True)]
         reading = reading_for(first.checkpoint, dataset, pairs)  # type: ignore[arg-type]
-        assets = render_images(sources, pairs, reading, names, writer, set(), options.metric)
+        assets = render_images(sources, pairs, reading, names, writer, set(),
+                               str(options.metric), strict=strict_rule(first.evaluation.metrics))
     except UnetzooError as exc:
         return {}, f"no pictures: {exc}"
     return assets, None
@@ -223,17 +276,19 @@ def write_comparison(paths: list[Path | str], out: Path | None = None, *,
         RunError: fewer than two runs, a folder that is no run, or an existing page that is
             not unetzoo's without `overwrite`.
     """
-    options = options or ReportOptions()
     if len(paths) < 2:
         raise RunError("compare needs two or more runs")
     runs = [collect_run(p) for p in paths]
+    options = resolved(options or ReportOptions(), [run.task for run in runs])
+    metric = str(options.metric)
     labels = run_labels(len(runs))
     out = Path(out) if out else _default_out(runs)
     assets_dir = out.parent / f"{out.stem}_files"
     check_outputs(out, assets_dir, overwrite)
     config = config_table(runs)
     metrics = metric_table(runs)
-    rows, columns = joined_images(runs, options.metric)
+    objects = object_table(runs)
+    rows, columns = joined_images(runs, metric)
     chosen = disagreements(rows, options.gallery)
     note = None
     if not rows and all(run.evaluation for run in runs):
@@ -248,30 +303,39 @@ def write_comparison(paths: list[Path | str], out: Path | None = None, *,
             data = {"columns": columns, "rows": rows, "sort": columns[-1],
                     "pictured": {n: i for i, n in enumerate(pictures)},
                     "assets": [{"name": n, **a.to_json()} for n, a in pictures.items()],
-                    "page_rows": PAGE_ROWS, "sources": labels, "metric": options.metric,
-                    "score_columns": list(range(1, len(runs) + 1))}
+                    "page_rows": PAGE_ROWS, "sources": labels, "metric": metric,
+                    "score_columns": list(range(1, len(runs) + 1)),
+                    "count_columns": [c for c in columns if c.split(" ")[0] in COUNT_COLUMNS],
+                    "instance": all(run.task == "instance" for run in runs)}
         context = {
             "generator": GENERATOR, "runs": runs, "labels": labels,
             "colors": [RUN_COLORS[i % len(RUN_COLORS)] for i in range(len(runs))],
             "facts": facts, "config": config, "metrics": metrics, "options": options,
+            "objects": objects, "kinds": kinds_legend(),
+            "instance": all(run.task == "instance" for run in runs),
+            "ap_curve": ap_curve_svg([(label, _objects(run)) for label, run in
+                                      zip(labels, runs, strict=True) if _objects(run)]),
             "curves": curves_svg([(f"{label} {run.name}", run.history, run.best_epoch)
                                   for label, run in zip(labels, runs, strict=True)]),
             "disagree": [{**card(rows[i][0], pictures, dict(zip(labels, rows[i][1:],
                                                                 strict=False)),
-                                 options.metric), "row": rows[i]} for i in chosen],
+                                 metric), "row": rows[i]} for i in chosen],
             "columns": columns, "note": note or picture_note,
             "data": page_json(data) if data else None,
             "created": time.strftime("%Y-%m-%d %H:%M"),
         }
         page = _environment().get_template("compare.html.j2").render(**context)
     atomic_write_text(out, page)
-    text = console_table(runs, labels, metrics, config, rows, chosen)
+    text = console_table(runs, labels, metrics, config, rows, chosen, objects)
     return Comparison(out, text)
 
 
-def compare_runs(paths: list[Path | str], metric: str = "dice") -> str:
-    """The console table of a comparison, without writing a page."""
+def compare_runs(paths: list[Path | str], metric: str | None = None) -> str:
+    """The console table of a comparison, without writing a page (`metric`: the per-image
+    column the disagreements are ranked by; default the runs' task's, `page.default_metric`).
+    """
     runs = [collect_run(p) for p in paths]
-    rows, _ = joined_images(runs, metric)
+    chosen = str(resolved(ReportOptions(metric=metric), [run.task for run in runs]).metric)
+    rows, _ = joined_images(runs, chosen)
     return console_table(runs, run_labels(len(runs)), metric_table(runs), config_table(runs),
-                         rows, disagreements(rows, 5))
+                         rows, disagreements(rows, 5), object_table(runs))

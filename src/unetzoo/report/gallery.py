@@ -29,13 +29,17 @@ from ..data.io import read_image
 from ..data.layouts import Pair, find_pairs
 from ..data.masks import MaskReading, load_target
 from ..data.prepare import run_reading
+from ..engine.inference.instance import activate
 from ..engine.inference.predictor import InferenceOptions, Predictor
 from ..errors import UnetzooError
 from ..fileio import atomic_write
+from ..instances.labels import object_maps
+from ..instances.targets import Representation
 from ..metrics import confusion_counts, headline
 from ..runtime import Runtime
 from ..task import Task, probabilities
 from ..viz import ERROR_COLORS, FN, FP, TN, class_colors, error_codes, heatmap, to_display
+from .objects import error_pixels, object_counts, object_error_layer, object_layer, score_image
 
 log = logging.getLogger("unetzoo")
 
@@ -63,6 +67,8 @@ class ImageAssets:
     preds / errors: per source label. maps: per source label, (title, file) pairs.
     scores: per source label, the re-predicted value of the ranking metric.
     zoom: (x0, y0, x1, y1) as fractions of the image: where errors are densest, or None.
+    objects: an instance model's, per source label: how many objects of each kind the
+        error picture outlines (`report.objects.object_counts`); empty for other tasks.
     """
 
     image: str
@@ -75,13 +81,15 @@ class ImageAssets:
     maps: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
     zoom: tuple[float, float, float, float] | None = None
+    objects: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"image": self.image, "width": self.width, "height": self.height,
                 "size": list(self.size), "truth": self.truth, "preds": self.preds,
                 "errors": self.errors,
                 "maps": {k: [list(m) for m in v] for k, v in self.maps.items()},
-                "scores": self.scores, "zoom": list(self.zoom) if self.zoom else None}
+                "scores": self.scores, "zoom": list(self.zoom) if self.zoom else None,
+                "objects": self.objects}
 
 
 def rank(rows: Sequence[dict[str, Any]], metric: str) -> list[int]:
@@ -180,8 +188,14 @@ def _map_titles(model: nn.Module, kind: str, count: int) -> list[str]:
     return [f"side {i + 1}" for i in range(count)]
 
 
-def _foreground(values: torch.Tensor, task: Task) -> np.ndarray:
-    """Foreground probability `H x W` of one output's logits `K x H x W`."""
+def _foreground(values: torch.Tensor, task: Task,
+                representation: Representation | None = None) -> np.ndarray:
+    """Foreground probability `H x W` of one output's logits `K x H x W` (an instance
+    model's: its representation's channels activated, read as `instances.labels.object_maps`
+    reads them)."""
+    if representation is not None:
+        return object_maps(activate(values[None], representation)[0].numpy(),
+                           representation)[0]
     probs = probabilities(values[None], task)[0]
     if task == "multiclass":
         return (1 - probs[0]).numpy()
@@ -268,40 +282,38 @@ def dataset_pairs(dataset: str | Path, csvfile: str | Path | None, split: str | 
 
 def render_images(sources: Sequence[Source], pairs: dict[str, Pair], reading: MaskReading,
                   names: Sequence[str], writer: AssetWriter, maps_for: set[str],
-                  metric: str = "dice") -> dict[str, ImageAssets]:
+                  metric: str = "dice", strict: bool = False) -> dict[str, ImageAssets]:
     """Predict `names` with every source and write their pictures.
+
+    An instance model's pictures are objects: the true and the predicted objects each in
+    their own colour, and the objects outlined by their errors at IoU 0.5
+    (`report.objects.object_error_layer`: matched, extra, missed, split, merged), scored as
+    the evaluation scored them (void pixels of the truth left out).
 
     Args:
         sources: the models to show (one for a report, one per run for a comparison); the
             first decides the task and colours.
         pairs: image name -> labelled pair (see `dataset_pairs`).
-        reading: turns the stored masks into targets (`reading_for`).
+        reading: turns the stored masks into targets (`reading_for`; an instance model's:
+            int32 label images, -1 on void pixels).
         names: the images to show, in page order; names without a pair are skipped.
         writer: where the pictures go.
         maps_for: names that also get side outputs / attention maps (the gallery's).
-        metric: the headline metric re-computed for each prediction.
+        metric: the per-image metric re-computed for each prediction (a column of
+            `per_image.csv`).
+        strict: an instance evaluation's matching rule (IoU > t when True, else >= t), as
+            its `metrics.json` records it.
 
     Returns:
         Image name -> its assets, for the names that could be read.
     """
     first = sources[0].checkpoint
     task: Task = first.task
+    instance = task == "instance"
     classes = int(first.model_spec["num_classes"])
     colors = class_colors(max(classes, 2) + 1, first.class_colors)
     predictors = [Predictor.from_checkpoint(s.checkpoint, s.options) for s in sources]
-    extra: list[list[tuple[str, Predictor, list[str]]]] = []
-    for source in sources:
-        model = source.checkpoint.build_model()
-        found = []
-        options = InferenceOptions(Runtime.resolve(precision=source.options.runtime.precision),
-                                   batch_size=source.options.batch_size,
-                                   overlap=source.options.overlap)
-        for kind in SideOutputs.kinds(model):
-            wrapper = SideOutputs(model, kind)
-            found.append((kind, Predictor(wrapper, source.checkpoint.preprocessing, task,
-                                          options),
-                          _map_titles(model, kind, wrapper.count)))
-        extra.append(found)
+    extra = [_extra_predictors(source, task) for source in sources]
     out: dict[str, ImageAssets] = {}
     for number, name in enumerate(names):
         pair = pairs.get(name)
@@ -318,39 +330,69 @@ def render_images(sources: Sequence[Source], pairs: dict[str, Pair], reading: Ma
             target = target.transpose(2, 0, 1)
         height, width = shown.shape[:2]
         size = _display_size(height, width)
+        truth = object_layer(target, size) if instance else label_layer(target, colors)
         assets = ImageAssets(writer.image(stem, to_display(shown), size), size[0], size[1],
-                             (height, width),
-                             writer.layer(f"{stem}_truth", label_layer(target, colors), size))
+                             (height, width), writer.layer(f"{stem}_truth", truth, size))
         zoom_codes = None
         for index, (source, predictor) in enumerate(zip(sources, predictors, strict=True)):
             image = read_image(pair.image, source.checkpoint.preprocessing.in_channels)
             pred = np.asarray(predictor.labels(image))
-            codes = error_codes(target, pred)
-            zoom_codes = codes if zoom_codes is None else zoom_codes | codes
             tag = f"{stem}_{index}"
-            assets.preds[source.label] = writer.layer(f"{tag}_pred", label_layer(pred, colors),
-                                                      size)
-            assets.errors[source.label] = writer.layer(f"{tag}_error", error_layer(codes),
-                                                       size)
-            assets.scores[source.label] = _score(pred, target, task, classes, metric)
-            if name in maps_for:
+            if instance:
+                errors, score, pred = score_image(target, pred, metric, strict)
+                codes = error_pixels(np.where(target < 0, 0, target), pred, errors)
+                pred_layer = object_layer(pred, size)
+                error_rgba = object_error_layer(target, pred, errors, size)
+                assets.objects[source.label] = object_counts(errors, target, pred)
+            else:
+                codes = error_codes(target, pred)
+                pred_layer = label_layer(pred, colors)
+                error_rgba = error_layer(codes)
+                score = _score(pred, target, task, classes, metric)
+            zoom_codes = codes if zoom_codes is None else zoom_codes | codes
+            assets.preds[source.label] = writer.layer(f"{tag}_pred", pred_layer, size)
+            assets.errors[source.label] = writer.layer(f"{tag}_error", error_rgba, size)
+            assets.scores[source.label] = score
+            if name in maps_for and extra[index]:
                 assets.maps[source.label] = _maps(extra[index], image, task,
                                                   int(source.checkpoint.model_spec[
-                                                      "num_classes"]), writer, tag, size)
+                                                      "num_classes"]), writer, tag, size,
+                                                  _representation(predictor))
         assets.zoom = error_zoom(zoom_codes) if zoom_codes is not None else None
         out[name] = assets
     return out
 
 
+def _representation(predictor: Predictor) -> Representation | None:
+    return predictor.instance.representation if predictor.instance is not None else None
+
+
+def _extra_predictors(source: Source, task: Task) -> list[tuple[str, Predictor, list[str]]]:
+    """Predictors of a source's side outputs and attention maps (logits only: an instance
+    model's run as multilabel outputs, decoded by `_foreground`)."""
+    model = source.checkpoint.build_model()
+    found = []
+    options = InferenceOptions(Runtime.resolve(precision=source.options.runtime.precision),
+                               batch_size=source.options.batch_size,
+                               overlap=source.options.overlap)
+    for kind in SideOutputs.kinds(model):
+        wrapper = SideOutputs(model, kind)
+        found.append((kind, Predictor(wrapper, source.checkpoint.preprocessing,
+                                      "multilabel" if task == "instance" else task, options),
+                      _map_titles(model, kind, wrapper.count)))
+    return found
+
+
 def _maps(extra: list[tuple[str, Predictor, list[str]]], image: np.ndarray, task: Task,
-          classes: int, writer: AssetWriter, tag: str, size: tuple[int, int]
-          ) -> list[tuple[str, str]]:
+          classes: int, writer: AssetWriter, tag: str, size: tuple[int, int],
+          representation: Representation | None = None) -> list[tuple[str, str]]:
     written = []
     for kind, predictor, titles in extra:
         values = torch.as_tensor(predictor.logits(image))
         for i, title in enumerate(titles):
             if kind == "side":
-                plane = _foreground(values[i * classes: (i + 1) * classes], task)
+                plane = _foreground(values[i * classes: (i + 1) * classes], task,
+                                    representation)
             else:
                 plane = values[i].numpy()
             written.append((title, writer.heat(f"{tag}_{kind}{i + 1}", plane, size)))

@@ -12,9 +12,9 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,9 @@ from .gallery import (
     render_images,
     source_for,
 )
-from .plots import curves_svg
+from .objects import COUNT_COLUMNS, kinds_legend, objects_section, table_columns
+from .objects import DEFAULT_METRIC as OBJECT_METRIC
+from .plots import ap_curve_svg, curves_svg
 
 log = logging.getLogger("unetzoo")
 
@@ -56,17 +58,33 @@ class ReportOptions:
         side outputs or attention maps where the model has them).
     overlays: every image gets pictures (rows open them) when the evaluation has at most
         this many images; beyond, only the gallery's do.
-    metric: the per-image metric that ranks images (higher is better).
+    metric: the per-image metric that ranks images (higher is better); None: the task's
+        (`default_metric`: mean AP for instance models, Dice for the others).
     """
 
     gallery: int = 8
     overlays: int = 100
-    metric: str = "dice"
+    metric: str | None = None
 
     def __post_init__(self) -> None:
         if self.gallery < 0 or self.overlays < 0:
             raise RunError(f"--gallery and --overlays must be >= 0, got {self.gallery} and "
                            f"{self.overlays}")
+
+
+def default_metric(task: str | None) -> str:
+    """The per-image metric images are ranked by when none is asked: the mean AP over IoU
+    0.5:0.95 of an instance model's objects (the DSB 2018 score of an image), else Dice."""
+    return OBJECT_METRIC if task == "instance" else "dice"
+
+
+def resolved(options: ReportOptions, tasks: Sequence[str | None]) -> ReportOptions:
+    """`options` with its metric decided: as asked, else the default of the runs' task
+    (Dice when the runs' tasks differ)."""
+    if options.metric:
+        return options
+    task = tasks[0] if tasks and all(t == tasks[0] for t in tasks) else None
+    return replace(options, metric=default_metric(task))
 
 
 def _environment():
@@ -166,6 +184,8 @@ def model_facts(checkpoint: Checkpoint | None, img_size: int | None) -> dict[str
         facts.update(paper=card.paper, year=card.year, adds=card.adds, summary=card.summary)
     except UnetzooError:
         pass
+    if checkpoint.instance:
+        facts["instance"] = instance_facts(checkpoint.instance)
     model = checkpoint.build_model()
     facts["params"] = count_parameters(model)
     if img_size:
@@ -174,6 +194,26 @@ def model_facts(checkpoint: Checkpoint | None, img_size: int | None) -> dict[str
         facts["gflops"] = count_flops(model, x) / 1e9
         facts["flops_size"] = img_size
     return facts
+
+
+def instance_facts(instance: dict[str, Any]) -> dict[str, Any]:
+    """An instance model's decoding in words: its representation, the thresholds the run
+    chose and on what (`Checkpoint.instance`)."""
+    thresholds = instance.get("thresholds") or {}
+    chosen = instance.get("chosen") or {}
+    parts = [f"{k.replace('_', ' ')} {'> ' if k != 'min_size' else ''}{v:g}"
+             f"{' px' if k == 'min_size' else ''}" for k, v in thresholds.items()
+             if isinstance(v, (int, float))]
+    basis = ""
+    if chosen.get("images"):
+        scores = ", ".join(f"{name} {chosen[key]:.4f}" for key, name in
+                           (("mean_ap", "mean AP"), ("ap50", "AP@0.5"))
+                           if isinstance(chosen.get(key), (int, float)))
+        basis = (f"chosen on {chosen['images']} {chosen.get('split', 'validation')} "
+                 f"image(s) by {chosen.get('objective', 'mean_ap')}" +
+                 (f" ({scores})" if scores else ""))
+    return {"representation": instance.get("representation"),
+            "thresholds": ", ".join(parts), "basis": basis}
 
 
 def config_rows(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -192,8 +232,8 @@ def _show(value: Any) -> str:
 
 def class_table(run: RunData) -> list[dict[str, Any]]:
     """Name and colour (hex) of each class the page shows, background first."""
-    if run.checkpoint is None:
-        return []
+    if run.checkpoint is None or run.checkpoint.task == "instance":
+        return []  # objects have ids, not classes
     checkpoint = run.checkpoint
     classes = int(checkpoint.model_spec["num_classes"])
     colors = class_colors(max(classes, 2) + 1, checkpoint.class_colors)
@@ -262,9 +302,12 @@ def _table(run: RunData, assets: dict[str, ImageAssets], metric: str) -> dict[st
     evaluation = run.evaluation
     assert evaluation is not None
     columns = evaluation.metric_names
+    if run.task == "instance" or "instances" in evaluation.metrics:
+        columns = table_columns(columns, metric)  # of ~90: the scores people read
     rows = [[row["image"], *[row.get(c) for c in columns]] for row in evaluation.per_image]
     names = list(assets)
     return {"columns": ["image", *columns], "rows": rows, "sort": metric,
+            "count_columns": [c for c in columns if c in COUNT_COLUMNS],
             "pictured": {name: i for i, name in enumerate(names)},
             "assets": [{"name": n, **assets[n].to_json()} for n in names],
             "page_rows": PAGE_ROWS}
@@ -278,6 +321,7 @@ def build_gallery(run: RunData, options: ReportOptions, writer: AssetWriter
     if evaluation is None or not evaluation.per_image:
         return {}, [], [], None
     rows = evaluation.per_image
+    assert options.metric is not None  # decided by `resolved`
     if options.metric not in evaluation.metric_names:
         raise RunError(f"--metric {options.metric!r} is not a column of per_image.csv "
                        f"(columns: {', '.join(evaluation.metric_names)})",
@@ -302,13 +346,19 @@ def build_gallery(run: RunData, options: ReportOptions, writer: AssetWriter
         order = [rows[i]["image"] for i in worst + best] + \
             [n for n in names if n not in gallery_names]
         assets = render_images([source], pairs, reading, order, writer, gallery_names,
-                               options.metric)
+                               options.metric, strict=strict_rule(evaluation.metrics))
     except UnetzooError as exc:
         return {}, worst, best, f"no pictures: {exc}"
     missing = len(names) - len(assets)
     note = f"{missing} image(s) not found in {dataset}: shown without pictures" if missing \
         else None
     return assets, worst, best, note
+
+
+def strict_rule(metrics: dict[str, Any]) -> bool:
+    """Whether an evaluation matched objects at IoU > t (`strict`) rather than >= t."""
+    objects = metrics.get("instances")
+    return bool(objects.get("strict")) if isinstance(objects, dict) else False
 
 
 def write_report(path: Path | str, *, evaluation: Path | str | None = None,
@@ -319,7 +369,8 @@ def write_report(path: Path | str, *, evaluation: Path | str | None = None,
         path: a run folder or an evaluation folder (see `collect.collect_run`).
         evaluation: for a run folder, the evaluation to show (default `test/`, else the
             newest `eval-*`).
-        options: gallery size, overlay bound and ranking metric.
+        options: gallery size, overlay bound and ranking metric (default: the task's,
+            `default_metric`).
         overwrite: replace a `report.html` / `report/` that unetzoo did not write.
 
     Returns:
@@ -329,9 +380,9 @@ def write_report(path: Path | str, *, evaluation: Path | str | None = None,
         RunError: `path` is not a run or evaluation folder, or an existing page is not
             unetzoo's and `overwrite` is not set.
     """
-    options = options or ReportOptions()
     started = time.perf_counter()
     run = collect_run(path, evaluation)
+    options = resolved(options or ReportOptions(), [run.task])
     html = run.path / "report.html"
     assets_dir = run.path / ASSETS
     check_outputs(html, assets_dir, overwrite)
@@ -364,10 +415,11 @@ def render_report(run: RunData, options: ReportOptions, pictures: dict[str, Imag
             "best": [make(i) for i in best],
             "has_maps": any(a.maps for a in pictures.values()),
         }
-    data = _table(run, pictures, options.metric) if evaluation and evaluation.per_image \
-        else None
+    data = _table(run, pictures, str(options.metric)) if evaluation and \
+        evaluation.per_image else None
+    objects = objects_section(evaluation.metrics if evaluation else None)
     if data is not None:
-        data.update(sources=["model"], metric=options.metric)
+        data.update(sources=["model"], metric=options.metric, instance=objects is not None)
     context = {
         "generator": GENERATOR, "title": run.name, "run": run, "options": options,
         "model": model_facts(run.checkpoint, img_size), "config": config_rows(run.config),
@@ -376,6 +428,9 @@ def render_report(run: RunData, options: ReportOptions, pictures: dict[str, Imag
         "summary": evaluation.metrics if evaluation else None,
         "confusion": confusion(evaluation.metrics, class_names) if evaluation else None,
         "gallery": gallery, "note": note, "data": page_json(data) if data else None,
+        "objects": objects, "kinds": kinds_legend(),
+        "ap_curve": ap_curve_svg([(run.name, evaluation.metrics["instances"])])
+        if objects and evaluation else None,
         "epochs": len(run.history), "created": time.strftime("%Y-%m-%d %H:%M"),
         "others": [p.name for p in run.other_evaluations],
     }

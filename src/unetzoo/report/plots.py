@@ -111,3 +111,69 @@ def curves_svg(runs: Sequence[tuple[str, Sequence[dict[str, Any]], int | None]])
         fig.savefig(buffer, format="svg")
         plt.close(fig)
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _threshold_points(part: dict[str, Any], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for entry in part.get("per_threshold", []):
+        t, value = entry.get("threshold"), entry.get(key)
+        if isinstance(t, (int, float)) and isinstance(value, (int, float)) and \
+                0.5 - 1e-9 <= t <= 0.95 + 1e-9 and not math.isnan(value):
+            xs.append(float(t))
+            ys.append(float(value))
+    return xs, ys
+
+
+def ap_curve_svg(runs: Sequence[tuple[str, dict[str, Any]]]) -> str | None:
+    """A data URI of AP against the IoU threshold (0.5 to 0.95) of one or more evaluations'
+    objects, or None when none has per-threshold scores.
+
+    Args:
+        runs: (label, `metrics.json["instances"]`) per run: its `mean_over_images` and
+            `pooled` parts with their `per_threshold` lists.
+
+    Returns:
+        `data:image/svg+xml;base64,...`: AP per image (the mean over images, solid) and
+        pooled (dashed) for each run; with one run also F1 per image (dotted). The legend
+        gives each curve's mean over the thresholds (the mean AP).
+    """
+    curves = [(label, summary) for label, summary in runs
+              if _threshold_points(summary.get("pooled", {}), "ap")[0]]
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    several = len(curves) > 1
+    with plt.rc_context({"svg.fonttype": "path", "font.size": 9, "axes.spines.top": False,
+                         "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}):
+        fig, ax = plt.subplots(figsize=(5.6 if not several else 6.4, 3.3))
+        for index, (label, summary) in enumerate(curves):
+            color = RUN_COLORS[index % len(RUN_COLORS)]
+            prefix = f"{label}: " if several else ""
+            lines = [("mean_over_images", "ap", "AP per image", "-"),
+                     ("pooled", "ap", "AP pooled", "--")]
+            if not several:
+                lines.append(("mean_over_images", "f1", "F1 per image", ":"))
+            for part, key, name, style in lines:
+                xs, ys = _threshold_points(summary.get(part, {}), key)
+                if xs:
+                    mean = sum(ys) / len(ys)
+                    ax.plot(xs, ys, color=color, linestyle=style, marker=".",
+                            alpha=0.6 if key == "f1" else 1.0,
+                            label=f"{prefix}{name} (mean {mean:.3f})")
+        ax.set_xlabel("IoU threshold t (a match needs IoU "
+                      f"{(curves[0][1].get('conventions') or {}).get('threshold_rule', '>=')}"
+                      " t)")
+        ax.set_ylabel("AP = TP / (TP + FP + FN)")
+        ax.set_xlim(0.48, 0.97)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xticks([0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])
+        ax.legend(fontsize=7, frameon=False)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="svg")
+        plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

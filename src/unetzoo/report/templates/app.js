@@ -13,9 +13,12 @@
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
+  var counted = {};
+  ((data && data.count_columns) || []).forEach(function (c) { counted[c] = true; });
   function fmt(value, column) {
     if (value === null || value === undefined) return "\u2013";
     if (typeof value !== "number") return esc(value);
+    if (counted[column]) return value.toLocaleString();
     var text = value.toFixed(4);
     if (column && column.indexOf("\u0394") === 0 && value > 0) text = "+" + text;
     return text;
@@ -62,13 +65,28 @@
     var box = document.getElementById("viewer");
     var sources = data.sources;
     var several = sources.length > 1;
+    var objects = data.instance;
     var parts = [panel(asset, null, "image", "image (" + asset.size[1] + " \u00d7 " + asset.size[0] + ")", viewer.zoomed),
-                 panel(asset, asset.truth, "truth", "ground truth", viewer.zoomed)];
+                 panel(asset, asset.truth, "truth", objects ? "true objects" : "ground truth", viewer.zoomed)];
     sources.forEach(function (s) {
-      if (asset.preds[s]) parts.push(panel(asset, asset.preds[s], "pred", several ? "prediction " + s : "prediction", viewer.zoomed));
+      var title = objects ? "predicted objects" : "prediction";
+      if (asset.preds[s]) parts.push(panel(asset, asset.preds[s], "pred", several ? title + " " + s : title, viewer.zoomed));
     });
+    var legend = "";
     sources.forEach(function (s) {
-      if (asset.errors[s]) parts.push(panel(asset, asset.errors[s], "error", several ? "errors " + s : "errors: TP green, FP red, FN blue", viewer.zoomed));
+      var title = objects ? "object errors" : "errors: TP green, FP red, FN blue";
+      if (asset.errors[s]) parts.push(panel(asset, asset.errors[s], "error", several ? (objects ? "object errors " : "errors ") + s : title, viewer.zoomed));
+      var k = (asset.objects || {})[s];
+      if (k) {
+        legend += '<p class="legend" data-testid="viewer-objects">' + (several ? esc(s) + ": " : "") +
+          k.n_true + " true, " + k.n_pred + " predicted:" +
+          '<i style="background:#28c83c"></i>' + k.tp + " matched" +
+          '<i style="background:#e62828"></i>' + k.fp + " extra" +
+          '<i style="background:#285af0"></i>' + k.fn + " missed;" +
+          '<i style="background:#dc32dc"></i>' + k.merged + " merged" +
+          '<i style="background:#ffa500"></i>' + k.split + " split" +
+          " (a merged or split object is drawn in that colour whatever its match)</p>";
+      }
     });
     var maps = "";
     sources.forEach(function (s) {
@@ -101,7 +119,7 @@
       '<button type="button" data-act="close" title="close (Esc)">close \u2715</button>' +
       '<div class="scores">' + scores + (mismatch.length ? ' <span class="tag warn">' + esc(mismatch.join("; ")) +
       " (differs from the evaluation)</span>" : "") + "</div></div>" +
-      '<div class="panels" data-testid="viewer-panels">' + parts.join("") + "</div>" +
+      '<div class="panels" data-testid="viewer-panels">' + parts.join("") + "</div>" + legend +
       (maps ? "<h3>" + (maps.indexOf(">gate ") >= 0 ? "attention maps" : "side outputs") +
         " (foreground probability, blue 0 to red 1)</h3><div class=\"maps\">" + maps + "</div>" : "");
     box.hidden = false;
