@@ -134,3 +134,30 @@ def test_tensorboard_overlays_show_the_original_pixels_of_per_image_normalised_r
         panel = np.asarray(Image.open(io.BytesIO(events.Images(tag)[0].encoded_image_string)))
         height, width = original.shape[:2]
         np.testing.assert_array_equal(panel[14: 14 + height, :width, :3], original)
+
+
+def test_an_instance_run_logs_its_objects_with_the_default_logger(tmp_path: Path) -> None:
+    """Validation overlays of an instance run: its objects, predicted with the run's
+    representation (the default TensorBoard logger once stopped such a run at epoch 1)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.engine.test_instance_task import write_dataset
+
+    data = write_dataset(tmp_path / "data", count=8)
+    unetzoo.train(dataset=str(data), out=str(tmp_path / "run"), epoch=1, log_images_every=1,
+                  test=False, task="instance", **COMMON)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = [t for t in events.Tags()["images"] if t.startswith("val_overlay/")]
+    assert tags
+    name = tags[0].split("/", 1)[1]
+    panel = np.asarray(Image.open(io.BytesIO(events.Images(tags[0])[0].encoded_image_string)))
+    labels = np.asarray(Image.open(data / "masks" / f"{name}.png"))
+    truth = panel[14: 14 + 64, 64 + 4: 2 * 64 + 4, :3].astype(int)
+    image = panel[14: 14 + 64, :64, :3].astype(int)
+    tinted = np.abs(truth - image).sum(-1) > 0  # the ground-truth panel tints each object
+    assert (tinted == (labels > 0)).mean() > 0.99

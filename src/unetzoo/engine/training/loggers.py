@@ -49,6 +49,15 @@ def scalars(row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+OBJECT_COLORS = 8
+
+
+def _object_colors(labels: np.ndarray) -> np.ndarray:
+    """Object ids (0 background; -1 ignored shows as background) as colours 1..OBJECT_COLORS
+    taken in turn."""
+    return np.where(labels > 0, (labels.astype(np.int64) - 1) % OBJECT_COLORS + 1, 0)
+
+
 def validation_overlays(trainer: Trainer, count: int = OVERLAYS) -> dict[str, np.ndarray]:
     """image | ground truth | prediction (| errors, binary) panels of the first `count`
     validation images with the current weights, as RGB uint8, by image name."""
@@ -58,18 +67,23 @@ def validation_overlays(trainer: Trainer, count: int = OVERLAYS) -> dict[str, np
         return {}
     model = trainer.model
     was_training = model.training
+    instance = data.info.task == "instance"
     predictor = Predictor(model, data.preprocessing, data.info.task,
-                          InferenceOptions(trainer.runtime, batch_size=trainer.config.batch))
-    colors = class_colors(max(data.info.num_classes, 2) + 1, data.info.class_colors)
+                          InferenceOptions(trainer.runtime, batch_size=trainer.config.batch),
+                          instance=trainer.decoding)
+    colors = class_colors(OBJECT_COLORS + 1) if instance else \
+        class_colors(max(data.info.num_classes, 2) + 1, data.info.class_colors)
     panels = {}
     try:
         dataset = data.dataset(pairs)
         dataset.keep_pixels = True
         for index in range(len(dataset)):
             sample = dataset[index]
-            pred = predictor.labels(sample["image"]).numpy()
-            panel = comparison_panel(sample["pixels"].numpy(), sample["mask"].numpy(), pred,
-                                     colors,
+            pred = np.asarray(predictor.labels(sample["image"]))
+            truth = np.asarray(sample["labels" if instance else "mask"])
+            if instance:  # objects in turns of a few colours (ids past them would not show)
+                truth, pred = _object_colors(truth), _object_colors(pred)
+            panel = comparison_panel(sample["pixels"].numpy(), truth, pred, colors,
                                      binary=data.info.task == "binary")
             scale = MAX_SIDE / max(panel.shape[:2])
             if scale < 1:
