@@ -143,6 +143,18 @@ def test_many_classes_use_cross_entropy_and_the_plan_is_a_valid_config():
     assert make_plan(replace(NUCLEI, count=20_000), CPU).options["augment"] == "light"
 
 
+@pytest.mark.parametrize(("coloured", "channels", "augment"), [
+    (0.16, 3, "stain"),  # fluorescence (grey as RGB) beside brightfield and H&E: dsb2018
+    (0.0, 3, "default"), (1.0, 3, "default"),  # all grey, all colour: no mix
+    (0.5, 1, "default")])
+def test_a_mix_of_greyscale_and_colour_images_trains_with_stain_augmentation(
+        coloured: float, channels: int, augment: str) -> None:
+    plan = make_plan(replace(NUCLEI, coloured_images=coloured, channels=channels), CPU, 15)
+    assert plan.options["augment"] == augment
+    if augment == "stain":
+        assert any("16% of the sampled images in colour" in r for r in plan.reasons)
+
+
 def test_reasons_whose_options_the_user_gave_say_they_are_overridden():
     plan = make_plan(NUCLEI, CPU, 15)
     assert plan.explained() == plan.reasons  # nothing given: every reason as planned
@@ -239,3 +251,23 @@ def test_multiclass_class_frequencies_are_measured(tmp_path: Path):
     assert len(frequencies) == 3 and sum(frequencies) == pytest.approx(1.0)
     assert frequencies[0] > 0.5 and min(frequencies[1:]) > 0  # background, two classes
     assert plan.options["loss"] == "ce+dice"
+
+
+def test_the_fingerprint_counts_colour_images_but_not_greyscale_stored_as_rgb(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    data = write_pairs(tmp_path / "data", count=10, size=32)
+    coloured = set()
+    for k, path in enumerate(sorted((data / "images").iterdir())):
+        grey = np.asarray(Image.open(path).convert("L"), np.float32)
+        rgb = np.stack([grey] * 3, -1)
+        if k < 3:  # an H&E-like tint: purple nuclei on pink
+            rgb = rgb * np.array([0.8, 0.55, 0.9]) + np.array([40, 10, 30])
+            coloured.add(path.name)
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path)
+    scanned = scan_data(data, record=False)
+    plan = plan_for(scanned, 15)  # the training images are fingerprinted
+    expected = np.mean([p.image.name in coloured for p in scanned.train])
+    assert 0 < expected < 1 and plan.dataset.coloured_images == pytest.approx(expected)
+    assert plan.options["augment"] == "stain"

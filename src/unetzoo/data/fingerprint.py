@@ -31,6 +31,7 @@ log = logging.getLogger("unetzoo")
 
 FINGERPRINT_SAMPLE = 128  # images read for a fingerprint
 PIXELS_PER_IMAGE = 20_000  # pixels per image kept for the intensity percentiles
+COLOUR_DEVIATION = 0.02  # mean |channel - grey| (of 1) above which an RGB image is in colour
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class DatasetFingerprint:
     foreground_width, background_width: median width of the foreground's structures and
         of the gaps between them (see `structure_width`); 0 when not measured. What a
         downscale has to keep: vessels and membranes are a few pixels wide, lesions hundreds.
+    coloured_images: fraction of sampled 3-channel images in colour (channels differ from
+        their mean by over COLOUR_DEVIATION on average); greyscale stored as RGB is not.
     """
 
     count: int
@@ -78,6 +81,7 @@ class DatasetFingerprint:
     class_frequencies: tuple[float, ...] = field(default=())
     foreground_width: float = 0.0
     background_width: float = 0.0
+    coloured_images: float = 0.0
 
     @property
     def median_area(self) -> int:
@@ -164,6 +168,7 @@ def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: i
     outputs = 1 if task == "binary" else classes
     heights, widths, depths, pixels = [], [], [], []
     image_means, image_stds, brighter, fractions, areas, counts = [], [], [], [], [], []
+    coloured: list[bool] = []
     widths_fg: list[float] = []
     widths_bg: list[float] = []
     class_pixels, labelled_pixels = np.zeros(outputs), 0
@@ -189,6 +194,8 @@ def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: i
         picks = rng.choice(len(flat), min(len(flat), PIXELS_PER_IMAGE), replace=False)
         pixels.append(flat[picks])
         gray = image.mean(2)
+        if channels == 3:
+            coloured.append(float(np.abs(image - gray[..., None]).mean()) > COLOUR_DEVIATION)
         image_means.append(float(gray.mean()))
         image_stds.append(float(gray.std()))
         if target is None:
@@ -243,5 +250,6 @@ def fingerprint_dataset(pairs: Sequence[Pair], reading: MaskReading, channels: i
         object_area=float(np.median(areas)) if areas else 0.0,
         objects_per_image=float(np.median(counts)) if counts else 0.0,
         class_frequencies=tuple(float(v) for v in class_pixels / max(1, labelled_pixels)),
+        coloured_images=float(np.mean(coloured)) if coloured else 0.0,
         foreground_width=float(np.median(widths_fg)) if widths_fg else 0.0,
         background_width=float(np.median(widths_bg)) if widths_bg else 0.0)

@@ -38,6 +38,7 @@ PLAN_VERSION = 1
 DEFAULT_MINUTES = 15.0
 MAX_PATCHES_PER_IMAGE = 16  # an epoch covers a large image with at most this many patches
 SPARSE_FOREGROUND = 0.02  # foreground pixel fraction below which patches oversample it
+MIXED_COLOUR = (0.05, 0.95)  # fractions of colour images that make a greyscale/colour mix
 MIN_STRUCTURE_WIDTH = 8  # px the narrowest structures keep when images are downscaled
 MIN_DOWNSCALE = 1.5  # a smaller resize is not worth the interpolation
 MAX_ASPECT = 1.5  # images are resized to a square only when no more elongated than this
@@ -262,8 +263,14 @@ def make_plan(data: DatasetFingerprint, machine: MachineFingerprint,
         c.set(f"dataset normalisation (brightness spread {data.brightness_spread:.2f})",
               normalize="dataset")
 
-    augment = "light" if data.count >= 5000 else "default"
-    c.set(f"{augment} augmentation ({data.count} images)", augment=augment)
+    # greyscale and colour images side by side (fluorescence beside brightfield and H&E): the
+    # network must not learn one stain's colours; stain jitter also covers unseen stains
+    if data.channels == 3 and MIXED_COLOUR[0] <= data.coloured_images <= MIXED_COLOUR[1]:
+        c.set(f"stain and colour augmentation ({data.coloured_images:.0%} of the sampled "
+              "images in colour, the rest greyscale)", augment="stain")
+    else:
+        augment = "light" if data.count >= 5000 else "default"
+        c.set(f"{augment} augmentation ({data.count} images)", augment=augment)
 
     if data.task == "instance":
         c.set("loss: each channel's of the objects' representation (--representation; "

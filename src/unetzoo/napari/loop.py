@@ -458,14 +458,6 @@ def run_folder(root: Path | str, image_name: str) -> Path:
     return path
 
 
-def warm_up() -> None:
-    """Import now what a process's first training imports on the way (PyTorch's compiler
-    package, which the first optimizer loads, and the augmentations): seconds that would
-    otherwise be spent from the time budget before the first step."""
-    import albumentations  # noqa: F401
-    import torch._dynamo  # noqa: F401
-
-
 def fine_tune(model: OpenedModel, corrections: CorrectionSet, run_dir: Path | str,
               minutes: float, switch: StopSwitch | None = None,
               **options: Any) -> FineTuneResult:
@@ -474,7 +466,7 @@ def fine_tune(model: OpenedModel, corrections: CorrectionSet, run_dir: Path | st
     train (no validation or test split: the corrections are too few to set any apart; the
     last weights are the best), the plan (`unetzoo plan`) for the rest of the recipe,
     data loaded in this process (no worker processes forked from the viewer). One-time
-    imports are done before the budget's clock starts (`warm_up`).
+    imports are done before the budget's clock starts (the trainer's).
 
     Args:
         model: the model to start from (with weights).
@@ -507,7 +499,6 @@ def fine_tune(model: OpenedModel, corrections: CorrectionSet, run_dir: Path | st
     if model.task == "instance" and checkpoint.instance:
         values["representation"] = checkpoint.instance.get("representation")
     values.update(options)
-    warm_up()
     start = time.perf_counter()
     callbacks: list[Callback] = [switch] if switch is not None else []
     try:
