@@ -29,9 +29,9 @@ from .runs import TEST, run_of
 
 # training options shown on the card, in this order (the rest stays in config.json)
 TRAINING_KEYS: tuple[str, ...] = (
-    "dataset", "csvfile", "img_size", "resize_mode", "augment", "loss", "optimizer", "lr",
-    "weight_decay", "schedule", "warmup", "batch", "epoch", "steps_per_epoch", "precision",
-    "seed",
+    "dataset", "csvfile", "time_budget", "img_size", "resize_mode", "normalize", "augment",
+    "representation", "loss", "optimizer", "lr", "weight_decay", "schedule", "warmup", "batch",
+    "epoch", "steps_per_epoch", "precision", "seed",
 )
 
 
@@ -263,8 +263,16 @@ def render_card(checkpoint: Checkpoint, info: CardInfo | None = None) -> str:
     lines += ["## Training", ""]
     config = checkpoint.config
     if config:
-        shown = {**config, "loss": loss_name(config["loss"], checkpoint.task)} \
-            if config.get("loss") and checkpoint.task != "instance" else config
+        shown = dict(config)
+        if config.get("loss") and checkpoint.task != "instance":
+            shown["loss"] = loss_name(config["loss"], checkpoint.task)
+        elif instance and config.get("representation"):  # each channel's own terms
+            rep = get_representation(config["representation"])
+            shown["loss"] = "the representation's: " + ", ".join(
+                f"{c.name} {'+'.join(c.losses)}" for c in rep.channels)
+        if config.get("time_budget"):  # the budget decided the steps; `epoch` is a cap
+            shown["time_budget"] = f"{config['time_budget']:g} min"
+            shown.pop("epoch", None)
         lines += [f"- {k}: {_fmt(shown[k])}" for k in TRAINING_KEYS
                   if shown.get(k) not in (None, "", [], {})]
         if config.get("model_args"):
