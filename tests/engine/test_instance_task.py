@@ -63,6 +63,7 @@ def test_train_eval_predict_objects(tmp_path: Path, capsys) -> None:
                  *TINY]) == 0
     out = capsys.readouterr().out
     assert "objects: thresholds chosen on 2 validation image(s)" in out
+    assert "loss distance: foreground bce+dice, distance mse," in out  # not the config's loss
     metrics = json.loads((run / "test" / "metrics.json").read_text())
     objects = metrics["instances"]
     assert objects["conventions"]["threshold_rule"] == ">="

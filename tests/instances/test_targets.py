@@ -307,3 +307,9 @@ def test_choose_thresholds_refuses_bad_input() -> None:
         choose_thresholds(outputs, truths, "distance", {"foreground": [1.5]})
     with pytest.raises(DataError, match="true labels are"):
         choose_thresholds(outputs, [t[:10] for t in truths], "distance")
+
+
+def test_each_representation_names_its_loss_terms() -> None:
+    assert get_representation("hover").loss_text() == \
+        "hover: foreground bce+dice, horizontal mse, vertical mse"
+    assert get_representation("three_class").loss_text() == "three_class: classes ce"

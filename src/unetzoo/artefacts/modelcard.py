@@ -267,9 +267,7 @@ def render_card(checkpoint: Checkpoint, info: CardInfo | None = None) -> str:
         if config.get("loss") and checkpoint.task != "instance":
             shown["loss"] = loss_name(config["loss"], checkpoint.task)
         elif instance and config.get("representation"):  # each channel's own terms
-            rep = get_representation(config["representation"])
-            shown["loss"] = "the representation's: " + ", ".join(
-                f"{c.name} {'+'.join(c.losses)}" for c in rep.channels)
+            shown["loss"] = get_representation(config["representation"]).loss_text()
         if config.get("time_budget"):  # the budget decided the steps; `epoch` is a cap
             shown["time_budget"] = f"{config['time_budget']:g} min"
             shown.pop("epoch", None)

@@ -101,6 +101,19 @@ class Representation:
         """Output channels C the network needs."""
         return len(self.channels)
 
+    def loss_text(self) -> str:
+        """The loss in words, e.g. `hover: foreground bce+dice, horizontal mse, vertical mse`
+        (a softmax group's cross-entropy is named once, by its group)."""
+        terms, groups = [], set()
+        for c in self.channels:
+            if c.group is not None:
+                if c.group not in groups:
+                    groups.add(c.group)
+                    terms.append(f"{c.group} {'+'.join(c.losses)}")
+            else:
+                terms.append(f"{c.name} {'+'.join(c.losses)}")
+        return f"{self.name}: {', '.join(terms)}"
+
     def table(self) -> list[dict[str, Any]]:
         """The channel table as plain data: one dict per channel (index, name, activation,
         group, losses, target)."""

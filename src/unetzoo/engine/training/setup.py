@@ -316,7 +316,7 @@ def _run(config: TrainConfig, run_dir: Path, runtime: Runtime, data: TrainData,
     pre = data.preprocessing
     log.info(f"  patch {pre.img_size} ({pre.resize_mode}), batch {config.batch}"
              f"{processes}, {trainer.steps_per_epoch} steps/epoch, {length}, "
-             f"loss {loss_name(config.loss, info.task)}, {config.optimizer} lr "
+             f"loss {_loss_text(config, info.task)}, {config.optimizer} lr "
              f"{config.lr:g} ({config.schedule})"
              f"{f', EMA {config.ema:g}' if config.ema else ''}")
     log.info(f"  runtime: {runtime.describe()}")
@@ -352,6 +352,14 @@ def dataset_facts(data: TrainData) -> dict[str, Any]:
 
 
 THRESHOLD_VALUES = 60_000_000  # output values (channels x pixels) held to choose thresholds
+
+
+def _loss_text(config: TrainConfig, task: str) -> str:
+    """The loss as the start lines say it: its name, or an instance model's representation
+    and its terms per channel."""
+    if task == "instance":
+        return get_representation(config.representation or DEFAULT_REPRESENTATION).loss_text()
+    return loss_name(config.loss, task)
 
 
 def choose_instance_thresholds(config: TrainConfig, runtime: Runtime, data: TrainData,
