@@ -296,7 +296,8 @@ def test_side_outputs_of_an_instance_model_are_foreground_maps(
     """A deep-supervised instance model's side outputs are shown as the foreground its
     representation gives (`object_maps`), one map per side output."""
     base = load_checkpoint(instance_runs[0] / "models" / "best.pt")
-    model = unetzoo.create_model("unetpp", 1, 2, preset="tiny", deep_supervision=True)
+    outputs = base.model_spec["num_classes"]  # the run's representation's channels
+    model = unetzoo.create_model("unetpp", 1, outputs, preset="tiny", deep_supervision=True)
     checkpoint = replace(base, model_spec=model.unetzoo_spec, state_dict=model.state_dict())
     data = Path(base.config["dataset"])
     pairs = dataset_pairs(data, None, None, ["im00"])
