@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import tempfile
@@ -49,6 +50,15 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
         raise
     _fsync_folder(path.parent)
     return path
+
+
+def stale_temporaries(path: Path | str) -> list[Path]:
+    """The temporary files `atomic_write` left beside `path` when its process was killed
+    (SIGKILL, power loss) before renaming them: `.<name>.<random>.tmp`. Nothing else is
+    named so, and a live writer's temporary is only there while it writes, so a caller that
+    owns `path` (a resumed run) may delete them."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def _naming(error: OSError, path: Path) -> OSError:

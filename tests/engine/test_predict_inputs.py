@@ -171,13 +171,19 @@ def test_a_rerun_after_a_kill_finishes_the_rest_with_identical_outputs(tmp_path:
     model = tiny_model(tmp_path)
     predict_paths(model, tmp_path / "in", tmp_path / "whole", torch_options(), progress=False)
     expected = {p.name: p.read_bytes() for p in (tmp_path / "whole").iterdir()}
-    # a kill after three images: three outputs whole, no temporary of a fourth left behind
+    # a kill after three images: three outputs whole, and the temporary of a fourth that
+    # SIGKILL left behind (atomic_write cannot remove it), which the rerun removes
     (tmp_path / "cut").mkdir()
     for name in sorted(expected)[:3]:
         (tmp_path / "cut" / name).write_bytes(expected[name])
+    fourth = sorted(expected)[3]
+    (tmp_path / "cut" / f".{fourth}.k2j4x9a1.tmp").write_bytes(expected[fourth][:10])
+    (tmp_path / "cut" / ".notes.txt").write_text("a user's hidden file: kept")
     with pytest.raises(RunError, match="--skip-existing to finish an interrupted run"):
         predict_paths(model, tmp_path / "in", tmp_path / "cut", torch_options(), progress=False)
     result = predict_paths(model, tmp_path / "in", tmp_path / "cut", torch_options(),
                            progress=False, skip_existing=True)
     assert result.skipped_existing == 3 and result.files == 5
+    assert (tmp_path / "cut" / ".notes.txt").read_text() == "a user's hidden file: kept"
+    (tmp_path / "cut" / ".notes.txt").unlink()
     assert {p.name: p.read_bytes() for p in (tmp_path / "cut").iterdir()} == expected

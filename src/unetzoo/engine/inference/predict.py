@@ -49,7 +49,7 @@ from ...data.io import (
 from ...data.large import PixelSize, read_pixel_size
 from ...data.writers import write_label_png, write_label_tiff
 from ...errors import ConfigError, DataError, RunError, UnetzooError
-from ...fileio import atomic_write, atomic_write_text
+from ...fileio import atomic_write, atomic_write_text, stale_temporaries
 from ...instances.objects import (
     object_table,
     outlines,
@@ -293,6 +293,14 @@ def _check_outputs(files: list[Path], stems: dict[Path, str], output: Path,
         raise RunError(f"outputs of {len(clashes)} input(s) exist, e.g. {first}; pass "
                        "--skip-existing to finish an interrupted run, --overwrite to "
                        "replace them, or choose another --output", output)
+    if skip_existing:  # a killed run's temporaries: never an output, removed
+        stale = [t for f in files for target in outputs.targets(stems[f], output)
+                 for t in stale_temporaries(target)]
+        for temporary in stale:
+            temporary.unlink(missing_ok=True)
+        if stale:
+            log.info(f"--skip-existing: removed {len(stale)} temporary file(s) an interrupted "
+                     f"run left in {output} (e.g. {stale[0].name})")
     return {f for f, there in exists.items() if all(there)}
 
 
