@@ -16,7 +16,9 @@ from torch import nn
 from unetzoo.cli import main
 from unetzoo.data.transforms import Preprocessing
 from unetzoo.engine.inference.instance import InstanceDecoding
+from unetzoo.engine.inference.postprocess import PostProcessing
 from unetzoo.engine.inference.predictor import InferenceOptions, Predictor
+from unetzoo.errors import ConfigError
 from unetzoo.instances.labels import Thresholds
 from unetzoo.instances.matching import image_scores
 from unetzoo.instances.targets import encode, get_representation
@@ -121,6 +123,31 @@ def test_objects_on_tile_seams_are_neither_cut_nor_counted_twice() -> None:
     scores = image_scores(labels, predicted)
     assert scores["n_pred"] == 8 and scores["splits"] == 0 and scores["merges"] == 0
     assert scores["per_threshold"][-1]["ap"] == 1.0  # IoU >= 0.95 for every object
+
+
+def test_min_size_replaces_the_chosen_one_and_fill_holes_is_refused(caplog) -> None:
+    """`--min-size` of an instance model sets its smallest object (said in one line) instead
+    of being ignored; `--fill-holes`, a rule of masks, is refused."""
+    import logging
+
+    labels = discs((64, 64), [(16, 16, 9), (44, 44, 3)])  # about 250 and 29 pixels
+    rep = get_representation("distance")
+    image = np.ascontiguousarray(encode(labels, rep).targets.transpose(1, 2, 0),
+                                 dtype=np.float32)
+    pre = Preprocessing(2, (0.0, 0.0), (1.0, 1.0), img_size=64)
+    runtime = Runtime.resolve("cpu", "fp32", channels_last=False)
+    decoding = InstanceDecoding(rep, Thresholds(0.5, 0.5, min_size=0))
+    both = Predictor(Logits(), pre, "instance", InferenceOptions(runtime),
+                     instance=decoding).labels(image)
+    assert both.max() == 2
+    with caplog.at_level(logging.INFO, logger="unetzoo"):
+        large = Predictor(Logits(), pre, "instance", InferenceOptions(
+            runtime, postprocess=PostProcessing(min_size=100)), instance=decoding).labels(image)
+    assert large.max() == 1 and (large > 0).sum() > 200
+    assert "--min-size 100 replaces the 0 pixels chosen on validation" in caplog.text
+    with pytest.raises(ConfigError, match="drop --fill-holes"):
+        Predictor(Logits(), pre, "instance", InferenceOptions(
+            runtime, postprocess=PostProcessing(fill_holes=True)), instance=decoding)
 
 
 class HoverOfLabels(nn.Module):

@@ -176,7 +176,8 @@ REPRESENTATIONS: dict[str, Representation] = {
         ),
         foreground="P(foreground)",
         seeds="P(foreground) x (1 - edge energy), the energy being the Sobel derivative of "
-              "the offsets where they fall (they fall only across an object's edge), / 8",
+              "the offsets where they fall (they fall only across an object's edge), / 4 "
+              "(1 from a fall of 1 across one pixel)",
         source="Graham et al. 2019 (HoVer-Net), horizontal and vertical distance maps",
         vectors=((1, 2),),
     ),
@@ -184,7 +185,7 @@ REPRESENTATIONS: dict[str, Representation] = {
 
 
 # The instance task's default: the representation that scored best on held-out nuclei when
-# all four were trained alike (benchmarks/instance_targets.py; docs/instances.md has the table).
+# all four were trained alike on dsb2018 (docs/instances.md has the table).
 DEFAULT_REPRESENTATION = "hover"
 
 

@@ -280,7 +280,8 @@ class Server:
         if kind in ("application/x-www-form-urlencoded", "application/json", "text/plain"):
             raise RequestError(415, f"a {kind} body is not an image: send the file as "
                                     "multipart/form-data (curl -F image=@cells.png) or as the "
-                                    "raw body (curl --data-binary @cells.png)")
+                                    "raw body (curl -H 'Content-Type: image/png' "
+                                    "--data-binary @cells.png)")
         return upload(request.query_params.get("filename"), await request.body())
 
 

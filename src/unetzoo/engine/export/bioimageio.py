@@ -241,8 +241,9 @@ def export_bioimageio(source: nn.Module | Checkpoint | Path | str, out: Path | s
             citations=tuple(cite),
             usage=(f"unetzoo predict --model {out.name} --input images/ --output masks/",
                    f"bioimageio test {out.name}"),
-            sections=(_bioimageio_section(dtype, task, fixed, divisor, origin,
-                                           pre.normalization != "dataset"),
+            sections=(_bioimageio_section(
+                dtype, task, fixed, divisor, origin, pre.normalization != "dataset",
+                _uniform_activation(checkpoint) if task == "instance" else None),
                       *([_objects_section(checkpoint)] if task == "instance" else [])))
         (tmp / "README.md").write_text(render_card(checkpoint, card), encoding="utf-8")
         inputs, outputs = _tensor_descrs(v, checkpoint, tmp, dtype, divisor, fixed)
@@ -480,11 +481,19 @@ PER_IMAGE_NOTE = (", computed per whole image: give the tool the whole image, no
 
 
 def _bioimageio_section(dtype: str, task: Task, fixed: tuple[int, int] | None, divisor: int,
-                        origin: str, per_image: bool) -> str:
+                        origin: str, per_image: bool, activation: str | None = None) -> str:
+    """The card's section for bioimage.io tools; `activation`: an instance model's uniform
+    output activation (`_uniform_activation`), None where its channels differ."""
     sizes = (f"exactly {fixed[0]} x {fixed[1]} pixels" if fixed else
              f"any height and width that are multiples of {divisor}")
     output = "softmax over classes (take the argmax)" if task == "multiclass" else \
         "sigmoid per channel (threshold at 0.5)"
+    if task == "instance":
+        output = {"sigmoid": "sigmoid per channel (objects: see below)",
+                  "softmax": "softmax over the channels (objects: see below)"}.get(
+            activation or "", "identity: the raw outputs, as each channel of the representation "
+            "needs them (a probability channel's sigmoid is taken when objects are drawn, "
+            "below)")
     return (
         "## In bioimage.io tools (deepImageJ, QuPath, ilastik, napari)\n\n"
         f"- Input `image`: axes batch, channel, y, x; {dtype} pixel values as stored in the "

@@ -103,6 +103,29 @@ class InferenceOptions:
                    prune_depth=values.get("prune_depth"))
 
 
+def _with_user_min_size(decoding: InstanceDecoding, options: InferenceOptions
+                        ) -> InstanceDecoding:
+    """An instance model's decoding with the user's `--min-size` in place of the one chosen
+    on validation (said in one line); `--fill-holes` is refused: it fills holes of masks, and
+    objects are drawn from the foreground by the model's own thresholds.
+
+    Raises:
+        ConfigError: `fill_holes` asked of an instance model.
+    """
+    post = options.postprocess
+    if post.fill_holes:
+        raise ConfigError("--fill-holes fills the holes of masks; an instance model draws its "
+                          "objects with the thresholds chosen on validation: drop "
+                          "--fill-holes (--min-size sets the smallest object kept)")
+    if post.min_size > 1 and post.min_size != decoding.thresholds.min_size:
+        chosen = decoding.thresholds.min_size
+        log.info(f"objects: --min-size {post.min_size} replaces the {chosen} pixels chosen on "
+                 "validation")
+        return replace(decoding, thresholds=replace(decoding.thresholds,
+                                                    min_size=post.min_size))
+    return decoding
+
+
 class Predictor:
     """Runs a model on images of any size and returns float32 outputs `K x H x W`, or hard
     uint8 labels, on the CPU: numpy arrays for a numpy image, tensors for a tensor.
@@ -159,8 +182,8 @@ class Predictor:
         options = options or InferenceOptions()
         self.instance: InstanceDecoding | None = None
         if task == "instance":  # objects: the representation and thresholds to decode with
-            self.instance = instance or InstanceDecoding.from_dict(
-                checkpoint.instance if checkpoint is not None else None)
+            self.instance = _with_user_min_size(instance or InstanceDecoding.from_dict(
+                checkpoint.instance if checkpoint is not None else None), options)
         runtime = options.runtime
         if isinstance(model, ExportedModule):
             runtime = replace(runtime, channels_last=False)  # a graph has no memory format
@@ -400,7 +423,9 @@ class Predictor:
 
     def probabilities(self, image: ImageT) -> ImageT:
         """Float32 probabilities `K x H x W` in [0, 1] (softmax for multiclass, sigmoid
-        otherwise): a numpy array for a numpy image, a tensor for a tensor.
+        otherwise; an instance model's channels activated as its representation says:
+        regressions such as hover's offsets as the network gives them, about [-1, 1]): a
+        numpy array for a numpy image, a tensor for a tensor.
 
         Raises:
             DataError: an image that cannot be read as one (see the class docstring).
