@@ -220,3 +220,26 @@ def test_packages_and_graphs_of_an_instance_model_give_its_labels(tmp_path: Path
         got = Predictor.open(other, InferenceOptions(Runtime.resolve(
             "cpu", "fp32", channels_last=False, backend="auto"))).labels(image)
         assert np.mean(got == expected) > 0.995, other
+
+
+def test_init_from_an_instance_model_takes_the_instance_task_for_label_images(
+        tmp_path: Path, capsys) -> None:
+    """No --task, label images, --init an instance model: the run is an instance run with the
+    source's representation (said in one line; the source's head loads whole). These label
+    images hold the same ids 10..60 in every image, which alone read as 7 classes."""
+    import re
+
+    from unetzoo import load_checkpoint
+    from unetzoo.artefacts.checkpoint import save_checkpoint
+
+    data = write_dataset(tmp_path / "data", count=8)
+    source = save_checkpoint(tmp_path / "source.pt", instance_checkpoint())  # distance
+    options = [o for o in TINY if o not in ("--model-args", "base_channels=8", "depth=3")]
+    assert main(["train", "--dataset", str(data), "--init", str(source), "--epoch", "1",
+                 "--out", str(tmp_path / "run"), *options]) == 0
+    said = "".join(capsys.readouterr())
+    assert "is an instance model (distance) and the masks read as instance label images" \
+        in said
+    assert re.search(r"loaded (\d+) of \1 tensors", said)  # the head too
+    best = load_checkpoint(tmp_path / "run" / "models" / "best.pt")
+    assert best.task == "instance" and best.instance["representation"] == "distance"

@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from ...config import DEFAULT_REPRESENTATION, TrainConfig, build_config
 from ...data.dataset import DatasetInfo, spread_sample
 from ...data.io import read_header
 from ...data.layouts import Pair
-from ...data.prepare import TrainData, finish_data, scan_data
+from ...data.prepare import ScannedData, TrainData, finish_data, scan_data
 from ...data.transforms import Preprocessing
 from ...errors import ConfigError, DataError
 from ...fileio import atomic_write_text
@@ -135,15 +135,22 @@ def set_up_run(config: TrainConfig, given: dict[str, Any], explicit: Collection[
     source = None
     if cfg.init and checkpoint is None:  # read before anything is written
         source = load_checkpoint(cfg.init, "--init")
-    scanned = scan_data(cfg.dataset, cfg.csvfile, task=cfg.task,
-                        num_classes=cfg.num_classes, class_names=cfg.class_names,
-                        class_map=cfg.class_map, ignore_index=cfg.ignore_index,
-                        instances=cfg.instances, mask_threshold=cfg.mask_threshold,
-                        full_check=cfg.full_check, val_fraction=cfg.val_fraction,
-                        seed=cfg.seed, resume_from=plan.split_record,
-                        add_new=cfg.add_new, allow_duplicates=cfg.allow_duplicates,
-                        allow_copies=cfg.allow_copies,
-                        components=cfg.instances_from_components)
+    def scan(cfg: TrainConfig) -> ScannedData:
+        return scan_data(cfg.dataset, cfg.csvfile, task=cfg.task,
+                         num_classes=cfg.num_classes, class_names=cfg.class_names,
+                         class_map=cfg.class_map, ignore_index=cfg.ignore_index,
+                         instances=cfg.instances, mask_threshold=cfg.mask_threshold,
+                         full_check=cfg.full_check, val_fraction=cfg.val_fraction,
+                         seed=cfg.seed, resume_from=plan.split_record,
+                         add_new=cfg.add_new, allow_duplicates=cfg.allow_duplicates,
+                         allow_copies=cfg.allow_copies,
+                         components=cfg.instances_from_components)
+
+    if source is not None and source.task == "instance" and cfg.task is None \
+            and not cfg.instances:
+        cfg, scanned = _instance_from_init(cfg, source, scan)
+    else:
+        scanned = scan(cfg)
     kept: dict[str, str] = {}
     if source is not None:
         cfg, kept = init_config(cfg, source, scanned.info.in_channels, explicit)
@@ -161,6 +168,30 @@ def set_up_run(config: TrainConfig, given: dict[str, Any], explicit: Collection[
                        normalization=cfg.normalize, preprocessing=preprocessing,
                        cache=cfg.cache, representation=cfg.representation)
     return replace(plan, config=cfg), data
+
+
+def _instance_from_init(cfg: TrainConfig, source: Checkpoint,
+                        scan: Callable[[TrainConfig], ScannedData]
+                        ) -> tuple[TrainConfig, ScannedData]:
+    """No `--task` and `--init` an instance model: masks that read as instance label images
+    train the instance task with the source's representation (unless `--representation`
+    is given), said in one line; masks that do not (binary masks, class maps) are read by
+    the usual rule. Label images whose ids recur in every image (10, 20, ..., 60) read as
+    classes without the source; the source's task decides it.
+
+    Raises:
+        DataError, ConfigError: as `scan_data`, for the usual reading.
+    """
+    theirs = (source.instance or {}).get("representation") or DEFAULT_REPRESENTATION
+    wanted = replace(cfg, task="instance", representation=cfg.representation or theirs)
+    try:
+        scanned = scan(wanted)
+    except DataError:
+        return cfg, scan(cfg)
+    log.info(f"--init {cfg.init} is an instance model ({theirs}) and the masks read as "
+             f"instance label images: training --task instance, {wanted.representation} "
+             "representation")
+    return wanted, scanned
 
 
 def _train(config: TrainConfig, given: dict[str, Any], context: Distributed,
