@@ -327,7 +327,7 @@ def predict_slide(args: argparse.Namespace) -> None:
            "backend": result["backend"], "precision": result["precision"],
            "seconds": result["seconds"], "s/megapixel": result["seconds"] / megapixels,
            "megapixels/s": megapixels / result["seconds"],
-           "model_only_seconds": model_only,
+           "model_only_seconds": model_only, "model_batches": args.model_batches,
            "ratio_to_model_only": result["seconds"] / model_only,
            "model_seconds_in_run": result["model_seconds_in_run"],
            "peak_rss_mb": result["peak_rss_mb"],
@@ -361,7 +361,7 @@ def main() -> None:
                         help="side of the generated slide (default 40,000)")
     parser.add_argument("--slide-model", choices=("tiny", "width32"), default="tiny",
                         help="--predict-slide: the U-Net (preset tiny, or width 32)")
-    parser.add_argument("--model-batches", type=int, default=50,
+    parser.add_argument("--model-batches", type=int, default=300,
                         help="--predict-slide: batches timed for the model-only time")
     parser.add_argument("--slide-file", default=None,
                         help="where the slide is written once and reused (default: "
