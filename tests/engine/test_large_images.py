@@ -222,3 +222,27 @@ def test_an_image_within_one_band_decodes_exactly_as_whole(tmp_path: Path) -> No
     (top, band), = predictor.label_bands(image)
     assert top == 0
     np.testing.assert_array_equal(band, predictor.labels(image))
+
+
+def test_a_region_that_cannot_be_read_fails_that_image_and_leaves_no_output(
+        slide: tuple[Path, Path, np.ndarray], tmp_path: Path, monkeypatch) -> None:
+    from unetzoo.data.large import LargeImage
+    from unetzoo.engine.inference.predict import PredictionFailures, predict_paths
+    from unetzoo.errors import DataError
+
+    checkpoint, path, _ = slide
+    read, calls = LargeImage.read_region, []
+
+    def failing(self: LargeImage, *args: int, **kwargs: int) -> np.ndarray:
+        calls.append(args)
+        if len(calls) == 12:  # some bands are written by then
+            raise DataError("cannot read region (broken tile)", self.path)
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(LargeImage, "read_region", failing)
+    with pytest.raises(PredictionFailures, match=r"1 of 1 image\(s\) could not be read or "
+                                                 r"predicted: slide.ome.tif \(cannot read "
+                                                 r"region \(broken tile\)\)"):
+        predict_paths(checkpoint, path, tmp_path / "out", InferenceOptions(runtime()),
+                      progress=False, large_megapixels=0.5)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["unreadable.txt"]

@@ -125,6 +125,9 @@ class Predictor:
       equals the mask `unetzoo predict` writes for `f` (binary masks are written 0/255).
     - torch tensors: already normalised float `C x H x W` model input, as the dataset gives
       (`preprocessing.to_tensor(read_image(f))`), used as they are.
+    - a `LargeImage` (`data.large.open_large(path, channels=in_channels)`): read region by
+      region as the tiles need it (whole-slide images, OME-Zarr); use `label_bands` to get
+      its labels band by band in bounded memory (the other methods return whole arrays).
 
     A numpy image is normalised tile by tile (no normalised full-size copy). In `crop` mode
     an image larger than the patch size is tiled with patch-sized windows (overlap as given,
