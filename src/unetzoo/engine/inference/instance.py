@@ -95,7 +95,12 @@ def stitch_objects(bands: Iterable[np.ndarray], decoding: InstanceDecoding,
     its pixels, and by no other band: on a seam it is neither cut in two nor counted twice.
     Where two bands' objects claim the same pixel (decodings of overlapping windows that
     differ at their edges), the earlier band's keeps it; an object left without pixels
-    gets no id. An image of at most `rows` rows is decoded whole, exactly as `decode`.
+    gets no id. A taller object, cut at the bottom of its band's window, goes on in the
+    next band: an object there that began above the band gives its unclaimed pixels the id
+    that most of its claimed pixels have (a new id where none are claimed), so every
+    foreground pixel keeps a label and a tall object mostly keeps one id (where the two
+    windows' decodings part, it may be split). An image of at most `rows` rows is decoded
+    whole, exactly as `decode`.
 
     Memory: the outputs of `rows + 3 * margin` rows and the labels of `rows + 2 * margin`.
 
@@ -122,15 +127,28 @@ def stitch_objects(bands: Iterable[np.ndarray], decoding: InstanceDecoding,
             canvas = np.concatenate([canvas, np.zeros((mine.shape[0] - canvas.shape[0], width),
                                                       np.uint32)])
         free = canvas == 0
+        lut = np.zeros(int(labels.max()) + 1, np.uint32)
+        # objects that began above (taller than the margin, or seen by an earlier band):
+        # their unclaimed pixels go on with the id they have there (most of their pixels)
+        above = np.flatnonzero(tops[1:] < own_top) + 1 if labels.max() else tops[:0]
+        is_above = np.zeros(lut.size, bool)
+        is_above[above] = True
+        claimed = ~free & is_above[mine]
+        if claimed.any():
+            pairs, counts = np.unique(np.stack([mine[claimed].astype(np.int64),
+                                                canvas[claimed].astype(np.int64)]),
+                                      axis=1, return_counts=True)
+            order = np.lexsort((-counts, pairs[0]))  # by object, most pixels first
+            first = np.unique(pairs[0][order], return_index=True)[1]
+            lut[pairs[0][order][first]] = pairs[1][order][first]
         seen = np.unique(mine[free])
         seen = seen[seen > 0]
-        kept = seen[(tops[seen - 1] >= own_top) & (tops[seen - 1] < own_end)]
-        if next_id + kept.size - 1 > np.iinfo(np.uint32).max:
+        new = seen[(lut[seen] == 0) & (tops[seen - 1] < own_end)]  # new objects, in order
+        if next_id + new.size - 1 > np.iinfo(np.uint32).max:
             raise DataError(f"more than {np.iinfo(np.uint32).max:,} objects: more than a "
                             "32-bit label image holds")
-        lut = np.zeros(int(labels.max()) + 1, np.uint32)
-        lut[kept] = np.arange(next_id, next_id + kept.size, dtype=np.uint32)
-        next_id += kept.size
+        lut[new] = np.arange(next_id, next_id + new.size, dtype=np.uint32)
+        next_id += new.size
         canvas = np.where(free, lut[mine], canvas)
         done, canvas = canvas[: own_end - own_top], canvas[own_end - own_top:]
         keep_from = max(0, own_end - margin)  # the next window's first row

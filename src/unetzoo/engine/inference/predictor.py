@@ -518,7 +518,8 @@ class Predictor:
         heights) with `margin` rows of context above and twice that below (default one
         patch height); an object belongs to the band holding its top row, so an object on
         a band or tile seam is neither cut nor counted twice as long as it is at most
-        `margin` rows tall (see `instance.stitch_objects`). Memory: the outputs of
+        `margin` rows tall; a taller one goes on across bands with its id, and every
+        foreground pixel keeps a label (see `instance.stitch_objects`). Memory: the outputs of
         `rows + 3 * margin` rows, `C x W` float32 each.
 
         The bands of `labels(image)` (of a numpy image, or a tensor: numpy bands) without
