@@ -28,6 +28,21 @@ overview read from the pyramid (what normalisation statistics need). Memory is t
 VmHWM (its peak resident set since it started; `ru_maxrss` would report the parent's).
 
     PYTHONPATH=src python benchmarks/large_image.py --slide       # ~3 min + the first write
+
+`--predict-slide` measures `unetzoo predict` on the slide end to end, region by region
+(reading, the model, writing a tiled BigTIFF mask): in a fresh process, after a warm-up
+prediction of a 512 x 512 image, `unetzoo predict --large-megapixels 64` (the default) with
+the default flags (backend `auto`, batch 4, overlap 0.25) and a tiny untrained U-Net
+(`--slide-model tiny`: preset "tiny", 29,625 parameters, patch 256; `--slide-model width32`:
+the 7.8 M-parameter U-Net above), its last bias shifted so that about half of the slide is
+foreground (a mask that compresses as a real one does, not a constant). It reports seconds
+per megapixel, the peak resident memory (VmHWM) and the ratio of the end-to-end time to the
+model-only time of the same tiles (batches of random tiles through the same predictor, timed
+alone: `--model-batches` of them, scaled to the slide's tile count). `--slide-size` makes a
+smaller slide where the 40,000 one takes too long (about 11 minutes with the tiny model on
+one core, plus its first write); the size is in the results' name and rows.
+
+    PYTHONPATH=src python benchmarks/large_image.py --predict-slide --slide-size 10000
 """
 
 from __future__ import annotations
@@ -184,14 +199,22 @@ def write_slide(path: Path, side: int = SLIDE_SIDE, tile: int = SLIDE_TILE,
     return time.perf_counter() - start
 
 
-def slide(args: argparse.Namespace) -> None:
-    """The `--slide` measurement: generate the slide once, then read it in a fresh process."""
-    path = Path(args.slide_file)
+def slide_file(args: argparse.Namespace) -> tuple[Path, float | None]:
+    """The slide of `--slide-size` (written once: its path, and the seconds that took)."""
+    path = Path(args.slide_file or Path(tempfile.gettempdir()) / "unetzoo-bench"
+                / f"slide_{args.slide_size}.ome.tif")
     generated = None
     if not path.exists():
-        print(f"writing the {SLIDE_SIDE:,} x {SLIDE_SIDE:,} slide to {path} (once)", flush=True)
-        generated = write_slide(path)
+        side = args.slide_size
+        print(f"writing the {side:,} x {side:,} slide to {path} (once)", flush=True)
+        generated = write_slide(path, side)
         print(f"  written in {generated:.0f} s", flush=True)
+    return path, generated
+
+
+def slide(args: argparse.Namespace) -> None:
+    """The `--slide` measurement: generate the slide once, then read it in a fresh process."""
+    path, generated = slide_file(args)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     done = subprocess.run([sys.executable, "-c", SLIDE_CHILD,
                            json.dumps([str(path), args.slide_region, args.slide_regions])],
@@ -200,7 +223,7 @@ def slide(args: argparse.Namespace) -> None:
     row |= {"file_gb": path.stat().st_size / 1e9, "generate_seconds": generated,
             "region": args.slide_region, "s/megapixel": row["seconds"] / row["megapixels"],
             "megapixels/s": row["megapixels"] / row["seconds"],
-            "whole_image_gb_uint8": SLIDE_SIDE * SLIDE_SIDE * 3 / 1e9}
+            "whole_image_gb_uint8": args.slide_size ** 2 * 3 / 1e9}
     result = {"machine": machine(), "slide": str(path), "rows": [row]}
     out = write_json("large_image_slide", result)
     print(markdown([row], ["region", "regions", "megapixels", "seconds", "s/megapixel",
@@ -210,14 +233,139 @@ def slide(args: argparse.Namespace) -> None:
     print(f"\nwrote {out}")
 
 
+PREDICT_SLIDE_CHILD = """
+import json, resource, sys, time
+import torch
+from unetzoo.cli import main
+from unetzoo.engine.inference.predictor import Predictor
+warm_up, argv, batches = json.loads(sys.argv[1])
+def rss():  # peak resident MB of this process since exec: VmHWM
+    try:
+        status = open("/proc/self/status").read()
+        return int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+opened = []
+open_predictor = Predictor.open
+def spy(*args, **kwargs):  # the predictor predict opens: its model time and its backend
+    opened.append(open_predictor(*args, **kwargs))
+    return opened[-1]
+Predictor.open = spy
+main(warm_up)
+rss_warm = rss()
+opened[-1].model_seconds = 0.0
+start = time.perf_counter()
+code = main(argv)
+seconds = time.perf_counter() - start
+peak = rss()
+predictor = opened[-1]
+in_run = predictor.model_seconds
+size = predictor.preprocessing.img_size
+batch = torch.randn(predictor.options.batch_size, predictor.preprocessing.in_channels, size,
+                    size)
+predictor.forward(batch)
+predictor.model_seconds = 0.0
+for _ in range(batches):
+    predictor.forward(batch)
+print(json.dumps({"code": code, "seconds": seconds, "peak_rss_mb": peak,
+                  "rss_after_warm_up_mb": rss_warm, "model_seconds_in_run": in_run,
+                  "model_seconds_per_tile": predictor.model_seconds / (batches * batch.shape[0]),
+                  "backend": predictor.runtime.backend,
+                  "precision": predictor.runtime.precision}))
+"""
+
+
+def predict_slide(args: argparse.Namespace) -> None:
+    """The `--predict-slide` measurement (see the module docstring)."""
+    from unetzoo.data.large import open_large
+
+    path, generated = slide_file(args)
+    side = args.slide_size
+    torch.manual_seed(0)
+    if args.slide_model == "tiny":
+        model = create_model("unet", 3, 1, preset="tiny")
+    else:
+        model = create_model("unet", 3, 1, base_channels=32)
+    patch = 256
+    pre = Preprocessing(3, (0.5,) * 3, (0.25,) * 3, img_size=patch)
+    state = model.state_dict()  # head shifted so that about half the pixels are foreground
+    sample, _ = synthesize(0, 0, 1024)
+    with torch.no_grad():
+        logits = model.eval()(pre.to_tensor(sample.astype(np.float32) / 255)[None])
+    head = [k for k in state if k.endswith(".bias") and state[k].shape == (1,)][-1]
+    state[head] = state[head] - logits.median()
+    info = Checkpoint(model.unetzoo_spec, "binary", ("nucleus",), pre, state)
+    before = machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        checkpoint = save_checkpoint(folder / "model.pt", info)
+        warm_up = folder / "warm_up.tif"
+        write_image(warm_up, 2 * patch)
+        out = folder / "masks"
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+        argv = [["predict", "--model", str(checkpoint), "--input", str(source), "--output",
+                 str(out), "--overwrite", "--no-progress", *args.args]
+                for source in (warm_up, path)]
+        done = subprocess.run([sys.executable, "-c", PREDICT_SLIDE_CHILD,
+                               json.dumps([argv[0], argv[1], args.model_batches])],
+                              env=env, check=True, capture_output=True, text=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        if result["code"] != 0:
+            raise RuntimeError(done.stderr)
+        mask = out / (path.name.split(".")[0] + ".tif")
+        with open_large(mask) as written:
+            written_shape, pixel = written.shape, str(written.pixel_size)
+            foreground = float(written.overview(1_000_000).mean())
+        said = [line for line in done.stderr.splitlines() + done.stdout.splitlines()
+                if "region by region" in line]
+        mask_mb = mask.stat().st_size / 1e6
+    tiles = len(tile_starts(side, patch, 0.25)) ** 2
+    megapixels = side * side / 1e6
+    model_only = result["model_seconds_per_tile"] * tiles
+    row = {"size": f"{side} x {side}", "megapixels": megapixels, "tiles": tiles,
+           "model": args.slide_model, "params": count_parameters(model),
+           "backend": result["backend"], "precision": result["precision"],
+           "seconds": result["seconds"], "s/megapixel": result["seconds"] / megapixels,
+           "megapixels/s": megapixels / result["seconds"],
+           "model_only_seconds": model_only, "model_batches": args.model_batches,
+           "ratio_to_model_only": result["seconds"] / model_only,
+           "model_seconds_in_run": result["model_seconds_in_run"],
+           "peak_rss_mb": result["peak_rss_mb"],
+           "rss_after_warm_up_mb": result["rss_after_warm_up_mb"],
+           "whole_image_float32_mb": side * side * 3 * 4 / 1e6,
+           "mask_mb": mask_mb, "mask_shape": list(written_shape), "mask_pixel_size": pixel,
+           "mask_foreground_fraction": foreground, "generate_seconds": generated,
+           "logged": said}
+    result = {"machine_before": before, "machine_after": machine(), "slide": str(path),
+              "command": "benchmarks/large_image.py --predict-slide --slide-size "
+                         f"{side} --slide-model {args.slide_model}"
+                         + (f" --args {' '.join(args.args)}" if args.args else ""),
+              "predict_args": args.args, "rows": [row]}
+    name = f"large_image_predict_slide_{side}"
+    out_json = write_json(name, result)
+    print(markdown([row], ["size", "tiles", "backend", "precision", "seconds", "s/megapixel",
+                           "model_only_seconds", "ratio_to_model_only", "peak_rss_mb",
+                           "whole_image_float32_mb"]))
+    print(f"\nwrote {out_json}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slide", action="store_true",
                         help="read a generated 40,000 x 40,000 tiled pyramidal TIFF region by "
                              "region (no model): peak memory and seconds per megapixel")
-    parser.add_argument("--slide-file", default=str(Path(tempfile.gettempdir()) / "unetzoo-bench"
-                                                   / "slide_40000.ome.tif"),
-                        help="where the slide is written once and reused")
+    parser.add_argument("--predict-slide", action="store_true",
+                        help="unetzoo predict on the generated slide end to end, region by "
+                             "region: seconds per megapixel, peak memory, ratio to model time")
+    parser.add_argument("--slide-size", type=int, default=SLIDE_SIDE,
+                        help="side of the generated slide (default 40,000)")
+    parser.add_argument("--slide-model", choices=("tiny", "width32"), default="tiny",
+                        help="--predict-slide: the U-Net (preset tiny, or width 32)")
+    parser.add_argument("--model-batches", type=int, default=300,
+                        help="--predict-slide: batches timed for the model-only time")
+    parser.add_argument("--slide-file", default=None,
+                        help="where the slide is written once and reused (default: "
+                             "<tmp>/unetzoo-bench/slide_<size>.ome.tif)")
     parser.add_argument("--slide-region", type=int, default=1024, help="region side (pixels)")
     parser.add_argument("--slide-regions", type=int, default=0,
                         help="read only this many regions, spread over the slide (0: all)")
@@ -234,6 +382,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.slide:
         slide(args)
+        return
+    if args.predict_slide:
+        predict_slide(args)
         return
     sizes, width = ([512, 1024, 2048], 8) if args.quick else (args.sizes, args.width)
     torch.manual_seed(0)

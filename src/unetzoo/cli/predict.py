@@ -54,6 +54,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          help="also write one row of measurements per object "
                               "(<name>_objects.csv: id, area, centroid, bounding box, shape, "
                               "mean intensity per channel; µm where the pixel size is known)")
+    large = parser.add_argument_group("large images (whole-slide, tiled TIFF, OME-Zarr)")
+    large.add_argument("--large-megapixels", type=float, default=64.0, metavar="MP",
+                       help="predict an image of more million pixels than this region by "
+                            "region, in memory bounded by bands of rows, when its format is "
+                            "read a region at a time (TIFF, OME-Zarr, .npy) (default 64)")
+    large.add_argument("--large-format", default="tiff", choices=("tiff", "ome-zarr"),
+                       help="how those images' outputs are written, tile by tile: a tiled "
+                            "BigTIFF <name>.tif with OME metadata (default), or "
+                            "<name>.ome.zarr; the input's pixel size is kept")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first image that cannot be read or predicted "
                              "(default: name it, predict the others, fail at the end)")
@@ -70,7 +79,9 @@ def run(args: argparse.Namespace) -> None:
                            recursive=args.recursive, strict=args.strict,
                            skip_existing=args.skip_existing, masks=args.masks,
                            objects=[k for k in ("rois", "geojson", "table")
-                                    if getattr(args, k)])
+                                    if getattr(args, k)],
+                           large_megapixels=args.large_megapixels,
+                           large_format=args.large_format)
     if result.is_main:
         done = f", {result.skipped_existing} done before" if result.skipped_existing else ""
         log.info(f"{result.images} image(s) -> {args.out} ({result.files} files{done}, "

@@ -12,6 +12,11 @@ continues where it stopped.
 - Reading the next images and writing the last ones overlap with the model (bounded queues:
   at most a few images in memory), so a folder runs at the speed of the model.
 - Under torchrun the inputs are sharded across the processes.
+- An image of more than `large_megapixels` million pixels that can be read a region at a
+  time (TIFF, OME-Zarr, .npy: `data.large.open_large`) is predicted region by region and
+  written tile by tile (a tiled BigTIFF, or OME-Zarr): memory is bounded by bands of rows,
+  never by the image (`Predictor.label_bands`); reading the regions, the model and writing
+  overlap (a thread each side, bounded queues).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from ...data.dataset import channel_evidence
 from ...data.input_stats import InputStatistics, ShiftMonitor
 from ...data.io import (
     FORMATS,
+    NPY_EXTENSIONS,
+    TIFF_EXTENSIONS,
     ImageHeader,
     Listed,
     classify_path,
@@ -46,8 +53,14 @@ from ...data.io import (
     read_header,
     read_image,
 )
-from ...data.large import PixelSize, read_pixel_size
-from ...data.writers import write_label_png, write_label_tiff
+from ...data.large import LargeImage, PixelSize, open_large, read_pixel_size
+from ...data.writers import (
+    label_dtype,
+    write_label_png,
+    write_label_tiff,
+    write_ome_zarr,
+    write_tiled_tiff,
+)
 from ...errors import ConfigError, DataError, RunError, UnetzooError
 from ...fileio import atomic_write, atomic_write_text, stale_temporaries
 from ...instances.objects import (
@@ -67,6 +80,8 @@ log = logging.getLogger("unetzoo")
 READ_AHEAD = 2  # images decoded ahead of the model
 WRITE_BEHIND = 2  # outputs queued for writing
 FAILED_LIST = "unreadable.txt"  # in the output folder: every input that failed, with why
+LARGE_MEGAPIXELS = 64.0  # larger images readable a region at a time are predicted so
+LARGE_FORMATS = ("tiff", "ome-zarr")  # how such images' outputs are written
 
 
 @dataclass
@@ -179,6 +194,10 @@ class Outputs:
       QuPath objects (`<stem>.geojson`), `table` one row of measurements per object
       (`<stem>_objects.csv`);
     - attention maps of gated models (`attention/<stem>_gate<k>.png`).
+    An image predicted region by region (`large`) gives one file, written tile by tile:
+    `<stem>.tif`, a tiled BigTIFF with OME metadata (`large_format` "tiff"), or
+    `<stem>.ome.zarr` ("ome-zarr"), of the same values as the small outputs (binary and
+    foreground masks 0/255 uint8, class indices uint8, object ids uint32).
     The input's pixel size is kept in every image written.
     """
 
@@ -186,6 +205,7 @@ class Outputs:
     attention: int = 0
     masks: bool = False
     objects: tuple[str, ...] = ()
+    large_format: str = "tiff"
 
     def __post_init__(self) -> None:
         unknown = set(self.objects) - set(OBJECT_FILES)
@@ -199,14 +219,20 @@ class Outputs:
         if self.masks and task != "instance":
             raise ConfigError("--masks writes an instance model's foreground as a mask; this "
                               "model writes masks already")
+        if self.large_format not in LARGE_FORMATS:
+            raise ConfigError(f"--large-format {self.large_format!r}: choose "
+                              f"{' or '.join(LARGE_FORMATS)}")
 
     @property
     def labels_file(self) -> bool:
         return self.checkpoint.task == "instance" and not self.masks
 
-    def targets(self, stem: str, output: Path) -> list[Path]:
-        """Every file one image gives, the labels or masks first."""
+    def targets(self, stem: str, output: Path, large: bool = False) -> list[Path]:
+        """Every file one image gives, the labels or masks first (`large`: the one file of
+        an image predicted region by region)."""
         checkpoint = self.checkpoint
+        if large:
+            return [output / f"{stem}{'.ome.zarr' if self.large_format == 'ome-zarr' else '.tif'}"]
         if checkpoint.task == "multilabel":
             targets = [output / name / f"{stem}.png" for name in checkpoint.class_names]
         else:
@@ -237,6 +263,36 @@ class Outputs:
         if maps is not None:
             for target, amap in zip(targets[-self.attention:], maps, strict=True):
                 save_png(target, heatmap(amap))
+
+
+    def large_refusal(self, postprocess: bool, resize: bool) -> str | None:
+        """Why an image cannot be predicted region by region with these outputs and
+        options (the flag that resolves it), or None."""
+        if self.checkpoint.task == "multilabel":
+            return "a multilabel model's one mask per class"
+        if self.objects or self.attention:
+            return "--" + " --".join([*self.objects] + (["save-attention"] if self.attention
+                                                         else [])) + " (these need the whole image)"
+        if postprocess:
+            return "--min-size / --fill-holes (post-processing needs the whole image)"
+        if resize:
+            return "a resize-mode model (it resizes the whole image)"
+        return None
+
+    def write_large(self, target: Path, bands: Any, shape: tuple[int, int],
+                    pixel_size: PixelSize | None) -> None:
+        """Write the label bands (uint8, or uint32 object ids) of an image predicted region
+        by region as they come, into `target` (a tiled BigTIFF or OME-Zarr)."""
+        task = self.checkpoint.task
+        if self.labels_file:  # object ids: as many as pixels at most
+            dtype = label_dtype(min(shape[0] * shape[1], int(np.iinfo(np.uint32).max)))
+            values: Any = bands
+        elif task in ("instance", "binary"):
+            dtype, values = np.dtype(np.uint8), ((b > 0).astype(np.uint8) * 255 for b in bands)
+        else:
+            dtype, values = np.dtype(np.uint8), bands
+        write = write_ome_zarr if self.large_format == "ome-zarr" else write_tiled_tiff
+        write(target, values, shape, dtype, pixel_size=pixel_size, overwrite=True)
 
 
 def _write_mask(path: Path, mask: np.ndarray, pixel_size: PixelSize | None) -> None:
@@ -274,8 +330,27 @@ def _write_objects(targets: list[Path], objects: np.ndarray, image: Any,
         write_table(by_suffix["objects.csv"], rows)
 
 
+def large_inputs(files: Sequence[Path], megapixels: float) -> dict[Path, tuple[int, int]]:
+    """(height, width) of each input predicted region by region: more than `megapixels`
+    million pixels, in a format read a region at a time (TIFF, OME-Zarr, .npy: not those
+    `open_large` reads whole); only metadata is read. A file that cannot be opened here is
+    left to the ordinary reading, which names what is wrong with it."""
+    found: dict[Path, tuple[int, int]] = {}
+    for path in files:
+        if not (path.is_dir() or path.suffix.lower() in TIFF_EXTENSIONS | NPY_EXTENSIONS):
+            continue
+        try:
+            with open_large(path) as image:
+                if image.reader != "whole" and image.height * image.width > megapixels * 1e6:
+                    found[path] = image.shape
+        except (UnetzooError, OSError, ValueError):
+            continue
+    return found
+
+
 def _check_outputs(files: list[Path], stems: dict[Path, str], output: Path,
-                   outputs: Outputs, overwrite: bool, skip_existing: bool) -> set[Path]:
+                   outputs: Outputs, overwrite: bool, skip_existing: bool,
+                   large: Sequence[Path] | dict[Path, Any] = ()) -> set[Path]:
     """The inputs whose outputs are all there (to skip with `skip_existing`).
 
     Raises:
@@ -286,10 +361,12 @@ def _check_outputs(files: list[Path], stems: dict[Path, str], output: Path,
         raise RunError("output folder is the input folder; choose another --output", output)
     if overwrite:
         return set()
-    exists = {f: [t.exists() for t in outputs.targets(stems[f], output)] for f in files}
+    exists = {f: [t.exists() for t in outputs.targets(stems[f], output, f in large)]
+              for f in files}
     clashes = [f for f, there in exists.items() if any(there)]
     if clashes and not skip_existing:
-        first = next(t for t in outputs.targets(stems[clashes[0]], output) if t.exists())
+        first = next(t for t in outputs.targets(stems[clashes[0]], output,
+                                                clashes[0] in large) if t.exists())
         raise RunError(f"outputs of {len(clashes)} input(s) exist, e.g. {first}; pass "
                        "--skip-existing to finish an interrupted run, --overwrite to "
                        "replace them, or choose another --output", output)
@@ -309,7 +386,8 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
                   save_attention: bool = False, overwrite: bool = False,
                   progress: bool = True, *, recursive: bool = False, strict: bool = False,
                   skip_existing: bool = False, masks: bool = False,
-                  objects: Sequence[str] = ()) -> PredictResult:
+                  objects: Sequence[str] = (), large_megapixels: float = LARGE_MEGAPIXELS,
+                  large_format: str = "tiff") -> PredictResult:
     """Write one mask per input image (multilabel: one folder per class) into `output`, at
     each image's original size.
 
@@ -340,6 +418,15 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
             the label TIFF.
         objects: also write, per image, any of "rois" (a Fiji ROI set), "geojson" (QuPath
             objects), "table" (measurements per object): see `Outputs`.
+        large_megapixels: an image of more million pixels than this, in a format read a
+            region at a time (TIFF, OME-Zarr, .npy), is predicted region by region and
+            written tile by tile, in memory bounded by bands of rows (`large_inputs`;
+            logged in one line per image). Images whose outputs need the whole image
+            (multilabel, object files, attention maps, post-processing, resize mode) are
+            refused before any work, naming the flag.
+        large_format: how those are written: "tiff" (`<stem>.tif`, a tiled, zlib-compressed
+            BigTIFF with OME metadata) or "ome-zarr" (`<stem>.ome.zarr`, OME-NGFF 0.4 with
+            a pyramid); the input's pixel size kept.
 
     Returns:
         A `PredictResult`: the files written (each exactly once), the images, seconds, the
@@ -353,6 +440,8 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
         RunError: outputs exist (without `overwrite` or `skip_existing`), output folder =
             input folder, attention maps asked of a model without them, an output that
             cannot be written.
+        ConfigError: a large image whose outputs need the whole image (see above), a
+            `large_megapixels` not above 0, an unknown `large_format`.
         CheckpointError, ConfigError: an unusable model file or option.
 
     Example:
@@ -387,9 +476,10 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
                            "--backend torch)")
         stems = output_stems(files, source if source.is_dir() else None)
         # every rank checks before any rank writes (agreed waits for all of them)
-        outputs = Outputs(checkpoint, levels, masks, tuple(objects))
+        outputs = Outputs(checkpoint, levels, masks, tuple(objects), large_format)
+        large = _large_inputs_for(predictor, files, outputs, large_megapixels)
         done = context.agreed(lambda: _check_outputs(files, stems, output, outputs,
-                                                     overwrite, skip_existing))
+                                                     overwrite, skip_existing, large))
         if done:
             log.info(f"--skip-existing: {len(done)} of {len(files)} image(s) have their "
                      "outputs already; predicting the other "
@@ -398,7 +488,7 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
         shard = todo[context.rank::context.world_size]
         start = time.perf_counter()
         written, failed = _predict_files(predictor, shard, stems, output, outputs,
-                                         progress and context.is_main, strict)
+                                         progress and context.is_main, strict, large)
         seconds = time.perf_counter() - start
         counts = context.gather((len(written), failed))
     finally:
@@ -410,6 +500,28 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
     if failures:
         _report_failures(result, output, context.is_main)
     return result
+
+
+def _large_inputs_for(predictor: Predictor, files: list[Path], outputs: Outputs,
+                      megapixels: float) -> dict[Path, tuple[int, int]]:
+    """`large_inputs` for this predictor and outputs, refusing (before any work) what cannot
+    be predicted region by region."""
+    if not megapixels > 0:
+        raise ConfigError(f"--large-megapixels must be above 0, got {megapixels:g}")
+    if getattr(predictor.model, "read_input", None) is not None:
+        return {}  # a package of another tool reads its files its own way, whole
+    large = large_inputs(files, megapixels)
+    if large:
+        path, (height, width) = next(iter(large.items()))
+        why = outputs.large_refusal(predictor.options.postprocess.enabled,
+                                    predictor.preprocessing.resize_mode == "resize")
+        if why is not None:
+            raise ConfigError(f"{path}: {height} x {width} pixels ({height * width / 1e6:.0f} "
+                              f"megapixels, {len(large)} such input(s)) is predicted region by "
+                              f"region (more than --large-megapixels {megapixels:g}), where "
+                              f"{why} cannot be written; raise --large-megapixels to predict "
+                              "it whole, or leave that out")
+    return large
 
 
 def _report_failures(result: PredictResult, output: Path, is_main: bool) -> None:
@@ -435,16 +547,25 @@ class _Read:
     pixel_size: PixelSize | None = None
     error: str | None = None
 
+    @property
+    def large(self) -> bool:
+        return isinstance(self.image, LargeImage)
 
-def _reader(predictor: Predictor, wanted: int) -> Callable[[Path], _Read]:
+
+def _reader(predictor: Predictor, wanted: int, large: Sequence[Path] | dict[Path, Any] = ()
+            ) -> Callable[[Path], _Read]:
     """What reads one input (in a thread, ahead of the model): the pixels as the model
-    takes them, the header (for the channel summary) and the pixel size."""
+    takes them, the header (for the channel summary) and the pixel size; an input in
+    `large` is only opened (`open_large`: its regions are read as the model needs them)."""
     package_reader = getattr(predictor.model, "read_input", None)  # packages of other tools
 
     def read(path: Path) -> _Read:
         try:
             if package_reader is not None:
                 return _Read(path, package_reader(path))
+            if path in large:
+                image = open_large(path, wanted)
+                return _Read(path, image, pixel_size=image.pixel_size)
             return _Read(path, read_image(path, wanted), read_header(path),
                          _pixel_size(path))
         except UnetzooError as exc:
@@ -471,6 +592,11 @@ def _read_ahead(read: Callable[[Path], _Read], files: list[Path]) -> Iterator[_R
             yield pending.pop(0).result()
 
 
+class _Abandoned(Exception):
+    """The bands of an image stopped coming (its error is reported where it happened): the
+    output being written is dropped (the atomic write leaves none), the run goes on."""
+
+
 class _Writer:
     """Writes outputs in a thread, at most WRITE_BEHIND queued; the first error stops the
     run (raised by `put` or `close`): a file that cannot be written is not worth going on."""
@@ -486,6 +612,8 @@ class _Writer:
             if self.error is None:
                 try:
                     job()
+                except _Abandoned:
+                    pass
                 except BaseException as exc:  # handed to the caller's thread
                     self.error = exc
 
@@ -508,8 +636,88 @@ class _Writer:
         self._raise()
 
 
+class _Bands:
+    """Bands of rows handed from the model's thread (`put`, `end`, `abandon`) to a job of
+    the writer's (iterating), at most WRITE_BEHIND waiting: the model computes the next
+    band while the writer compresses the last."""
+
+    _END = object()
+
+    def __init__(self, writer: _Writer) -> None:
+        self.writer = writer
+        self.items: queue.Queue[Any] = queue.Queue(WRITE_BEHIND)
+        self.stopped = threading.Event()  # the writer no longer takes bands
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            while (item := self.items.get()) is not self._END:
+                if isinstance(item, _Abandoned):
+                    raise item
+                yield item
+        finally:
+            self.stopped.set()
+
+    def _hand(self, item: Any) -> bool:
+        """Queue `item`, unless the writer stopped taking bands (False)."""
+        while not self.stopped.is_set() and self.writer.error is None:
+            try:
+                self.items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def put(self, item: Any) -> None:
+        """Hand on `item`; raises the writer's error if it stopped."""
+        if not self._hand(item):
+            self.writer._raise()
+            raise RunError("the writer stopped before the image's last band")
+
+    def end(self) -> None:
+        self.put(self._END)
+
+    def abandon(self) -> None:
+        """Drop the output (the writer's own error, if any, is raised by its close)."""
+        self._hand(_Abandoned())
+
+
+def _predict_large(predictor: Predictor, item: _Read, target: Path, outputs: Outputs,
+                   writer: _Writer) -> str | None:
+    """Predict a `LargeImage` band by band and hand the bands to the writer as they come
+    (the region reads run ahead in the predictor's thread); says so in one line. Returns
+    why the image could not be predicted (its output then is not written), or None; an
+    error of the writer is raised (it stops the run)."""
+    image = item.image
+    height, width = image.shape
+    log.info(f"{item.path}: {height} x {width} ({height * width / 1e6:.0f} megapixels): "
+             f"predicted region by region (tiles read as needed, memory bounded by bands of "
+             f"rows) -> {target}")
+    bands = _Bands(writer)
+    writer.put(partial(outputs.write_large, target, bands, (height, width), item.pixel_size))
+    produced = predictor.label_bands(image)
+    try:
+        while True:
+            try:
+                _, band = next(produced)
+            except StopIteration:
+                break
+            except UnetzooError as exc:  # the image's own problem: the others go on
+                bands.abandon()
+                return exc.message
+            bands.put(band)
+        bands.end()
+    except BaseException:
+        bands.abandon()
+        raise
+    finally:
+        produced.close()
+        image.close()
+    return None
+
+
 def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, str],
-                   output: Path, outputs: Outputs, progress: bool, strict: bool
+                   output: Path, outputs: Outputs, progress: bool, strict: bool,
+                   large: Sequence[Path] | dict[Path, Any] = ()
                    ) -> tuple[list[Path], list[tuple[Path, str]]]:
     checkpoint = predictor.checkpoint
     assert checkpoint is not None
@@ -521,9 +729,15 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     shift = shift_monitor(checkpoint)
     writer = _Writer()
     try:
-        inputs = _read_ahead(_reader(predictor, wanted), files)
+        inputs = _read_ahead(_reader(predictor, wanted, large), files)
         for item in progress_bar(inputs, "predict", "image", enabled=progress, leave=True,
                                  total=len(files)):
+            if item.error is None and item.large:
+                targets = outputs.targets(stems[item.path], output, large=True)
+                item.error = _predict_large(predictor, item, targets[0], outputs, writer)
+                if item.error is None:
+                    written += targets
+                    continue
             if item.error is None:
                 try:
                     labels = predictor.labels(item.image)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -31,12 +33,13 @@ from torch import nn
 from ...artefacts.checkpoint import Checkpoint
 from ...artefacts.references import ModelReference
 from ...data.io import image_from_array
+from ...data.large import LargeImage
 from ...data.transforms import Preprocessing, Statistics, resize_image
 from ...errors import ConfigError, DataError
 from ...runtime import Runtime
 from ...task import Task, labels_from_probabilities, probabilities
 from .backends import ExportedModule
-from .instance import InstanceDecoding, activate
+from .instance import InstanceDecoding, activate, stitch_objects
 from .opening import decide_backend, open_checkpoint, open_model, to_backend
 from .postprocess import PostProcessing
 from .tiling import gaussian_axis, gaussian_importance, tile_starts
@@ -44,10 +47,13 @@ from .tta import tta_transforms
 
 log = logging.getLogger("unetzoo")
 
-# What the public methods take: a numpy image as a file holds it (`image_from_array`), or a
-# normalised float `C x H x W` tensor. Inside, numpy images are float32 `H x W x C`.
-Image = torch.Tensor | np.ndarray
+# What the public methods take: a numpy image as a file holds it (`image_from_array`), a
+# normalised float `C x H x W` tensor, or a `LargeImage` (read region by region). Inside,
+# numpy images are float32 `H x W x C`.
+Image = torch.Tensor | np.ndarray | LargeImage
 ImageT = TypeVar("ImageT", torch.Tensor, np.ndarray)  # what goes in is what comes out
+
+REGIONS_AHEAD = 2  # batches of tiles of a LargeImage read (in a thread) ahead of the model
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,9 @@ class Predictor:
       equals the mask `unetzoo predict` writes for `f` (binary masks are written 0/255).
     - torch tensors: already normalised float `C x H x W` model input, as the dataset gives
       (`preprocessing.to_tensor(read_image(f))`), used as they are.
+    - a `LargeImage` (`data.large.open_large(path, channels=in_channels)`): read region by
+      region as the tiles need it (whole-slide images, OME-Zarr); use `label_bands` to get
+      its labels band by band in bounded memory (the other methods return whole arrays).
 
     A numpy image is normalised tile by tile (no normalised full-size copy). In `crop` mode
     an image larger than the patch size is tiled with patch-sized windows (overlap as given,
@@ -282,6 +291,60 @@ class Predictor:
             return image[:, y: y + height, x: x + width]
         return self.preprocessing.to_tensor(image[y: y + height, x: x + width], self._stats)
 
+    def _statistics(self, image: Image) -> Statistics | None:
+        """What normalises every tile of `image` as its whole image is normalised: a numpy
+        image's own statistics (a strided sample, `Preprocessing.statistics`); a
+        `LargeImage`'s from its overview (the coarsest pyramid level of at least 4 M pixels,
+        strided: `LargeImage.overview`), never the full image, so per-image normalisation
+        (`image`, `percentile`) may differ slightly from reading it whole (`dataset`
+        normalisation does not look at the image: identical); None for a tensor."""
+        if isinstance(image, LargeImage):
+            sample = image.overview() if self.preprocessing.normalization != "dataset" else \
+                np.zeros((1, 1, image.channels), np.float32)
+            return self.preprocessing.statistics(sample)
+        return self.preprocessing.statistics(image) if isinstance(image, np.ndarray) else None
+
+    def _region_batch(self, image: LargeImage, group: list[tuple[int, int]], height: int,
+                      width: int) -> torch.Tensor:
+        """The tiles `group` of a `LargeImage`, normalised: each row of tiles in the group
+        read as one region (`read_region` decodes only the stored tiles it touches) and
+        cut into tiles (normalisation is per pixel: cutting first or last is the same)."""
+        tiles: dict[tuple[int, int], torch.Tensor] = {}
+        for y in dict.fromkeys(y for y, _ in group):
+            xs = [x for ty, x in group if ty == y]
+            x0, x1 = min(xs), max(xs) + width
+            region = self.preprocessing.to_tensor(image.read_region(y, y + height, x0, x1),
+                                                  self._stats)
+            for x in xs:
+                tiles[y, x] = region[:, :, x - x0: x - x0 + width]
+        return torch.stack([tiles[tile] for tile in group])
+
+    def _tile_batches(self, image: Image, tiles: list[tuple[int, int]], height: int,
+                      width: int) -> Iterator[tuple[list[tuple[int, int]], torch.Tensor]]:
+        """(tile positions, `B x C x height x width` batch) of `tiles`, `batch_size` at a
+        time. A `LargeImage` is read by a thread, `REGIONS_AHEAD` batches ahead of the model
+        (reading overlaps inference; memory: those batches)."""
+        size = self.options.batch_size
+        groups = [tiles[i: i + size] for i in range(0, len(tiles), size)]
+        if not isinstance(image, LargeImage):
+            for group in groups:
+                yield group, torch.stack([self._crop(image, y, x, height, width)
+                                          for y, x in group])
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="unetzoo-regions") as pool:
+            pending = deque(pool.submit(self._region_batch, image, group, height, width)
+                            for group in groups[:REGIONS_AHEAD])
+            try:
+                for index, group in enumerate(groups):
+                    if index + REGIONS_AHEAD < len(groups):
+                        pending.append(pool.submit(self._region_batch, image,
+                                                   groups[index + REGIONS_AHEAD], height,
+                                                   width))
+                    yield group, pending.popleft().result()
+            finally:  # stopped early (an error, a consumer that stops): read no further
+                for future in pending:
+                    future.cancel()
+
     def _tiled(self, image: Image, infer: Callable[[torch.Tensor], torch.Tensor],
                channels: int) -> Iterator[torch.Tensor]:
         """Blended outputs of `infer` (`B x C x h x w` -> `B x channels x h x w`) in bands
@@ -300,9 +363,8 @@ class Predictor:
         weight = gaussian_importance(th, tw)
         tiles = [(y, x) for y in ys for x in xs]
         band, top = torch.zeros(channels, 0, width), 0  # band row 0 = image row top
-        for i in range(0, len(tiles), self.options.batch_size):
-            group = tiles[i: i + self.options.batch_size]
-            outputs = infer(torch.stack([self._crop(image, y, x, th, tw) for y, x in group]))
+        for group, batch in self._tile_batches(image, tiles, th, tw):
+            outputs = infer(batch)
             for (y, x), out in zip(group, outputs, strict=True):
                 if y > top:  # no later tile reaches the rows above y: they are final
                     yield band[:, : y - top] / (norm_y[top:y, None] * norm_x)
@@ -320,10 +382,14 @@ class Predictor:
         infer = infer or self._infer
         height, width = self._size(image)
         # a tile of an image read from disk is normalised as its whole image is
-        self._stats = self.preprocessing.statistics(image) \
-            if isinstance(image, np.ndarray) else None
+        self._stats = self._statistics(image)
         size = self.preprocessing.img_size
         if self.preprocessing.resize_mode == "resize":
+            if isinstance(image, LargeImage):
+                raise DataError(f"a {height} x {width} image read region by region, and this "
+                                "model resizes whole images to its patch size (resize "
+                                "mode): predict it whole (raise --large-megapixels)",
+                                image.path)
             small = resize_image(self._crop(image, 0, 0, height, width)[None], size)
             yield F.interpolate(infer(small), size=(height, width), mode="bilinear",
                                 align_corners=False)[0]
@@ -367,6 +433,13 @@ class Predictor:
     def _read(self, image: Image) -> Image:
         """`image` as the bands take it: a numpy image read by the file rule (float32
         `H x W x C`), a tensor as it is (checked to be float `C x H x W`)."""
+        if isinstance(image, LargeImage):
+            if image.channels != self.preprocessing.in_channels:
+                raise DataError(f"read with {image.channels} channels; this model takes "
+                                f"{self.preprocessing.in_channels}: open it with "
+                                f"open_large(path, channels={self.preprocessing.in_channels})",
+                                image.path)
+            return image
         if isinstance(image, torch.Tensor):
             if image.ndim != 3 or not image.is_floating_point():
                 raise DataError(f"a torch tensor of shape {tuple(image.shape)} and dtype "
@@ -403,8 +476,8 @@ class Predictor:
 
     @staticmethod
     def _out(result: torch.Tensor, image: ImageT) -> ImageT:
-        """`result` as a numpy array for a numpy image, as a tensor for a tensor."""
-        return cast(ImageT, result.numpy() if isinstance(image, np.ndarray) else result)
+        """`result` as a tensor for a tensor, else (numpy, `LargeImage`) a numpy array."""
+        return cast(ImageT, result if isinstance(image, torch.Tensor) else result.numpy())
 
     # -- public -------------------------------------------------------------------------
     def logits(self, image: ImageT) -> ImageT:
@@ -454,6 +527,52 @@ class Predictor:
                  for b in self._bands(self._read(image))]
         labels = torch.cat(bands, dim=-2)
         return self._out(self.postprocess(labels), image)
+
+    def label_bands(self, image: Image, rows: int | None = None, margin: int | None = None
+                    ) -> Iterator[tuple[int, np.ndarray]]:
+        """The labels of `image` band of rows by band of rows, top to bottom, as
+        (first row, labels of the band): memory is bounded by bands, not by the image, so
+        `image` may be a `LargeImage` of any size (its tiles read with `read_region`, in a
+        thread ahead of the model; see `_statistics` for how it is normalised).
+
+        Binary / multiclass: uint8 `r x W` (0 / 1, class indices); multilabel:
+        `K x r x W`; bands are those of the blended outputs (about a tile's stride of rows
+        each), labelled straight from them.
+        Instance: uint32 `r x W` object ids, unique over the whole image (1..N, in the order
+        of each object's first row), decoded `rows` own rows at a time (default four patch
+        heights) with `margin` rows of context above and twice that below (default one
+        patch height); an object belongs to the band holding its top row, so an object on
+        a band or tile seam is neither cut nor counted twice as long as it is at most
+        `margin` rows tall; a taller one goes on across bands with its id, and every
+        foreground pixel keeps a label (see `instance.stitch_objects`). Memory: the outputs of
+        `rows + 3 * margin` rows, `C x W` float32 each.
+
+        The bands of `labels(image)` (of a numpy image, or a tensor: numpy bands) without
+        post-processing, which needs the whole image.
+
+        Raises:
+            ConfigError: post-processing is asked for (--min-size, --fill-holes).
+            DataError: an image that cannot be read as one, a region that cannot be read, a
+                resize-mode model on a `LargeImage`.
+        """
+        if self.options.postprocess.enabled:
+            raise ConfigError("post-processing (--min-size, --fill-holes) needs the whole "
+                              "image; it is not applied band by band: leave it out, or "
+                              "predict the image whole")
+        image = self._read(image)
+        bands = (self._probabilities(band) for band in self._bands(image))
+        if self.instance is not None:
+            size = self.preprocessing.img_size
+            yield from stitch_objects((b.numpy() for b in bands), self.instance,
+                                      self._size(image), 4 * size if rows is None else rows,
+                                      size if margin is None else margin)
+            return
+        top = 0
+        for band in bands:
+            labels = labels_from_probabilities(band[None], self.task,
+                                               self.options.threshold)[0].to(torch.uint8)
+            yield top, labels.numpy()
+            top += labels.shape[-2]
 
     def postprocess(self, labels: torch.Tensor) -> torch.Tensor:
         """`labels` after the options' post-processing; counts in `emptied` the images it
