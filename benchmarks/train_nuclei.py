@@ -18,6 +18,11 @@ src/unetzoo/artefacts/weights/nuclei.
 
     python benchmarks/train_nuclei.py --quick               # a check of the script: ~3 min
     python benchmarks/train_nuclei.py --minutes 120 --install  # the shipped model
+    python benchmarks/train_nuclei.py --from-run RUN --install   # package a run made already
+
+`--from-run` packages, scores and installs a run that `unetzoo train --task instance
+--time-budget M` on these labels made already (for example the unetzoo run of
+benchmarks/instances.py, so that the benchmark's row and the shipped model are one run).
 """
 
 from __future__ import annotations
@@ -84,6 +89,11 @@ def main() -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out with what is left of its budget")
+    parser.add_argument("--from-run", type=Path, default=None,
+                        help="package this finished run instead of training (its budget and "
+                             "wall clock are read from it)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for training and evaluation (default: all cores)")
     args = parser.parse_args()
     setup_logging()
     if not (args.data / "split.csv").is_file():
@@ -93,19 +103,37 @@ def main() -> int:
     csvfile = labels_split(args.data, args.out.parent, args.quick)
     load_before = list(os.getloadavg())
     start = time.perf_counter()
-    if args.resume:
-        result = unetzoo.train(resume=str(args.out), progress=False)
+    threads = {} if args.threads is None else {"threads": args.threads}
+    if args.from_run is not None:
+        args.out = args.from_run
+        best_path = args.from_run / "models" / "best.pt"
+        best = unetzoo.load_checkpoint(best_path)
+        rows = list(csv.DictReader((args.from_run / "metrics.csv").open()))
+        steps = int(float(rows[-1]["steps"])) if rows else 0
+        train_minutes = float(rows[-1]["elapsed_min"]) if rows else 0.0
+        minutes = float(best.config.get("time_budget") or minutes)
+        if args.threads is None and best.config.get("threads"):
+            args.threads = int(best.config["threads"])
     else:
-        result = unetzoo.train(dataset=str(args.data), csvfile=str(csvfile), task="instance",
-                               time_budget=minutes, out=str(args.out), seed=0,
-                               overwrite=args.overwrite, progress=False)
-    train_minutes = (time.perf_counter() - start) / 60
-    best = unetzoo.load_checkpoint(result.best_checkpoint)
+        if args.resume:
+            result = unetzoo.train(resume=str(args.out), progress=False)
+        else:
+            result = unetzoo.train(dataset=str(args.data), csvfile=str(csvfile),
+                                   task="instance", time_budget=minutes, out=str(args.out),
+                                   seed=0, overwrite=args.overwrite, progress=False, **threads)
+        train_minutes = (time.perf_counter() - start) / 60
+        best_path = best_path
+        best = unetzoo.load_checkpoint(best_path)
+        steps = int(result.history[-1].get("steps", 0)) if result.history else 0  # cumulative
     config = best.config
-    steps = int(result.history[-1].get("steps", 0)) if result.history else 0  # cumulative
+    cores = args.threads or machine()["cores"]
 
     folder = args.out / "nuclei"
     command = f"python benchmarks/train_nuclei.py --minutes {args.minutes:g} --install"
+    if args.from_run is not None:
+        command = (f"python benchmarks/instances.py --minutes {minutes:g} --threads {cores} "
+                   "--only unetzoo --out OUT` (its unetzoo training, pinned to one CPU), then "
+                   "`python benchmarks/train_nuclei.py --from-run OUT/unetzoo-run --install")
     summary = PRETRAINED["nuclei"].summary
     card = CardInfo(
         title="nuclei: a U-Net that finds each cell nucleus in microscopy images",
@@ -125,7 +153,7 @@ def main() -> int:
             "split.csv: 532 train / 66 val / 66 test. "
             f"`unetzoo train --task instance --time-budget {minutes:g}` with no recipe flags "
             f"(the plan's choices are in the training section): {steps} optimizer steps in "
-            f"{train_minutes:.0f} min of wall clock on {machine()['cores']} CPU cores "
+            f"{train_minutes:.0f} min of wall clock on {cores} CPU core(s) "
             f"({machine()['cpu']}). Weights stored in float16; the test scores below are "
             "those of the stored weights, as `unetzoo eval --model nuclei` computes them.\n\n"
             f"Reproduce: `{command}` (from a clone of unetzoo with the dataset at "
@@ -135,13 +163,13 @@ def main() -> int:
                "--geojson --table",
                "unetzoo eval --model nuclei --dataset DIR --csvfile labels.csv --out eval/",
                "unetzoo train --dataset DIR --init nuclei   # fine-tune"))
-    save_pretrained(result.best_checkpoint, folder, dtype="float16", card=card,
+    save_pretrained(best_path, folder, dtype="float16", card=card,
                     overwrite=True, class_names=("nucleus",))
     evaluation = evaluate_checkpoint(folder, args.data, csvfile, "test",
                                      args.out / "eval-test-fp16", progress=False)
     log.info(format_summary(evaluation, "test split, float16 weights as shipped:"))
     test = evaluation.to_json()
-    save_pretrained(result.best_checkpoint, folder, dtype="float16", overwrite=True,
+    save_pretrained(best_path, folder, dtype="float16", overwrite=True,
                     card=card, class_names=("nucleus",), metrics={**best.metrics, "test": test})
     size_mb = (folder / "model.safetensors").stat().st_size / 1e6
     mean, pooled = test["mean_over_images"], test.get("global", {})
