@@ -233,3 +233,39 @@ def test_attention_maps_are_tiled_and_blended_like_the_outputs() -> None:
         torch.testing.assert_close(pred.attention(small), gates(small[None])[0])
     with pytest.raises(ConfigError, match="no attention maps"):
         predictor(img_size=32).attention(small)
+
+
+class BorderArtefact(nn.Module):
+    """A 'network' whose output on an all-zero input is foreground along its top row and
+    left column (as a U-Net's padding artefacts are), and otherwise follows its input."""
+
+    num_classes = 1
+    in_channels = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone() * 10
+        out[..., 0, :] += 5.0
+        out[..., :, 0] += 5.0
+        return out - 1.0
+
+
+@pytest.mark.parametrize("normalization", ["image", "dataset"])
+def test_a_constant_image_under_per_image_normalisation_is_background(normalization: str
+                                                                      ) -> None:
+    """Normalised by its own statistics, a constant image is all zeros whatever its value:
+    the model's answer there is its artefacts, so it is labelled background (and counted);
+    under dataset normalisation its value means something and the model is asked."""
+    pre = Preprocessing(1, (0.0,), (1.0,), img_size=32, normalization=normalization)
+    predictor = Predictor(BorderArtefact(), pre, "binary",
+                          InferenceOptions(Runtime.resolve("cpu", "fp32", channels_last=False)))
+    blank = np.zeros((24, 20), np.uint8)
+    labels = predictor.labels(blank)
+    assert labels.shape == (24, 20) and labels.dtype == np.uint8
+    if normalization == "image":
+        assert labels.max() == 0 and predictor.constant == 1
+    else:
+        assert labels[0].all() and predictor.constant == 0
+    varied = blank.copy()
+    varied[10:14, 8:12] = 200
+    assert predictor.labels(varied)[10:14, 8:12].all()
+    assert predictor.constant == (1 if normalization == "image" else 0)

@@ -724,6 +724,7 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     written: list[Path] = []
     failed: list[tuple[Path, str]] = []
     predictor.emptied = 0  # counted for these files only (a predictor may be reused)
+    constant: list[Path] = []  # constant images, labelled background (Predictor._constant)
     wanted = checkpoint.preprocessing.in_channels
     headers: list[ImageHeader] = []
     shift = shift_monitor(checkpoint)
@@ -740,7 +741,10 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
                     continue
             if item.error is None:
                 try:
+                    before = predictor.constant
                     labels = predictor.labels(item.image)
+                    if predictor.constant > before:
+                        constant.append(item.path)
                     maps = np.asarray(predictor.attention(item.image)) \
                         if outputs.attention else None
                 except UnetzooError as exc:
@@ -764,6 +768,10 @@ def _predict_files(predictor: Predictor, files: list[Path], stems: dict[Path, st
     if warning := predictor.options.postprocess.emptied_warning(predictor.emptied,
                                                                 len(files) - len(failed)):
         log.warning(warning)
+    if constant:
+        shown = ", ".join(p.name for p in constant[:5]) + (", ..." if len(constant) > 5 else "")
+        log.info(f"{len(constant)} constant image(s) (one value in every pixel) written as "
+                 f"background: {shown}")
     images = channel_evidence(headers, wanted)
     if ";" in images:  # something was converted or dropped: say it
         log.info(f"images: {images}")

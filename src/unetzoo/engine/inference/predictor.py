@@ -217,6 +217,7 @@ class Predictor:
         self._said_range = False
         self.model_seconds = 0.0
         self.emptied = 0  # images whose every predicted pixel post-processing removed
+        self.constant = 0  # constant images labelled background (`_constant`)
 
     @classmethod
     def open(cls, source: Path | str | ModelReference, options: InferenceOptions | None = None,
@@ -515,18 +516,47 @@ class Predictor:
         its outputs over the whole image (tiles blended first), decoded with the run's
         thresholds (`instance.InstanceDecoding`).
 
+        A constant numpy image (one value in every channel) under per-image normalisation
+        is all background without running the model (see `_constant`).
+
         Raises:
             DataError: an image that cannot be read as one (see the class docstring).
         """
+        read = self._read(image)
+        if self._constant(read):
+            height, width = self._size(read)
+            if self.instance is not None:
+                return self._out(torch.zeros(height, width, dtype=torch.int32), image)
+            shape = (self.model_num_classes, height, width) if self.task == "multilabel" \
+                else (height, width)
+            return self._out(torch.zeros(shape, dtype=torch.uint8), image)
         if self.instance is not None:
-            outputs = torch.cat([self._probabilities(b) for b in
-                                 self._bands(self._read(image))], dim=1)
+            outputs = torch.cat([self._probabilities(b) for b in self._bands(read)], dim=1)
             return self._out(torch.from_numpy(self.instance.decode(outputs.numpy())), image)
         bands = [labels_from_probabilities(self._probabilities(b)[None], self.task,
                                            self.options.threshold)[0].to(torch.uint8)
-                 for b in self._bands(self._read(image))]
+                 for b in self._bands(read)]
         labels = torch.cat(bands, dim=-2)
         return self._out(self.postprocess(labels), image)
+
+    def _constant(self, read: Image) -> bool:
+        """Is `read` (a numpy image as read) one value in every channel, under a per-image
+        normalisation? Such a model sees all zeros whatever the value, and what it outputs
+        there is its border artefacts, not the image: the image is labelled background and
+        counted in `constant` (said once per predictor; `predict` names the files)."""
+        if self.preprocessing.normalization == "dataset" or not isinstance(read, np.ndarray) \
+                or read.size == 0:
+            pixels = None
+        else:
+            pixels = read.reshape(-1, read.shape[-1]) if read.ndim == 3 else read.reshape(-1, 1)
+        if pixels is None or float((pixels.max(0) - pixels.min(0)).max()) > 1e-6:
+            return False
+        if not self.constant:
+            log.info(f"a constant image (every pixel {float(pixels[0, 0]):.4g}) is labelled "
+                     f"background: under {self.preprocessing.normalization} normalisation the "
+                     "model sees zeros whatever the value")
+        self.constant += 1
+        return True
 
     def label_bands(self, image: Image, rows: int | None = None, margin: int | None = None
                     ) -> Iterator[tuple[int, np.ndarray]]:
