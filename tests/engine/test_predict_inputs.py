@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from unetzoo.engine.inference.predict import input_images
-from unetzoo.errors import DataError
+from unetzoo.errors import DataError, RunError
 
 
 def test_folder_of_subfolders_names_them(tmp_path: Path) -> None:
@@ -114,6 +114,11 @@ def test_case_28_every_input_is_accounted_for(tmp_path: Path, caplog) -> None:
     result = predict_paths(tiny_model(tmp_path), new, tmp_path / "all", torch_options(),
                            progress=False, recursive=True)
     assert (tmp_path / "all" / "more" / "m0.png").is_file() and result.files == 9
+    # an output folder inside the input folder would be read as input by the next run
+    with pytest.raises(RunError, match=r"inside the input folder .* --recursive reads"):
+        predict_paths(tiny_model(tmp_path), new, new / "labels", torch_options(),
+                      progress=False, recursive=True)
+    assert not (new / "labels").exists()
 
 
 def bad_folder(root: Path, good: int = 6) -> Path:
@@ -161,7 +166,6 @@ def test_bad_files_are_named_and_the_rest_predicted(tmp_path: Path, monkeypatch,
 
 def test_a_rerun_after_a_kill_finishes_the_rest_with_identical_outputs(tmp_path: Path) -> None:
     from unetzoo.engine.inference.predict import predict_paths
-    from unetzoo.errors import RunError
 
     rng = np.random.default_rng(2)
     (tmp_path / "in").mkdir()

@@ -453,6 +453,10 @@ def predict_paths(checkpoint_path: Path | str | ModelReference, source: Path | s
     torch_only = "--save-attention: attention maps come from the PyTorch model" \
         if save_attention else None
     source, output = Path(source), Path(output)
+    if recursive and source.is_dir() and output.resolve().is_relative_to(source.resolve()):
+        raise RunError(f"the output folder is inside the input folder {source}, whose "
+                       "sub-folders --recursive reads: the next run would take these outputs "
+                       "as inputs; choose an --output outside it", output)
     files, not_read = input_images(source, recursive)
     context = Distributed.start()
     level = log.level
@@ -689,9 +693,12 @@ def _predict_large(predictor: Predictor, item: _Read, target: Path, outputs: Out
     error of the writer is raised (it stops the run)."""
     image = item.image
     height, width = image.shape
+    normalization = predictor.preprocessing.normalization
+    statistics = "" if normalization == "dataset" else \
+        f"; {normalization} normalisation by statistics of the image's overview"
     log.info(f"{item.path}: {height} x {width} ({height * width / 1e6:.0f} megapixels): "
              f"predicted region by region (tiles read as needed, memory bounded by bands of "
-             f"rows) -> {target}")
+             f"rows{statistics}) -> {target}")
     bands = _Bands(writer)
     writer.put(partial(outputs.write_large, target, bands, (height, width), item.pixel_size))
     produced = predictor.label_bands(image)
