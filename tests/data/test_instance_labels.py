@@ -185,10 +185,11 @@ def test_a_binary_mask_given_with_task_instance(tmp_path: Path) -> None:
     root = write(tmp_path / "d", masks)
     message = refusal(root, MaskValueError, task="instance")
     assert message.endswith("masks/s00.png: holds 0/255 in 9 separate pieces: a binary mask, "
-                            "not an instance label image (one id per object) as --task "
-                            "instance needs; pass --instances-from-components to read its "
+                            "not an instance label image (one id per object) as an instance "
+                            "task needs; pass --instances-from-components to read its "
                             "connected components as objects (touching objects then merge "
-                            "into one), or drop --task instance to train a binary model"), message
+                            "into one), or, training, drop --task instance to train a binary "
+                            "model"), message
     info, pairs = read(root, task="instance", components=True)
     assert info.reading.rule == "components"
     assert info.reading.evidence == ("instance labels: 3 binary masks read as connected "

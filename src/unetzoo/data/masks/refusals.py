@@ -140,10 +140,10 @@ def binary_for_instances(f: MaskFacts) -> MaskValueError:
     found = f"0/{level} in {pieces} separate pieces" if f.two_level else \
         f"0/{level} with in-between values on its edges ({f.shown()})"
     return MaskValueError(f"holds {found}: a binary mask, not an instance label image (one "
-                          "id per object) as --task instance needs; pass "
+                          "id per object) as an instance task needs; pass "
                           "--instances-from-components to read its connected components as "
-                          "objects (touching objects then merge into one), or drop --task "
-                          "instance to train a binary model", f.path)
+                          "objects (touching objects then merge into one), or, training, "
+                          "drop --task instance to train a binary model", f.path)
 
 
 def colour_labels(f: MaskFacts) -> DataError:
