@@ -145,6 +145,17 @@ def test_min_size_replaces_the_chosen_one_and_fill_holes_is_refused(caplog) -> N
             runtime, postprocess=PostProcessing(min_size=100)), instance=decoding).labels(image)
     assert large.max() == 1 and (large > 0).sum() > 200
     assert "--min-size 100 replaces the 0 pixels chosen on validation" in caplog.text
+    # --threshold is an instance model's foreground threshold: objects of foreground
+    # probability 0.8 are kept at the default, none above 0.9
+    dimmer = image.copy()
+    dimmer[..., 0] *= 0.8
+    assert Predictor(Logits(), pre, "instance", InferenceOptions(runtime),
+                     instance=decoding).labels(dimmer).max() == 2
+    with caplog.at_level(logging.INFO, logger="unetzoo"):
+        none = Predictor(Logits(), pre, "instance", InferenceOptions(runtime, threshold=0.9),
+                         instance=decoding).labels(dimmer)
+    assert none.max() == 0
+    assert "--threshold 0.9 replaces the foreground threshold 0.5" in caplog.text
     with pytest.raises(ConfigError, match="drop --fill-holes"):
         Predictor(Logits(), pre, "instance", InferenceOptions(
             runtime, postprocess=PostProcessing(fill_holes=True)), instance=decoding)

@@ -172,7 +172,9 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                        help="samples (images or tiles) per forward pass")
     group.add_argument("--threshold", type=float, default=0.5, metavar="P",
                        help="binary and multilabel: a pixel is foreground where its "
-                            "probability is above P, in (0, 1) (default 0.5)")
+                            "probability is above P, in (0, 1) (default 0.5); instance: "
+                            "another value replaces the foreground threshold chosen on "
+                            "validation")
     group.add_argument("--overlap", type=float, default=0.25,
                        help="overlap of sliding-window tiles (0..1)")
     group.add_argument("--tta", default="none", choices=TTA_MODES,

@@ -152,7 +152,8 @@ def write_table(path: Path | str, rows: list[dict[str, Any]]) -> Path:
 
 
 def write_imagej_rois(path: Path | str, shapes: Outlines) -> Path:
-    """An ImageJ / Fiji ROI set: a `.zip` of one polygon ROI per object, named
+    """An ImageJ / Fiji ROI set: a `.zip` of one freehand ROI (its sub-pixel outline) per
+    object, named
     `<id>-<y>-<x>` (the object's id, then the top and left of its outline), which
     Fiji's ROI Manager opens (`File > Open`, or dropping the file).
 

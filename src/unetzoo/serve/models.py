@@ -133,7 +133,8 @@ class ServedModel:
                 "labels": _labels_meaning(self.task),
                 "patch_size": pre.img_size, "resize_mode": pre.resize_mode,
                 "backend": self.predictor.runtime.backend,
-                "threshold": self.predictor.options.threshold,
+                "threshold": self.predictor.instance.thresholds.foreground
+                if self.predictor.instance is not None else self.predictor.options.threshold,
                 "source": self.reference.kind,
             },
         }

@@ -46,6 +46,7 @@ from .tiling import gaussian_axis, gaussian_importance, tile_starts
 from .tta import tta_transforms
 
 log = logging.getLogger("unetzoo")
+DEFAULT_THRESHOLD = 0.5  # a binary / multilabel pixel is foreground above this probability
 
 # What the public methods take: a numpy image as a file holds it (`image_from_array`), a
 # normalised float `C x H x W` tensor, or a `LargeImage` (read region by region). Inside,
@@ -69,7 +70,7 @@ class InferenceOptions:
     runtime: Runtime = field(default_factory=lambda: Runtime.resolve(backend="auto"))
     batch_size: int = 4
     overlap: float = 0.25
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
     tta: str = "none"
     postprocess: PostProcessing = field(default_factory=PostProcessing)
     prune_depth: int | None = None
@@ -111,8 +112,9 @@ class InferenceOptions:
 
 def _with_user_min_size(decoding: InstanceDecoding, options: InferenceOptions
                         ) -> InstanceDecoding:
-    """An instance model's decoding with the user's `--min-size` in place of the one chosen
-    on validation (said in one line); `--fill-holes` is refused: it fills holes of masks, and
+    """An instance model's decoding with the user's `--min-size`, and `--threshold` (when
+    not the default 0.5) as its foreground threshold, in place of those chosen on
+    validation (each said in one line); `--fill-holes` is refused: it fills holes of masks, and
     objects are drawn from the foreground by the model's own thresholds.
 
     Raises:
@@ -123,13 +125,17 @@ def _with_user_min_size(decoding: InstanceDecoding, options: InferenceOptions
         raise ConfigError("--fill-holes fills the holes of masks; an instance model draws its "
                           "objects with the thresholds chosen on validation: drop "
                           "--fill-holes (--min-size sets the smallest object kept)")
-    if post.min_size > 1 and post.min_size != decoding.thresholds.min_size:
-        chosen = decoding.thresholds.min_size
-        log.info(f"objects: --min-size {post.min_size} replaces the {chosen} pixels chosen on "
-                 "validation")
-        return replace(decoding, thresholds=replace(decoding.thresholds,
-                                                    min_size=post.min_size))
-    return decoding
+    thresholds = decoding.thresholds
+    if post.min_size > 1 and post.min_size != thresholds.min_size:
+        log.info(f"objects: --min-size {post.min_size} replaces the {thresholds.min_size} "
+                 "pixels chosen on validation")
+        thresholds = replace(thresholds, min_size=post.min_size)
+    if options.threshold != DEFAULT_THRESHOLD and options.threshold != thresholds.foreground:
+        log.info(f"objects: --threshold {options.threshold:g} replaces the foreground "
+                 f"threshold {thresholds.foreground:g} chosen on validation")
+        thresholds = replace(thresholds, foreground=options.threshold)
+    return replace(decoding, thresholds=thresholds) if thresholds != decoding.thresholds \
+        else decoding
 
 
 class Predictor:
