@@ -110,7 +110,7 @@ class InferenceOptions:
                    prune_depth=values.get("prune_depth"))
 
 
-def _with_user_min_size(decoding: InstanceDecoding, options: InferenceOptions
+def _with_user_thresholds(decoding: InstanceDecoding, options: InferenceOptions
                         ) -> InstanceDecoding:
     """An instance model's decoding with the user's `--min-size`, and `--threshold` (when
     not the default 0.5) as its foreground threshold, in place of those chosen on
@@ -197,7 +197,7 @@ class Predictor:
         options = options or InferenceOptions()
         self.instance: InstanceDecoding | None = None
         if task == "instance":  # objects: the representation and thresholds to decode with
-            self.instance = _with_user_min_size(instance or InstanceDecoding.from_dict(
+            self.instance = _with_user_thresholds(instance or InstanceDecoding.from_dict(
                 checkpoint.instance if checkpoint is not None else None), options)
         runtime = options.runtime
         if isinstance(model, ExportedModule):
