@@ -43,6 +43,30 @@ def loss_columns(history: Sequence[dict[str, Any]]) -> list[str]:
     return keys
 
 
+STYLE = {"svg.fonttype": "path", "font.size": 9, "axes.spines.top": False,
+         "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}
+
+
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display), imported when a plot is made."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _svg_uri(fig: Any) -> str:
+    """`fig` laid out, as a `data:image/svg+xml;base64,...` URI; the figure is closed."""
+    plt = _pyplot()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="svg")
+    plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def curves_svg(runs: Sequence[tuple[str, Sequence[dict[str, Any]], int | None]]) -> str | None:
     """A data URI of the curves of one or more runs, or None when no run has a history.
 
@@ -57,15 +81,11 @@ def curves_svg(runs: Sequence[tuple[str, Sequence[dict[str, Any]], int | None]])
     runs = [r for r in runs if r[1]]
     if not runs:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
     several = len(runs) > 1
-    with plt.rc_context({"svg.fonttype": "path", "font.size": 9, "axes.spines.top": False,
-                         "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}):
+    with plt.rc_context(STYLE):
         fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
         loss_ax, metric_ax, lr_ax = axes
         for index, (label, history, best) in enumerate(runs):
@@ -106,11 +126,7 @@ def curves_svg(runs: Sequence[tuple[str, Sequence[dict[str, Any]], int | None]])
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=7, frameon=False)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="svg")
-        plt.close(fig)
-    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return _svg_uri(fig)
 
 
 def _threshold_points(part: dict[str, Any], key: str) -> tuple[list[float], list[float]]:
@@ -141,14 +157,9 @@ def ap_curve_svg(runs: Sequence[tuple[str, dict[str, Any]]]) -> str | None:
               if _threshold_points(summary.get("pooled", {}), "ap")[0]]
     if not curves:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     several = len(curves) > 1
-    with plt.rc_context({"svg.fonttype": "path", "font.size": 9, "axes.spines.top": False,
-                         "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3}):
+    with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(5.6 if not several else 6.4, 3.3))
         for index, (label, summary) in enumerate(curves):
             color = RUN_COLORS[index % len(RUN_COLORS)]
@@ -172,8 +183,4 @@ def ap_curve_svg(runs: Sequence[tuple[str, dict[str, Any]]]) -> str | None:
         ax.set_ylim(-0.02, 1.02)
         ax.set_xticks([0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95])
         ax.legend(fontsize=7, frameon=False)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="svg")
-        plt.close(fig)
-    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return _svg_uri(fig)
