@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -52,13 +51,26 @@ def atomic_write(path: Path | str, write: Callable[[IO[bytes]], None]) -> Path:
     return path
 
 
-def stale_temporaries(path: Path | str) -> list[Path]:
-    """The temporary files `atomic_write` left beside `path` when its process was killed
+def stale_temporaries(paths: Iterable[Path | str]) -> list[Path]:
+    """The temporary files `atomic_write` left beside `paths` when its process was killed
     (SIGKILL, power loss) before renaming them: `.<name>.<random>.tmp`. Nothing else is
     named so, and a live writer's temporary is only there while it writes, so a caller that
-    owns `path` (a resumed run) may delete them."""
-    path = Path(path)
-    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+    owns the paths (a resumed run) may delete them. Each folder is listed once, however many
+    paths it holds."""
+    names: dict[Path, set[str]] = {}
+    for path in map(Path, paths):
+        names.setdefault(path.parent, set()).add(path.name)
+    stale = []
+    for folder, wanted in names.items():
+        if not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            name = entry.name
+            if name.startswith(".") and name.endswith(".tmp"):
+                target = name[1:-4].rpartition(".")[0]  # .<name>.<random>.tmp -> <name>
+                if target in wanted:
+                    stale.append(folder / name)
+    return sorted(stale)
 
 
 def _naming(error: OSError, path: Path) -> OSError:

@@ -371,8 +371,8 @@ def _check_outputs(files: list[Path], stems: dict[Path, str], output: Path,
                        "--skip-existing to finish an interrupted run, --overwrite to "
                        "replace them, or choose another --output", output)
     if skip_existing:  # a killed run's temporaries: never an output, removed
-        stale = [t for f in files for target in outputs.targets(stems[f], output)
-                 for t in stale_temporaries(target)]
+        stale = stale_temporaries(target for f in files
+                                  for target in outputs.targets(stems[f], output))
         for temporary in stale:
             temporary.unlink(missing_ok=True)
         if stale:
